@@ -1,0 +1,216 @@
+"""c*GMΔVAE: the conditional Gaussian-mixture VAE with a Dirichlet prior on the mixture weights.
+
+Generative model (c = one-hot covariates, optional)::
+
+    p(x, y, z, w, d | c) = p(x|z,c) p(z|w,y,c) p(y|d) p(d) p(w)
+    w ~ N(0, I),  d ~ Dir(alpha),  y|d ~ Cat(d),  z|w,y,c ~ N(mu_y(w,c), sigma_y(w,c))
+
+Inference model: q(z|x,c), q(w|x,c) Gaussian, q(y|z) = Cat(f(z)), q(d|z) = Dir(g(z)).
+
+-ELBO per cell = the five terms of the thesis, each taken in closed form where one exists
+(only z and w are sampled, once):
+
+* ``reconstruction`` (13): -log p(x|z)
+* ``kl_z`` (14): sum_k q(y=k|z) [log q(z|x) - log p(z|w,y=k)]
+* ``kl_w`` (15): KL(q(w|x) || N(0, I))
+* ``kl_y`` (16): sum_k q(y=k|z) [log q(y=k|z) - (psi(g_k) - psi(sum g))]
+* ``kl_d`` (17): KL(Dir(g(z)) || Dir(alpha))
+
+Labelled cells (``labels >= 0``) use the one-hot observed label instead of q(y|z) in the sums
+and add ``classifier_weight * -log q(y=label|z)`` (Kingma et al. 2014), so component k is
+label k for k < n_labels.
+
+``model_options``: ``n_clusters`` (K; default n_labels, or 20 without labels), ``w_dim``
+(default latent_dim), ``dirichlet_alpha`` (concentration of the symmetric Dirichlet prior on
+d, default 1; alpha < 1 favours sparse weights so unused components empty out),
+``classifier_weight`` (default 50), ``condition_prior`` (p(z|w,y) also sees c; default True).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Dirichlet, Independent, Normal, kl_divergence
+
+from geovae.errors import OptionError
+from geovae.latents import EuclideanLatent, Latent
+from geovae.module import LossOutput, VAEModule, mlp
+
+TERMS = ("reconstruction", "kl_z", "kl_w", "kl_y", "kl_d")
+OPTIONS = ("n_clusters", "n_labels", "w_dim", "dirichlet_alpha", "classifier_weight",
+           "condition_prior")
+#: a component is "used" when it is the argmax of at least this share of cells (and >= 1 cell)
+USED_SHARE = 0.005
+
+
+def concentration(raw: torch.Tensor) -> torch.Tensor:
+    """Dirichlet concentrations from unconstrained outputs: softplus + 1e-3, at most 1e3."""
+    return (F.softplus(raw) + 1e-3).clamp(max=1e3)
+
+
+class CGMVAEModule(VAEModule):
+    """c*GMΔVAE on tensors; inherits the z encoder, decoder and likelihood from `VAEModule`."""
+
+    def __init__(self, n_input: int, latent: Latent, likelihood: str = "nb",
+                 n_covariates: int = 0, n_hidden: int = 128, n_layers: int = 1,
+                 dropout: float = 0.1, center: torch.Tensor | None = None,
+                 scale: torch.Tensor | None = None, *, n_clusters: int = 20, n_labels: int = 0,
+                 w_dim: int | None = None, dirichlet_alpha: float = 1.0,
+                 classifier_weight: float = 50.0, condition_prior: bool = True):
+        if not isinstance(latent, EuclideanLatent):
+            raise OptionError("--model cgmvae needs --latent euclidean (the mixture prior "
+                              "p(z|w,y) is Gaussian)")
+        if n_clusters < max(n_labels, 1):
+            raise OptionError(f"n_clusters={n_clusters} must be at least the number of label "
+                              f"categories ({n_labels}) and at least 1")
+        if not dirichlet_alpha > 0:
+            raise OptionError("dirichlet_alpha must be positive")
+        super().__init__(n_input, latent, likelihood, n_covariates, n_hidden, n_layers,
+                         dropout, center, scale)
+        z_dim, w_dim = latent.intrinsic_dim, w_dim or latent.intrinsic_dim
+        self.n_clusters, self.n_labels, self.z_dim = n_clusters, n_labels, z_dim
+        self.classifier_weight, self.condition_prior = classifier_weight, condition_prior
+        self.w_head = nn.Linear(n_hidden, 2 * w_dim)  # q(w|x,c) from the shared encoder
+        self.classifier = nn.Sequential(mlp(z_dim, n_hidden, n_layers, dropout),
+                                        nn.Linear(n_hidden, n_clusters))  # f(z)
+        self.dirichlet = nn.Sequential(mlp(z_dim, n_hidden, n_layers, dropout),
+                                       nn.Linear(n_hidden, n_clusters))  # g(z), raw
+        n_prior_in = w_dim + (n_covariates if condition_prior else 0)
+        self.prior_net = nn.Sequential(mlp(n_prior_in, n_hidden, n_layers, dropout),
+                                       nn.Linear(n_hidden, 2 * n_clusters * z_dim))
+        self.register_buffer("alpha", torch.full((n_clusters,), float(dirichlet_alpha)))
+
+    # ------------------------------------------------------------------ pieces
+    def posteriors(self, x: torch.Tensor, c: torch.Tensor | None
+                   ) -> tuple[Independent, Normal, torch.Tensor]:
+        """q(z|x,c), q(w|x,c) (per-dimension Normal) and the reconstruction target."""
+        x_in, target, _ = self.transform(x)
+        h = self.encoder(x_in if c is None else torch.cat([x_in, c], dim=-1))
+        loc, raw = self.w_head(h).chunk(2, dim=-1)
+        return self.latent(h), Normal(loc, F.softplus(raw) + 1e-4), target
+
+    def concentrations(self, z: torch.Tensor) -> torch.Tensor:
+        """g(z): the Dirichlet parameters of q(d|z)."""
+        return concentration(self.dirichlet(z))
+
+    def prior_z(self, w: torch.Tensor, c: torch.Tensor | None) -> Normal:
+        """p(z|w,y=k,c) for all k at once: batch shape (B, K, z_dim)."""
+        inp = w if c is None or not self.condition_prior else torch.cat([w, c], dim=-1)
+        loc, raw = self.prior_net(inp).view(-1, self.n_clusters, 2, self.z_dim).unbind(2)
+        return Normal(loc, F.softplus(raw) + 1e-3)
+
+    @torch.no_grad()
+    def cluster_probs(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        """q(y|z) at the posterior mean of z: (B, K)."""
+        return torch.softmax(self.classifier(self.latent_mean(x, c)), dim=-1)
+
+    # ------------------------------------------------------------------ loss
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, kl_weight: float = 1.0) -> LossOutput:
+        """-ELBO (five closed-form terms) plus the classification loss on labelled cells."""
+        qz, qw, target = self.posteriors(x, c)
+        z, log_qz = self.latent.rsample(qz)
+        if log_qz is None:
+            log_qz = qz.log_prob(z)
+        w = qw.rsample()
+        library = x.sum(-1, keepdim=True)
+        reconstruction = -self.decode(z, c, library).log_prob(target).sum(-1)
+        logits = self.classifier(z)
+        log_pi = torch.log_softmax(logits, dim=-1)
+        pi = log_pi.exp()
+        labelled = torch.zeros_like(log_qz, dtype=torch.bool) if labels is None else labels >= 0
+        if labelled.any():
+            onehot = F.one_hot(labels.clamp(min=0), self.n_clusters).to(pi.dtype)
+            pi = torch.where(labelled[:, None], onehot, pi)
+        g = self.concentrations(z)
+        e_log_d = torch.digamma(g) - torch.digamma(g.sum(-1, keepdim=True))
+        log_pz = self.prior_z(w, c).log_prob(z.unsqueeze(1)).sum(-1)  # (B, K)
+        terms = {
+            "reconstruction": reconstruction,
+            "kl_z": log_qz - (pi * log_pz).sum(-1),
+            "kl_w": kl_divergence(qw, Normal(torch.zeros_like(w), torch.ones_like(w))).sum(-1),
+            "kl_y": (torch.special.xlogy(pi, pi) - pi * e_log_d).sum(-1),
+            "kl_d": kl_divergence(Dirichlet(g), Dirichlet(self.alpha.to(g.dtype))),
+        }
+        kl = terms["kl_z"] + terms["kl_w"] + terms["kl_y"] + terms["kl_d"]
+        ce = torch.where(labelled, -log_pi.gather(1, labels.clamp(min=0)[:, None]).squeeze(1),
+                         torch.zeros_like(kl)) if labels is not None else torch.zeros_like(kl)
+        loss = (reconstruction + kl_weight * kl + self.classifier_weight * ce).mean()
+        return LossOutput(loss, reconstruction, kl, {**terms, "classification": ce})
+
+    # ------------------------------------------------------------------ AnnData outputs
+    def write_outputs(self, model: Any, adata: Any, prepared: Any = None) -> None:
+        """Write cluster probabilities, mixture/label calls and run facts into ``adata``."""
+        import pandas as pd
+
+        from geovae.data import prepare
+
+        if prepared is None:
+            prepared = prepare(adata, model.spec, new_data=False)
+        probs = self._probs_for(model, prepared)
+        comp = probs.argmax(1)
+        adata.obsm["geovae_cluster_probs"] = probs
+        present = sorted(set(comp.tolist()))
+        adata.obs["geovae_mixture"] = pd.Categorical(
+            comp.astype(str), categories=[str(k) for k in present])
+        labels = list(model.spec.label_categories)
+        if labels:
+            pred = probs[:, : len(labels)].argmax(1)
+            adata.obs["geovae_label"] = pd.Categorical(np.asarray(labels)[pred],
+                                                       categories=labels)
+        used, empty = component_usage(comp, self.n_clusters)
+        info = adata.uns.setdefault("geovae", {})
+        info.update({"n_clusters": int(self.n_clusters), "n_components_used": len(used),
+                     "empty_components": np.asarray(empty, dtype=np.int64),
+                     "dirichlet_alpha": float(self.alpha[0])})
+        history = getattr(model, "history", None)
+        if history is not None and all(t in history.terms for t in TERMS):
+            info["elbo_terms"] = {t: float(history.terms[t][-1]) for t in TERMS}
+        if empty:
+            warnings.warn(f"c*GMΔVAE: {len(empty)} of {self.n_clusters} mixture components are "
+                          f"empty or collapsed (argmax for < {USED_SHARE:.1%} of cells): "
+                          f"{empty}", stacklevel=2)
+
+    @torch.no_grad()
+    def _probs_for(self, model: Any, prepared: Any, batch_size: int = 1024) -> np.ndarray:
+        data = model._tensors(prepared)
+        self.eval()
+        out = []
+        for start in range(0, data.n_obs, batch_size):
+            idx = torch.arange(start, min(start + batch_size, data.n_obs), device=data.device)
+            out.append(self.cluster_probs(data.rows(idx), data.covariates(idx)).cpu())
+        return torch.cat(out).numpy().astype(np.float32)
+
+
+def component_usage(assignments: np.ndarray, n_clusters: int) -> tuple[list[int], list[int]]:
+    """(used, empty) components: used = argmax of >= max(1, USED_SHARE * n) cells."""
+    counts = np.bincount(assignments, minlength=n_clusters)
+    need = max(1, int(np.ceil(USED_SHARE * len(assignments))))
+    used = [int(k) for k in np.flatnonzero(counts >= need)]
+    return used, [int(k) for k in np.flatnonzero(counts < need)]
+
+
+def build(config: dict, latent: Latent, n_input: int, n_covariates: int,
+          center: torch.Tensor | None = None, scale: torch.Tensor | None = None
+          ) -> CGMVAEModule:
+    """Build the c*GMΔVAE a GeoVAE config describes (options in ``config['model_options']``)."""
+    if config["model"] != "cgmvae":
+        raise OptionError(f"unknown model {config['model']!r}: use vae or cgmvae")
+    opts = dict(config.get("model_options", {}))
+    unknown = sorted(set(opts) - set(OPTIONS))
+    if unknown:
+        raise OptionError(f"unknown cgmvae model option(s) {unknown}; known: {list(OPTIONS)}")
+    n_labels = int(opts.get("n_labels", 0))
+    return CGMVAEModule(
+        n_input, latent, config["likelihood"], n_covariates, config["n_hidden"],
+        config["n_layers"], config["dropout"], center, scale,
+        n_clusters=int(opts.get("n_clusters", n_labels or 20)), n_labels=n_labels,
+        w_dim=int(opts.get("w_dim", config["latent_dim"])),
+        dirichlet_alpha=float(opts.get("dirichlet_alpha", 1.0)),
+        classifier_weight=float(opts.get("classifier_weight", 50.0)),
+        condition_prior=bool(opts.get("condition_prior", True)))

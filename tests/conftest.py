@@ -1,0 +1,42 @@
+"""Shared fixtures: bundled data paths, a CLI runner, and one small trained model."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from geovae.cli import app
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+PBMC = DATA / "pbmc68k_counts.h5ad"
+DIGITS = DATA / "digits.csv.gz"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_cli(*args: str):
+    """Invoke the CLI in-process; returns click's Result (exit_code, stdout, stderr)."""
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def pbmc_copy(tmp_path: Path) -> Path:
+    dst = tmp_path / "pbmc.h5ad"
+    shutil.copy(PBMC, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained for a few epochs on the bundled PBMC counts (for embed tests)."""
+    d = tmp_path_factory.mktemp("tiny")
+    res = run_cli("fit", PBMC, "--out", d / "fit.h5ad", "--model-dir", d / "model",
+                  "--epochs", "3", "--quiet")
+    assert res.exit_code == 0, res.output
+    return d / "model"
