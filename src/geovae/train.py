@@ -205,14 +205,21 @@ def train_module(
 
 @torch.no_grad()
 def evaluate(module: nn.Module, data: CellTensors, idx: torch.Tensor, batch_size: int) -> float:
-    """Mean -ELBO (full KL weight) over ``idx``, in eval mode."""
+    """Mean -ELBO (full KL weight) over ``idx``, in eval mode.
+
+    Latent samples use a fixed seed (common random numbers), so the value is a deterministic
+    function of the weights: epochs compare fairly, and the global RNG is left untouched.
+    """
     module.eval()
     total, n = 0.0, 0
-    for start in range(0, len(idx), max(batch_size, 256)):
-        sub = idx[start:start + max(batch_size, 256)]
-        out = module(data.rows(sub), data.covariates(sub), data.labels[sub], kl_weight=1.0)
-        total += float((out.reconstruction + out.kl).sum())
-        n += len(sub)
+    devices = [data.device] if data.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        for start in range(0, len(idx), max(batch_size, 256)):
+            sub = idx[start:start + max(batch_size, 256)]
+            out = module(data.rows(sub), data.covariates(sub), data.labels[sub], kl_weight=1.0)
+            total += float((out.reconstruction + out.kl).sum())
+            n += len(sub)
     module.train()
     return total / max(n, 1)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Beta, Distribution, constraints, register_kl
@@ -11,18 +12,81 @@ from torch.distributions import Beta, Distribution, constraints, register_kl
 from .bessel import bessel_ratio, log_iv
 from .hyperspherical_uniform import HypersphericalUniform, tangent_sample
 
+_GL_NODES = 64
+_TAIL = 46.0  # lower-tail integrals are cut where the integrand is below e^-46 of its start
+_FULL = 60.0  # kappa (1 + w) up to this: integrate the lower tail over all of [-1, w]
+_gl_cache: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+
+def _gauss_legendre01(device: torch.device) -> tuple[Tensor, Tensor]:
+    """Gauss-Legendre nodes and weights on [0, 1] in float64, cached per device."""
+    if device not in _gl_cache:
+        x, w = np.polynomial.legendre.leggauss(_GL_NODES)
+        _gl_cache[device] = (torch.as_tensor((x + 1) / 2, device=device),
+                             torch.as_tensor(w / 2, device=device))
+    return _gl_cache[device]
+
+
+def implicit_dw_dkappa(one_minus_w: Tensor, kappa: Tensor, m: int) -> Tensor:
+    """dw/dkappa at fixed CDF value for w = mu^T x of a vMF on S^{m-1} (float64, no grad).
+
+    w has density p(w) ~ exp(kappa w) (1 - w^2)^nu on [-1, 1], nu = (m - 3) / 2, and
+    dw/dkappa = -(dF/dkappa) / p(w) with dF/dkappa = int_{-1}^w (t - A) p(t) dt, A = E[w].
+    Written in y = 1 - t (y0 = 1 - w, ybar = 1 - A) with r(y) = p(1 - y) / p(w), this is
+    int_0^{y0} (ybar - y) r dy when y0 < ybar, else int_{y0}^2 (y - ybar) r dy: the integrand
+    is then one-signed (no cancellation) and r never overflows. Substitutions y = y0 u^2 and
+    2 - y = (2 - y0) u^2 remove the (1 -+ t)^nu endpoint singularities (m = 2). For large
+    kappa the lower integral is taken over [y0, y0 + W], W bounding where its integrand
+    falls below e^-46 (a few Newton steps from the right on a concave bound; every iterate is
+    a valid bound), so 64 fixed nodes resolve it for any kappa. Vectorised, no host sync.
+    """
+    nu = 0.5 * (m - 3)
+    u, wq = _gauss_legendre01(one_minus_w.device)
+    y0 = one_minus_w.to(torch.float64).clamp(1e-300, 2.0)
+    k = kappa.to(torch.float64).expand_as(y0)
+    ybar = (1 - bessel_ratio(0.5 * m - 1, k)).unsqueeze(-1)
+    y0_, k_ = y0.unsqueeze(-1), k.unsqueeze(-1)
+    big_l = (2 - y0_).clamp_min(1e-300)
+    log_u = (m - 2) * torch.log(u)
+    # y0 < ybar: y = y0 u^2 on [0, y0]
+    y = y0_ * u * u
+    log_r = k_ * (y0_ - y) + log_u + nu * (torch.log1p(-0.5 * y) - torch.log1p(-0.5 * y0_))
+    upper = 2 * y0_ * (wq * (ybar - y) * torch.exp(log_r)).sum(-1, keepdim=True)
+    # y0 >= ybar, kappa (2 - y0) <= _FULL: 2 - y = (2 - y0) u^2 on [y0, 2]
+    y = 2 - big_l * u * u
+    log_r = -k_ * (y - y0_) + log_u + nu * torch.log(y / y0_)
+    full = 2 * big_l * (wq * (y - ybar) * torch.exp(log_r)).sum(-1, keepdim=True)
+    # y0 >= ybar, larger kappa: y = y0 + W u on [y0, y0 + W]
+    if nu > 0:  # psi(x) = -kappa x + nu log(1 + x / y0) >= log r; solve psi = -_TAIL
+        x = big_l
+        for _ in range(8):
+            g = -k_ * x + nu * torch.log1p(x / y0_) + _TAIL
+            slope = (-k_ + nu / (y0_ + x)).clamp(max=-1e-300)
+            x = torch.where(g < 0, x - g / slope, x)
+        width = torch.minimum(x, big_l)
+    else:  # log r <= -kappa x (up to the integrable (2 - y)^nu spike at y = 2)
+        width = torch.minimum(_TAIL / k_, big_l)
+    y = y0_ + width * u
+    log_r = (-k_ * (y - y0_) + nu * torch.log(y / y0_)
+             + nu * torch.log((2 - y).clamp_min(1e-300) / big_l))
+    cut = width * (wq * (y - ybar) * torch.exp(log_r)).sum(-1, keepdim=True)
+    lower = torch.where(k_ * big_l <= _FULL, full, cut)
+    out = torch.where(y0_ < ybar, upper, lower).squeeze(-1)
+    return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
 
 class VonMisesFisher(Distribution):
     """Density C_m(kappa) exp(kappa mu^T x), C_m = kappa^(m/2-1) / ((2 pi)^(m/2) I_{m/2-1}).
 
     ``loc``: unit vectors (..., m); ``scale``: kappa > 0, shape (...) or (..., 1).
-    ``rsample`` uses Wood's (1994) rejection sampler for w = mu^T x, batched: each round draws
+    ``rsample`` draws w = mu^T x with Wood's (1994) rejection sampler, batched: each round draws
     ``proposals`` candidates for every sample at once and keeps the first accepted one. The
-    gradient flows through the accepted candidate w(eps, kappa) (eps ~ Beta, independent of
-    kappa), as in s-vae-pytorch; Davidson et al.'s correction term g_cor is omitted. That
-    biases d/dkappa: for m = 2 at kappa = 1 it is ~45% low (tests/test_distributions.py), and
-    under 1% for m >= 10 at kappa >= 10. For m = 3 (S^2) w is drawn by its exact inverse CDF,
-    so the kappa gradient is exact there. Gradients in ``loc`` are exact for every m.
+    kappa gradient is the implicit reparameterisation gradient (Figurnov et al. 2018),
+    dw/dkappa = -(dF/dkappa) / p(w), computed by fixed Gauss-Legendre quadrature on the device
+    (`implicit_dw_dkappa`), so it is unbiased for every m and kappa (differentiating only the
+    accepted proposal, as s-vae-pytorch does, is biased: -43% at m = 2, kappa = 1). For m = 3
+    (S^2) w is drawn by its exact inverse CDF, whose gradient is already exact. Gradients in
+    ``loc`` are exact for every m. Second derivatives in kappa through samples are not provided.
     """
 
     arg_constraints = {"loc": constraints.real_vector, "scale": constraints.positive}
@@ -80,26 +144,33 @@ class VonMisesFisher(Distribution):
         root = torch.sqrt(4 * k * k + m1 * m1)
         b = m1 / (2 * k + root)  # = (-2k + root) / m1 without the cancellation
         a = (m1 + 2 * k + root) / 4
+        a, b = a.detach(), b.detach()  # the sampler itself carries no gradient
         d = 4 * a * b / (1 + b) - m1 * math.log(m1) if m1 > 0 else 4 * a * b / (1 + b)
         conc = torch.full((), 0.5 * m1, dtype=torch.float64, device=k.device)
         beta = Beta(conc, conc)
         omw = done = None
-        for _ in range(self.max_rounds):
-            eps = beta.sample((self.proposals, *shape))
-            denom = 1 - (1 - b) * eps
-            omw_p = 2 * b * eps / denom  # 1 - w for each proposal
-            t = 2 * a * b / denom
-            log_u = torch.log(torch.rand_like(eps))
-            ok = m1 * torch.log(t) - t + d >= log_u
-            first = ok.to(torch.int8).argmax(0, keepdim=True)  # first accepted (0 if none)
-            pick = omw_p.gather(0, first).squeeze(0)
-            hit = ok.any(0)
-            if omw is None:
-                omw, done = pick, hit
-            else:
-                omw, done = torch.where(hit & ~done, pick, omw), done | hit
-            if bool(done.all()):  # one host sync per round; usually a single round
-                break
+        k0 = k.detach()
+        with torch.no_grad():
+            for _ in range(self.max_rounds):
+                eps = beta.sample((self.proposals, *shape))
+                denom = 1 - (1 - b) * eps
+                omw_p = 2 * b * eps / denom  # 1 - w for each proposal
+                t = 2 * a * b / denom
+                log_u = torch.log(torch.rand_like(eps))
+                ok = m1 * torch.log(t) - t + d >= log_u
+                first = ok.to(torch.int8).argmax(0, keepdim=True)  # first accepted (0 if none)
+                pick = omw_p.gather(0, first).squeeze(0)
+                hit = ok.any(0)
+                if omw is None:
+                    omw, done = pick, hit
+                else:
+                    omw, done = torch.where(hit & ~done, pick, omw), done | hit
+                if bool(done.all()):  # one host sync per round; usually a single round
+                    break
+        assert omw is not None
+        if k.requires_grad:  # implicit gradient: d(1 - w)/dkappa = -dw/dkappa
+            g = implicit_dw_dkappa(omw, k0, self.dim)
+            omw = omw - g * (k - k0)
         return (1 - omw).to(self.loc.dtype), omw.to(self.loc.dtype)
 
     def rsample(self, sample_shape: torch.Size | tuple = ()) -> Tensor:

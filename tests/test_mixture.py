@@ -1,0 +1,208 @@
+"""Tests for the c*GMΔVAE (`geovae.mixture`) and the conditional blobs (`geovae.blobs`)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+import geovae
+from geovae.blobs import make_blobs
+from geovae.latents import make_latent
+from geovae.mixture import TERMS, CGMVAEModule, concentration
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "pbmc68k_counts.h5ad"
+
+
+# ---------------------------------------------------------------------- ELBO terms vs MC
+def _tiny(seed: int = 0, n_cov: int = 2) -> CGMVAEModule:
+    torch.manual_seed(seed)
+    latent = make_latent("euclidean", 2, 16)
+    m = CGMVAEModule(6, latent, "gaussian", n_cov, n_hidden=16, dropout=0.0, n_clusters=3,
+                     w_dim=2, dirichlet_alpha=0.7)
+    return m.double().eval()
+
+
+def _brute_force(m: CGMVAEModule, x: torch.Tensor, c: torch.Tensor, label: int,
+                 n: int) -> dict[str, torch.Tensor]:
+    """Per-sample log-ratios of each term with z, w, y and d all sampled (no closed forms)."""
+    from torch.distributions import Categorical, Dirichlet, Normal
+
+    qz, qw, target = m.posteriors(x, c)
+    z, w = qz.sample((n,)).squeeze(1), qw.sample((n,)).squeeze(1)
+    cc = c.expand(n, -1)
+    qy = Categorical(logits=m.classifier(z))
+    y = qy.sample() if label < 0 else torch.full((n,), label)
+    qd = Dirichlet(m.concentrations(z))
+    d = qd.sample()
+    log_qy = qy.log_prob(y) if label < 0 else torch.zeros(n, dtype=z.dtype)
+    pz = m.prior_z(w, cc)
+    loc, scale = pz.loc[torch.arange(n), y], pz.scale[torch.arange(n), y]
+    pd_ = Dirichlet(m.alpha.expand(n, -1))
+    return {
+        "reconstruction": -m.decode(z, cc, x.sum(-1, keepdim=True).expand(n, 1))
+        .log_prob(target.expand(n, -1)).sum(-1),
+        "kl_z": qz.log_prob(z) - Normal(loc, scale).log_prob(z).sum(-1),
+        "kl_w": qw.log_prob(w).sum(-1) - Normal(0.0, 1.0).log_prob(w).sum(-1),
+        "kl_y": log_qy - torch.log(d[torch.arange(n), y]),
+        "kl_d": qd.log_prob(d) - pd_.log_prob(d),
+    }
+
+
+@pytest.mark.parametrize("label", [-1, 1])
+@torch.no_grad()
+def test_elbo_terms_match_brute_force_monte_carlo(label: int) -> None:
+    m = _tiny()
+    torch.manual_seed(1)
+    x = torch.randn(1, 6, dtype=torch.float64)
+    c = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    n = 200_000
+    closed = m(x.expand(n, -1), c.expand(n, -1), torch.full((n,), label)).terms
+    brute = _brute_force(m, x, c, label, n)
+    for t in TERMS:
+        a, b = closed[t], brute[t]
+        # Both are means of n iid draws: by the CLT their difference is ~N(0, se^2) with
+        # se^2 = var_a/n + var_b/n, so |diff| < 5 se fails with probability < 1e-6.
+        se = float(torch.sqrt(a.var() / n + b.var() / n))
+        diff = float(a.mean() - b.mean())
+        print(f"{t}: closed {float(a.mean()):.5f} brute {float(b.mean()):.5f} se {se:.1e}")
+        assert abs(diff) < 5 * se + 1e-9, (t, diff, se)
+    # the closed forms are exact for kl_w and kl_d: no MC noise from w/d at all
+    assert float(closed["kl_d"].std()) > 0  # g depends on z, which is still sampled
+
+
+def test_concentration_never_uses_exp(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = _tiny()
+    z = torch.randn(64, 2, dtype=torch.float64) * 100  # extreme inputs
+
+    def boom(*_: object, **__: object) -> None:
+        raise AssertionError("exp used on the Dirichlet concentration path")
+
+    monkeypatch.setattr(torch, "exp", boom)
+    monkeypatch.setattr(torch.Tensor, "exp", boom)
+    g = m.concentrations(z)
+    raw = torch.tensor([-1e4, 0.0, 1e4], dtype=torch.float64)
+    assert torch.isfinite(g).all() and (g > 0).all() and (g <= 1e3).all()
+    assert torch.allclose(concentration(raw), torch.tensor([1e-3, np.log(2) + 1e-3, 1e3],
+                                                           dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------- blobs, unsupervised
+def _fit_blobs(batch_key: str | None, seed: int = 0) -> tuple[float, float, ad.AnnData]:
+    adata = make_blobs(n_cells=2000, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        geovae.fit(adata, model="cgmvae", latent_dim=4, likelihood="gaussian",
+                   batch_key=batch_key, model_options={"n_clusters": 5}, epochs=40,
+                   progress=False, seed=seed)
+    pred = adata.obsm["geovae_cluster_probs"].argmax(1)
+    return (adjusted_rand_score(adata.obs["blob"], pred),
+            adjusted_rand_score(adata.obs["condition"], pred), adata)
+
+
+def test_blobs_recovered_only_with_condition() -> None:
+    ari, ari_cond, adata = _fit_blobs("condition")
+    ari_nc, ari_cond_nc, _ = _fit_blobs(None)
+    print(f"ARI blob: with condition {ari:.3f}, without {ari_nc:.3f}; "
+          f"ARI condition: {ari_cond:.3f} vs {ari_cond_nc:.3f}")
+    assert ari >= 0.9
+    assert ari - ari_nc >= 0.3  # ignoring the condition mixes blobs (observed gap ~0.9)
+    probs = adata.obsm["geovae_cluster_probs"]
+    assert probs.dtype == np.float32 and probs.shape == (2000, 5)
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1, atol=1e-5)
+    info = adata.uns["geovae"]
+    assert info["n_clusters"] == 5 and info["n_components_used"] == 5
+    assert set(info["elbo_terms"]) == set(TERMS)
+    assert all(np.isfinite(v) for v in info["elbo_terms"].values())
+    assert np.isfinite(adata.obsm["X_geovae"]).all()
+    assert list(adata.obs["geovae_mixture"].cat.categories) == ["0", "1", "2", "3", "4"]
+
+
+def test_blobs_data() -> None:
+    a, b = make_blobs(n_cells=300, seed=3), make_blobs(n_cells=300, seed=3)
+    assert a.X.dtype == np.float32 and a.shape == (300, 50)
+    assert np.array_equal(a.X, b.X)
+    assert list(a.obs["blob"].cat.categories) == [f"blob{k}" for k in range(5)]
+    assert a.obs["condition"].nunique() == 3
+
+
+# ---------------------------------------------------------------------- labels
+def _pca(adata: ad.AnnData) -> np.ndarray:
+    import scanpy as sc
+
+    tmp = adata.copy()
+    sc.pp.normalize_total(tmp, target_sum=1e4)
+    sc.pp.log1p(tmp)
+    sc.pp.pca(tmp, n_comps=30, random_state=0)
+    return tmp.obsm["X_pca"]
+
+
+def _hide(adata: ad.AnnData, fraction: float, seed: int) -> tuple[ad.AnnData, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    hidden = rng.random(adata.n_obs) < fraction
+    part = adata.copy()
+    col = part.obs["bulk_labels"].astype(object)
+    col[hidden] = np.nan
+    part.obs["bulk_labels"] = col
+    return part, hidden
+
+
+def _fit_labels(part: ad.AnnData, epochs: int, seed: int = 0) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        geovae.fit(part, model="cgmvae", latent_dim=10, label_key="bulk_labels",
+                   epochs=epochs, progress=False, seed=seed)
+    return part.obs["geovae_label"].astype(str).to_numpy()
+
+
+@pytest.fixture(scope="module")
+def pbmc() -> ad.AnnData:
+    return ad.read_h5ad(DATA)
+
+
+def test_supervised_accuracy_vs_logistic_regression(pbmc: ad.AnnData) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    part, hidden = _hide(pbmc, 0.25, seed=0)
+    truth = pbmc.obs["bulk_labels"].astype(str).to_numpy()
+    pred = _fit_labels(part, epochs=80)
+    acc = float((pred[hidden] == truth[hidden]).mean())
+    pcs = _pca(pbmc)
+    lr = LogisticRegression(max_iter=2000).fit(pcs[~hidden], truth[~hidden])
+    acc_lr = float((lr.predict(pcs[hidden]) == truth[hidden]).mean())
+    print(f"held-out accuracy: geovae {acc:.3f}, logistic regression on PCA {acc_lr:.3f}")
+    assert acc >= acc_lr - 0.05  # 175 held-out cells: one binomial s.e. is ~0.035
+    assert set(part.obs["geovae_label"].cat.categories) == set(truth)
+
+
+def test_semi_supervised_vs_knn(pbmc: ad.AnnData) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    part, hidden = _hide(pbmc, 0.8, seed=1)
+    truth = pbmc.obs["bulk_labels"].astype(str).to_numpy()
+    pred = _fit_labels(part, epochs=80)
+    acc = float((pred[hidden] == truth[hidden]).mean())
+    pcs = _pca(pbmc)
+    knn = KNeighborsClassifier(n_neighbors=15).fit(pcs[~hidden], truth[~hidden])
+    acc_knn = float((knn.predict(pcs[hidden]) == truth[hidden]).mean())
+    print(f"80% hidden: geovae {acc:.3f}, kNN on PCA {acc_knn:.3f}")
+    assert acc >= acc_knn - 0.03  # 560 hidden cells: one binomial s.e. is ~0.02
+
+
+# ---------------------------------------------------------------------- empty components
+def test_empty_components_reported_and_warned() -> None:
+    adata = make_blobs(n_cells=1000, n_conditions=1, seed=0)
+    with pytest.warns(UserWarning, match="empty or collapsed"):
+        geovae.fit(adata, model="cgmvae", latent_dim=4, likelihood="gaussian",
+                   model_options={"n_clusters": 20, "dirichlet_alpha": 0.05}, epochs=30,
+                   progress=False)
+    info = adata.uns["geovae"]
+    print("components used", info["n_components_used"], "empty", list(info["empty_components"]))
+    assert len(info["empty_components"]) >= 5
+    assert info["n_components_used"] + len(info["empty_components"]) == 20
+    assert np.isfinite(adata.obsm["geovae_cluster_probs"]).all()
