@@ -7,9 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from geovae.cli import app
+
+torch.set_num_threads(1)  # tiny models: threads only add contention on shared CI cores
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 PBMC = DATA / "pbmc68k_counts.h5ad"

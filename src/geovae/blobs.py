@@ -13,6 +13,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from geovae.errors import OptionError
+
 __all__ = ["make_blobs"]
 
 
@@ -21,13 +23,14 @@ def make_blobs(n_cells: int = 2000, n_features: int = 50, n_blobs: int = 5,
                seed: int = 0) -> ad.AnnData:
     """Dense float32 Gaussian blobs with categorical ``obs['blob']`` and ``obs['condition']``.
 
-    Truth in ``obsm``-free form: ``uns['blobs']`` holds the parameters, ``varm['centers']``
-    the blob centres and ``varm['shifts']`` the condition shifts (features x groups).
+    ``uns['blobs']`` holds the parameters, ``varm['centers']`` the blob centres and
+    ``varm['shifts']`` the condition shifts (features x groups). Bad arguments raise
+    `OptionError`.
     """
     if min(n_cells, n_features, n_blobs, n_conditions) < 1:
-        raise ValueError("make_blobs: n_cells, n_features, n_blobs, n_conditions must be >= 1")
+        raise OptionError("make_blobs: n_cells, n_features, n_blobs, n_conditions must be >= 1")
     if condition_shift < 0 or blob_scale <= 0:
-        raise ValueError("make_blobs: condition_shift must be >= 0 and blob_scale > 0")
+        raise OptionError("make_blobs: condition_shift must be >= 0 and blob_scale > 0")
     rng = np.random.default_rng(seed)
     centers = rng.normal(0.0, blob_scale, (n_blobs, n_features))
     shifts = rng.normal(0.0, condition_shift, (n_conditions, n_features))

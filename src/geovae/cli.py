@@ -36,17 +36,28 @@ Plot = Annotated[Path | None, typer.Option(
     help="UMAP PNG path (default: beside OUT, OUT_STEM.umap.png).")]
 Resolution = Annotated[float, typer.Option(help="Leiden resolution (higher: more clusters).")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu or cuda.")]
+Threads = Annotated[int, typer.Option(
+    help="CPU threads for torch (0: torch's default, all cores). Set it to the cores you "
+         "were given (e.g. Snakemake's {threads}); oversubscribed cores slow training a lot.")]
 
 
-def _command_line() -> str:
+def _set_threads(threads: int) -> None:
+    from geovae.errors import OptionError
+
+    if threads < 0:
+        raise OptionError("--threads must be 0 (default) or a positive number")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _command_line(ctx: typer.Context) -> str:
     """The command as run, rebuilt from the parsed options (non-default ones only)."""
-    import click
-
-    ctx = click.get_current_context()
     words = ["geovae", ctx.info_name or ""]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if isinstance(param, click.Argument):
+        if param.param_type_name == "argument":
             words.append(str(value))
         elif value != param.default and value not in (None, [], ()):
             flag = param.opts[0]
@@ -144,6 +155,7 @@ def _report(result: Any, quiet: bool) -> None:
 @app.command()
 @guarded
 def fit(
+    ctx: typer.Context,
     input: Annotated[Path, typer.Argument(
         help="Cells x features: .h5ad, or .csv/.tsv (optionally .gz) with samples as rows; "
              "non-numeric named columns become obs.", show_default=False)],
@@ -188,6 +200,7 @@ def fit(
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     device: Device = "auto",
+    threads: Threads = 0,
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device: same "
                                            "numbers).")] = 0,
     resolution: Resolution = 1.0,
@@ -200,6 +213,7 @@ def fit(
     """Train a model on INPUT and write the latent, clusters, UMAP and the model."""
     from geovae.api import run_fit
 
+    _set_threads(threads)
     kwargs = _fit_options(model=model, latent=latent, latent_dim=latent_dim, posterior=posterior,
                          flow=flow, likelihood=likelihood, layer=layer, batch_key=batch_key,
                          label_key=label_key, n_clusters=n_clusters,
@@ -207,13 +221,14 @@ def fit(
                          epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
                          volume=volume, quiet=quiet)
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
-                     command=_command_line(), **kwargs)
+                     command=_command_line(ctx), **kwargs)
     _report(result, quiet)
 
 
 @app.command()
 @guarded
 def embed(
+    ctx: typer.Context,
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by geovae "
                                                    "fit.", show_default=False)],
     input: Annotated[Path, typer.Argument(help="New cells (.h5ad or CSV); genes are "
@@ -224,6 +239,7 @@ def embed(
         help="Also write obs['geovae_volume'] (decoder volume element).")] = False,
     resolution: Resolution = 1.0,
     device: Device = "cpu",
+    threads: Threads = 0,
     plot: Plot = None,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -231,14 +247,16 @@ def embed(
     """Embed new data with a trained model (missing genes filled and reported)."""
     from geovae.api import run_embed
 
+    _set_threads(threads)
     result = run_embed(model_dir, input, out=out, plot=plot, resolution=resolution,
-                       device=device, command=_command_line(), volume=volume)
+                       device=device, command=_command_line(ctx), volume=volume)
     _report(result, quiet)
 
 
 @app.command()
 @guarded
 def cluster(
+    ctx: typer.Context,
     input: Annotated[Path, typer.Argument(help="An .h5ad with an embedding in obsm.",
                                           show_default=False)],
     out: Annotated[Path, typer.Option(help="Output .h5ad.", show_default=False)],
@@ -256,7 +274,7 @@ def cluster(
     from geovae.api import run_cluster
 
     result = run_cluster(input, out, use_rep=use_rep, resolution=resolution, method=method,
-                         plot=plot, seed=seed, command=_command_line())
+                         plot=plot, seed=seed, command=_command_line(ctx))
     _report(result, quiet)
 
 
