@@ -277,7 +277,8 @@ def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
 
 def _finish(adata: ad.AnnData, model: GeoVAE, result: RunResult, plot: Any, resolution: float,
             command: str | None, seed: int, model_p: Path | None) -> RunResult:
-    cluster(adata, resolution=resolution, seed=seed)
+    method = "mixture" if model.config["model"] == "cgmvae" else "leiden"
+    cluster(adata, resolution=resolution, seed=seed, method=method)
     adata.uns[KEY]["command"] = command or " ".join(sys.argv)
     colors = [k for k in [model.spec.label_key, *model.spec.batch_keys]
               if k and k in adata.obs.columns]

@@ -293,18 +293,57 @@ def simulate(
     debug: Debug = False,
 ) -> None:
     """Simulate negative-binomial counts with known cell types and conditions."""
-    from geovae.io import write_h5ad
     from geovae.simulate import simulate_counts
 
-    if out.suffix.lower() != ".h5ad":
+    _check_h5ad_out(out)
+    if min(n_cells, n_genes, n_types, n_conditions) < 1:
         from geovae.errors import OptionError
 
-        raise OptionError(f"OUT '{out}' must end in .h5ad")
+        raise OptionError("--n-cells, --n-genes, --n-types and --n-conditions must be >= 1")
     adata = simulate_counts(n_cells=n_cells, n_genes=n_genes, n_types=n_types,
                             n_conditions=n_conditions, seed=seed)
+    _write_demo(adata, out, quiet)
+
+
+def _check_h5ad_out(out: Path) -> None:
+    from geovae.errors import OptionError
+
+    if out.suffix.lower() != ".h5ad":
+        raise OptionError(f"OUT '{out}' must end in .h5ad")
+
+
+def _write_demo(adata: Any, out: Path, quiet: bool) -> None:
+    from geovae.io import write_h5ad
+
     write_h5ad(adata, out)
     if not quiet:
-        err.print(f"wrote {out} ({adata.n_obs} cells x {adata.n_vars} genes)")
+        err.print(f"wrote {out} ({adata.n_obs} cells x {adata.n_vars} features)")
+
+
+@app.command()
+@guarded
+def blobs(
+    out: Annotated[Path, typer.Argument(help="Output .h5ad of conditional blobs.",
+                                        show_default=False)],
+    n_cells: Annotated[int, typer.Option(help="Number of cells.")] = 2000,
+    n_features: Annotated[int, typer.Option(help="Number of features.")] = 50,
+    n_blobs: Annotated[int, typer.Option(help="Number of blobs (obs['blob']).")] = 5,
+    n_conditions: Annotated[int, typer.Option(help="Conditions that shift every blob "
+                                                   "(obs['condition']).")] = 3,
+    condition_shift: Annotated[float, typer.Option(help="Scale of the condition shift "
+                                                        "(blob scale is 1).")] = 2.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Synthetic conditional blobs, the c*GMΔVAE demo (then: geovae fit OUT --model cgmvae
+    --batch-key condition --likelihood gaussian --n-clusters 5)."""
+    from geovae.blobs import make_blobs
+
+    _check_h5ad_out(out)
+    adata = make_blobs(n_cells=n_cells, n_features=n_features, n_blobs=n_blobs,
+                       n_conditions=n_conditions, condition_shift=condition_shift, seed=seed)
+    _write_demo(adata, out, quiet)
 
 
 def main() -> None:

@@ -3,9 +3,22 @@
 Generative model (c = one-hot covariates, optional)::
 
     p(x, y, z, w, d | c) = p(x|z,c) p(z|w,y,c) p(y|d) p(d) p(w)
-    w ~ N(0, I),  d ~ Dir(alpha),  y|d ~ Cat(d),  z|w,y,c ~ N(mu_y(w,c), sigma_y(w,c))
+    w ~ N(0, I),  d ~ Dir(alpha),  y|d ~ Cat(d),  z|w,y,c ~ P_y(w,c) on the latent manifold
 
-Inference model: q(z|x,c), q(w|x,c) Gaussian, q(y|z) = Cat(f(z)), q(d|z) = Dir(g(z)).
+Inference model: q(z|x,c) is the latent's own posterior, q(w|x,c) Gaussian,
+q(y|z) = Cat(f(z)), q(d|z) = Dir(g(z)); f and g read z's ambient coordinates (``embed_dim``).
+
+The mixture components P_k(w,c) live on z's manifold (`component_prior`, the only
+geometry-specific piece):
+
+* euclidean: N(mu_k(w,c), diag sigma_k(w,c)^2), sigma = softplus + 1e-3;
+* sphere S^d: the posterior's own family, von Mises-Fisher (``posterior="vmf"``) or Power
+  Spherical, with mean direction mu_k(w,c) / |mu_k(w,c)| and concentration
+  kappa_k(w,c) = softplus + 1, at most the latent's ``max_kappa``;
+* hyperbolic H^d: WrappedNormal(expmap0(v_k(w,c)), softplus + 1e-3).
+
+log p(z|w,y=k,c) is the component's exact log-density at the sampled z, so ``kl_z`` below is a
+single-sample Monte Carlo estimate in z with the sum over k exact, for every geometry.
 
 -ELBO per cell = the five terms of the thesis, each taken in closed form where one exists
 (only z and w are sampled, once):
@@ -35,10 +48,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Dirichlet, Independent, Normal, kl_divergence
+from torch.distributions import Dirichlet, Distribution, Independent, Normal, kl_divergence
 
+from geovae.distributions import PowerSpherical, VonMisesFisher, WrappedNormal
 from geovae.errors import OptionError
-from geovae.latents import EuclideanLatent, Latent
+from geovae.latents import EuclideanLatent, HyperbolicLatent, Latent, SphereLatent
 from geovae.module import LossOutput, VAEModule, mlp
 
 TERMS = ("reconstruction", "kl_z", "kl_w", "kl_y", "kl_d")
@@ -53,6 +67,34 @@ def concentration(raw: torch.Tensor) -> torch.Tensor:
     return (F.softplus(raw) + 1e-3).clamp(max=1e3)
 
 
+#: latents the mixture prior p(z|w,y) is defined for (see `component_prior`)
+SUPPORTED_LATENTS = (EuclideanLatent, SphereLatent, HyperbolicLatent)
+
+
+def component_params(latent: Latent) -> int:
+    """Unconstrained outputs per mixture component that `component_prior` reads."""
+    if isinstance(latent, SphereLatent):
+        return latent.embed_dim + 1  # direction (d + 1) and concentration
+    return 2 * latent.intrinsic_dim  # location (or tangent vector at the origin) and scale
+
+
+def component_prior(latent: Latent, out: torch.Tensor) -> Distribution:
+    """p(z|w,y=k,c) on z's manifold from unconstrained ``out`` (..., component_params).
+
+    Batch shape ``out.shape[:-1]``; event = z's ``embed_dim`` coordinates, so ``log_prob``
+    takes points as `Latent.rsample` returns them.
+    """
+    if isinstance(latent, SphereLatent):
+        loc = F.normalize(out[..., :-1], dim=-1)
+        kappa = (F.softplus(out[..., -1]) + 1).clamp(max=latent.max_kappa)
+        return (VonMisesFisher if latent.posterior == "vmf" else PowerSpherical)(loc, kappa)
+    a, raw = out.chunk(2, dim=-1)
+    scale = F.softplus(raw) + 1e-3
+    if isinstance(latent, HyperbolicLatent):
+        return WrappedNormal(latent.manifold.expmap0(latent.manifold.tangent0(a)), scale)
+    return Independent(Normal(a, scale), 1)
+
+
 class CGMVAEModule(VAEModule):
     """c*GMΔVAE on tensors; inherits the z encoder, decoder and likelihood from `VAEModule`."""
 
@@ -62,9 +104,10 @@ class CGMVAEModule(VAEModule):
                  scale: torch.Tensor | None = None, *, n_clusters: int = 20, n_labels: int = 0,
                  w_dim: int | None = None, dirichlet_alpha: float = 1.0,
                  classifier_weight: float = 50.0, condition_prior: bool = True):
-        if not isinstance(latent, EuclideanLatent):
-            raise OptionError("--model cgmvae needs --latent euclidean (the mixture prior "
-                              "p(z|w,y) is Gaussian)")
+        if not isinstance(latent, SUPPORTED_LATENTS):
+            raise OptionError(f"--model cgmvae has no mixture prior p(z|w,y) for the "
+                              f"{latent.geometry!r} latent: use --latent euclidean, sphere or "
+                              f"hyperbolic")
         if n_clusters < max(n_labels, 1):
             raise OptionError(f"n_clusters={n_clusters} must be at least the number of label "
                               f"categories ({n_labels}) and at least 1")
@@ -72,8 +115,9 @@ class CGMVAEModule(VAEModule):
             raise OptionError("dirichlet_alpha must be positive")
         super().__init__(n_input, latent, likelihood, n_covariates, n_hidden, n_layers,
                          dropout, center, scale)
-        z_dim, w_dim = latent.intrinsic_dim, w_dim or latent.intrinsic_dim
+        z_dim, w_dim = latent.embed_dim, w_dim or latent.intrinsic_dim  # ambient coordinates
         self.n_clusters, self.n_labels, self.z_dim = n_clusters, n_labels, z_dim
+        self.n_component_params = component_params(latent)
         self.classifier_weight, self.condition_prior = classifier_weight, condition_prior
         self.w_head = nn.Linear(n_hidden, 2 * w_dim)  # q(w|x,c) from the shared encoder
         self.classifier = nn.Sequential(mlp(z_dim, n_hidden, n_layers, dropout),
@@ -82,13 +126,14 @@ class CGMVAEModule(VAEModule):
                                        nn.Linear(n_hidden, n_clusters))  # g(z), raw
         n_prior_in = w_dim + (n_covariates if condition_prior else 0)
         self.prior_net = nn.Sequential(mlp(n_prior_in, n_hidden, n_layers, dropout),
-                                       nn.Linear(n_hidden, 2 * n_clusters * z_dim))
+                                       nn.Linear(n_hidden,
+                                                 n_clusters * self.n_component_params))
         self.register_buffer("alpha", torch.full((n_clusters,), float(dirichlet_alpha)))
 
     # ------------------------------------------------------------------ pieces
     def posteriors(self, x: torch.Tensor, c: torch.Tensor | None
-                   ) -> tuple[Independent, Normal, torch.Tensor]:
-        """q(z|x,c), q(w|x,c) (per-dimension Normal) and the reconstruction target."""
+                   ) -> tuple[Distribution, Normal, torch.Tensor]:
+        """q(z|x,c) (the latent's), q(w|x,c) (per-dimension Normal) and the target."""
         x_in, target, _ = self.transform(x)
         h = self.encoder(x_in if c is None else torch.cat([x_in, c], dim=-1))
         loc, raw = self.w_head(h).chunk(2, dim=-1)
@@ -98,11 +143,11 @@ class CGMVAEModule(VAEModule):
         """g(z): the Dirichlet parameters of q(d|z)."""
         return concentration(self.dirichlet(z))
 
-    def prior_z(self, w: torch.Tensor, c: torch.Tensor | None) -> Normal:
-        """p(z|w,y=k,c) for all k at once: batch shape (B, K, z_dim)."""
+    def prior_z(self, w: torch.Tensor, c: torch.Tensor | None) -> Distribution:
+        """p(z|w,y=k,c) for all k at once on z's manifold: batch shape (B, K)."""
         inp = w if c is None or not self.condition_prior else torch.cat([w, c], dim=-1)
-        loc, raw = self.prior_net(inp).view(-1, self.n_clusters, 2, self.z_dim).unbind(2)
-        return Normal(loc, F.softplus(raw) + 1e-3)
+        out = self.prior_net(inp).view(-1, self.n_clusters, self.n_component_params)
+        return component_prior(self.latent, out)
 
     @torch.no_grad()
     def cluster_probs(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
@@ -129,7 +174,7 @@ class CGMVAEModule(VAEModule):
             pi = torch.where(labelled[:, None], onehot, pi)
         g = self.concentrations(z)
         e_log_d = torch.digamma(g) - torch.digamma(g.sum(-1, keepdim=True))
-        log_pz = self.prior_z(w, c).log_prob(z.unsqueeze(1)).sum(-1)  # (B, K)
+        log_pz = self.prior_z(w, c).log_prob(z.unsqueeze(1))  # (B, K)
         terms = {
             "reconstruction": reconstruction,
             "kl_z": log_qz - (pi * log_pz).sum(-1),
