@@ -16,7 +16,9 @@ from typing import Any
 
 import anndata as ad
 import numpy as np
+import torch
 
+from geovae.data import prepare
 from geovae.errors import InputError, OptionError
 from geovae.io import atomic_path, input_stem, read, write_h5ad
 from geovae.model import GeoVAE
@@ -60,8 +62,6 @@ def embed(adata: ad.AnnData, model: GeoVAE | str | os.PathLike, device: str = "c
     """
     if not isinstance(model, GeoVAE):
         model = GeoVAE.load(model, device=device)
-    from geovae.data import prepare
-
     prepared = prepare(adata, model.spec, new_data=True)
     _write_latent(adata, model, model.latent_from(prepared))
     info = model.summary()
@@ -78,8 +78,6 @@ def embed(adata: ad.AnnData, model: GeoVAE | str | os.PathLike, device: str = "c
 def _write_latent(adata: ad.AnnData, model: GeoVAE, z: np.ndarray) -> None:
     """``obsm['X_geovae']`` in the manifold's coordinates; Poincare-ball coordinates too for
     hyperbolic latents (``obsm['X_geovae_poincare']``, inside the unit ball, for plotting)."""
-    import torch
-
     adata.obsm[REP] = z
     if model.module.latent.geometry == "hyperbolic":
         ball = model.module.latent.manifold.to_plot(torch.as_tensor(z, dtype=torch.float64))
@@ -137,8 +135,10 @@ def cluster(
     n_neighbors = max(2, min(n_neighbors, adata.n_obs - 1))
     geometry = _geometry_of(adata, use_rep)
     transformer = _knn_transformer(geometry, n_neighbors)
+    threads = torch.get_num_threads()
     sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=use_rep, key_added=NEIGHBORS_KEY,
                     transformer=transformer, random_state=seed)
+    torch.set_num_threads(threads)  # scanpy's neighbours reset torch's thread count
     if method == "leiden":
         sc.tl.leiden(adata, resolution=resolution, key_added=key_added, random_state=seed,
                      neighbors_key=NEIGHBORS_KEY, flavor="igraph", n_iterations=2,

@@ -255,9 +255,9 @@ def prepare(adata: ad.AnnData, spec: DataSpec, *, new_data: bool = False) -> Pre
         present = idx >= 0
         cols = X[:, idx[present]]
         if sp.issparse(X):
-            full = sp.lil_matrix((X.shape[0], len(spec.genes)), dtype=np.float32)
-            full[:, np.flatnonzero(present)] = cols
-            X = sp.csr_matrix(full)
+            cols = sp.csr_matrix(cols)
+            X = sp.csr_matrix((cols.data, np.flatnonzero(present)[cols.indices], cols.indptr),
+                              shape=(X.shape[0], len(spec.genes)))
         else:
             full = np.zeros((X.shape[0], len(spec.genes)), dtype=np.float32)
             full[:, present] = cols

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from geovae.data import DataSpec, Prepared, prepare, setup_data
-from geovae.errors import InputError
+from geovae.errors import InputError, OptionError
 from geovae.io import atomic_dir
 from geovae.module import build_module
 from geovae.train import CellTensors, History, default_epochs, resolve_device, train_module
@@ -64,8 +64,6 @@ class GeoVAE:
         _spec: DataSpec | None = None,
     ):
         if latent_dim < 1:
-            from geovae.errors import OptionError
-
             raise OptionError("--latent-dim must be at least 1")
         if _spec is None:
             if adata is None:
