@@ -29,6 +29,15 @@ def run_cli(*args: str):
 
 
 @pytest.fixture
+def float64():
+    """Run a test with float64 as torch's default dtype (maths tests), then restore it."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture
 def pbmc_copy(tmp_path: Path) -> Path:
     dst = tmp_path / "pbmc.h5ad"
     shutil.copy(PBMC, dst)

@@ -7,13 +7,7 @@ import torch
 
 from geovae.flows import AffineCoupling, RealNVP
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def randomised(flow, std=0.3, seed=0):

@@ -11,12 +11,7 @@ MANIFOLDS = [Euclidean(), Sphere(), Lorentz()]
 IDS = [m.name for m in MANIFOLDS]
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def point(M, n, d, scale=1.0, dtype=None):

@@ -8,13 +8,7 @@ import torch
 from geovae.manifolds import Euclidean, Lorentz, Sphere
 from geovae.volume import log_volume
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def toy(z):
