@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Beta, Distribution, constraints, register_kl
 
+from geovae.distributions._common import broadcast_loc_scale
+
 from .bessel import bessel_ratio, log_iv
 from .hyperspherical_uniform import HypersphericalUniform, tangent_sample
 
@@ -95,11 +97,7 @@ class VonMisesFisher(Distribution):
 
     def __init__(self, loc: Tensor, scale: Tensor, validate_args: bool | None = None,
                  proposals: int = 8, max_rounds: int = 50) -> None:
-        if scale.dim() == loc.dim() and scale.shape[-1] == 1:
-            scale = scale.squeeze(-1)
-        batch = torch.broadcast_shapes(loc.shape[:-1], scale.shape)
-        self.loc = loc.expand(*batch, loc.shape[-1])
-        self.scale = scale.expand(batch)
+        self.loc, self.scale, batch = broadcast_loc_scale(loc, scale)
         self.dim = loc.shape[-1]
         self.proposals, self.max_rounds = proposals, max_rounds
         super().__init__(batch, torch.Size([self.dim]), validate_args)
