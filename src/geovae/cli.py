@@ -165,7 +165,8 @@ def fit(
         help="Where to save the trained model (default: OUT_STEM.model beside OUT).")] = None,
     model: Annotated[str, typer.Option(
         help="vae (one VAE, latent and likelihood swappable) or cgmvae (Gaussian-mixture VAE "
-             "with a Dirichlet prior: clusters and, with --label-key, a classifier).")] = "vae",
+             "with a Dirichlet prior: clusters and, with --label-key, a classifier; its "
+             "components live on the chosen --latent manifold).")] = "vae",
     latent: Annotated[str, typer.Option(
         help="Latent geometry: euclidean, sphere (S^d in R^(d+1)) or hyperbolic (Lorentz "
              "H^d in R^(d+1)).")] = "euclidean",
