@@ -298,6 +298,34 @@ def write_section(text: str) -> None:
     path.write_text(new)
 
 
+def run_all(args: argparse.Namespace) -> list[dict]:
+    """Every (seed, data set): the unsupervised and the label-transfer runs, as records."""
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    scanvi_python = None if args.skip_scanvi else args.scanvi_python
+    records: list[dict] = []
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:  # seed-outer: an interrupted run still has whole seeds
+            for name in args.datasets:
+                for r in unsupervised(name, args.data, seed, args.epochs):
+                    records.append({"data": name, "task": "unsupervised", "seed": seed, **r})
+                    print(f"[{time.perf_counter() - t_start:6.0f}s] {name} s{seed} "
+                          f"{r['method']}: ARI {r['ARI']:.3f} acc {r['acc']:.3f}",
+                          file=sys.stderr, flush=True)
+                for frac in HIDE:
+                    for r in transfer(name, args.data, seed, args.epochs, frac, scanvi_python,
+                                      Path(tmp)):
+                        records.append({"data": name, "task": "transfer", "hidden": frac,
+                                        "seed": seed, **r})
+                        print(f"[{time.perf_counter() - t_start:6.0f}s] {name} s{seed} "
+                              f"{int(frac * 100)}% hidden {r['method']}: acc {r['acc']:.3f}",
+                              file=sys.stderr, flush=True)
+                if args.json:  # after every (seed, data set), so a cut-off run keeps its part
+                    args.json.write_text(json.dumps(records, indent=1, default=str))
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT / "data")
@@ -312,40 +340,30 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"replace the '{SECTION}' section of benchmarks/RESULTS.md")
     parser.add_argument("--notes", type=Path, default=None,
                         help="markdown file appended under the tables when --write")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="tabulate (and with --write, record) an earlier --json run "
+                        "instead of running")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    scanvi_python = None if args.skip_scanvi else args.scanvi_python
-    records: list[dict] = []
     t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.datasets:
-            for seed in args.seeds:
-                for r in unsupervised(name, args.data, seed, args.epochs):
-                    records.append({"data": name, "task": "unsupervised", "seed": seed, **r})
-                    print(f"[{time.perf_counter() - t_start:6.0f}s] {name} s{seed} "
-                          f"{r['method']}: ARI {r['ARI']:.3f} acc {r['acc']:.3f}",
-                          file=sys.stderr, flush=True)
-                for frac in HIDE:
-                    for r in transfer(name, args.data, seed, args.epochs, frac, scanvi_python,
-                                      Path(tmp)):
-                        records.append({"data": name, "task": "transfer", "hidden": frac,
-                                        "seed": seed, **r})
-                        print(f"[{time.perf_counter() - t_start:6.0f}s] {name} s{seed} "
-                              f"{int(frac * 100)}% hidden {r['method']}: acc {r['acc']:.3f}",
-                              file=sys.stderr, flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(records, indent=1, default=str))
+    if args.from_json:
+        records = json.loads(args.from_json.read_text())
+    else:
+        records = run_all(args)
+    seeds = sorted({int(r["seed"]) for r in records})
     text = tables(records)
     print(text)
+    print()
+    print(per_seed(records))
     if args.write:
         scanvi_info = sorted({r["info"] for r in records if r.get("info")})
         errors = sorted({r["error"] for r in records if r.get("error")})
         meta = [
-            "", f"Seeds {args.seeds}; geovae epochs: "
+            "", f"Seeds {seeds}; geovae epochs: "
             f"{args.epochs or 'default (400 at these sizes)'}; latent_dim 10; "
             f"torch {torch.__version__}, {torch.get_num_threads()} thread, CPU; "
-            f"python {platform.python_version()}; total {time.perf_counter() - t_start:.0f} s.",
+            f"python {platform.python_version()}"
+            + ("." if args.from_json else f"; total {time.perf_counter() - t_start:.0f} s."),
         ]
         if scanvi_info:
             meta.append("scANVI: " + "; ".join(scanvi_info) + ".")

@@ -61,7 +61,7 @@ def main() -> None:
                     f"{r['s_per_epoch']:.3f} | {r['s_per_epoch'] / r['cells'] * 1e6:.1f} | "
                     f"{r['latent_s']:.2f} | {r['peak_rss_mb']:.0f} |")
         print(rows[-1], flush=True)
-    cpu = platform.processor() or platform.machine()
+    cpu = _cpu_name()
     table = "\n".join([
         "## Fit speed and memory",
         "",
@@ -77,6 +77,21 @@ def main() -> None:
     print(table)
     if args.write:
         _replace_section(ROOT / "benchmarks" / "RESULTS.md", "## Fit speed and memory", table)
+
+
+def _cpu_name() -> str:
+    """CPU model and core count, for the results header."""
+    import os
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores, no GPU used"
 
 
 def _torch() -> str:

@@ -197,3 +197,12 @@ def test_cgmvae_through_the_cli(tmp_path: Path) -> None:
     assert ad.read_h5ad(tmp_path / "c.h5ad").uns["geovae"]["cluster"]["method"] == "leiden"
     bad = run_cli("fit", blobs, "--n-clusters", "5", "--quiet")
     assert bad.exit_code == 2 and "need --model cgmvae" in bad.stderr
+
+
+def test_version_and_bare_command() -> None:
+    import geovae
+
+    res = run_cli("--version")
+    assert res.exit_code == 0 and res.output.strip() == f"geovae {geovae.__version__}"
+    res = run_cli()
+    assert "fit" in res.output and "embed" in res.output and "cluster" in res.output

@@ -140,6 +140,22 @@ def _fit_options(*, model: str, latent: str, posterior: str, flow: int, n_cluste
             **rest}
 
 
+def _version(value: bool) -> None:
+    if value:
+        from geovae import __version__
+
+        typer.echo(f"geovae {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Fit deep generative models with latent spaces of the right shape."""
+
+
 def _report(result: Any, quiet: bool) -> None:
     if quiet:
         return
