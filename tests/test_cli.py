@@ -151,26 +151,6 @@ def test_help_teaches() -> None:
         assert opt in res.output, opt
 
 
-def test_embedding_separates_cell_types() -> None:
-    """Default fit on the bundled PBMC counts, Leiden on the latent, vs the labels.
-
-    PCA + Leiden (scanpy defaults) scores ARI 0.52 ± 0.01 and NMI 0.65 on these cells
-    (benchmarks/baseline_pca_leiden.py); geovae measured ARI 0.47-0.53, NMI 0.62-0.65 over
-    seeds 0-2. The floors sit just below that spread; a latent that ignores the data scores ~0.
-    """
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-    import geovae
-
-    a = ad.read_h5ad(PBMC)
-    geovae.fit(a, seed=0, progress=False)
-    geovae.cluster(a, umap=False)
-    ari = adjusted_rand_score(a.obs["bulk_labels"], a.obs["geovae_cluster"])
-    nmi = normalized_mutual_info_score(a.obs["bulk_labels"], a.obs["geovae_cluster"])
-    print(f"PBMC geovae+Leiden ARI {ari:.3f} NMI {nmi:.3f}")
-    assert ari >= 0.42 and nmi >= 0.58
-
-
 def test_cgmvae_through_the_cli(tmp_path: Path) -> None:
     """blobs demo -> fit --model cgmvae -> clusters are the mixture's; cluster --method works."""
     from sklearn.metrics import adjusted_rand_score

@@ -230,6 +230,10 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
     result = RunResult(out=out_p, model_dir=model_p)
     if model.setup_notes:
         result.messages.append(model.setup_notes)
+    hist = model.history
+    if hist is not None and hist.stopped_early:
+        result.messages.append(f"early stopping after epoch {len(hist.train)}; the weights of "
+                               f"the best validation epoch ({hist.best_epoch + 1}) were kept")
     return _finish(adata, model, result, plot, resolution, command, fit_kwargs.get("seed", 0),
                    model_p)
 
