@@ -15,7 +15,6 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
-import torch
 from conftest import PBMC, run_cli
 from sklearn.metrics import adjusted_rand_score
 
@@ -36,16 +35,13 @@ CURVED = [k for k in MODELS if k != "euclidean"]
 def fits() -> dict[str, tuple[ad.AnnData, geovae.GeoVAE]]:
     """Each geometry fitted at the same settings, then clustered (no UMAP)."""
     out = {}
-    threads = torch.get_num_threads()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, kw in MODELS.items():
             a = ad.read_h5ad(PBMC)
             model = geovae.fit(a, latent_dim=10, epochs=EPOCHS, progress=False, seed=0, **kw)
-            out[name] = (a, model)
-        for a, _ in out.values():  # after all fits: sc.pp.neighbors resets torch's threads
             geovae.cluster(a, umap=False)
-    torch.set_num_threads(threads)
+            out[name] = (a, model)
     return out
 
 
