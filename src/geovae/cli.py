@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import shlex
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -69,6 +70,13 @@ def _command_line(ctx: typer.Context) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Warnings as one readable line on stderr (no source line)."""
+    if issubclass(category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
+        return  # library deprecations are for developers, not for users of the CLI
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn errors into one stderr line and exit codes 2 (input/usage) or 1 (internal)."""
 
@@ -77,6 +85,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         from geovae.errors import GeoVAEError
 
         debug = kwargs.get("debug", False)
+        shown = warnings.showwarning
+        if not debug:
+            warnings.showwarning = _show_warning
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
@@ -87,7 +98,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err.print("interrupted: nothing was written")
+            err.print("interrupted: no output was left half-written")
             raise typer.Exit(130) from None
         except FloatingPointError as exc:
             if debug:
@@ -99,9 +110,11 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
                 err.print_exception()
             first = str(exc).splitlines()[0] if str(exc) else ""
             err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {first} "
-                      "(nothing was written; rerun with --debug for the traceback and "
+                      "(no output was left half-written; rerun with --debug for the traceback and "
                       "report it)", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        finally:
+            warnings.showwarning = shown
 
     return wrapper
 
