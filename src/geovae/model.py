@@ -102,7 +102,7 @@ class GeoVAE:
             raise ValueError("this model has no training data (it was loaded); use embed")
         self.device = resolve_device(device)
         prepared = prepare(self.adata, self.spec)
-        epochs = epochs or default_epochs(self.adata.n_obs)
+        epochs = default_epochs(self.adata.n_obs) if epochs is None else epochs
         data = self._tensors(prepared)
         self.history = train_module(self.module, data, epochs=epochs, batch_size=batch_size,
                                     lr=lr, seed=self.config["seed"], progress=progress,
