@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from geovae.data import InMemorySource, Prepared
+from geovae.training import train_module
 
-from geovae.latents import make_latent
-from geovae.module import VAEModule
-from geovae.train import CellTensors, train_module
+from geovae.modules.vae import VAEModule
+from geovae.nn.latents import make_latent
 
 MODELS = {
     "euclidean": ("euclidean", {}),
@@ -81,8 +82,9 @@ def run_one(geometry: str, options: dict, dim: int, seed: int, epochs: int, samp
     module = VAEModule(train.shape[1], latent, "bernoulli", 0, n_hidden=256, n_layers=2,
                        dropout=0.0)
     n = len(train)
-    data = CellTensors(train, np.zeros((n, 0), dtype=np.int64), np.zeros(n, dtype=np.int64),
-                       [], torch.device("cpu"))
+    data = InMemorySource(Prepared(X=train, batch=np.zeros((n, 0), dtype=np.int64),
+                                   labels=np.full(n, -1, dtype=np.int64)), [],
+                          torch.device("cpu"))
     train_module(module, data, epochs=epochs, batch_size=64, lr=1e-3, seed=seed,
                  patience=30, progress=False)
     torch.manual_seed(10_000 + seed)

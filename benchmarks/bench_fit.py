@@ -19,7 +19,7 @@ CHILD = r"""
 import json, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
 import torch, anndata as ad, geovae
-from geovae.model import GeoVAE
+from geovae.models import GeoVAE
 path, epochs, threads, latent = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(threads)
 a = geovae.read(path)

@@ -1,31 +1,15 @@
-"""Shared fixtures: bundled data paths, a CLI runner, and one small trained model."""
+"""Shared fixtures: float64 maths, a copy of the PBMC data, one small trained model."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
-from geovae.cli import app
+from helpers import PBMC, run_cli
 
 torch.set_num_threads(1)  # tiny models: threads only add contention on shared CI cores
-
-DATA = Path(__file__).resolve().parents[1] / "data"
-PBMC = DATA / "pbmc68k_counts.h5ad"
-DIGITS = DATA / "digits.csv.gz"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def run_cli(*args: str):
-    """Invoke the CLI in-process; returns click's Result (exit_code, stdout, stderr)."""
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture

@@ -4,28 +4,42 @@ Notebook use mirrors the CLI::
 
     import geovae
     adata = geovae.read("data/pbmc68k_counts.h5ad")
-    model = geovae.fit(adata, latent_dim=10)        # writes obsm["X_geovae"], uns["geovae"]
-    geovae.cluster(adata)                           # obs["geovae_cluster"], obsm["X_umap"]
+    model = geovae.fit(adata, latent="sphere")     # obsm["X_geovae"], uns["geovae"]
+    geovae.cluster(adata)                          # obs["geovae_cluster"], obsm["X_umap"]
     model.save("pbmc.geovae.model")
+
+Layers, bottom to top: ``geometry`` -> ``distributions`` -> ``nn`` -> ``data`` -> ``modules``
+-> ``training`` -> ``models`` -> ``tools`` (verbs) -> ``runs`` (file jobs) -> ``cli``.
+Heavy libraries (torch, scanpy) load on first use, so ``import geovae`` and ``geovae --help``
+are fast.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib import import_module
+from typing import Any
 
-from geovae.api import cluster, embed, fit  # noqa: E402
-from geovae.errors import GeoVAEError, InputError, OptionError  # noqa: E402
-from geovae.io import read  # noqa: E402
-from geovae.model import GeoVAE  # noqa: E402
+from geovae.errors import GeoVAEError, InputError, OptionError
 
-__all__ = [
-    "GeoVAE",
-    "GeoVAEError",
-    "InputError",
-    "OptionError",
-    "__version__",
-    "cluster",
-    "embed",
-    "fit",
-    "read",
-]
+__version__ = "0.2.0.dev0"
+
+_LAZY = {
+    "fit": "geovae.tools", "embed": "geovae.tools", "cluster": "geovae.tools",
+    "read": "geovae.io", "GeoVAE": "geovae.models", "CGMVAE": "geovae.models",
+    "datasets": "geovae",
+}
+
+__all__ = ["CGMVAE", "GeoVAE", "GeoVAEError", "InputError", "OptionError", "__version__",
+           "cluster", "datasets", "embed", "fit", "read"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'geovae' has no attribute {name!r}")
+    if name == "datasets":
+        return import_module("geovae.datasets")
+    return getattr(import_module(_LAZY[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,4 +1,4 @@
-"""The ``geovae`` command line: a thin layer over `geovae.api`.
+"""The ``geovae`` command line: a thin layer over `geovae.runs`.
 
 Exit codes: 0 success, 2 bad input or usage, 1 internal error. Errors are one line on stderr;
 ``--debug`` shows the traceback.
@@ -37,6 +37,9 @@ Plot = Annotated[Path | None, typer.Option(
     help="UMAP PNG path (default: beside OUT, OUT_STEM.umap.png).")]
 Resolution = Annotated[float, typer.Option(help="Leiden resolution (higher: more clusters).")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu or cuda.")]
+ObsColumns = Annotated[list[str] | None, typer.Option(
+    help="CSV/TSV input: a column that is metadata (obs), not a feature, even if numeric "
+         "(e.g. age); repeat for several. --batch-key/--label-key columns always are.")]
 Threads = Annotated[int, typer.Option(
     help="CPU threads for torch (0: torch's default, all cores). Set it to the cores you "
          "were given (e.g. Snakemake's {threads}); oversubscribed cores slow training a lot.")]
@@ -95,10 +98,11 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except GeoVAEError as exc:
             if debug:
                 err.print_exception()
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {exc.cli_message()}", highlight=False,
+                      soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err.print("interrupted: no output was left half-written")
+            err.print("interrupted: no output was written (earlier outputs are untouched)")
             raise typer.Exit(130) from None
         except FloatingPointError as exc:
             if debug:
@@ -119,25 +123,11 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _fit_options(*, model: str, latent: str, posterior: str, flow: int, n_clusters: int | None,
-                 dirichlet_alpha: float | None, quiet: bool, batch_key: list[str] | None,
-                 **rest: Any) -> dict[str, Any]:
-    """Map the flat CLI options onto `geovae.api.fit` keyword arguments, checking choices."""
-    from geovae.errors import OptionError
-    from geovae.latents import LATENTS
-
-    if model not in ("vae", "cgmvae"):
-        raise OptionError(f"unknown --model '{model}': use vae or cgmvae")
-    if latent not in LATENTS:
-        raise OptionError(f"unknown --latent '{latent}': use " + ", ".join(LATENTS))
-    if posterior not in ("vmf", "power-spherical"):
-        raise OptionError(f"unknown --posterior '{posterior}': use vmf or power-spherical")
-    if flow < 0:
-        raise OptionError("--flow must be 0 or more")
-    if flow and latent != "euclidean":
-        raise OptionError("--flow works with --latent euclidean only")
+def _fit_options(*, latent: str, posterior: str, flow: int, n_clusters: int | None,
+                 dirichlet_alpha: float | None, quiet: bool, **rest: Any) -> dict[str, Any]:
+    """Map the flat CLI options onto `geovae.fit` keyword arguments (checked there)."""
     latent_options: dict[str, Any] = {}
-    if latent == "sphere":
+    if latent == "sphere" or posterior != "vmf":
         latent_options["posterior"] = posterior
     if flow:
         latent_options["flow"] = flow
@@ -146,11 +136,8 @@ def _fit_options(*, model: str, latent: str, posterior: str, flow: int, n_cluste
         model_options["n_clusters"] = n_clusters
     if dirichlet_alpha is not None:
         model_options["dirichlet_alpha"] = dirichlet_alpha
-    if model == "vae" and model_options:
-        raise OptionError("--n-clusters/--dirichlet-alpha need --model cgmvae")
-    return {"model": model, "latent": latent, "latent_options": latent_options,
-            "model_options": model_options, "progress": not quiet, "batch_key": batch_key,
-            **rest}
+    return {"latent": latent, "latent_options": latent_options,
+            "model_options": model_options, "progress": not quiet, **rest}
 
 
 def _version(value: bool) -> None:
@@ -222,6 +209,7 @@ def fit(
     dirichlet_alpha: Annotated[float | None, typer.Option(
         help="cgmvae: Dirichlet prior concentration; < 1 lets unused components empty "
              "out.")] = None,
+    obs_columns: ObsColumns = None,
     n_top_genes: Annotated[int | None, typer.Option(
         help="Use only the N most highly variable features (scanpy).")] = None,
     epochs: Annotated[int | None, typer.Option(
@@ -241,7 +229,7 @@ def fit(
     debug: Debug = False,
 ) -> None:
     """Train a model on INPUT and write the latent, clusters, UMAP and the model."""
-    from geovae.api import run_fit
+    from geovae.runs import run_fit
 
     _set_threads(threads)
     kwargs = _fit_options(model=model, latent=latent, latent_dim=latent_dim, posterior=posterior,
@@ -251,7 +239,7 @@ def fit(
                          epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
                          volume=volume, quiet=quiet)
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
-                     command=_command_line(ctx), **kwargs)
+                     command=_command_line(ctx), obs_columns=obs_columns or [], **kwargs)
     _report(result, quiet)
 
 
@@ -267,6 +255,7 @@ def embed(
         help="Output .h5ad (default: INPUT_STEM.geovae.h5ad beside the input).")] = None,
     volume: Annotated[bool, typer.Option(
         help="Also write obs['geovae_volume'] (decoder volume element).")] = False,
+    obs_columns: ObsColumns = None,
     resolution: Resolution = 1.0,
     device: Device = "cpu",
     threads: Threads = 0,
@@ -275,11 +264,12 @@ def embed(
     debug: Debug = False,
 ) -> None:
     """Embed new data with a trained model (missing genes filled and reported)."""
-    from geovae.api import run_embed
+    from geovae.runs import run_embed
 
     _set_threads(threads)
     result = run_embed(model_dir, input, out=out, plot=plot, resolution=resolution,
-                       device=device, command=_command_line(ctx), volume=volume)
+                       device=device, command=_command_line(ctx), volume=volume,
+                       obs_columns=obs_columns or [])
     _report(result, quiet)
 
 
@@ -301,7 +291,7 @@ def cluster(
     debug: Debug = False,
 ) -> None:
     """Cluster cells on the kNN graph of an embedding (Leiden) and recompute the UMAP."""
-    from geovae.api import run_cluster
+    from geovae.runs import run_cluster
 
     result = run_cluster(input, out, use_rep=use_rep, resolution=resolution, method=method,
                          plot=plot, seed=seed, command=_command_line(ctx))
@@ -323,31 +313,10 @@ def simulate(
     debug: Debug = False,
 ) -> None:
     """Simulate negative-binomial counts with known cell types and conditions."""
-    from geovae.simulate import simulate_counts
+    from geovae.runs import run_simulate
 
-    _check_h5ad_out(out)
-    if min(n_cells, n_genes, n_types, n_conditions) < 1:
-        from geovae.errors import OptionError
-
-        raise OptionError("--n-cells, --n-genes, --n-types and --n-conditions must be >= 1")
-    adata = simulate_counts(n_cells=n_cells, n_genes=n_genes, n_types=n_types,
-                            n_conditions=n_conditions, seed=seed)
-    _write_demo(adata, out, quiet)
-
-
-def _check_h5ad_out(out: Path) -> None:
-    from geovae.errors import OptionError
-
-    if out.suffix.lower() != ".h5ad":
-        raise OptionError(f"OUT '{out}' must end in .h5ad")
-
-
-def _write_demo(adata: Any, out: Path, quiet: bool) -> None:
-    from geovae.io import write_h5ad
-
-    write_h5ad(adata, out)
-    if not quiet:
-        err.print(f"wrote {out} ({adata.n_obs} cells x {adata.n_vars} features)")
+    _report(run_simulate(out, n_cells=n_cells, n_genes=n_genes, n_types=n_types,
+                         n_conditions=n_conditions, seed=seed), quiet)
 
 
 @app.command()
@@ -368,16 +337,15 @@ def blobs(
 ) -> None:
     """Synthetic conditional blobs, the c*GMΔVAE demo (then: geovae fit OUT --model cgmvae
     --batch-key condition --likelihood gaussian --n-clusters 5)."""
-    from geovae.blobs import make_blobs
+    from geovae.runs import run_blobs
 
-    _check_h5ad_out(out)
-    adata = make_blobs(n_cells=n_cells, n_features=n_features, n_blobs=n_blobs,
-                       n_conditions=n_conditions, condition_shift=condition_shift, seed=seed)
-    _write_demo(adata, out, quiet)
+    _report(run_blobs(out, n_cells=n_cells, n_features=n_features, n_blobs=n_blobs,
+                      n_conditions=n_conditions, condition_shift=condition_shift, seed=seed),
+            quiet)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Run the CLI (signals are set up by `geovae.__main__`, the console-script entry)."""
     app()
 
 

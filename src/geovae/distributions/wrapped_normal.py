@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
-from ..manifolds import Lorentz, log_sinhc, safe_norm
+from geovae.geometry.manifolds import Lorentz, _cap, log_sinhc, safe_norm, widen
 
 _H = Lorentz()
 
@@ -50,21 +50,33 @@ class WrappedNormal(Distribution):
 
     @staticmethod
     def push(v: Tensor, loc: Tensor) -> Tensor:
-        """Tangent coordinates v at the origin -> point exp_loc(PT_{mu0 -> loc}(v))."""
-        u0 = _H.tangent0(v)
-        origin = _H.origin(v.shape[-1], v).expand_as(u0)
-        return _H.expmap(loc, _H.transp(origin, loc, u0))
+        """Tangent coordinates v at the origin -> point exp_loc(PT_{mu0 -> loc}(v)).
+
+        In float64 for lower-precision inputs, end to end: PT(v) has coordinates ~cosh|loc| |v|,
+        and rounding them to float32 on the way would move z by ~eps cosh|loc| |v|.
+        """
+        v = _cap(safe_norm(v), v)[1]  # |v| capped for the caller's dtype, not for float64
+        dtype, (v, loc) = widen(v, loc)
+        return _H.expmap(loc, _H.transp0(loc, _H.tangent0(v))).to(dtype)
 
     @staticmethod
     def pull(z: Tensor, loc: Tensor) -> tuple[Tensor, Tensor]:
-        """Inverse of ``push``: v = PT_{loc -> mu0}(log_loc z)[1:] and r = |log_loc z|_L."""
-        u = _H.logmap(loc, z)
-        origin = _H.origin(loc.shape[-1] - 1, z).expand_as(u)
-        return _H.transp(loc, origin, u)[..., 1:], _H.norm(loc, u)
+        """Inverse of ``push``: v = PT_{loc -> mu0}(log_loc z)[1:] and r = |v| = d(loc, z)
+        (in float64 for lower-precision inputs, like ``push``)."""
+        dtype, (z, loc) = widen(z, loc)
+        v, r = WrappedNormal._pull(z, loc)
+        return v.to(dtype), r.to(dtype)
+
+    @staticmethod
+    def _pull(z: Tensor, loc: Tensor) -> tuple[Tensor, Tensor]:
+        v = _H.transp0back(loc, _H.logmap(loc, z))[..., 1:]
+        return v, safe_norm(v, keepdim=False)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        return self._log_density(*self.pull(value, self.loc))
+        dtype, (z, loc, scale) = widen(value, self.loc, self.scale)
+        return self._log_density(*self._pull(z, loc), scale).to(dtype)
 
-    def _log_density(self, v: Tensor, r: Tensor) -> Tensor:
-        normal = -0.5 * (v / self.scale) ** 2 - torch.log(self.scale) - 0.5 * math.log(2 * math.pi)
+    def _log_density(self, v: Tensor, r: Tensor, scale: Tensor | None = None) -> Tensor:
+        scale = self.scale if scale is None else scale
+        normal = -0.5 * (v / scale) ** 2 - torch.log(scale) - 0.5 * math.log(2 * math.pi)
         return normal.sum(-1) - (self.n - 1) * log_sinhc(r)

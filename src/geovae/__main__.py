@@ -1,0 +1,36 @@
+"""``geovae`` / ``python -m geovae``: Ctrl-C and SIGTERM end a command-line run at any moment
+(imports included) with one line and exit code 130, after removing the run's temporaries;
+outputs are renamed into place with these signals held off, so a run leaves either all of its
+new outputs or the old ones."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    write = sys.modules.get("geovae.io.write")
+    done = False
+    if write is not None:
+        write.remove_live()
+        done = bool(write.COMMITTED)
+    msg = ("interrupted after the outputs were written" if done else
+           "interrupted: no output was written (earlier outputs are untouched)")
+    os.write(2, (msg + "\n").encode())
+    os._exit(130)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)
+    from geovae.cli import main as cli_main  # typer and rich; each command imports the rest
+
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()

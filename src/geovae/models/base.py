@@ -1,0 +1,266 @@
+"""`GeoVAE`: the AnnData-facing VAE — setup (validate and prepare once), training, latent,
+volume element, outputs, save/load. Subclasses bind another module class (`CGMVAE`)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anndata as ad
+import numpy as np
+import torch
+
+from geovae import _keys as K
+from geovae.data import DataSpec, InMemorySource, Prepared, map_batches, prepare, setup_data
+from geovae.models.config import ModelConfig, keyword_options, validate
+from geovae.models.registry import register
+from geovae.modules import VAEModule
+from geovae.training import History, Trainer, TrainSettings, default_epochs, resolve_device
+
+
+def versions() -> dict[str, str]:
+    """Versions of geovae and the libraries its numbers depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("geovae", "torch", "anndata", "scanpy", "numpy", "scikit-learn"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+@register
+class GeoVAE:
+    """A VAE with a latent of the chosen geometry, fitted to one AnnData.
+
+    Parameters
+    ----------
+    adata
+        Cells x features. Validated and prepared once here.
+    latent
+        ``euclidean``, ``sphere`` (S^d, d + 1 coordinates) or ``hyperbolic`` (Lorentz H^d).
+    latent_dim
+        Intrinsic dimension d of the latent manifold.
+    likelihood
+        ``auto`` (NB for non-negative integer counts, else Gaussian), ``nb``, ``zinb``,
+        ``gaussian`` or ``bernoulli``.
+    layer
+        AnnData layer with the data (default: X).
+    batch_key
+        obs column(s) of batch/condition covariates, fed to encoder and decoder.
+    label_key
+        obs column of labels (used by `CGMVAE`; coloured in plots).
+    n_top_genes
+        Use only the N most highly variable features.
+    n_hidden, n_layers, dropout
+        Network width, depth and dropout.
+    seed
+        Random seed: the same seed on the same device gives the same numbers.
+    latent_options
+        Geometry options: ``flow`` (RealNVP layers, euclidean), ``posterior``
+        (``vmf`` or ``power-spherical``, sphere), ``max_kappa`` (sphere).
+    model_options
+        Options of the model's module (none for the VAE; see `CGMVAE`).
+    """
+
+    name: ClassVar[str] = "vae"
+    module_class: ClassVar[type[VAEModule]] = VAEModule
+
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        *,
+        latent: str = "euclidean",
+        latent_dim: int = 10,
+        likelihood: str = "auto",
+        layer: str | None = None,
+        batch_key: str | list[str] | None = None,
+        label_key: str | None = None,
+        n_top_genes: int | None = None,
+        n_hidden: int = 128,
+        n_layers: int = 1,
+        dropout: float = 0.1,
+        seed: int = 0,
+        latent_options: dict[str, Any] | None = None,
+        model_options: dict[str, Any] | None = None,
+    ):
+        config = validate(model=self.name, latent=latent, latent_dim=latent_dim,
+                          likelihood=likelihood, n_hidden=n_hidden, n_layers=n_layers,
+                          dropout=dropout, seed=seed, latent_options=latent_options,
+                          model_options=model_options,
+                          known_model_options=self.module_options())
+        batch_keys = [batch_key] if isinstance(batch_key, str) else list(batch_key or [])
+        spec, self.prepared, self.notes = setup_data(adata, likelihood, layer, batch_keys,
+                                                     label_key, n_top_genes)
+        config.likelihood = spec.likelihood
+        self.adata = adata
+        self._init(config, spec)
+
+    def _init(self, config: ModelConfig, spec: DataSpec) -> None:
+        """Build the module; shared by construction and `load`."""
+        self.config, self.spec = config, spec
+        self.complete_config()
+        torch.manual_seed(config.seed)
+        center = scale = None
+        if spec.center is not None:
+            center = torch.tensor(spec.center, dtype=torch.float32)
+            scale = torch.tensor(spec.scale, dtype=torch.float32)
+        self.module = self.module_class.from_config(config, spec.n_features, spec.n_covariates,
+                                                    center, scale)
+        self.history: History | None = None
+        self.train_params: dict[str, Any] = {}
+        self.device = torch.device("cpu")
+        self._source: InMemorySource | None = None
+
+    @classmethod
+    def module_options(cls) -> dict[str, Any]:
+        """Options of the module class (``model_options``), with their defaults."""
+        return keyword_options(cls.module_class.__init__, keyword_only=True)
+
+    def complete_config(self) -> None:
+        """Fill model options that follow from the data (subclasses)."""
+
+    @property
+    def setup_notes(self) -> str:
+        return "; ".join(self.notes)
+
+    # ------------------------------------------------------------------ data
+    def source(self, adata: ad.AnnData | None = None) -> InMemorySource:
+        """Minibatch source of the training data (built once) or of ``adata`` (features
+        matched by name)."""
+        if adata is None or adata is getattr(self, "adata", None):
+            if self._source is None or self._source.device != self.device:
+                if getattr(self, "prepared", None) is None:
+                    raise ValueError("this model was loaded: pass the AnnData to embed")
+                self._source = self.source_of(self.prepared)
+            return self._source
+        return self.source_of(self.prepare(adata))
+
+    def prepare(self, adata: ad.AnnData) -> Prepared:
+        """Align and check new data against the model's features and categories."""
+        return prepare(adata, self.spec, new_data=True)
+
+    def source_of(self, prepared: Prepared) -> InMemorySource:
+        return InMemorySource(prepared, self.spec.n_categories, self.device)
+
+    # ------------------------------------------------------------------ training
+    def train(self, epochs: int | None = None, batch_size: int = 128, lr: float = 1e-3,
+              device: str = "auto", progress: bool = True, **settings: Any) -> History:
+        """Train on the AnnData given at construction; returns the loss history.
+
+        ``settings`` go to `geovae.training.TrainSettings` (patience, warmup_fraction, ...).
+        """
+        self.device = resolve_device(device)
+        epochs = default_epochs(self.prepared.n_obs) if epochs is None else epochs
+        run = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr,
+                            seed=self.config.seed, progress=progress, **settings)
+        self.history = Trainer(self.module, self.source(), run).fit()
+        self.train_params = {"epochs": epochs, "epochs_run": len(self.history.train),
+                             "batch_size": batch_size, "lr": lr, "device": str(self.device),
+                             **settings}
+        return self.history
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def get_latent(self, adata: ad.AnnData | None = None) -> np.ndarray:
+        """Posterior mean of each cell's latent, in the manifold's own coordinates."""
+        return self.latent_of(self.source(adata))
+
+    @torch.no_grad()
+    def latent_of(self, source: InMemorySource) -> np.ndarray:
+        self.module.eval()
+        z = map_batches(source, lambda b: self.module.latent_mean(b.x, b.c))
+        return z.numpy().astype(np.float32)
+
+    def get_volume(self, adata: ad.AnnData | None = None) -> np.ndarray:
+        """log sqrt(det JᵀJ) of the decoder mean at each cell's latent (tangent space on
+        curved latents); for count models the mean is per unit library (proportions)."""
+        return self.volume_of(self.source(adata))
+
+    def volume_of(self, source: InMemorySource, batch_size: int = 256) -> np.ndarray:
+        from geovae.geometry.volume import log_volume
+
+        module = self.module.eval()
+        basis = getattr(module.latent.manifold, "tangent_basis", None)
+
+        def one_batch(b: Any) -> torch.Tensor:
+            with torch.no_grad():
+                z = module.latent_mean(b.x, b.c)
+            out = torch.empty(len(b), device=z.device)
+            keys = b.c if b.c is not None else torch.zeros(len(b), 1, device=z.device)
+            for key in torch.unique(keys, dim=0):  # one decoder map per covariate combination
+                rows = (keys == key).all(-1)
+                ci = None if b.c is None else key[None]
+
+                def f(zi: torch.Tensor, ci: torch.Tensor | None = ci) -> torch.Tensor:
+                    return module.decoder_mean(zi[None], ci)[0]
+
+                out[rows] = log_volume(f, z[rows], basis).detach().float()
+            return out
+
+        return map_batches(source, one_batch, batch_size).numpy()
+
+    # ------------------------------------------------------------------ outputs
+    def write_outputs(self, adata: ad.AnnData, source: InMemorySource) -> dict[str, Any]:
+        """Write the latent (and model-specific outputs) into ``adata``; returns run facts
+        for the record."""
+        z = self.latent_of(source)
+        adata.obsm[K.REP] = z
+        if self.config.latent == "hyperbolic":
+            ball = self.module.latent.manifold.to_plot(torch.as_tensor(z, dtype=torch.float64))
+            adata.obsm[K.REP_POINCARE] = ball.numpy().astype(np.float32)
+        return {}
+
+    def summary(self) -> dict[str, Any]:
+        """Run metadata for ``uns['geovae']``."""
+        latent = self.module.latent
+        cfg = self.config
+        info: dict[str, Any] = {
+            "model": self.name, "likelihood": self.spec.likelihood,
+            "latent": {k: v for k, v in latent.config().items() if v is not None},
+            "seed": cfg.seed, "n_features": self.spec.n_features, "versions": versions(),
+            "params": {"latent": cfg.latent, "latent_dim": cfg.latent_dim,
+                       "n_hidden": cfg.n_hidden, "n_layers": cfg.n_layers,
+                       "dropout": cfg.dropout, **self.train_params,
+                       "layer": self.spec.layer or "X", "batch_keys": self.spec.batch_keys,
+                       "label_key": self.spec.label_key or ""},
+        }
+        if self.history is not None:
+            h = self.history
+            info.update(final_losses=h.final(),
+                        loss_history={"train": np.asarray(h.train, dtype=np.float32),
+                                      "validation": np.asarray(h.validation,
+                                                               dtype=np.float32)},
+                        best_epoch=int(h.best_epoch + 1), stopped_early=bool(h.stopped_early),
+                        kl_warmup_steps=int(h.warmup_steps))
+        return info
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save weights (weights-only torch file), config, feature list and preprocessing.
+
+        An existing ``path`` is replaced only if it is itself a geovae model directory.
+        """
+        from geovae.models.persistence import save_model
+
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu") -> GeoVAE:
+        """Load a model saved by `save` (or ``geovae fit --model-dir``); returns an instance
+        of the class it was saved from."""
+        from geovae.models.persistence import load_model
+
+        return load_model(path, device)
+
+    @classmethod
+    def from_saved(cls, config: ModelConfig, spec: DataSpec) -> GeoVAE:
+        """An untrained instance with a saved config and spec (no training data)."""
+        model = cls.__new__(cls)
+        model.adata, model.prepared, model.notes = None, None, []
+        model._init(config, spec)
+        return model

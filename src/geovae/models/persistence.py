@@ -1,0 +1,115 @@
+"""Model directories: ``config.json`` (format, config, data spec, training parameters,
+versions, history) and ``weights.pt`` (weights only). Writing is atomic; reading validates the
+config with the same validator as the API and the CLI and says what is wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from geovae import _keys as K
+from geovae.data import DataSpec
+from geovae.errors import GeoVAEError, InputError
+from geovae.io.write import atomic_dir
+from geovae.models.config import ModelConfig
+from geovae.models.registry import MODELS
+from geovae.training import History, resolve_device
+
+FORMAT = "geovae-model/2"
+#: formats this release reads (1: geovae 0.1.0, spec features under "genes")
+READABLE = ("geovae-model/1", FORMAT)
+#: the files a model directory holds; a directory with anything else is not replaced
+MODEL_FILES = frozenset({K.MODEL_CONFIG, K.MODEL_WEIGHTS})
+
+
+def is_model_dir(path: str | os.PathLike) -> bool:
+    """True for a directory geovae wrote: its config.json names a geovae model format and it
+    holds no file geovae did not write."""
+    p = Path(path)
+    if not p.is_dir() or not (p / K.MODEL_CONFIG).is_file():
+        return False
+    try:
+        fmt = json.loads((p / K.MODEL_CONFIG).read_text()).get("format", "")
+    except (ValueError, OSError, AttributeError):
+        return False
+    return str(fmt).startswith("geovae-model/") and {q.name for q in p.iterdir()} <= MODEL_FILES
+
+
+def save_model(model: Any, path: str | os.PathLike) -> Path:
+    """Write ``model`` to the directory ``path`` (replacing only a geovae model directory)."""
+    with atomic_dir(path, replace_if=is_model_dir) as tmp:
+        write_model_files(model, tmp)
+    return Path(path)
+
+
+def write_model_files(model: Any, directory: Path) -> None:
+    """Write a model's files into the existing (staging) ``directory``."""
+    from geovae import __version__
+    from geovae.models.base import versions
+
+    torch.save({k: v.cpu() for k, v in model.module.state_dict().items()},
+               directory / K.MODEL_WEIGHTS)
+    h = model.history
+    meta = {"format": FORMAT, "geovae_version": __version__, "model": model.name,
+            "config": model.config.to_dict(), "spec": model.spec.to_dict(),
+            "train_params": model.train_params, "versions": versions(),
+            "history": None if h is None else {"train": h.train, "validation": h.validation,
+                                               "terms": h.terms, "best_epoch": h.best_epoch}}
+    (directory / K.MODEL_CONFIG).write_text(json.dumps(meta, indent=1))
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu") -> Any:
+    """Load a model directory; errors name the directory, what is wrong and who wrote it."""
+    p = Path(path)
+    if not (p / K.MODEL_CONFIG).is_file() or not (p / K.MODEL_WEIGHTS).is_file():
+        raise InputError(f"'{p}' is not a geovae model directory (expected {K.MODEL_CONFIG} "
+                         f"and {K.MODEL_WEIGHTS}; create one with geovae fit --model-dir)")
+    try:
+        meta = json.loads((p / K.MODEL_CONFIG).read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("config.json is not a JSON object")
+    except (ValueError, OSError) as exc:
+        raise InputError(f"model directory '{p}' is damaged: {K.MODEL_CONFIG} is not valid "
+                         f"JSON ({exc}); refit the model") from exc
+    writer = meta.get("geovae_version") or (meta.get("versions") or {}).get("geovae", "unknown")
+    fmt = meta.get("format")
+    if fmt not in READABLE:
+        raise InputError(f"model directory '{p}' has format {fmt!r} (written by geovae "
+                         f"{writer}); this geovae reads {', '.join(READABLE)}: refit the model "
+                         "or use the geovae version that wrote it")
+    try:
+        cfg = dict(meta["config"])
+        name = meta.get("model", cfg.get("model", "vae"))
+        cls = MODELS[name] if name in MODELS else None
+        if cls is None:
+            raise ValueError(f"unknown model {name!r}")
+        cfg["model"] = name
+        config = ModelConfig.from_dict(cfg, cls.module_options())
+        spec = DataSpec.from_dict(meta["spec"])
+        model = cls.from_saved(config, spec)
+    except (GeoVAEError, KeyError, TypeError, ValueError) as exc:
+        what = exc.cli_message() if isinstance(exc, GeoVAEError) else (
+            f"missing {exc}" if isinstance(exc, KeyError) else str(exc))
+        raise InputError(f"model directory '{p}' is damaged (written by geovae {writer}): "
+                         f"{what}; refit the model") from exc
+    model.device = resolve_device(device)
+    try:
+        state = torch.load(p / K.MODEL_WEIGHTS, map_location=model.device, weights_only=True)
+        model.module.load_state_dict(state)
+    except Exception as exc:  # torch raises many types for corrupt or mismatched files
+        raise InputError(f"cannot load weights from '{p / K.MODEL_WEIGHTS}' (written by geovae "
+                         f"{writer}): {str(exc).splitlines()[0][:200]}; refit the model"
+                         ) from exc
+    model.module.to(model.device).eval()
+    model.train_params = meta.get("train_params", {})
+    hist = meta.get("history")
+    if isinstance(hist, dict):
+        model.history = History(train=list(hist.get("train", [])),
+                                validation=list(hist.get("validation", [])),
+                                terms=dict(hist.get("terms", {})),
+                                best_epoch=int(hist.get("best_epoch", -1)))
+    return model

@@ -1,0 +1,180 @@
+"""Pluggable latent spaces: a posterior head, a prior and their KL, for each geometry.
+
+A `Latent` turns the encoder's last hidden layer into a posterior q(z|x) (any
+`torch.distributions.Distribution` with ``rsample`` and ``log_prob``), gives the prior p(z),
+and computes KL(q||p) per cell: in closed form where a KL is registered for the pair, by
+Monte Carlo (log q(z) - log p(z) at the sampled z) otherwise. The VAE is written once against
+this interface; geometries are added by registering a subclass in `LATENTS`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
+
+from geovae.distributions import (
+    HypersphericalUniform,
+    PowerSpherical,
+    VonMisesFisher,
+    WrappedNormal,
+)
+from geovae.geometry.manifolds import Euclidean, Lorentz, Manifold, Sphere
+from geovae.nn.flows import RealNVP
+
+
+class Latent(nn.Module):
+    """Base class. ``intrinsic_dim`` = manifold dimension d; ``embed_dim`` = coordinates used."""
+
+    geometry: ClassVar[str] = "base"
+
+    def __init__(self, dim: int, n_hidden: int):
+        super().__init__()
+        if dim < 1:
+            raise ValueError("latent dimension must be at least 1")
+        self.intrinsic_dim = dim
+        self.embed_dim = dim
+        self.manifold: Manifold = Euclidean()
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        """Posterior q(z|x) from the encoder's hidden layer ``h``."""
+        raise NotImplementedError
+
+    def prior(self, like: torch.Tensor) -> Distribution:
+        """Prior p(z) with the device/dtype of ``like``."""
+        raise NotImplementedError
+
+    def rsample(self, q: Distribution) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Reparameterised sample and, where the KL needs it, log q(z) at that sample."""
+        return q.rsample(), None
+
+    def kl(self, q: Distribution, z: torch.Tensor, log_q: torch.Tensor | None) -> torch.Tensor:
+        """Per-cell KL(q||p): closed form when registered, else Monte Carlo at ``z``."""
+        p = self.prior(z)
+        if log_q is None:
+            try:
+                return kl_divergence(q, p)
+            except NotImplementedError:
+                log_q = q.log_prob(z)
+        return log_q - p.log_prob(z)
+
+    def mean(self, q: Distribution) -> torch.Tensor:
+        """Point estimate of z (posterior mean, or mean direction on curved spaces)."""
+        return q.mean
+
+    def config(self) -> dict:
+        """Geometry and parameters, stored in ``uns['geovae']['latent']``."""
+        return {"geometry": self.geometry, "dim": self.intrinsic_dim,
+                "n_coordinates": self.embed_dim}
+
+
+class EuclideanLatent(Latent):
+    """Diagonal Gaussian posterior and N(0, I) prior on R^d, optionally with RealNVP flows."""
+
+    geometry = "euclidean"
+
+    def __init__(self, dim: int, n_hidden: int, flow: int = 0):
+        super().__init__(dim, n_hidden)
+        self.head = nn.Linear(n_hidden, 2 * dim)
+        self.n_flow = flow
+        self.flow = None
+        if flow:
+            self.flow = RealNVP(dim, flow)
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        loc, raw = self.head(h).chunk(2, dim=-1)
+        return Independent(Normal(loc, F.softplus(raw) + 1e-4), 1)
+
+    def prior(self, like: torch.Tensor) -> Distribution:
+        zeros = torch.zeros(self.intrinsic_dim, device=like.device, dtype=like.dtype)
+        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+    def rsample(self, q: Distribution) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z0 = q.rsample()
+        if self.flow is None:
+            return z0, None
+        z, logdet = self.flow(z0)
+        return z, q.log_prob(z0) - logdet
+
+    def mean(self, q: Distribution) -> torch.Tensor:
+        if self.flow is None:
+            return q.mean
+        return self.flow(q.mean)[0]
+
+    def config(self) -> dict:
+        return {**super().config(), "flow_layers": self.n_flow}
+
+
+class SphereLatent(Latent):
+    """vMF or Power Spherical posterior and uniform prior on S^d (d + 1 coordinates)."""
+
+    geometry = "sphere"
+
+    def __init__(self, dim: int, n_hidden: int, posterior: str = "vmf",
+                 max_kappa: float = 1e4):
+        super().__init__(dim, n_hidden)
+        if posterior not in ("vmf", "power-spherical"):
+            raise ValueError(f"unknown posterior {posterior!r}: use vmf or power-spherical")
+        self.embed_dim = dim + 1
+        self.manifold = Sphere()
+        self.posterior, self.max_kappa = posterior, max_kappa
+        self.head = nn.Linear(n_hidden, dim + 2)  # direction (d + 1) and concentration
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        out = self.head(h)
+        loc = F.normalize(out[..., :-1], dim=-1)
+        kappa = (F.softplus(out[..., -1]) + 1).clamp(max=self.max_kappa)
+        cls = VonMisesFisher if self.posterior == "vmf" else PowerSpherical
+        return cls(loc, kappa)
+
+    def prior(self, like: torch.Tensor) -> Distribution:
+        return HypersphericalUniform(self.embed_dim, device=like.device, dtype=like.dtype)
+
+    def mean(self, q: Distribution) -> torch.Tensor:
+        return q.loc
+
+    def config(self) -> dict:
+        return {**super().config(), "posterior": self.posterior}
+
+
+class HyperbolicLatent(Latent):
+    """Wrapped normal posterior and wrapped N(0, I) prior on the hyperboloid H^d (d + 1
+    coordinates, Lorentz model); KL by Monte Carlo."""
+
+    geometry = "hyperbolic"
+
+    def __init__(self, dim: int, n_hidden: int):
+        super().__init__(dim, n_hidden)
+        self.embed_dim = dim + 1
+        self.manifold = Lorentz()
+        self.head = nn.Linear(n_hidden, 2 * dim)  # tangent vector at the origin, log-scale
+
+    def forward(self, h: torch.Tensor) -> Distribution:
+        v, raw = self.head(h).chunk(2, dim=-1)
+        loc = self.manifold.expmap0(self.manifold.tangent0(v))
+        return WrappedNormal(loc, F.softplus(raw) + 1e-4)
+
+    def prior(self, like: torch.Tensor) -> Distribution:
+        origin = self.manifold.origin(self.intrinsic_dim, like)
+        return WrappedNormal(origin, torch.ones_like(origin[1:]))
+
+    def rsample(self, q: Distribution) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return q.rsample_with_log_prob()
+
+    def mean(self, q: Distribution) -> torch.Tensor:
+        return q.loc
+
+
+LATENTS: dict[str, type[Latent]] = {"euclidean": EuclideanLatent, "sphere": SphereLatent,
+                                     "hyperbolic": HyperbolicLatent}
+
+
+def make_latent(geometry: str, dim: int, n_hidden: int, **kwargs: object) -> Latent:
+    """Build the latent called ``geometry`` (see `LATENTS`)."""
+    if geometry not in LATENTS:
+        raise ValueError(f"unknown latent geometry {geometry!r}; choose one of "
+                         + ", ".join(LATENTS))
+    return LATENTS[geometry](dim, n_hidden, **kwargs)

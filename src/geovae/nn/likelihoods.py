@@ -1,0 +1,153 @@
+"""Observation models p(x|z): negative binomial, zero-inflated NB, Gaussian, Bernoulli.
+
+Each likelihood is a small head that maps the decoder's last hidden layer to a
+`torch.distributions.Distribution` whose ``log_prob(x)`` is per cell and feature.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Bernoulli, Distribution, Normal, constraints
+
+_EPS = 1e-8
+
+
+def log_nb_positive(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """log NB(x; mean mu, inverse dispersion theta), written with stable log terms."""
+    log_theta_mu = torch.log(theta + mu + _EPS)
+    return (
+        theta * (torch.log(theta + _EPS) - log_theta_mu)
+        + x * (torch.log(mu + _EPS) - log_theta_mu)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1)
+    )
+
+
+def log_zinb_positive(
+    x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, zi_logits: torch.Tensor
+) -> torch.Tensor:
+    """log ZINB: with probability sigmoid(zi_logits) a structural zero, else NB(mu, theta)."""
+    softplus_neg = F.softplus(-zi_logits)
+    log_nb0 = theta * (torch.log(theta + _EPS) - torch.log(theta + mu + _EPS))
+    case_zero = F.softplus(-zi_logits + log_nb0) - softplus_neg
+    case_nonzero = -zi_logits - softplus_neg + log_nb_positive(x, mu, theta)
+    return torch.where(x < 0.5, case_zero, case_nonzero)
+
+
+class NegativeBinomial(Distribution):
+    """Negative binomial with mean ``mu`` and inverse dispersion ``theta`` (optionally ZI)."""
+
+    arg_constraints = {"mu": constraints.positive, "theta": constraints.positive}
+    support = constraints.nonnegative_integer
+
+    def __init__(self, mu: torch.Tensor, theta: torch.Tensor,
+                 zi_logits: torch.Tensor | None = None, validate_args: bool = False):
+        self.mu, self.theta, self.zi_logits = mu, theta, zi_logits
+        super().__init__(batch_shape=mu.shape, validate_args=validate_args)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        if self.zi_logits is None:
+            return self.mu
+        return self.mu * torch.sigmoid(-self.zi_logits)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self.zi_logits is None:
+            return log_nb_positive(value, self.mu, self.theta)
+        return log_zinb_positive(value, self.mu, self.theta, self.zi_logits)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            shape = self._extended_shape(sample_shape)
+            rate = torch.distributions.Gamma(self.theta, self.theta / self.mu).sample(
+                sample_shape)
+            counts = torch.poisson(rate.expand(shape))
+            if self.zi_logits is not None:
+                zero = torch.rand(shape, device=counts.device) < torch.sigmoid(self.zi_logits)
+                counts = torch.where(zero, torch.zeros_like(counts), counts)
+            return counts
+
+
+class Likelihood(nn.Module):
+    """Base head: ``forward(h, library) -> Distribution`` over the (transformed) data."""
+
+    #: what the encoder sees and what is reconstructed ("log1p" of counts or the data itself)
+    encoder_transform = "identity"
+
+    def __init__(self, n_hidden: int, n_features: int):
+        super().__init__()
+        self.n_features = n_features
+
+
+class NBLikelihood(Likelihood):
+    """NB/ZINB with mean = softmax proportions x observed library size, per-gene dispersion."""
+
+    encoder_transform = "log1p"
+
+    def __init__(self, n_hidden: int, n_features: int, zero_inflated: bool = False):
+        super().__init__(n_hidden, n_features)
+        self.scale = nn.Linear(n_hidden, n_features)
+        self.log_theta = nn.Parameter(torch.zeros(n_features))
+        self.dropout = nn.Linear(n_hidden, n_features) if zero_inflated else None
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor) -> NegativeBinomial:
+        rho = torch.softmax(self.scale(h), dim=-1)
+        theta = torch.exp(self.log_theta.clamp(-12.0, 12.0)).expand_as(rho)
+        zi = self.dropout(h) if self.dropout is not None else None
+        return NegativeBinomial(rho * library, theta, zi)
+
+
+class GaussianLikelihood(Likelihood):
+    """Gaussian on standardised features with a learned per-feature scale."""
+
+    encoder_transform = "standardize"
+
+    def __init__(self, n_hidden: int, n_features: int):
+        super().__init__(n_hidden, n_features)
+        self.loc = nn.Linear(n_hidden, n_features)
+        self.log_scale = nn.Parameter(torch.zeros(n_features))
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor) -> Normal:
+        loc = self.loc(h)
+        scale = F.softplus(self.log_scale).clamp_min(1e-3).expand_as(loc)
+        return Normal(loc, scale)
+
+
+class BernoulliLikelihood(Likelihood):
+    """Bernoulli on values in [0, 1] (binary data, or intensities as in binarised MNIST)."""
+
+    def __init__(self, n_hidden: int, n_features: int):
+        super().__init__(n_hidden, n_features)
+        self.logits = nn.Linear(n_hidden, n_features)
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor) -> Distribution:
+        return _ContinuousBernoulliFree(logits=self.logits(h))
+
+
+class _ContinuousBernoulliFree(Bernoulli):
+    """Bernoulli whose log_prob also accepts fractional targets (cross-entropy)."""
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return -F.binary_cross_entropy_with_logits(self.logits, value, reduction="none")
+
+
+#: likelihood name -> (head class, keyword arguments)
+LIKELIHOODS: dict[str, tuple[type[Likelihood], dict]] = {
+    "nb": (NBLikelihood, {}),
+    "zinb": (NBLikelihood, {"zero_inflated": True}),
+    "gaussian": (GaussianLikelihood, {}),
+    "bernoulli": (BernoulliLikelihood, {}),
+}
+#: likelihoods of non-negative integer counts
+COUNT_LIKELIHOODS = ("nb", "zinb")
+
+
+def make_likelihood(name: str, n_hidden: int, n_features: int) -> Likelihood:
+    """Build the likelihood head called ``name`` (see `LIKELIHOODS`)."""
+    if name not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {name!r}; choose one of " + ", ".join(LIKELIHOODS))
+    cls, kwargs = LIKELIHOODS[name]
+    return cls(n_hidden, n_features, **kwargs)

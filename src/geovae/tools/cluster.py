@@ -1,0 +1,117 @@
+"""``cluster``: Leiden on the kNN graph of an embedding (in the latent's own metric), or the
+mixture's argmax, plus UMAP from the same graph."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import torch
+
+from geovae import _keys as K
+from geovae.errors import InputError, OptionError
+from geovae.tools.neighbors import knn_transformer
+from geovae.tools.record import update_record
+
+METHODS = ("leiden", "mixture")
+
+
+def cluster(
+    adata: ad.AnnData,
+    *,
+    use_rep: str = K.REP,
+    resolution: float = 1.0,
+    n_neighbors: int = 15,
+    key_added: str = K.CLUSTER,
+    seed: int = 0,
+    umap: bool = True,
+    method: str = "leiden",
+) -> ad.AnnData:
+    """Cluster cells on the kNN graph of ``obsm[use_rep]`` and compute a UMAP from it.
+
+    Parameters
+    ----------
+    adata
+        Holds the embedding in ``obsm[use_rep]``.
+    use_rep
+        obsm key of the embedding (default ``X_geovae``).
+    resolution
+        Leiden resolution: higher gives more clusters.
+    n_neighbors
+        Neighbours per cell in the graph.
+    key_added
+        obs column for the clusters.
+    seed
+        Seed of Leiden and UMAP.
+    umap
+        Also compute ``obsm['X_umap']``.
+    method
+        ``leiden``, or ``mixture`` (argmax of ``obsm['geovae_cluster_probs']`` of a cgmvae).
+
+    The graph uses the latent's own distance (great-circle on the sphere, geodesic on the
+    hyperboloid) when the representation comes from a curved geovae model.
+
+    Sets the following fields
+    -------------------------
+    ``adata.obs['geovae_cluster']``, ``adata.obsm['X_umap']``,
+    ``adata.obsp['geovae_neighbors_distances']``, ``adata.obsp['geovae_neighbors_connectivities']``,
+    ``adata.uns['geovae']['cluster']``.
+    """
+    import scanpy as sc
+
+    if use_rep not in adata.obsm:
+        avail = ", ".join(adata.obsm.keys()) or "none"
+        raise OptionError(f"representation '{use_rep}' not in obsm (available: {avail}); "
+                          "run `geovae fit` first or pass {opt}", param="use_rep")
+    if not resolution > 0:
+        raise OptionError("{opt} must be positive", param="resolution")
+    if method not in METHODS:
+        raise OptionError(f"unknown {{opt}} '{method}': use leiden or mixture", param="method")
+    if adata.n_obs < 3:
+        raise InputError(f"clustering needs at least 3 cells, got {adata.n_obs}")
+    rep = np.asarray(adata.obsm[use_rep])
+    if not np.isfinite(rep).all():
+        raise InputError(f"obsm['{use_rep}'] contains NaN/Inf values")
+    if method == "mixture":
+        probs = adata.obsm.get(K.CLUSTER_PROBS)
+        if probs is None:
+            raise OptionError(f"{{opt}} mixture needs obsm['{K.CLUSTER_PROBS}'] from a "
+                              "`geovae fit --model cgmvae` run; use leiden otherwise",
+                              param="method")
+        adata.obs[key_added] = categorical(np.asarray(probs).argmax(1).astype(str))
+    n_neighbors = max(2, min(n_neighbors, adata.n_obs - 1))
+    geometry = geometry_of(adata, use_rep)
+    threads = torch.get_num_threads()
+    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=use_rep, key_added=K.NEIGHBORS,
+                    transformer=knn_transformer(geometry, n_neighbors), random_state=seed)
+    torch.set_num_threads(threads)  # scanpy's neighbours reset torch's thread count
+    if method == "leiden":
+        sc.tl.leiden(adata, resolution=resolution, key_added=key_added, random_state=seed,
+                     neighbors_key=K.NEIGHBORS, flavor="igraph", n_iterations=2,
+                     directed=False)
+        adata.obs[key_added] = categorical(adata.obs[key_added].astype(str).to_numpy())
+    if umap:
+        sc.tl.umap(adata, neighbors_key=K.NEIGHBORS, random_state=seed)
+    update_record(adata, cluster={"method": method, "use_rep": use_rep,
+                                  "resolution": float(resolution),
+                                  "n_neighbors": int(n_neighbors), "metric": geometry,
+                                  "n_clusters": int(adata.obs[key_added].nunique())})
+    return adata
+
+
+def categorical(labels: np.ndarray) -> Any:
+    """Categorical with naturally sorted categories ("2" before "10")."""
+    import pandas as pd
+    from natsort import natsorted
+
+    return pd.Categorical(labels, categories=natsorted(set(labels)))
+
+
+def geometry_of(adata: ad.AnnData, use_rep: str) -> str:
+    """The latent geometry of ``obsm[use_rep]`` as the run record says (else euclidean)."""
+    if use_rep != K.REP:
+        return "euclidean"
+    info = adata.uns.get(K.UNS, {})
+    latent = info.get("latent", {}) if isinstance(info, dict) else {}
+    return str(latent.get("geometry", "euclidean"))

@@ -1,0 +1,121 @@
+"""Scanpy-style verbs that train or apply a model on one AnnData: ``fit`` and ``embed``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anndata as ad
+import numpy as np
+
+from geovae import _keys as K
+from geovae.models import GeoVAE, model_class
+from geovae.tools.record import update_record
+
+
+def fit(
+    adata: ad.AnnData,
+    *,
+    model: str = "vae",
+    latent: str = "euclidean",
+    latent_dim: int = 10,
+    likelihood: str = "auto",
+    layer: str | None = None,
+    batch_key: str | list[str] | None = None,
+    label_key: str | None = None,
+    n_top_genes: int | None = None,
+    latent_options: dict[str, Any] | None = None,
+    model_options: dict[str, Any] | None = None,
+    n_hidden: int = 128,
+    n_layers: int = 1,
+    dropout: float = 0.1,
+    epochs: int | None = None,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    device: str = "auto",
+    seed: int = 0,
+    volume: bool = False,
+    progress: bool = True,
+) -> GeoVAE:
+    """Train a model on ``adata`` and write its latent and outputs into ``adata``.
+
+    Parameters
+    ----------
+    adata
+        Cells x features (counts or continuous values).
+    model
+        ``vae`` (`geovae.GeoVAE`) or ``cgmvae`` (`geovae.CGMVAE`, the c*GMΔVAE).
+    latent, latent_dim, likelihood, layer, batch_key, label_key, n_top_genes,
+    latent_options, model_options, n_hidden, n_layers, dropout, seed
+        See `geovae.GeoVAE` (and `geovae.CGMVAE` for ``model_options``).
+    epochs
+        Maximum epochs (default: scales with the number of cells, 400 up to 20k cells);
+        early stopping on a 10% held-out split keeps the best weights.
+    batch_size, lr
+        Minibatch size and AdamW learning rate.
+    device
+        ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    volume
+        Also write the decoder's volume element ``obs['geovae_volume']``.
+    progress
+        Show a progress bar (a line per 25 epochs when stderr is not a terminal).
+
+    Returns
+    -------
+    The trained model.
+
+    Sets the following fields
+    -------------------------
+    ``adata.obsm['X_geovae']``
+        Latent posterior mean (d + 1 columns on sphere and hyperboloid).
+    ``adata.obsm['X_geovae_poincare']``
+        Hyperbolic latents: Poincaré-ball coordinates.
+    ``adata.obsm['geovae_cluster_probs']``, ``adata.obs['geovae_label']``
+        cgmvae: mixture probabilities; predicted labels with ``label_key``.
+    ``adata.obs['geovae_volume']``
+        With ``volume``.
+    ``adata.uns['geovae']``
+        The run record (model, likelihood, latent, losses, versions, notes).
+    """
+    cls = model_class(model)
+    trained = cls(adata, latent=latent, latent_dim=latent_dim, likelihood=likelihood,
+                  layer=layer, batch_key=batch_key, label_key=label_key,
+                  n_top_genes=n_top_genes, n_hidden=n_hidden, n_layers=n_layers,
+                  dropout=dropout, seed=seed, latent_options=latent_options,
+                  model_options=model_options)
+    trained.train(epochs=epochs, batch_size=batch_size, lr=lr, device=device,
+                  progress=progress)
+    source = trained.source()
+    facts = trained.write_outputs(adata, source)
+    if volume:
+        adata.obs[K.VOLUME] = trained.volume_of(source)
+    update_record(adata, fresh=True, **trained.summary(), **facts,
+                  notes=trained.notes or None)
+    return trained
+
+
+def embed(adata: ad.AnnData, model: GeoVAE | str | os.PathLike, *, device: str = "cpu",
+          volume: bool = False) -> GeoVAE:
+    """Embed ``adata`` with a trained model; features are matched by name.
+
+    Missing features are filled with zeros and reported in the run record; features the model
+    does not know are ignored.
+
+    Sets the following fields
+    -------------------------
+    The same as `fit`, plus ``adata.uns['geovae']['n_missing_features']``,
+    ``['missing_features']`` and ``['n_extra_features']``.
+    """
+    if not isinstance(model, GeoVAE):
+        model = GeoVAE.load(model, device=device)
+    prepared = model.prepare(adata)
+    source = model.source_of(prepared)
+    facts = model.write_outputs(adata, source)
+    if volume:
+        adata.obs[K.VOLUME] = model.volume_of(source)
+    missing = np.asarray(prepared.missing_features[:1000], dtype=str)
+    update_record(adata, fresh=True, **model.summary(), **facts,
+                  n_missing_features=prepared.n_missing_features,
+                  missing_features=missing if len(missing) else None,
+                  n_extra_features=prepared.n_extra_features)
+    return model

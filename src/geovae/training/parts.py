@@ -1,0 +1,145 @@
+"""The parts a `Trainer` is made of; each can be replaced on its own (frozen weights for
+transfer replace the optimiser's parameter set, DDP replaces the split and the progress)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from geovae.errors import OptionError
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when present else CPU; ``cuda`` without a GPU is a clear error."""
+    device = device.lower()
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise OptionError("{opt} cuda was requested but no CUDA GPU is available "
+                              "(torch.cuda.is_available() is False): use cpu or auto",
+                              param="device")
+        return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    raise OptionError(f"unknown {{opt}} '{device}': use auto, cpu or cuda", param="device")
+
+
+def default_epochs(n_cells: int) -> int:
+    """More epochs for small data, fewer for large (as scvi-tools users expect)."""
+    return int(np.clip(round(20000 / max(n_cells, 1) * 400), 20, 400))
+
+
+def split_indices(n: int, fraction: float, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random train/validation split; no validation set for tiny data (< 50 cells)."""
+    perm = torch.randperm(n, generator=generator)
+    n_val = int(round(n * fraction)) if n >= 50 else 0
+    return perm[n_val:], perm[:n_val]
+
+
+def kl_weight(step: int, warmup_steps: int) -> float:
+    """Linear KL warm-up from ~0 to exactly 1 at ``warmup_steps`` (then constant)."""
+    if warmup_steps <= 0:
+        return 1.0
+    return min(1.0, (step + 1) / warmup_steps)
+
+
+@dataclass
+class KLWarmup:
+    """KL weight by step; the warm-up always ends before training does, so the final model
+    optimises the true ELBO."""
+
+    warmup_steps: int
+
+    @classmethod
+    def for_run(cls, total_steps: int, fraction: float) -> KLWarmup:
+        return cls(int(fraction * total_steps))
+
+    def __call__(self, step: int) -> float:
+        return kl_weight(step, self.warmup_steps)
+
+
+class EarlyStopping:
+    """Keep the weights of the best validation epoch (from ``start_epoch`` on); stop after
+    ``patience`` epochs without a relative improvement of ``min_delta``."""
+
+    def __init__(self, patience: int, start_epoch: int, min_delta: float = 1e-4):
+        self.patience, self.start_epoch, self.min_delta = patience, start_epoch, min_delta
+        self.best, self.best_epoch, self.since_best = math.inf, -1, 0
+        self.best_state: dict | None = None
+
+    def update(self, epoch: int, value: float, module: nn.Module) -> bool:
+        """Record epoch ``epoch``'s validation ``value``; True when training should stop."""
+        if epoch < self.start_epoch:
+            return False
+        scale = abs(self.best) if math.isfinite(self.best) else 1.0
+        if value < self.best - self.min_delta * scale:
+            self.best, self.best_epoch, self.since_best = value, epoch, 0
+            self.best_state = copy.deepcopy(module.state_dict())
+        else:
+            self.since_best += 1
+        return self.since_best >= self.patience
+
+    def restore(self, module: nn.Module) -> None:
+        if self.best_state is not None:
+            module.load_state_dict(self.best_state)
+
+
+def make_optimizer(module: nn.Module, lr: float, weight_decay: float
+                   ) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters only (frozen ones are left out)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise OptionError("nothing to train: every parameter of the model is frozen")
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+class Progress:
+    """A rich progress bar over epochs on stderr when it is a terminal; otherwise one summary
+    line every ``log_every`` epochs. Silent when disabled (and on ranks other than 0)."""
+
+    def __init__(self, enabled: bool, epochs: int, log_every: int = 25):
+        import sys
+
+        self.enabled, self.epochs, self.log_every = enabled, epochs, log_every
+        self.live = enabled and sys.stderr.isatty()
+        self.epoch = 0
+
+    def __enter__(self) -> Progress:
+        if self.live:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(),
+                                TextColumn("{task.fields[msg]}"),
+                                console=Console(stderr=True), transient=False)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("epochs", total=self.epochs, msg="")
+        return self
+
+    def advance(self, msg: str) -> None:
+        self.epoch += 1
+        if self.live:
+            self.bar.update(self.task, advance=1, msg=msg)
+        elif self.enabled and (self.epoch % self.log_every == 0 or self.epoch == 1):
+            import sys
+
+            print(f"epoch {self.epoch}/{self.epochs}: {msg}", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.bar.__exit__(*exc)

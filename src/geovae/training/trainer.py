@@ -1,0 +1,161 @@
+"""Training: minibatches from a `DataSource`, KL warm-up in steps, early stopping on a
+held-out split with the best weights restored, gradient clipping.
+
+`Trainer` is a loop over small parts (`geovae.training.parts`): the split, the KL warm-up, the
+early stopping, the optimiser over trainable parameters and the progress report. Losses are
+summed on the device and read once per epoch, so a GPU is not stalled every step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from geovae.data.sources import DataSource
+from geovae.errors import OptionError
+from geovae.training.parts import (
+    EarlyStopping,
+    KLWarmup,
+    Progress,
+    make_optimizer,
+    split_indices,
+)
+
+
+@dataclass
+class History:
+    """Per-epoch mean losses, and where training stopped."""
+
+    train: list[float] = field(default_factory=list)
+    validation: list[float] = field(default_factory=list)
+    terms: dict[str, list[float]] = field(default_factory=dict)
+    best_epoch: int = -1
+    stopped_early: bool = False
+    warmup_steps: int = 0
+    total_steps: int = 0
+
+    def final(self) -> dict[str, float]:
+        out = {"train_loss": self.train[-1] if self.train else float("nan")}
+        if self.validation:
+            best = self.best_epoch if self.best_epoch >= 0 else len(self.validation) - 1
+            out["validation_loss"] = self.validation[best]
+        for k, v in self.terms.items():
+            out[k] = v[-1]
+        return out
+
+
+@dataclass
+class TrainSettings:
+    """Everything the loop needs besides the module and the data."""
+
+    epochs: int
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    validation_fraction: float = 0.1
+    warmup_fraction: float = 0.25
+    patience: int = 30
+    clip_norm: float = 10.0
+    weight_decay: float = 1e-6
+    progress: bool = True
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise OptionError("{opt} must be at least 1", param="epochs")
+        if self.batch_size < 2:
+            raise OptionError("{opt} must be at least 2", param="batch_size")
+        if not self.lr > 0:
+            raise OptionError("{opt} must be positive", param="lr")
+
+
+class Trainer:
+    """Fits a module whose ``loss(batch, kl_weight)`` returns a `LossOutput`."""
+
+    def __init__(self, module: nn.Module, source: DataSource, settings: TrainSettings):
+        settings.check()
+        self.module, self.source, self.s = module, source, settings
+
+    def fit(self) -> History:
+        s, module, source = self.s, self.module, self.source
+        device = source.device
+        gen = torch.Generator().manual_seed(s.seed)
+        torch.manual_seed(s.seed)
+        train_idx, val_idx = split_indices(source.n_obs, s.validation_fraction, gen)
+        n_train = len(train_idx)
+        batch_size = min(s.batch_size, n_train)
+        steps_per_epoch = max(1, n_train // batch_size)  # drop the ragged last batch
+        hist = History(total_steps=s.epochs * steps_per_epoch)
+        warmup = KLWarmup.for_run(hist.total_steps, s.warmup_fraction)
+        hist.warmup_steps = warmup.warmup_steps
+        stopper = EarlyStopping(s.patience, math.ceil(warmup.warmup_steps / steps_per_epoch) - 1)
+        module.to(device)
+        optimizer = make_optimizer(module, s.lr, s.weight_decay)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        val_idx = val_idx.to(device)
+        step = 0
+        with Progress(s.progress, s.epochs) as progress:
+            for epoch in range(s.epochs):
+                module.train()
+                perm = train_idx[torch.randperm(n_train, generator=gen)].to(device)
+                sums: dict[str, torch.Tensor] = {}
+                total = torch.zeros((), device=device)
+                for batch in source.batches(perm, batch_size, drop_last=True):
+                    out = module.loss(batch, kl_weight=warmup(step))
+                    optimizer.zero_grad(set_to_none=True)
+                    out.loss.backward()
+                    nn.utils.clip_grad_norm_(params, s.clip_norm)
+                    optimizer.step()
+                    step += 1
+                    total += out.loss.detach()
+                    for k, v in out.terms.items():
+                        sums[k] = sums.get(k, 0.0) + v.detach().mean()
+                train_loss = float(total) / steps_per_epoch  # one host read per epoch
+                if not math.isfinite(train_loss):
+                    raise FloatingPointError(
+                        f"training diverged (non-finite loss) at epoch {epoch + 1}; "
+                        "try a lower learning rate (--lr)")
+                hist.train.append(train_loss)
+                for k, v in sums.items():
+                    hist.terms.setdefault(k, []).append(float(v) / steps_per_epoch)
+                msg = f"loss {train_loss:.4g}"
+                if len(val_idx):
+                    val = evaluate(module, source, val_idx, batch_size)
+                    hist.validation.append(val)
+                    msg += f"  val {val:.4g}"
+                    if stopper.update(epoch, val, module):
+                        hist.stopped_early = True
+                progress.advance(msg)
+                if hist.stopped_early:
+                    break
+        stopper.restore(module)
+        hist.best_epoch = stopper.best_epoch
+        module.eval()
+        return hist
+
+
+@torch.no_grad()
+def evaluate(module: nn.Module, source: DataSource, idx: torch.Tensor, batch_size: int
+             ) -> float:
+    """Mean -ELBO (full KL weight) over ``idx``, in eval mode.
+
+    Latent samples use a fixed seed (common random numbers), so the value is a deterministic
+    function of the weights: epochs compare fairly, and the global RNG is left untouched.
+    """
+    was_training = module.training
+    module.eval()
+    total = torch.zeros((), device=source.device, dtype=torch.float64)
+    devices = [source.device] if source.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        for batch in source.batches(idx, max(batch_size, 256)):
+            total += module.loss(batch, kl_weight=1.0).negative_elbo.sum()
+    module.train(was_training)
+    return float(total) / max(len(idx), 1)
+
+
+def train_module(module: nn.Module, source: DataSource, **settings: object) -> History:
+    """Shortcut: ``Trainer(module, source, TrainSettings(**settings)).fit()``."""
+    return Trainer(module, source, TrainSettings(**settings)).fit()

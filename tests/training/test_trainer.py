@@ -1,0 +1,113 @@
+"""Training machinery: minibatch slicing, KL warm-up, early stopping, likelihoods, seeds."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.stats as st
+import torch
+from helpers import PBMC
+
+import geovae
+from geovae.data import InMemorySource, Prepared
+from geovae.models import GeoVAE
+from geovae.nn.likelihoods import NegativeBinomial, log_nb_positive, log_zinb_positive
+from geovae.training import default_epochs, evaluate
+from geovae.training.parts import kl_weight, split_indices
+
+
+def _source(X: object, batch: np.ndarray, n_categories: list[int]) -> InMemorySource:
+    prepared = Prepared(X=X, batch=batch, labels=np.full(batch.shape[0], -1))
+    return InMemorySource(prepared, n_categories, torch.device("cpu"))
+
+
+def test_csr_minibatch_equals_dense_rows() -> None:
+    rng = np.random.default_rng(0)
+    X = sp.random(300, 50, density=0.1, format="csr", random_state=1, dtype=np.float32)
+    X[5] = 0  # an empty row
+    data = _source(X, np.zeros((300, 0), int), [])
+    idx = torch.as_tensor(rng.choice(300, 64, replace=False))
+    idx[0] = 5
+    np.testing.assert_array_equal(data.rows(idx).numpy(), X[idx.numpy()].toarray())
+    dense = _source(X.toarray(), np.zeros((300, 0), int), [])
+    np.testing.assert_array_equal(dense.rows(idx).numpy(), X[idx.numpy()].toarray())
+
+
+def test_covariates_are_one_hot_blocks() -> None:
+    batch = np.array([[0, 2], [1, 0], [1, 1]])
+    data = _source(np.ones((3, 2), np.float32), batch, [2, 3])
+    c = data.covariates(torch.arange(3)).numpy()
+    np.testing.assert_array_equal(c, [[1, 0, 0, 0, 1], [0, 1, 1, 0, 0], [0, 1, 0, 1, 0]])
+
+
+def test_kl_warmup_reaches_full_weight_before_the_end() -> None:
+    warm = 100
+    weights = [kl_weight(s, warm) for s in range(200)]
+    assert weights[0] == pytest.approx(0.01) and weights[98] < 1.0
+    assert weights[99] == 1.0 and all(w == 1.0 for w in weights[99:])
+    assert all(b >= a for a, b in zip(weights, weights[1:], strict=False))
+    a = ad.read_h5ad(PBMC)[:200].copy()
+    m = GeoVAE(a, seed=0)
+    hist = m.train(epochs=8, progress=False)
+    assert 0 < hist.warmup_steps < hist.total_steps
+
+
+def test_default_epochs_scale_with_cells() -> None:
+    assert default_epochs(700) == 400
+    assert default_epochs(40_000) == 200
+    assert default_epochs(10**7) == 20
+
+
+def test_early_stopping_restores_best_weights() -> None:
+    a = ad.read_h5ad(PBMC)
+    m = GeoVAE(a, seed=3)
+    # a high learning rate makes validation loss rise after its best epoch
+    hist = m.train(epochs=60, lr=2e-2, patience=5, progress=False)
+    assert hist.best_epoch >= 0
+    assert hist.best_epoch < len(hist.validation) - 1  # stopped (or ended) after the best
+    data = m.source()
+    _, val_idx = split_indices(a.n_obs, 0.1, torch.Generator().manual_seed(3))
+    restored = evaluate(m.module, data, val_idx, 128)
+    assert restored == pytest.approx(hist.validation[hist.best_epoch], rel=1e-5)
+    assert restored < hist.validation[-1]
+
+
+def test_nb_log_prob_matches_scipy() -> None:
+    x = torch.arange(0, 60, dtype=torch.float64)
+    mu, theta = torch.tensor(7.5, dtype=torch.float64), torch.tensor(2.3, dtype=torch.float64)
+    ours = log_nb_positive(x, mu, theta).numpy()
+    ref = st.nbinom.logpmf(x.numpy(), theta.item(), theta.item() / (theta.item() + mu.item()))
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-8)
+
+
+def test_zinb_pmf_sums_to_one_and_inflates_zero() -> None:
+    x = torch.arange(0, 400, dtype=torch.float64)
+    mu, theta = torch.tensor(12.0, dtype=torch.float64), torch.tensor(0.8, dtype=torch.float64)
+    logit = torch.tensor(-0.4, dtype=torch.float64)
+    p = log_zinb_positive(x, mu, theta, logit).exp()
+    assert p.sum().item() == pytest.approx(1.0, abs=1e-6)
+    pi = torch.sigmoid(logit)
+    nb0 = log_nb_positive(x[:1], mu, theta).exp()
+    assert p[0].item() == pytest.approx((pi + (1 - pi) * nb0).item(), rel=1e-10)
+
+
+def test_nb_sampler_moments() -> None:
+    torch.manual_seed(0)
+    mu, theta = torch.full((200_000,), 5.0), torch.full((200_000,), 1.5)
+    s = NegativeBinomial(mu, theta).sample()
+    # NB mean 5, variance mu + mu^2/theta = 21.67; standard errors ~0.01 and ~0.2
+    assert s.mean().item() == pytest.approx(5.0, abs=0.06)
+    assert s.var().item() == pytest.approx(5 + 25 / 1.5, rel=0.05)
+
+
+def test_same_seed_same_latent_different_seed_differs() -> None:
+    a = ad.read_h5ad(PBMC)[:300].copy()
+    runs = []
+    for seed in (7, 7, 8):
+        b = a.copy()
+        geovae.fit(b, epochs=4, seed=seed, progress=False)
+        runs.append(b.obsm["X_geovae"])
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert np.abs(runs[0] - runs[2]).max() > 1e-3
