@@ -25,12 +25,13 @@ __version__ = "0.2.0.dev0"
 
 _LAZY = {
     "fit": "geovae.tools", "embed": "geovae.tools", "cluster": "geovae.tools",
+    "transfer": "geovae.tools",
     "read": "geovae.io", "GeoVAE": "geovae.models", "CGMVAE": "geovae.models",
-    "datasets": "geovae",
+    "datasets": "geovae", "compare_latents": "geovae.tools.evaluate",
 }
 
 __all__ = ["CGMVAE", "GeoVAE", "GeoVAEError", "InputError", "OptionError", "__version__",
-           "cluster", "datasets", "embed", "fit", "read"]
+           "cluster", "compare_latents", "datasets", "embed", "fit", "read", "transfer"]
 
 
 def __getattr__(name: str) -> Any:

@@ -14,12 +14,17 @@ REP = "X_geovae"
 REP_POINCARE = "X_geovae_poincare"
 CLUSTER = "geovae_cluster"
 CLUSTER_PROBS = "geovae_cluster_probs"
+CLUSTER_ENTROPY = "geovae_cluster_entropy"
 LABEL = "geovae_label"
 VOLUME = "geovae_volume"
 NEIGHBORS = "geovae_neighbors"
 UMAP = "X_umap"
+LABEL_CONFIDENCE = "geovae_label_confidence"
+LABEL_PROBS = "geovae_label_probs"
+SOURCE = "geovae_source"
 MODEL_CONFIG = "config.json"
 MODEL_WEIGHTS = "weights.pt"
+MODEL_ATLAS = "reference.npz"
 
 
 @dataclass(frozen=True)
@@ -33,19 +38,26 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("obsm", REP, ("fit", "embed"), "latent posterior mean in the manifold's own "
+    Key("obsm", REP, ("fit", "embed", "transfer"), "latent posterior mean in the manifold's own "
         "coordinates (d columns; d+1 for sphere and hyperbolic)"),
-    Key("obsm", REP_POINCARE, ("fit", "embed"), "hyperbolic latents only: Poincaré-ball "
-        "coordinates (inside the unit ball, for plotting)"),
+    Key("obsm", REP_POINCARE, ("fit", "embed", "transfer"), "hyperbolic latents only: "
+        "Poincaré-ball coordinates (inside the unit ball, for plotting)"),
     Key("obsm", CLUSTER_PROBS, ("fit", "embed"), "cgmvae only: q(y|x) per mixture component "
         "(K columns)"),
+    Key("obs", CLUSTER_ENTROPY, ("fit", "embed"), "cgmvae only: entropy (nats) of q(y|x); "
+        "high for cells the mixture is unsure of (at most log K)"),
     Key("obs", CLUSTER, ("fit", "embed", "cluster"), "categorical cluster: Leiden on the latent "
         "kNN graph, or the mixture's argmax for cgmvae"),
-    Key("obs", LABEL, ("fit", "embed"), "cgmvae with labels only: predicted label of every "
-        "cell"),
+    Key("obs", LABEL, ("fit", "embed", "transfer"), "predicted label of every cell (cgmvae with "
+        "labels; transfer: 'unknown' below --unknown-threshold)"),
+    Key("obs", LABEL_CONFIDENCE, ("transfer",), "confidence of the transferred label (classifier "
+        "probability, lowered for cells far from every reference cell)"),
+    Key("obsm", LABEL_PROBS, ("transfer",), "probability of each reference label"),
+    Key("obs", SOURCE, ("transfer",), "joint object only: reference or query"),
     Key("obs", VOLUME, ("fit", "embed"), "with --volume: log sqrt(det JᵀJ) of the decoder at "
         "the cell's latent"),
-    Key("obsm", UMAP, ("fit", "embed", "cluster"), "UMAP of the latent kNN graph"),
+    Key("obsm", UMAP, ("fit", "embed", "cluster", "transfer"), "UMAP of the latent kNN graph "
+        "(transfer: placed on the reference's UMAP axes)"),
     Key("obsp", f"{NEIGHBORS}_distances", ("fit", "embed", "cluster"), "kNN distances in the "
         "latent's own metric"),
     Key("obsp", f"{NEIGHBORS}_connectivities", ("fit", "embed", "cluster"), "kNN graph "
@@ -57,9 +69,12 @@ KEYS: tuple[Key, ...] = (
     Key("uns", "<column>_colors", ("fit", "embed", "cluster"), "colours of each plotted obs "
         "column (scanpy's convention; written with the plot)"),
     Key("uns", UNS, ("fit", "embed", "cluster"), "the run record (fields below)"),
-    Key("model dir", MODEL_CONFIG, ("fit",), "format, model config, data spec (features, "
-        "likelihood, covariate and label categories), training parameters, versions"),
-    Key("model dir", MODEL_WEIGHTS, ("fit",), "the module's weights (torch, weights only)"),
+    Key("model dir", MODEL_CONFIG, ("fit", "transfer"), "format, model config, data spec "
+        "(features, likelihood, covariate and label categories), training parameters, versions"),
+    Key("model dir", MODEL_WEIGHTS, ("fit", "transfer"), "the module's weights (torch, weights "
+        "only)"),
+    Key("model dir", MODEL_ATLAS, ("fit", "transfer"), "reference cells for transfer: latent, "
+        "label codes and UMAP of up to 50,000 training cells (numpy arrays, no pickle)"),
 )
 
 #: fields of the run record ``uns['geovae']`` -> what they hold
@@ -77,16 +92,32 @@ RECORD_FIELDS: dict[str, str] = {
     "best_epoch": "epoch whose weights were kept (1-based)",
     "stopped_early": "whether early stopping ended training",
     "kl_warmup_steps": "steps of linear KL warm-up",
+    "heldout_loglik": "fit: importance-sampled marginal log p(x) of the validation cells (IWAE, "
+    "encoder proposal): per_cell and per_feature means in nats, se over cells, n_samples per "
+    "cell (default 100), n_cells (at most 2,000)",
+    "ppc": "fit, count likelihoods: posterior predictive check on up to 2,000 cells: observed "
+    "vs model per-gene mean, variance and zero fraction (correlations of log means and log "
+    "variances, log variance ratio, zero-fraction error; per-gene arrays up to 5,000 genes)",
     "n_missing_features": "embed: model features absent from the input (zero-filled)",
     "missing_features": "embed: their names (first 1000)",
     "n_extra_features": "embed: input features unknown to the model (ignored)",
     "n_clusters": "cgmvae: mixture components K",
-    "n_components_used": "cgmvae: components that are the argmax of >= 0.5% of cells",
-    "empty_components": "cgmvae: the other components",
+    "n_components_used": "cgmvae: components whose mixture weight is >= 0.5%",
+    "n_components_argmax": "cgmvae: components that are the argmax of >= 0.5% of cells",
+    "empty_components": "cgmvae: components whose mixture weight is < 0.5%",
+    "mixture_weights": "cgmvae: mixture weights, E_q[π] (global weights) or the mean of q(y|x) "
+    "over cells (per-cell d)",
+    "cluster_probs": "cgmvae: how geovae_cluster_probs was computed (predictive q(y|x): draws "
+    "of z and seed; or at the posterior mean)",
+    "calibration": "cgmvae with labels: expected calibration error (15 bins) of the predicted "
+    "labels on labelled held-out cells (validation split in fit, all cells in embed), next "
+    "to the ECE of q(y|z) at the posterior mean, accuracy and number of cells",
     "dirichlet_alpha": "cgmvae: Dirichlet prior concentration",
     "elbo_terms": "cgmvae: last epoch's five -ELBO terms",
     "cluster": "method, representation, resolution, neighbours, metric, number of clusters",
     "command": "the command line that produced the file",
+    "transfer": "transfer: features matched/missing, new categories, frozen weights, epochs, "
+    "unknown-call rate, accuracy and macro-F1 against --eval-key",
 }
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import gzip
-import warnings
 import io
 import os
+import warnings
 from pathlib import Path
 
 import anndata as ad

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -203,6 +205,72 @@ class GeoVAE:
             return out
 
         return map_batches(source, one_batch, batch_size).numpy()
+
+    # ------------------------------------------------------------------ model checks
+    @contextmanager
+    def seeded(self, offset: int = 0) -> Iterator[None]:
+        """Run a random computation with the model's seed (+ ``offset``), leaving torch's
+        global RNG (and the GPU's) as it was."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.config.seed + offset)
+            yield
+
+    def heldout_indices(self, max_cells: int = 2000) -> tuple[np.ndarray, str]:
+        """(cells, which): the validation cells the trainer held out (the same seeded split
+        early stopping used), at most ``max_cells`` of them in the split's random order, and
+        ``"validation"``; with no validation split (fewer than 50 cells) every cell (at most
+        ``max_cells``) and ``"training"``."""
+        h = self.history
+        if h is None or h.validation_indices is None:
+            raise ValueError("the model has no training history: train it first")
+        idx = h.validation_indices.cpu().numpy()
+        which = "validation"
+        if len(idx) == 0:
+            idx, which = np.arange(self.source().n_obs), "training"
+        return idx[:max_cells].astype(np.int64), which
+
+    @torch.no_grad()
+    def log_marginal_of(self, source: InMemorySource, idx: np.ndarray, n_samples: int = 100,
+                        batch_size: int = 256) -> np.ndarray:
+        """Importance-sampled log p(x|c) in nats of the cells ``idx`` of ``source``
+        (`VAEModule.log_marginal`, ``n_samples`` samples per cell, the model's seed)."""
+        self.module.eval()
+        cells = torch.as_tensor(idx, dtype=torch.long, device=source.device)
+        out = []
+        with self.seeded(1):
+            for batch in source.batches(cells, batch_size):
+                out.append(self.module.log_marginal(batch, n_samples).double().cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0)
+
+    @torch.no_grad()
+    def predictive_moments(self, source: InMemorySource, idx: np.ndarray,
+                           batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Per feature, over the cells ``idx``: mean, variance (ddof 1) and zero fraction of
+        the data (``observed_*``) and of one posterior-predictive replicate per cell
+        (``model_*``: z ~ q(z|x,c), x~ ~ p(x|z,c) with the cell's library; the model's seed)."""
+        self.module.eval()
+        cells = torch.as_tensor(idx, dtype=torch.long, device=source.device)
+        sums = {k: torch.zeros(self.spec.n_features, dtype=torch.float64, device=source.device)
+                for k in ("observed_1", "observed_2", "observed_0", "model_1", "model_2",
+                          "model_0")}
+        with self.seeded(2):
+            for batch in source.batches(cells, batch_size):
+                target = self.module.transform(batch.x)[1]
+                for name, x in (("observed", target),
+                                ("model", self.module.posterior_predictive(batch))):
+                    x = x.double()
+                    sums[f"{name}_1"] += x.sum(0)
+                    sums[f"{name}_2"] += (x * x).sum(0)
+                    sums[f"{name}_0"] += (x == 0).sum(0)
+        n = max(len(idx), 1)
+        out = {}
+        for name in ("observed", "model"):
+            mean = sums[f"{name}_1"] / n
+            var = (sums[f"{name}_2"] - n * mean * mean).clamp_min(0) / max(n - 1, 1)
+            out.update({f"{name}_mean": mean, f"{name}_var": var,
+                        f"{name}_zero_frac": sums[f"{name}_0"] / n})
+        return {k: v.cpu().numpy() for k, v in out.items()}
 
     # ------------------------------------------------------------------ outputs
     def write_outputs(self, adata: ad.AnnData, source: InMemorySource) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from geovae import _keys as K
@@ -23,7 +24,9 @@ FORMAT = "geovae-model/2"
 #: formats this release reads (1: geovae 0.1.0, spec features under "genes")
 READABLE = ("geovae-model/1", FORMAT)
 #: the files a model directory holds; a directory with anything else is not replaced
-MODEL_FILES = frozenset({K.MODEL_CONFIG, K.MODEL_WEIGHTS})
+MODEL_FILES = frozenset({K.MODEL_CONFIG, K.MODEL_WEIGHTS, K.MODEL_ATLAS})
+#: at most this many reference cells are kept in the model directory for transfer
+ATLAS_CELLS = 50_000
 
 
 def is_model_dir(path: str | os.PathLike) -> bool:
@@ -60,6 +63,32 @@ def write_model_files(model: Any, directory: Path) -> None:
             "history": None if h is None else {"train": h.train, "validation": h.validation,
                                                "terms": h.terms, "best_epoch": h.best_epoch}}
     (directory / K.MODEL_CONFIG).write_text(json.dumps(meta, indent=1))
+
+
+def write_atlas(directory: Path, arrays: dict[str, np.ndarray | None], seed: int = 0) -> None:
+    """Save reference cells for transfer (``latent`` and, where known, ``labels`` codes,
+    ``umap`` and per-cell ``nelbo``), subsampled to at most `ATLAS_CELLS`, as plain numpy
+    arrays (read back without pickle)."""
+    n = arrays["latent"].shape[0]
+    keep = np.arange(n)
+    if n > ATLAS_CELLS:
+        keep = np.sort(np.random.default_rng(seed).choice(n, ATLAS_CELLS, replace=False))
+    out = {k: np.asarray(v)[keep] for k, v in arrays.items() if v is not None}
+    with open(directory / K.MODEL_ATLAS, "wb") as fh:
+        np.savez_compressed(fh, **out)
+
+
+def read_atlas(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
+    """The reference cells saved with a model (None when the directory has none)."""
+    f = Path(path) / K.MODEL_ATLAS
+    if not f.is_file():
+        return None
+    try:
+        with np.load(f, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError) as exc:
+        raise InputError(f"model directory '{path}' is damaged: {K.MODEL_ATLAS} cannot be read "
+                         f"({exc}); refit the model") from exc
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> Any:
@@ -102,10 +131,11 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Any:
         model.module.load_state_dict(state)
     except Exception as exc:  # torch raises many types for corrupt or mismatched files
         raise InputError(f"cannot load weights from '{p / K.MODEL_WEIGHTS}' (written by geovae "
-                         f"{writer}): {str(exc).splitlines()[0][:200]}; refit the model"
+                         f"{writer}): {' '.join(str(exc).split())[:300]}; refit the model"
                          ) from exc
     model.module.to(model.device).eval()
     model.train_params = meta.get("train_params", {})
+    model.atlas = read_atlas(p)
     hist = meta.get("history")
     if isinstance(hist, dict):
         model.history = History(train=list(hist.get("train", [])),

@@ -6,6 +6,7 @@ No AnnData here: `VAEModule` works on tensors (counts or features ``x``, one-hot
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -18,8 +19,17 @@ from geovae.nn.layers import mlp
 from geovae.nn.likelihoods import make_likelihood
 
 
+def repeat_samples(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """``t`` (B, ...) stacked ``n`` times sample-major, (n * B, ...): row ``s * B + i`` is
+    cell i's copy for sample s (so ``.view(n, B)`` recovers samples x cells)."""
+    return None if t is None else t.repeat(n, *([1] * (t.dim() - 1)))
+
+
 class VAEModule(nn.Module):
     """VAE with a swappable latent geometry and likelihood, conditional on covariates."""
+
+    #: floats one importance-sampling block may hold per (row x width) tensor; bounds memory
+    marginal_block_elements: int = 2**21
 
     def __init__(
         self,
@@ -110,3 +120,91 @@ class VAEModule(nn.Module):
         loss = (reconstruction + kl_weight * kl).mean()
         return LossOutput(loss, reconstruction, kl,
                           {"reconstruction": reconstruction, "kl_z": kl})
+
+    # ------------------------------------------------------------------ evaluation
+    def log_joint_and_proposal(self, x: torch.Tensor, c: torch.Tensor | None, n_samples: int
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The overridable piece of `log_marginal`: draw ``n_samples`` independent latents
+        per cell from the proposal and return (log p(x, latents | c), log q(latents | x, c)),
+        each (n_samples, B), sample-major.
+
+        Contract for subclasses (a model with other latent variables or another prior, e.g. a
+        mixture prior): both terms must be exact log-densities w.r.t. the same base measure of
+        every sampled latent variable, the proposal must be what is sampled from, and the
+        likelihood term is that of the reconstruction target (``transform``'s second output;
+        `log_marginal` adds the Jacobian of the standardisation). Runs under ``no_grad`` in
+        eval mode (set by `log_marginal`). A subclass that changes ``forward`` must override
+        this (the base refuses: its prior would be the wrong one).
+
+        Here: z ~ q(z|x,c) (encoder run once, the head repeated), log q exact for every latent
+        (the flow's change of variables, vMF / Power Spherical ``log_prob``, the wrapped
+        normal's log q returned with its sample), log p(z) the latent's prior, and
+        log p(x|z,c) summed over features.
+        """
+        if type(self).forward is not VAEModule.forward:
+            raise NotImplementedError(f"{type(self).__name__} changes the generative model: "
+                                      "it must override log_joint_and_proposal")
+        x_in, target, library = self.transform(x)
+        h = self.hidden(x_in, c)
+        q = self.latent(repeat_samples(h, n_samples))
+        z, log_q = self.latent.rsample(q)
+        if log_q is None:
+            log_q = q.log_prob(z)
+        log_pz = self.latent.prior(z).log_prob(z)
+        cs = repeat_samples(c, n_samples)
+        px = self.decode(z, cs, repeat_samples(library, n_samples))
+        log_px = px.log_prob(repeat_samples(target, n_samples)).sum(-1)
+        return (log_px + log_pz).view(n_samples, len(x)), log_q.view(n_samples, len(x))
+
+    @torch.no_grad()
+    def log_marginal(self, batch: Batch, n_samples: int = 100) -> torch.Tensor:
+        """Importance-sampled log p(x|c) per cell (nats), (B,): the IWAE estimate
+
+            log (1/S) sum_s p(x|z_s,c) p(z_s) / q(z_s|x,c),   z_s ~ q(z|x,c),  S = n_samples.
+
+        A lower bound in expectation that rises with S towards log p(x|c) (Burda et al. 2016).
+        Count likelihoods condition on the observed library size; for standardised (Gaussian)
+        data the Jacobian -sum(log scale) is added, so the density is that of the input values.
+        Cells and samples are processed in blocks (`marginal_block_elements`), in eval mode
+        (restored afterwards), with the global RNG: seed it (or fork it) for repeatable
+        numbers. Subclasses change the model through `log_joint_and_proposal`.
+        """
+        if n_samples < 1:
+            raise ValueError("n_samples must be at least 1")
+        was_training = self.training
+        self.eval()
+        x, c = batch.x, batch.c
+        width = max(self.n_features, self.latent.embed_dim, 256)  # widest per-row tensor
+        budget = max(1, self.marginal_block_elements // width)
+        cells = min(len(x), budget)
+        out = []
+        try:
+            for start in range(0, len(x), cells):
+                xb = x[start:start + cells]
+                cb = None if c is None else c[start:start + cells]
+                per = max(1, budget // len(xb))
+                log_w = []
+                for s0 in range(0, n_samples, per):
+                    log_joint, log_q = self.log_joint_and_proposal(
+                        xb, cb, min(per, n_samples - s0))
+                    log_w.append(log_joint - log_q)
+                out.append(torch.logsumexp(torch.cat(log_w), 0) - math.log(n_samples))
+        finally:
+            self.train(was_training)
+        log_px = torch.cat(out)
+        if self.likelihood.encoder_transform == "standardize":
+            log_px = log_px - torch.log(self.scale).sum()
+        return log_px
+
+    @torch.no_grad()
+    def posterior_predictive(self, batch: Batch) -> torch.Tensor:
+        """One replicate x~ ~ p(x|z,c) per cell with z ~ q(z|x,c) (eval mode, global RNG),
+        (B, features), on the scale of the reconstruction target (counts for NB/ZINB)."""
+        was_training = self.training
+        self.eval()
+        try:
+            x_in, _, library = self.transform(batch.x)
+            z, _ = self.latent.rsample(self.encode(x_in, batch.c))
+            return self.decode(z, batch.c, library).sample()
+        finally:
+            self.train(was_training)

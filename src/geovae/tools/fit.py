@@ -36,6 +36,8 @@ def fit(
     seed: int = 0,
     volume: bool = False,
     progress: bool = True,
+    heldout_samples: int = 100,
+    check_cells: int = 2000,
 ) -> GeoVAE:
     """Train a model on ``adata`` and write its latent and outputs into ``adata``.
 
@@ -59,6 +61,11 @@ def fit(
         Also write the decoder's volume element ``obs['geovae_volume']``.
     progress
         Show a progress bar (a line per 25 epochs when stderr is not a terminal).
+    heldout_samples
+        Importance samples per cell of the held-out marginal log-likelihood (0: skip it).
+    check_cells
+        At most this many cells enter the held-out estimate (validation cells) and the
+        posterior predictive check (a seeded random subset of all cells).
 
     Returns
     -------
@@ -75,22 +82,40 @@ def fit(
     ``adata.obs['geovae_volume']``
         With ``volume``.
     ``adata.uns['geovae']``
-        The run record (model, likelihood, latent, losses, versions, notes).
+        The run record (model, likelihood, latent, losses, versions, notes), with
+        ``heldout_loglik`` (importance-sampled log p(x) of the validation cells: per cell and
+        per feature in nats, its standard error, samples and cells used; see
+        `geovae.tools.evaluate.heldout_loglik`) and, for count likelihoods, ``ppc`` (observed vs
+        posterior-predictive per-gene mean, variance and zero fraction; see
+        `geovae.tools.evaluate.posterior_predictive_check`).
     """
-    cls = model_class(model)
-    trained = cls(adata, latent=latent, latent_dim=latent_dim, likelihood=likelihood,
-                  layer=layer, batch_key=batch_key, label_key=label_key,
-                  n_top_genes=n_top_genes, n_hidden=n_hidden, n_layers=n_layers,
-                  dropout=dropout, seed=seed, latent_options=latent_options,
-                  model_options=model_options)
-    trained.train(epochs=epochs, batch_size=batch_size, lr=lr, device=device,
-                  progress=progress)
+    from geovae.tools.evaluate import model_checks
+
+    trained = train_model(adata, model=model, latent=latent, latent_dim=latent_dim,
+                          likelihood=likelihood, layer=layer, batch_key=batch_key,
+                          label_key=label_key, n_top_genes=n_top_genes,
+                          latent_options=latent_options, model_options=model_options,
+                          n_hidden=n_hidden, n_layers=n_layers, dropout=dropout, epochs=epochs,
+                          batch_size=batch_size, lr=lr, device=device, seed=seed,
+                          progress=progress)
     source = trained.source()
     facts = trained.write_outputs(adata, source)
     if volume:
         adata.obs[K.VOLUME] = trained.volume_of(source)
-    update_record(adata, fresh=True, **trained.summary(), **facts,
-                  notes=trained.notes or None)
+    checks, notes = model_checks(trained, heldout_samples, check_cells)
+    update_record(adata, fresh=True, **trained.summary(), **facts, **checks,
+                  notes=(trained.notes + notes) or None)
+    return trained
+
+
+def train_model(adata: ad.AnnData, *, model: str = "vae", epochs: int | None = None,
+                batch_size: int = 128, lr: float = 1e-3, device: str = "auto",
+                progress: bool = True, **options: Any) -> GeoVAE:
+    """Build and train a model on ``adata`` without writing into it (the first half of `fit`;
+    ``options`` are the model's, see `geovae.GeoVAE`)."""
+    trained = model_class(model)(adata, **options)
+    trained.train(epochs=epochs, batch_size=batch_size, lr=lr, device=device,
+                  progress=progress)
     return trained
 
 

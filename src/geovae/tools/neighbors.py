@@ -54,3 +54,26 @@ def knn_transformer(geometry: str, n_neighbors: int) -> object:
         return KNeighborsTransformer(n_neighbors=n_neighbors, metric="euclidean",
                                      mode="distance")
     return GeodesicKNN(geometry, n_neighbors)
+
+
+def knn(query: np.ndarray, reference: np.ndarray, k: int, geometry: str,
+        exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, indices) of the ``k`` nearest reference rows of each query row in the
+    latent's own metric, nearest first; ``exclude_self`` when query is reference."""
+    k_eff = min(k + int(exclude_self), reference.shape[0])
+    if geometry == "euclidean":
+        from sklearn.neighbors import NearestNeighbors
+
+        nn = NearestNeighbors(n_neighbors=k_eff).fit(reference)
+        dist, idx = nn.kneighbors(query)
+    else:
+        manifold = get_manifold(geometry)
+        ref = torch.as_tensor(np.asarray(reference), dtype=torch.float64)
+        q = torch.as_tensor(np.asarray(query), dtype=torch.float64)
+        parts = [torch.topk(manifold.cdist(q[s:s + 2048], ref), k_eff, dim=1, largest=False)
+                 for s in range(0, q.shape[0], 2048)]
+        dist = torch.cat([p.values for p in parts]).numpy()
+        idx = torch.cat([p.indices for p in parts]).numpy()
+    if exclude_self:
+        dist, idx = dist[:, 1:], idx[:, 1:]
+    return dist, idx

@@ -36,6 +36,9 @@ class History:
     stopped_early: bool = False
     warmup_steps: int = 0
     total_steps: int = 0
+    #: the held-out cells early stopping watched (CPU, in the split's random order); None when
+    #: not trained here (a loaded model)
+    validation_indices: torch.Tensor | None = None
 
     def final(self) -> dict[str, float]:
         out = {"train_loss": self.train[-1] if self.train else float("nan")}
@@ -87,7 +90,8 @@ class Trainer:
         n_train = len(train_idx)
         batch_size = min(s.batch_size, n_train)
         steps_per_epoch = max(1, n_train // batch_size)  # drop the ragged last batch
-        hist = History(total_steps=s.epochs * steps_per_epoch)
+        hist = History(total_steps=s.epochs * steps_per_epoch,
+                       validation_indices=val_idx.clone())
         warmup = KLWarmup.for_run(hist.total_steps, s.warmup_fraction)
         hist.warmup_steps = warmup.warmup_steps
         stopper = EarlyStopping(s.patience, math.ceil(warmup.warmup_steps / steps_per_epoch) - 1)

@@ -1,0 +1,127 @@
+"""Output planning for file-level runs: every output location is checked before any data is
+read, and a lock beside --out keeps two runs from writing the same outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from geovae.errors import OptionError
+from geovae.io.read import input_stem
+from geovae.report.plot import PLOT_FORMATS
+
+
+@dataclass
+class RunResult:
+    """What a file-level run wrote, for the CLI to report."""
+
+    out: Path
+    plot: Path | None = None
+    model_dir: Path | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OutputPlan:
+    """The outputs of one run, checked together before any data is read."""
+
+    inputs: list[Path]
+    out: Path
+    plot: Path | None = None
+    model_dir: Path | None = None
+    extra: list[tuple[str, Path | None]] = field(default_factory=list)
+
+    def outputs(self) -> list[tuple[str, Path]]:
+        named = [("--out", self.out), ("--plot", self.plot), ("--model-dir", self.model_dir),
+                 *self.extra]
+        return [(flag, p) for flag, p in named if p is not None]
+
+    def check(self) -> None:
+        """Each output: right suffix, a writable existing folder, not an input, not another
+        output, not a folder holding an input, and a model directory only where geovae may
+        replace it."""
+        from geovae.models.persistence import is_model_dir
+
+        inputs = [p.resolve() for p in self.inputs]
+        seen: dict[Path, str] = {}
+        for flag, path in self.outputs():
+            target = path.resolve()
+            if target in inputs:
+                raise OptionError(f"{flag} '{path}' is an input of this run: geovae never "
+                                  f"overwrites its input; choose another {flag}")
+            if any(inp in target.parents for inp in inputs):
+                raise OptionError(f"{flag} '{path}' is inside an input folder of this run: "
+                                  f"geovae never writes into its inputs; choose another {flag}")
+            if any(target in inp.parents for inp in inputs):
+                raise OptionError(f"{flag} '{path}' is a folder that holds an input of this "
+                                  f"run: choose another {flag}")
+            if target in seen:
+                raise OptionError(f"{flag} and {seen[target]} are the same path '{path}': "
+                                  "give each output its own path")
+            for other, flag2 in seen.items():
+                if other in target.parents or target in other.parents:
+                    raise OptionError(f"{flag} '{path}' and {flag2} '{other}' are nested: "
+                                      "give each output its own place")
+            seen[target] = flag
+            parent = path.parent
+            if not parent.is_dir():
+                raise OptionError(f"output folder '{parent}' of {flag} does not exist: create "
+                                  "it first")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise OptionError(f"output folder '{parent}' of {flag} is not writable: choose "
+                                  f"another {flag} or fix its permissions")
+            if flag != "--model-dir" and path.is_dir():
+                raise OptionError(f"{flag} '{path}' is a folder: give a file name")
+            if path.exists() and not path.is_dir() and not os.access(path, os.W_OK):
+                raise OptionError(f"{flag} '{path}' exists and is read-only: choose another "
+                                  f"{flag}")
+        if self.out.suffix.lower() != ".h5ad":
+            raise OptionError(f"--out '{self.out}' must end in .h5ad")
+        if self.plot is not None and self.plot.suffix.lower() not in PLOT_FORMATS:
+            raise OptionError(f"--plot '{self.plot}' must end in "
+                              + ", ".join(PLOT_FORMATS) + " (the format follows the suffix)")
+        if self.model_dir is not None and self.model_dir.exists():
+            if not self.model_dir.is_dir():
+                raise OptionError(f"--model-dir '{self.model_dir}' exists and is not a folder: "
+                                  "choose another --model-dir")
+            if not is_model_dir(self.model_dir):
+                raise OptionError(f"--model-dir '{self.model_dir}' exists and is not a geovae "
+                                  "model directory: geovae only replaces folders it wrote; "
+                                  "choose another --model-dir")
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold a lock beside --out so two runs cannot write the same outputs at once."""
+        from geovae.io.write import LIVE
+
+        lock = self.out.parent / f".{self.out.name}.geovae-lock"
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OptionError(f"another geovae run is writing '{self.out}' now: wait for it "
+                              "or choose another --out") from None
+        LIVE.add(lock)
+        try:
+            yield
+        finally:
+            LIVE.discard(lock)
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            os.close(fd)
+
+
+def default_outputs(input_path: str | os.PathLike) -> tuple[Path, Path]:
+    """``data/x.csv.gz`` -> (``data/x.geovae.h5ad``, ``data/x.geovae.model``)."""
+    p = Path(input_path)
+    stem = input_stem(p)
+    return p.with_name(f"{stem}.geovae.h5ad"), p.with_name(f"{stem}.geovae.model")
+
+
+def plot_path(out: Path, plot: str | os.PathLike | None) -> Path:
+    return Path(plot) if plot else out.with_name(out.name[: -len(".h5ad")] + ".umap.png")

@@ -1,0 +1,291 @@
+"""``transfer``: map a query onto a trained reference, carry its labels over, and flag the
+cells the reference cannot explain."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from geovae import _keys as K
+from geovae.data.checks import category_strings, check_obs_key, is_unlabelled
+from geovae.errors import InputError, OptionError
+from geovae.models import CGMVAE, GeoVAE
+from geovae.models.transfer import FREEZE, apply_freeze, grow, trainable_count
+from geovae.tools.neighbors import knn
+from geovae.tools.record import update_record
+
+#: a query cell whose distance to the reference is beyond this tail of the reference's own
+#: neighbour distances has its label confidence scaled down (see `novelty_factor`)
+OUTLIER_TAIL = 0.01
+UNKNOWN = "unknown"
+
+
+def transfer(
+    query: ad.AnnData,
+    model: GeoVAE | str | os.PathLike,
+    *,
+    batch_key: str | list[str] | None = None,
+    label_key: str | None = None,
+    eval_key: str | None = None,
+    reference: ad.AnnData | None = None,
+    freeze: str = "all",
+    epochs: int | None = None,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    unknown_threshold: float = 0.5,
+    n_neighbors: int = 15,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+) -> GeoVAE:
+    """Map ``query`` onto the reference ``model`` and transfer its labels.
+
+    Parameters
+    ----------
+    query
+        New cells; features are matched by name (missing ones zero-filled).
+    model
+        A trained model or its directory; never modified.
+    batch_key
+        The reference's covariate column(s), present in the query (default: the reference's).
+        Categories the reference never saw get new weights (architecture surgery).
+    label_key
+        Optional query labels used as semi-supervision (cgmvae); never required.
+    eval_key
+        Optional true labels of the query, only to report accuracy and macro-F1.
+    reference
+        The reference's output AnnData (``obsm['X_geovae']``, labels, ``obsm['X_umap']``);
+        default: the reference cells saved in the model directory.
+    freeze
+        ``all`` (only new categories' weights train), ``covariates`` or ``none``.
+    unknown_threshold
+        Cells whose label confidence is below it are labelled "unknown".
+
+    Returns
+    -------
+    The query-mapped model (a new object; save it to reuse it as a reference).
+
+    Sets the following fields
+    -------------------------
+    ``adata.obsm['X_geovae']`` (reference latent space), ``adata.obs['geovae_label']``,
+    ``adata.obs['geovae_label_confidence']``, ``adata.obsm['geovae_label_probs']``,
+    ``adata.obsm['X_umap']`` (on the reference's UMAP axes when it has one),
+    ``adata.obs['geovae_cluster']``, ``adata.uns['geovae']['transfer']``.
+    """
+    from geovae.training import Trainer, TrainSettings, default_epochs, resolve_device
+
+    if not isinstance(model, GeoVAE):
+        model = GeoVAE.load(model, device="cpu")
+    if freeze not in FREEZE:
+        raise OptionError(f"unknown {{opt}} '{freeze}': use " + ", ".join(FREEZE), param="freeze")
+    if not 0 <= unknown_threshold <= 1:
+        raise OptionError("{opt} must be between 0 and 1", param="unknown_threshold")
+    spec = model.spec
+    keys = [batch_key] if isinstance(batch_key, str) else list(batch_key or spec.batch_keys)
+    if keys != spec.batch_keys:
+        raise OptionError(f"the reference was trained with batch key(s) {spec.batch_keys or 'none'}"
+                          f", not {keys}: the query must hold the same column(s)",
+                          param="batch_key")
+    for key in keys:
+        check_obs_key(query, key, "batch_key")
+    added = [sorted(set(category_strings(query.obs[key])) - set(cats))
+             for key, cats in zip(keys, spec.batch_categories, strict=True)]
+    view = _query_view(query, spec.label_key, label_key)
+    grown, masks = grow(model, added)
+    grown.device = resolve_device(device)
+    prepared = grown.prepare(view)
+    source = grown.source_of(prepared)
+    notes = []
+    if not keys:
+        notes.append("the reference has no batch key: the query is embedded with the reference's "
+                     "weights as they are")
+    handles = apply_freeze(grown.module, masks, freeze)
+    n_train = trainable_count(grown.module, masks, freeze)
+    epochs_run = 0
+    if n_train and (any(added) or freeze != "all"):
+        epochs = default_epochs(view.n_obs) if epochs is None else epochs
+        settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                 warmup_fraction=0.0, weight_decay=0.0, progress=progress)
+        history = Trainer(grown.module, source, settings).fit()
+        epochs_run = len(history.train)
+    for h in handles:
+        h.remove()
+    for p in grown.module.parameters():
+        p.requires_grad_(True)
+    grown.module.eval()
+    facts = grown.write_outputs(query, source)
+    atlas = _atlas(model, reference)
+    z = query.obsm[K.REP]
+    probs, categories, conf = _label_probs(grown, source, atlas, z, n_neighbors)
+    nelbo = negative_elbo(grown, source)
+    if atlas is not None:
+        conf = conf * novelty_factor(z, atlas["latent"], n_neighbors, grown.config.latent)
+        if "nelbo" in atlas:  # a new condition fits worse overall: compare after a median shift
+            shift = np.median(nelbo) - np.median(atlas["nelbo"])
+            conf = conf * tail_factor(nelbo - max(shift, 0.0), atlas["nelbo"])
+    info: dict[str, Any] = {
+        "n_features_matched": spec.n_features - prepared.n_missing_features,
+        "n_missing_features": prepared.n_missing_features,
+        "new_categories": {k: np.asarray(a, dtype=str) for k, a in zip(keys, added, strict=True)},
+        "freeze": freeze, "n_trainable_weights": n_train, "epochs_run": epochs_run,
+        "reference_cells": 0 if atlas is None else int(atlas["latent"].shape[0]),
+    }
+    if probs is not None:
+        pred = np.asarray(categories, dtype=object)[probs.argmax(1)]
+        pred[conf < unknown_threshold] = UNKNOWN
+        query.obs[K.LABEL] = pd.Categorical(pred, categories=[*categories, UNKNOWN])
+        query.obs[K.LABEL_CONFIDENCE] = conf.astype(np.float32)
+        query.obsm[K.LABEL_PROBS] = probs.astype(np.float32)
+        info["unknown_threshold"] = float(unknown_threshold)
+        info["fraction_unknown"] = float(np.mean(pred == UNKNOWN))
+        info["label_method"] = "mixture" if _has_label_components(grown) else "knn"
+        if eval_key is not None:
+            check_obs_key(query, eval_key, "eval_key")
+            info.update(label_scores(query.obs[eval_key], pred, conf, categories))
+    else:
+        notes.append("no reference labels: the query is embedded without label transfer")
+    umap = None if atlas is None or "umap" not in atlas else place_on_umap(
+        z, atlas, n_neighbors, grown.config.latent)
+    grown.transfer_umap = umap
+    grown.atlas = _updated_atlas(atlas, z, prepared.labels, umap, nelbo)
+    missing = prepared.missing_features[:1000]
+    update_record(query, fresh=True, **grown.summary(), **facts, transfer=info,
+                  missing_features=np.asarray(missing, dtype=str) if missing else None,
+                  n_missing_features=prepared.n_missing_features,
+                  n_extra_features=prepared.n_extra_features, notes=notes or None)
+    return grown
+
+
+def _query_view(query: ad.AnnData, model_label_key: str | None, label_key: str | None
+                ) -> ad.AnnData:
+    """The query as the model reads it: its ``label_key`` column (or none) under the model's
+    label column name, without copying the matrix."""
+    obs = query.obs.copy()
+    if model_label_key is not None:
+        obs = obs.drop(columns=[model_label_key], errors="ignore")
+        if label_key is not None:
+            check_obs_key(query, label_key, "label_key")
+            obs[model_label_key] = query.obs[label_key].to_numpy()
+    return ad.AnnData(X=query.X, obs=obs, var=query.var, layers=dict(query.layers))
+
+
+def _has_label_components(model: GeoVAE) -> bool:
+    return isinstance(model, CGMVAE) and bool(model.spec.label_categories)
+
+
+def _atlas(model: GeoVAE, reference: ad.AnnData | None) -> dict[str, np.ndarray] | None:
+    """Reference cells: from the reference output file when given, else the model's."""
+    if reference is None:
+        return getattr(model, "atlas", None)
+    if K.REP not in reference.obsm:
+        raise InputError(f"the reference AnnData has no obsm['{K.REP}']: give the output of "
+                         "geovae fit for this model")
+    out = {"latent": np.asarray(reference.obsm[K.REP], dtype=np.float32)}
+    key = model.spec.label_key
+    if key is not None and key in reference.obs:
+        col = reference.obs[key]
+        codes = pd.Index(model.spec.label_categories).get_indexer(category_strings(col))
+        out["labels"] = np.where(is_unlabelled(col), -1, codes)
+    if K.UMAP in reference.obsm:
+        out["umap"] = np.asarray(reference.obsm[K.UMAP], dtype=np.float32)
+    return out
+
+
+def _updated_atlas(atlas: dict | None, z: np.ndarray, labels: np.ndarray,
+                   umap: np.ndarray | None, nelbo: np.ndarray) -> dict[str, np.ndarray]:
+    """The new model's reference cells: the old ones and the query (its known labels only)."""
+    new = {"latent": z.astype(np.float32), "labels": labels.astype(np.int64), "nelbo": nelbo}
+    if atlas is None:
+        return new
+    out = {"latent": np.concatenate([atlas["latent"], new["latent"]])}
+    old_labels = atlas.get("labels", np.full(len(atlas["latent"]), -1))
+    out["labels"] = np.concatenate([old_labels, new["labels"]])
+    if umap is not None and "umap" in atlas:
+        out["umap"] = np.concatenate([atlas["umap"], umap])
+    if "nelbo" in atlas:
+        out["nelbo"] = np.concatenate([atlas["nelbo"], nelbo])
+    return out
+
+
+def negative_elbo(model: GeoVAE, source: Any) -> np.ndarray:
+    """Per-cell -ELBO at full KL weight (fixed seed): how badly the model explains a cell."""
+    import torch
+
+    from geovae.data import map_batches
+
+    model.module.eval()
+    with torch.no_grad(), torch.random.fork_rng(
+            devices=[source.device] if source.device.type == "cuda" else []):
+        torch.manual_seed(0)
+        return map_batches(source, lambda b: model.module.loss(b).negative_elbo).numpy()
+
+
+def tail_factor(score: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """min(1, p / OUTLIER_TAIL) with p the share of reference cells scoring at least as high
+    (a one-sided empirical p-value: 1 for typical cells, towards 0 beyond every reference
+    cell)."""
+    ref_sorted = np.sort(np.asarray(reference, dtype=np.float64))
+    p = (1 + len(ref_sorted) - np.searchsorted(ref_sorted, score, side="left")) / (
+        1 + len(ref_sorted))
+    return np.minimum(1.0, p / OUTLIER_TAIL)
+
+
+def _label_probs(model: GeoVAE, source: Any, atlas: dict | None, z: np.ndarray, k: int
+                 ) -> tuple[np.ndarray | None, list[str], np.ndarray]:
+    """(label probabilities, categories, classifier confidence)."""
+    categories = list(model.spec.label_categories)
+    if _has_label_components(model):
+        mass = model.cluster_probs_of(source)[:, : len(categories)]
+        probs = mass / mass.sum(1, keepdims=True).clip(1e-12)
+        return probs, categories, mass.max(1)  # mass on unlabelled components lowers it
+    if atlas is None or "labels" not in atlas or not categories:
+        return None, categories, np.ones(len(z))
+    labelled = atlas["labels"] >= 0
+    _, idx = knn(z, atlas["latent"][labelled], k, model.config.latent)
+    votes = atlas["labels"][labelled][idx]
+    probs = np.stack([(votes == c).mean(1) for c in range(len(categories))], axis=1)
+    return probs, categories, probs.max(1)
+
+
+def novelty_factor(z: np.ndarray, reference: np.ndarray, k: int, geometry: str) -> np.ndarray:
+    """1 for query cells as close to the reference as reference cells are to each other, down
+    to 0 for cells further than every reference cell: min(1, p / OUTLIER_TAIL), where p is the
+    share of reference cells whose mean distance to their k nearest other reference cells is at
+    least the query cell's mean distance to its k nearest reference cells."""
+    ref_d = knn(reference, reference, k, geometry, exclude_self=True)[0].mean(1)
+    return tail_factor(knn(z, reference, k, geometry)[0].mean(1), ref_d)
+
+
+def place_on_umap(z: np.ndarray, atlas: dict[str, np.ndarray], k: int, geometry: str
+                  ) -> np.ndarray:
+    """Query UMAP coordinates on the reference's axes: the distance-weighted mean of the
+    reference UMAP positions of each cell's k nearest reference cells (the initialisation
+    scanpy's ingest and umap-learn's transform start from)."""
+    dist, idx = knn(z, atlas["latent"], k, geometry)
+    w = 1.0 / (dist + 1e-6)
+    w /= w.sum(1, keepdims=True)
+    return (atlas["umap"][idx] * w[..., None]).sum(1).astype(np.float32)
+
+
+def label_scores(truth: pd.Series, pred: np.ndarray, conf: np.ndarray,
+                 categories: list[str]) -> dict[str, float]:
+    """Accuracy and macro-F1 on query cells of reference types ('unknown' counts as wrong) and
+    the AUROC of low confidence for cells of types the reference lacks."""
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    t = category_strings(truth)
+    known = np.isin(t, categories) & ~is_unlabelled(truth)
+    out: dict[str, float] = {"n_evaluated": int(known.sum())}
+    if known.any():
+        out["accuracy"] = float(accuracy_score(t[known], pred[known]))
+        out["macro_f1"] = float(f1_score(t[known], pred[known], labels=categories,
+                                         average="macro", zero_division=0))
+    novel = ~np.isin(t, categories) & ~is_unlabelled(truth)
+    if novel.any() and known.any():
+        out["novel_auroc"] = float(roc_auc_score(novel[known | novel], -conf[known | novel]))
+        out["novel_called_unknown"] = float(np.mean(pred[novel] == UNKNOWN))
+    return out
