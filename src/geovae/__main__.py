@@ -6,9 +6,15 @@ new outputs or the old ones."""
 from __future__ import annotations
 
 import os
-import signal
-import sys
-from typing import Any
+
+# Before anything loads torch, whose OpenMP runtime reads this once: idle threads sleep
+# instead of spinning, so a node shared with other jobs does not collapse (see
+# geovae/_threads.py). Only where the user has not chosen a wait policy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import signal  # noqa: E402
+import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 
 def _interrupted(signum: int, frame: Any) -> None:

@@ -14,11 +14,12 @@ REP = "X_geovae"
 REP_POINCARE = "X_geovae_poincare"
 CLUSTER = "geovae_cluster"
 CLUSTER_PROBS = "geovae_cluster_probs"
-CLUSTER_ENTROPY = "geovae_cluster_entropy"
 LABEL = "geovae_label"
 VOLUME = "geovae_volume"
 NEIGHBORS = "geovae_neighbors"
 UMAP = "X_umap"
+UMAP_GEOVAE = "X_geovae_umap"
+UMAP_PARAMS = "geovae_umap"
 LABEL_CONFIDENCE = "geovae_label_confidence"
 LABEL_PROBS = "geovae_label_probs"
 SOURCE = "geovae_source"
@@ -44,8 +45,6 @@ KEYS: tuple[Key, ...] = (
         "Poincaré-ball coordinates (inside the unit ball, for plotting)"),
     Key("obsm", CLUSTER_PROBS, ("fit", "embed"), "cgmvae only: q(y|x) per mixture component "
         "(K columns)"),
-    Key("obs", CLUSTER_ENTROPY, ("fit", "embed"), "cgmvae only: entropy (nats) of q(y|x); "
-        "high for cells the mixture is unsure of (at most log K)"),
     Key("obs", CLUSTER, ("fit", "embed", "cluster"), "categorical cluster: Leiden on the latent "
         "kNN graph, or the mixture's argmax for cgmvae"),
     Key("obs", LABEL, ("fit", "embed", "transfer"), "predicted label of every cell (cgmvae with "
@@ -69,6 +68,13 @@ KEYS: tuple[Key, ...] = (
     Key("uns", "<column>_colors", ("fit", "embed", "cluster"), "colours of each plotted obs "
         "column (scanpy's convention; written with the plot)"),
     Key("uns", UNS, ("fit", "embed", "cluster"), "the run record (fields below)"),
+    Key("obsm", UMAP_GEOVAE, ("geovae fit", "geovae embed", "geovae cluster",
+                              "geovae transfer"), "the command line's UMAP, always here "
+        "(`sc.pl.embedding(adata, basis='geovae_umap')`); copied to `X_umap` (and its "
+        "parameters to `uns['umap']`) only when the input holds no `X_umap` of its own: a "
+        "user's `X_umap` and `uns['umap']` are never changed"),
+    Key("uns", UMAP_PARAMS, ("geovae fit", "geovae embed", "geovae cluster"), "scanpy's "
+        "UMAP parameters of `X_geovae_umap`"),
     Key("model dir", MODEL_CONFIG, ("fit", "transfer"), "format, model config, data spec "
         "(features, likelihood, covariate and label categories), training parameters, versions"),
     Key("model dir", MODEL_WEIGHTS, ("fit", "transfer"), "the module's weights (torch, weights "
@@ -116,6 +122,12 @@ RECORD_FIELDS: dict[str, str] = {
     "elbo_terms": "cgmvae: last epoch's five -ELBO terms",
     "cluster": "method, representation, resolution, neighbours, metric, number of clusters",
     "command": "the command line that produced the file",
+    "label_agreement": "command line with labels (--label-key; transfer: --eval-key): ARI "
+    "and NMI of geovae_cluster against the labels on labelled cells, their numbers of "
+    "clusters, labels and cells, and the accuracy of geovae_label where the model predicts "
+    "labels",
+    "umap": "command line: whether this run computed a UMAP (not with --no-umap) and the "
+    "obsm/uns keys it wrote it to",
     "transfer": "transfer: features matched/missing, new categories, frozen weights, epochs, "
     "unknown-call rate, accuracy and macro-F1 against --eval-key",
 }

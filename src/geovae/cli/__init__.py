@@ -11,14 +11,18 @@ from typing import Annotated, Any
 
 import typer
 
+from geovae.cli._types import Group
+
 app = typer.Typer(
     name="geovae",
+    cls=Group,
     help=(
         "Fit deep generative models to single-cell and tabular data and embed cells in "
         "latent spaces of the right shape (Euclidean, sphere, hyperbolic).\n\n"
         "Typical run:  geovae fit data/pbmc68k_counts.h5ad --label-key bulk_labels\n\n"
         "Outputs go to AnnData: obsm['X_geovae'] (latent), obs['geovae_cluster'], "
-        "obsm['X_umap'], uns['geovae'] (run metadata), plus a UMAP PNG and a model directory."
+        "obsm['X_geovae_umap'] (and X_umap where the input has none), uns['geovae'] (run "
+        "metadata), plus a UMAP PNG and a model directory."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -27,16 +31,36 @@ app = typer.Typer(
 from geovae.cli._common import (  # noqa: E402
     Debug,
     Device,
+    LabelKey,
+    MetricsJson,
+    NNeighbors,
+    NoUmap,
     ObsColumns,
     Plot,
     Quiet,
     Resolution,
     Threads,
+    Verbose,
+    _check_device,
     _command_line,
     _report,
     _set_threads,
     guarded,
 )
+from geovae.cli._types import (  # noqa: E402
+    Command,
+    Freeze,
+    Latent,
+    Likelihood,
+    Method,
+    Model,
+    Posterior,
+    value,
+)
+
+INPUT_HELP = ("Cells x features: .h5ad; .csv/.tsv (optionally .gz) with samples as rows "
+              "(non-numeric named columns become obs); a 10x .h5; or a 10x Matrix Market "
+              "folder (matrix.mtx, features.tsv/genes.tsv, barcodes.tsv, optionally .gz).")
 
 
 def _fit_options(*, latent: str, posterior: str, flow: int, n_clusters: int | None,
@@ -72,41 +96,45 @@ def _main(
     """Fit deep generative models with latent spaces of the right shape."""
 
 
-@app.command()
+@app.command(cls=Command)
 @guarded
 def fit(
     ctx: typer.Context,
-    input: Annotated[Path, typer.Argument(
-        help="Cells x features: .h5ad, or .csv/.tsv (optionally .gz) with samples as rows; "
-             "non-numeric named columns become obs.", show_default=False)],
+    input: Annotated[Path, typer.Argument(help=INPUT_HELP, metavar="INPUT",
+                                          show_default=False)],
     out: Annotated[Path | None, typer.Option(
         help="Output .h5ad (default: INPUT_STEM.geovae.h5ad beside the input).")] = None,
     model_dir: Annotated[Path | None, typer.Option(
         help="Where to save the trained model (default: OUT_STEM.model beside OUT).")] = None,
-    model: Annotated[str, typer.Option(
-        help="vae (one VAE, latent and likelihood swappable) or cgmvae (Gaussian-mixture VAE "
-             "with a Dirichlet prior: clusters and, with --label-key, a classifier; its "
-             "components live on the chosen --latent manifold).")] = "vae",
-    latent: Annotated[str, typer.Option(
-        help="Latent geometry: euclidean, sphere (S^d in R^(d+1)) or hyperbolic (Lorentz "
-             "H^d in R^(d+1)).")] = "euclidean",
+    model: Annotated[Model, typer.Option(
+        case_sensitive=False,
+        help="vae: one VAE, latent and likelihood swappable; cgmvae: Gaussian-mixture VAE "
+             "with a Dirichlet prior (clusters and, with --label-key, a classifier; its "
+             "components live on the chosen --latent manifold).")] = Model.vae,
+    latent: Annotated[Latent, typer.Option(
+        case_sensitive=False,
+        help="Latent geometry: sphere is S^d in R^(d+1), hyperbolic the Lorentz H^d in "
+             "R^(d+1).")] = Latent.euclidean,
     latent_dim: Annotated[int, typer.Option(
         help="Intrinsic latent dimension d. sphere/hyperbolic latents have d+1 coordinates "
              "in X_geovae.")] = 10,
-    posterior: Annotated[str, typer.Option(
-        help="Posterior on the sphere: vmf (von Mises-Fisher) or power-spherical.")] = "vmf",
+    posterior: Annotated[Posterior, typer.Option(
+        case_sensitive=False,
+        help="Posterior on the sphere: von Mises-Fisher or Power Spherical.")] = Posterior.vmf,
     flow: Annotated[int, typer.Option(
         help="RealNVP coupling layers after the Euclidean posterior (0: none).")] = 0,
-    likelihood: Annotated[str, typer.Option(
-        help="auto (NB for non-negative integer counts, else Gaussian), nb, zinb, gaussian, "
-             "bernoulli.")] = "auto",
+    likelihood: Annotated[Likelihood, typer.Option(
+        case_sensitive=False,
+        help="auto: NB for non-negative integer counts, else Gaussian.")] = Likelihood.auto,
     layer: Annotated[str | None, typer.Option(
-        help="AnnData layer holding raw counts (default: X).")] = None,
+        help="AnnData layer holding raw counts (default: X); raw: adata.raw (its values for "
+             "the features of X).", metavar="<name>")] = None,
     batch_key: Annotated[list[str] | None, typer.Option(
         help="obs column(s) of batch/condition covariates fed to encoder and decoder; "
-             "repeat for several.")] = None,
+             "repeat for several.", metavar="<column>")] = None,
     label_key: Annotated[str | None, typer.Option(
-        help="obs column of cell-type labels (coloured in the plot; used by cgmvae).")] = None,
+        help="obs column of cell-type labels: coloured in the plot, used by cgmvae, and the "
+             "clusters are scored against it (ARI, NMI).", metavar="<column>")] = None,
     n_clusters: Annotated[int | None, typer.Option(
         help="cgmvae: number of mixture components, an upper bound (default: number of "
              "labels, else 20).")] = None,
@@ -126,45 +154,59 @@ def fit(
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device: same "
                                            "numbers).")] = 0,
     resolution: Resolution = 1.0,
+    n_neighbors: NNeighbors = 15,
+    no_umap: NoUmap = False,
     volume: Annotated[bool, typer.Option(
-        help="Also write obs['geovae_volume'] = log sqrt(det JᵀJ) of the decoder.")] = False,
+        "--volume", help="Also write obs['geovae_volume'] = log sqrt(det JᵀJ) of the "
+                         "decoder.")] = False,
     plot: Plot = None,
+    metrics_json: MetricsJson = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
     debug: Debug = False,
 ) -> None:
     """Train a model on INPUT and write the latent, clusters, UMAP and the model."""
     from geovae.runs import run_fit
 
     _set_threads(threads)
-    kwargs = _fit_options(model=model, latent=latent, latent_dim=latent_dim, posterior=posterior,
-                         flow=flow, likelihood=likelihood, layer=layer, batch_key=batch_key,
-                         label_key=label_key, n_clusters=n_clusters,
-                         dirichlet_alpha=dirichlet_alpha, n_top_genes=n_top_genes,
-                         epochs=epochs, batch_size=batch_size, lr=lr, device=device, seed=seed,
-                         volume=volume, quiet=quiet)
+    kwargs = _fit_options(model=value(model), latent=value(latent), latent_dim=latent_dim,
+                          posterior=value(posterior), flow=flow, likelihood=value(likelihood),
+                          layer=layer, batch_key=batch_key, label_key=label_key,
+                          n_clusters=n_clusters, dirichlet_alpha=dirichlet_alpha,
+                          n_top_genes=n_top_genes, epochs=epochs, batch_size=batch_size, lr=lr,
+                          device=_check_device(device), seed=seed, volume=volume, quiet=quiet)
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
-                     command=_command_line(ctx), obs_columns=obs_columns or [], **kwargs)
-    _report(result, quiet)
+                     command=_command_line(ctx), obs_columns=obs_columns or [],
+                     n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json,
+                     **kwargs)
+    _report(result)
 
 
-@app.command()
+@app.command(cls=Command)
 @guarded
 def embed(
     ctx: typer.Context,
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by geovae "
-                                                   "fit.", show_default=False)],
-    input: Annotated[Path, typer.Argument(help="New cells (.h5ad or CSV); genes are "
-                                               "matched by name.", show_default=False)],
+                                                   "fit.", metavar="MODEL_DIR",
+                                              show_default=False)],
+    input: Annotated[Path, typer.Argument(help="New cells (any INPUT geovae fit reads); genes "
+                                               "are matched by name.", metavar="INPUT",
+                                          show_default=False)],
     out: Annotated[Path | None, typer.Option(
         help="Output .h5ad (default: INPUT_STEM.geovae.h5ad beside the input).")] = None,
     volume: Annotated[bool, typer.Option(
-        help="Also write obs['geovae_volume'] (decoder volume element).")] = False,
+        "--volume", help="Also write obs['geovae_volume'] (decoder volume element).")] = False,
+    label_key: LabelKey = None,
     obs_columns: ObsColumns = None,
     resolution: Resolution = 1.0,
+    n_neighbors: NNeighbors = 15,
+    no_umap: NoUmap = False,
     device: Device = "cpu",
     threads: Threads = 0,
     plot: Plot = None,
+    metrics_json: MetricsJson = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
     debug: Debug = False,
 ) -> None:
     """Embed new data with a trained model (missing genes filled and reported)."""
@@ -172,20 +214,22 @@ def embed(
 
     _set_threads(threads)
     result = run_embed(model_dir, input, out=out, plot=plot, resolution=resolution,
-                       device=device, command=_command_line(ctx), volume=volume,
-                       obs_columns=obs_columns or [])
-    _report(result, quiet)
+                       device=_check_device(device), command=_command_line(ctx), volume=volume,
+                       obs_columns=obs_columns or [], n_neighbors=n_neighbors,
+                       umap=not no_umap, label_key=label_key, metrics_json=metrics_json)
+    _report(result)
 
 
-@app.command()
+@app.command(cls=Command)
 @guarded
 def transfer(
     ctx: typer.Context,
     model_dir: Annotated[Path, typer.Argument(help="The reference: a model directory written by "
                                                    "geovae fit (never modified).",
-                                              show_default=False)],
-    query: Annotated[Path, typer.Argument(help="Query cells (.h5ad or CSV); genes matched by "
-                                               "name, missing ones zero-filled.",
+                                              metavar="MODEL_DIR", show_default=False)],
+    query: Annotated[Path, typer.Argument(help="Query cells (any INPUT geovae fit reads); "
+                                               "genes matched by name, missing ones "
+                                               "zero-filled.", metavar="QUERY",
                                           show_default=False)],
     out: Annotated[Path | None, typer.Option(
         help="Query output .h5ad (default: QUERY_STEM.geovae.h5ad beside the query).")] = None,
@@ -197,27 +241,35 @@ def transfer(
              "OUT_STEM.joint.png with reference and query on the same UMAP.")] = None,
     batch_key: Annotated[list[str] | None, typer.Option(
         help="The reference's batch/condition column(s), present in the query (default: the "
-             "reference's). New categories get new weights.")] = None,
+             "reference's). New categories get new weights.", metavar="<column>")] = None,
     label_key: Annotated[str | None, typer.Option(
-        help="Query labels to use as semi-supervision (optional; unknown/NaN = unlabelled).")
-    ] = None,
+        help="Query labels to use as semi-supervision (optional; unknown/NaN = unlabelled).",
+        metavar="<column>")] = None,
     eval_key: Annotated[str | None, typer.Option(
-        help="Query column of true labels, only to report accuracy and macro-F1.")] = None,
-    freeze: Annotated[str, typer.Option(
+        help="Query column of true labels, only to report accuracy and macro-F1 (and ARI/NMI "
+             "of the clusters).", metavar="<column>")] = None,
+    freeze: Annotated[Freeze, typer.Option(
+        case_sensitive=False,
         help="all: train only the new categories' weights (reference kept exactly); "
              "covariates: also the layers covariates enter; none: fine-tune everything.")
-    ] = "all",
+    ] = Freeze.all,
     epochs: Annotated[int | None, typer.Option(
         help="Maximum epochs on the query (default: scales with cells).")] = None,
     unknown_threshold: Annotated[float, typer.Option(
         help="Cells with label confidence below this are labelled 'unknown'.")] = 0.5,
     obs_columns: ObsColumns = None,
     resolution: Resolution = 1.0,
+    n_neighbors: Annotated[int, typer.Option(
+        help="Neighbours per cell: the kNN graph of clusters and UMAP, and the reference cells "
+             "each query cell's label and UMAP place come from.")] = 15,
+    no_umap: NoUmap = False,
     device: Device = "auto",
     threads: Threads = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     plot: Plot = None,
+    metrics_json: MetricsJson = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
     debug: Debug = False,
 ) -> None:
     """Map a query onto a trained reference, transfer its labels, flag unexplained cells."""
@@ -227,42 +279,53 @@ def transfer(
     result = run_transfer(model_dir, query, out=out, new_model_dir=new_model_dir,
                           reference=reference, plot=plot, resolution=resolution,
                           command=_command_line(ctx), obs_columns=obs_columns or [],
+                          n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json,
                           batch_key=batch_key or None, label_key=label_key, eval_key=eval_key,
-                          freeze=freeze, epochs=epochs, unknown_threshold=unknown_threshold,
-                          seed=seed, device=device, progress=not quiet)
-    _report(result, quiet)
+                          freeze=value(freeze), epochs=epochs,
+                          unknown_threshold=unknown_threshold, seed=seed,
+                          device=_check_device(device), progress=not quiet)
+    _report(result)
 
 
-@app.command()
+@app.command(cls=Command)
 @guarded
 def cluster(
     ctx: typer.Context,
     input: Annotated[Path, typer.Argument(help="An .h5ad with an embedding in obsm.",
-                                          show_default=False)],
+                                          metavar="INPUT", show_default=False)],
     out: Annotated[Path, typer.Option(help="Output .h5ad.", show_default=False)],
-    use_rep: Annotated[str, typer.Option(help="obsm key of the embedding.")] = "X_geovae",
-    method: Annotated[str, typer.Option(
-        help="leiden (kNN graph of the embedding) or mixture (a cgmvae model's "
-             "argmax q(y|z)).")] = "leiden",
+    use_rep: Annotated[str, typer.Option(help="obsm key of the embedding.",
+                                         metavar="<key>")] = "X_geovae",
+    method: Annotated[Method, typer.Option(
+        case_sensitive=False,
+        help="leiden: the kNN graph of the embedding; mixture: a cgmvae model's "
+             "argmax q(y|z).")] = Method.leiden,
+    label_key: LabelKey = None,
     resolution: Resolution = 1.0,
+    n_neighbors: NNeighbors = 15,
+    no_umap: NoUmap = False,
     seed: Annotated[int, typer.Option(help="Random seed for Leiden and UMAP.")] = 0,
     plot: Plot = None,
+    metrics_json: MetricsJson = None,
     quiet: Quiet = False,
+    verbose: Verbose = False,
     debug: Debug = False,
 ) -> None:
     """Cluster cells on the kNN graph of an embedding (Leiden) and recompute the UMAP."""
     from geovae.runs import run_cluster
 
-    result = run_cluster(input, out, use_rep=use_rep, resolution=resolution, method=method,
-                         plot=plot, seed=seed, command=_command_line(ctx))
-    _report(result, quiet)
+    result = run_cluster(input, out, use_rep=use_rep, resolution=resolution,
+                         method=value(method), plot=plot, seed=seed,
+                         command=_command_line(ctx), n_neighbors=n_neighbors,
+                         umap=not no_umap, label_key=label_key, metrics_json=metrics_json)
+    _report(result)
 
 
-@app.command()
+@app.command(cls=Command)
 @guarded
 def simulate(
     out: Annotated[Path, typer.Argument(help="Output .h5ad of simulated counts.",
-                                        show_default=False)],
+                                        metavar="OUT", show_default=False)],
     n_cells: Annotated[int, typer.Option(help="Number of cells.")] = 2000,
     n_genes: Annotated[int, typer.Option(help="Number of genes.")] = 500,
     n_types: Annotated[int, typer.Option(help="Number of cell types.")] = 5,
@@ -270,20 +333,21 @@ def simulate(
                                                    "type.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quiet: Quiet = False,
+    verbose: Verbose = False,
     debug: Debug = False,
 ) -> None:
     """Simulate negative-binomial counts with known cell types and conditions."""
     from geovae.runs import run_simulate
 
     _report(run_simulate(out, n_cells=n_cells, n_genes=n_genes, n_types=n_types,
-                         n_conditions=n_conditions, seed=seed), quiet)
+                         n_conditions=n_conditions, seed=seed))
 
 
-@app.command()
+@app.command(cls=Command)
 @guarded
 def blobs(
     out: Annotated[Path, typer.Argument(help="Output .h5ad of conditional blobs.",
-                                        show_default=False)],
+                                        metavar="OUT", show_default=False)],
     n_cells: Annotated[int, typer.Option(help="Number of cells.")] = 2000,
     n_features: Annotated[int, typer.Option(help="Number of features.")] = 50,
     n_blobs: Annotated[int, typer.Option(help="Number of blobs (obs['blob']).")] = 5,
@@ -293,6 +357,7 @@ def blobs(
                                                         "(blob scale is 1).")] = 2.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quiet: Quiet = False,
+    verbose: Verbose = False,
     debug: Debug = False,
 ) -> None:
     """Synthetic conditional blobs, the c*GMΔVAE demo (then: geovae fit OUT --model cgmvae
@@ -300,8 +365,7 @@ def blobs(
     from geovae.runs import run_blobs
 
     _report(run_blobs(out, n_cells=n_cells, n_features=n_features, n_blobs=n_blobs,
-                      n_conditions=n_conditions, condition_shift=condition_shift, seed=seed),
-            quiet)
+                      n_conditions=n_conditions, condition_shift=condition_shift, seed=seed))
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import logging
+import re
 import shlex
 import warnings
 from collections.abc import Callable
@@ -10,33 +12,71 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-err = Console(stderr=True)
+from geovae.cli._log import err, error, setup
+
+log = logging.getLogger("geovae.cli")
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only (no notes, "
+                                                           "no progress bar).")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Also debug messages (each "
+                                                               "phase's time).")]
 Plot = Annotated[Path | None, typer.Option(
     help="UMAP PNG path (default: beside OUT, OUT_STEM.umap.png).")]
 Resolution = Annotated[float, typer.Option(help="Leiden resolution (higher: more clusters).")]
-Device = Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu or cuda.")]
+NNeighbors = Annotated[int, typer.Option(
+    help="Neighbours per cell in the kNN graph the clusters and the UMAP are built from.")]
+NoUmap = Annotated[bool, typer.Option(
+    "--no-umap", help="No UMAP and no plot (for very large data); clusters are still made.")]
+MetricsJson = Annotated[Path | None, typer.Option(
+    help="Also write the run's metrics to this .json (losses, held-out log-likelihood, "
+         "cluster sizes, ARI/NMI against labels, timings, device, versions; keys in the "
+         "README).")]
+LabelKey = Annotated[str | None, typer.Option(
+    help="obs column of known labels: coloured in the plot, and the clusters are scored "
+         "against it (ARI, NMI).", metavar="<column>")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda or "
+                                          "cuda:N.", metavar="<auto|cpu|cuda>")]
 ObsColumns = Annotated[list[str] | None, typer.Option(
     help="CSV/TSV input: a column that is metadata (obs), not a feature, even if numeric "
-         "(e.g. age); repeat for several. --batch-key/--label-key columns always are.")]
+         "(e.g. age); repeat for several. --batch-key/--label-key columns always are.",
+    metavar="<column>")]
 Threads = Annotated[int, typer.Option(
-    help="CPU threads for torch (0: torch's default, all cores). Set it to the cores you "
-         "were given (e.g. Snakemake's {threads}); oversubscribed cores slow training a lot.")]
+    help="CPU threads for torch. 0: OMP_NUM_THREADS when set, else the CPUs this process may "
+         "use (its CPU affinity, within a cgroup CPU quota), at most 4 (geovae's networks "
+         "are small). Set it to the cores you were given (e.g. Snakemake's {threads}); "
+         "oversubscribed cores slow training a lot.")]
+
+
+def _check_device(device: str) -> str:
+    """``--device`` is auto, cpu, cuda or cuda:N (checked before any work)."""
+    from geovae.errors import OptionError
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device.lower()):
+        raise OptionError(f"unknown --device '{device}': use auto, cpu, cuda or cuda:N")
+    return device.lower()
 
 
 def _set_threads(threads: int) -> None:
+    """torch's (and numba's, if not loaded yet) thread count: ``threads``, or for 0 the
+    default of `geovae._threads.default_threads`."""
+    import os
+    import sys
+
     from geovae.errors import OptionError
 
     if threads < 0:
         raise OptionError("--threads must be 0 (default) or a positive number")
-    if threads:
-        import torch
+    if not threads:
+        from geovae._threads import default_threads
 
-        torch.set_num_threads(threads)
+        threads = default_threads()
+    if "numba" not in sys.modules:  # UMAP's and pynndescent's parallel loops
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _command_line(ctx: typer.Context) -> str:
@@ -57,48 +97,51 @@ def _command_line(ctx: typer.Context) -> str:
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-    """Warnings as one readable line on stderr (no source line)."""
+    """Warnings as one readable line on stderr (no source line), through the log."""
     if issubclass(category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
         return  # library deprecations are for developers, not for users of the CLI
-    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    logging.getLogger("geovae").warning(str(message))
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn errors into one stderr line and exit codes 2 (input/usage) or 1 (internal)."""
+    """Set up the log (--quiet, --verbose), and turn errors into one stderr line and exit
+    codes 2 (input/usage) or 1 (internal)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from geovae.errors import GeoVAEError
+        from geovae.errors import GeoVAEError, OptionError
 
         debug = kwargs.get("debug", False)
+        quiet, verbose = kwargs.get("quiet", False), kwargs.get("verbose", False)
+        setup(quiet=quiet, verbose=verbose)
         shown = warnings.showwarning
         if not debug:
             warnings.showwarning = _show_warning
         try:
+            if quiet and verbose:
+                raise OptionError("--quiet and --verbose contradict each other: give one")
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
         except GeoVAEError as exc:
             if debug:
                 err.print_exception()
-            err.print(f"[bold red]error:[/] {exc.cli_message()}", highlight=False,
-                      soft_wrap=True)
+            error(exc.cli_message())
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err.print("interrupted: no output was written (earlier outputs are untouched)")
+            error("no output was written (earlier outputs are untouched)", tag="interrupted")
             raise typer.Exit(130) from None
         except FloatingPointError as exc:
             if debug:
                 err.print_exception()
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            error(str(exc))
             raise typer.Exit(1) from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence for users
             if debug:
                 err.print_exception()
             first = str(exc).splitlines()[0] if str(exc) else ""
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {first} "
-                      "(no output was left half-written; rerun with --debug for the traceback and "
-                      "report it)", highlight=False, soft_wrap=True)
+            error(f"{type(exc).__name__}: {first} (no output was left half-written; rerun "
+                  "with --debug for the traceback and report it)", tag="internal error")
             raise typer.Exit(1) from None
         finally:
             warnings.showwarning = shown
@@ -106,15 +149,12 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _report(result: Any, quiet: bool) -> None:
-    if quiet:
-        return
-    for msg in result.messages:
-        err.print(f"[cyan]note:[/] {msg}", highlight=False, soft_wrap=True)
-    err.print(f"wrote {result.out}", highlight=False, soft_wrap=True)
+def _report(result: Any) -> None:
+    """Where the outputs went (the run logged its notes as they came)."""
+    log.info("wrote %s", result.out)
     if result.plot:
-        err.print(f"wrote {result.plot}", highlight=False, soft_wrap=True)
+        log.info("wrote %s", result.plot)
     if result.model_dir:
-        err.print(f"wrote model to {result.model_dir}/", highlight=False, soft_wrap=True)
-
-
+        log.info("wrote model to %s/", result.model_dir)
+    if getattr(result, "metrics", None):
+        log.info("wrote metrics to %s", result.metrics)

@@ -14,20 +14,46 @@ UNLABELLED = {"", "nan", "na", "none", "unknown", "unlabeled", "unlabelled", "?"
 
 
 def get_matrix(adata: ad.AnnData, layer: str | None) -> np.ndarray | sp.csr_matrix:
-    """Return ``X`` or ``layers[layer]`` as float32 CSR (sparse input) or dense array."""
+    """Return ``X``, ``layers[layer]`` or, for ``layer="raw"`` without such a layer,
+    ``adata.raw`` restricted to ``adata.var_names`` (in their order), as float32 CSR (sparse
+    input) or dense array."""
     if layer in (None, "X"):
         X = adata.X
-    else:
-        if layer not in adata.layers:
-            avail = ", ".join(adata.layers.keys()) or "none"
-            raise OptionError(f"layer '{layer}' not found (available layers: {avail}); "
-                              "omit --layer to use X")
+    elif layer in adata.layers:
         X = adata.layers[layer]
+    elif layer == "raw" and adata.raw is not None:
+        X = _raw_matrix(adata)
+    else:
+        avail = ", ".join(adata.layers.keys()) or "none"
+        raw = "; .raw: --layer raw" if adata.raw is not None else ""
+        if layer == "raw":
+            raise OptionError(f"layer 'raw' not found: the AnnData has no .raw and no layer "
+                              f"named raw (available layers: {avail}); omit --layer to use X")
+        raise OptionError(f"layer '{layer}' not found (available layers: {avail}{raw}); "
+                          "omit --layer to use X")
     if X is None:
         raise InputError("the AnnData has no X matrix: give the counts in X or name a --layer")
     if sp.issparse(X):
         return sp.csr_matrix(X, dtype=np.float32)
     return np.asarray(X, dtype=np.float32)
+
+
+def _raw_matrix(adata: ad.AnnData) -> np.ndarray | sp.spmatrix:
+    """``adata.raw.X`` for the features of ``adata`` (raw usually holds more features)."""
+    raw = adata.raw
+    if raw.var_names.equals(adata.var_names):
+        return raw.X
+    if not raw.var_names.is_unique:
+        raise InputError("--layer raw: the feature names of .raw are not unique; put the "
+                         "counts in a layer instead and use --layer NAME")
+    idx = raw.var_names.get_indexer(adata.var_names)
+    if (idx < 0).any():
+        missing = adata.var_names[idx < 0]
+        raise InputError(f"--layer raw: {len(missing)} features of X are not in .raw (e.g. "
+                         f"'{missing[0]}'); put the counts in a layer instead "
+                         "(adata.layers['counts'] = ...) and use --layer counts")
+    X = raw.X
+    return X[:, idx]
 
 
 def _values(X: np.ndarray | sp.csr_matrix) -> np.ndarray:

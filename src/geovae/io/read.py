@@ -1,4 +1,5 @@
-"""Reading inputs: .h5ad and CSV/TSV tables (optionally gzipped), with clear errors."""
+"""Reading inputs: .h5ad, CSV/TSV tables (optionally gzipped) and 10x Genomics files (.h5 and
+Matrix Market folders, see `geovae.io.tenx`), with clear errors."""
 
 from __future__ import annotations
 
@@ -28,24 +29,43 @@ def _suffixes(path: Path) -> tuple[str, bool]:
 
 
 def input_stem(path: str | os.PathLike) -> str:
-    """File name without its data suffixes: ``pbmc.csv.gz`` -> ``pbmc``."""
+    """File name without its data suffixes: ``pbmc.csv.gz`` -> ``pbmc``; a folder's name."""
     name = Path(path).name
+    if Path(path).is_dir():
+        return name
     for suffix in (".gz",):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
-    for suffix in (".h5ad", *TABLE_SUFFIXES):
+    for suffix in (".h5ad", ".h5", *TABLE_SUFFIXES):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
 
 
+def input_format(path: str | os.PathLike) -> str:
+    """``h5ad``, ``table``, ``10x-h5`` or ``10x-mtx`` (what `read` reads ``path`` as)."""
+    from geovae.io.tenx import is_mtx_name
+
+    p = Path(path)
+    suffix, gz = _suffixes(p)
+    if p.is_dir() or is_mtx_name(p.name):
+        return "10x-mtx"
+    if suffix == ".h5" and not gz:
+        return "10x-h5"
+    return "h5ad" if suffix == ".h5ad" else "table"
+
+
 def check_readable(path: str | os.PathLike) -> Path:
-    """Fail with a clear message if ``path`` is missing, a directory or empty."""
+    """Fail with a clear message if ``path`` is missing, empty, or a folder that is not a 10x
+    Matrix Market folder."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"input file '{p}' does not exist: check the path")
     if p.is_dir():
-        raise InputError(f"input '{p}' is a directory: give a .h5ad or .csv/.tsv file")
+        from geovae.io.tenx import mtx_files
+
+        mtx_files(p)
+        return p
     if p.stat().st_size == 0:
         raise InputError(f"input file '{p}' is empty (0 bytes): give a non-empty .h5ad or CSV file")
     return p
@@ -53,7 +73,8 @@ def check_readable(path: str | os.PathLike) -> Path:
 
 def read(path: str | os.PathLike, obs_columns: list[str] | tuple[str, ...] = (),
          keys: list[str] | tuple[str, ...] = ()) -> ad.AnnData:
-    """Read a ``.h5ad`` or CSV/TSV (optionally ``.gz``) file into AnnData.
+    """Read a ``.h5ad``, a CSV/TSV (optionally ``.gz``) file, a 10x Genomics ``.h5`` or a 10x
+    Matrix Market folder (or its ``matrix.mtx(.gz)``) into AnnData.
 
     Tables have one row per sample; numeric columns become features (``X``); non-numeric
     columns and the columns named in ``obs_columns`` (batch, labels, covariates: whatever their
@@ -63,17 +84,27 @@ def read(path: str | os.PathLike, obs_columns: list[str] | tuple[str, ...] = (),
     sniffed when it does not match the extension. Duplicated cell names are made unique, with
     a warning.
     """
+    from geovae.io import tenx
+
     p = check_readable(path)
     suffix, gz = _suffixes(p)
-    if suffix == ".h5ad" and not gz:
+    fmt = input_format(p)
+    if fmt == "10x-mtx":
+        adata = tenx.read_mtx(p)
+    elif fmt == "10x-h5":
+        adata = tenx.read_h5(p)
+    elif suffix == ".h5ad" and not gz:
         adata = _read_h5ad(p)
     elif suffix in TABLE_SUFFIXES:
         adata = _read_table(p, suffix, gz, tuple(obs_columns), tuple(keys))
     else:
         raise InputError(
             f"unsupported input format '{''.join(p.suffixes) or p.name}': "
-            "give a .h5ad file or a .csv/.tsv table (optionally .gz)"
+            "give a .h5ad file, a .csv/.tsv table (optionally .gz), a 10x .h5 file or a 10x "
+            "Matrix Market folder"
         )
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise InputError(f"'{p}' holds no data ({adata.n_obs} cells x {adata.n_vars} features)")
     if not adata.obs_names.is_unique:
         n_dup = int(adata.obs_names.duplicated().sum())
         warnings.warn(f"{n_dup} duplicated cell names in '{p}' were made unique "

@@ -9,146 +9,167 @@ files (a killed run's temporaries are removed by the next run).
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from geovae import _keys as K
 from geovae.io.read import check_readable
-from geovae.runs.plan import OutputPlan, RunResult, default_outputs, plot_path
+from geovae.runs.finish import Graph, Job, finish, note, reference_cells
+from geovae.runs.plan import OutputPlan, RunResult, check_graph, default_outputs, plot_path
+
+log = logging.getLogger("geovae.runs")
 
 
 def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
             model_dir: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
             resolution: float = 1.0, command: str | None = None,
-            obs_columns: list[str] | tuple[str, ...] = (), **fit_kwargs: Any) -> RunResult:
-    """Read ``input_path``, fit, cluster, plot; write OUT.h5ad, the plot and the model.
+            obs_columns: list[str] | tuple[str, ...] = (), n_neighbors: int = 15,
+            umap: bool = True, metrics_json: str | os.PathLike | None = None,
+            **fit_kwargs: Any) -> RunResult:
+    """Read ``input_path``, fit, cluster, plot; write OUT.h5ad, the plot and the model (and
+    with ``metrics_json`` the run's metrics).
 
     ``obs_columns``: table columns that are metadata, not features (the batch and label
-    columns always are)."""
+    columns always are). ``n_neighbors``, ``umap``: the kNN graph and whether to compute a
+    UMAP (and the plot)."""
     input_path = Path(input_path)
+    check_graph(n_neighbors)
     default_out, default_model = default_outputs(input_path)
     out_p = Path(out) if out else default_out
     model_p = Path(model_dir) if model_dir else (default_model if not out else
                                                  out_p.with_name(out_p.name[:-5] + ".model"))
-    plan = OutputPlan([input_path], out_p, plot_path(out_p, plot), model_p)
+    plan = OutputPlan([input_path], out_p, plot_path(out_p, plot, umap), model_p,
+                      metrics=Path(metrics_json) if metrics_json else None)
     plan.check()
     check_readable(input_path)
-    from geovae.io.read import read
+    from geovae.runs.describe import counts_hint, describe_fit
     from geovae.tools.fit import fit
+    from geovae.tools.record import update_record
 
+    job = Job("fit", input_path, command)
     keys = [*(fit_kwargs.get("batch_key") or []), fit_kwargs.get("label_key")]
     with plan.lock():
-        adata = read(input_path, obs_columns=obs_columns, keys=[k for k in keys if k])
-        model = fit(adata, **fit_kwargs)
-        result = RunResult(out=out_p, model_dir=model_p, plot=plan.plot)
-        result.messages += model.notes
+        adata = job.read(input_path, obs_columns=obs_columns, keys=[k for k in keys if k])
+        result = RunResult(out=out_p, model_dir=model_p, plot=plan.plot, metrics=plan.metrics)
+        hint = counts_hint(adata, fit_kwargs.get("layer"), fit_kwargs.get("likelihood", "auto"))
+        if hint:
+            log.warning(hint)
+        for line in describe_fit(adata, fit_kwargs):
+            log.info(line)
+        with job.timings.phase("train"):
+            model = fit(adata, **fit_kwargs)
+        note(result, *model.notes)
+        if hint:
+            result.messages.append(hint)
+            update_record(adata, notes=[*adata.uns[K.UNS].get("notes", []), hint])
         hist = model.history
         if hist is not None and hist.stopped_early:
-            result.messages.append(f"early stopping after epoch {len(hist.train)}; the weights "
-                                   f"of the best validation epoch ({hist.best_epoch + 1}) "
-                                   "were kept")
+            note(result, f"early stopping after epoch {len(hist.train)}; the weights of the "
+                         f"best validation epoch ({hist.best_epoch + 1}) were kept")
+        job.device, job.history = model.train_params.get("device"), hist
         method = "mixture" if K.CLUSTER_PROBS in adata.obsm else "leiden"
-        _finish(adata, plan, method, resolution, fit_kwargs.get("seed", 0), command,
-                [model.spec.label_key or "", *model.spec.batch_keys], model)
+        graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
+                      seed=fit_kwargs.get("seed", 0), label_key=model.spec.label_key,
+                      colors=[model.spec.label_key or "", *model.spec.batch_keys])
+        finish(adata, plan, graph, job, result, model=model)
     return result
 
 
 def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
               out: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
               resolution: float = 1.0, device: str = "cpu", command: str | None = None,
-              volume: bool = False, obs_columns: list[str] | tuple[str, ...] = ()
-              ) -> RunResult:
-    """Embed a new file with a saved model; cluster, plot and write OUT.h5ad."""
+              volume: bool = False, obs_columns: list[str] | tuple[str, ...] = (),
+              n_neighbors: int = 15, umap: bool = True, label_key: str | None = None,
+              metrics_json: str | os.PathLike | None = None) -> RunResult:
+    """Embed a new file with a saved model; cluster, plot and write OUT.h5ad. ``label_key``:
+    labels to score the clusters against (default: the model's, where the input has it)."""
     from geovae.models import GeoVAE
 
     input_path = Path(input_path)
+    check_graph(n_neighbors)
     out_p = Path(out) if out else default_outputs(input_path)[0]
-    plan = OutputPlan([input_path, Path(model_dir)], out_p, plot_path(out_p, plot))
+    plan = OutputPlan([input_path, Path(model_dir)], out_p, plot_path(out_p, plot, umap),
+                      metrics=Path(metrics_json) if metrics_json else None)
     plan.check()
     check_readable(input_path)
     model = GeoVAE.load(model_dir, device=device)
-    from geovae.io.read import read
     from geovae.tools.fit import embed
 
-    keys = [*model.spec.batch_keys, model.spec.label_key]
+    job = Job("embed", input_path, command, device=str(model.device))
+    keys = [*model.spec.batch_keys, model.spec.label_key, label_key]
     with plan.lock():
-        adata = read(input_path, obs_columns=obs_columns, keys=[k for k in keys if k])
-        embed(adata, model, volume=volume)
-        result = RunResult(out=out_p, plot=plan.plot)
+        adata = job.read(input_path, obs_columns=obs_columns, keys=[k for k in keys if k],
+                         check=lambda a: _check_labels(a, label_key))
+        log.info(f"embedding with the model in {model_dir}: {model.name}, "
+                 f"{model.config.latent} latent (d={model.config.latent_dim}), "
+                 f"{model.spec.likelihood}, {model.spec.n_features} features from "
+                 f"{model.spec.layer or 'X'}; {job.device}")
+        with job.timings.phase("latent"):
+            embed(adata, model, volume=volume)
+        result = RunResult(out=out_p, plot=plan.plot, metrics=plan.metrics)
         info = adata.uns[K.UNS]
         if info["n_missing_features"]:
-            result.messages.append(f"{info['n_missing_features']} of the model's "
-                                   f"{model.spec.n_features} features are missing from the "
-                                   "input and were filled with zeros")
+            note(result, f"{info['n_missing_features']} of the model's "
+                         f"{model.spec.n_features} features are missing from the input and "
+                         "were filled with zeros")
         if info["n_extra_features"]:
-            result.messages.append(f"{info['n_extra_features']} input features unknown to the "
-                                   "model were ignored")
+            note(result, f"{info['n_extra_features']} input features unknown to the model "
+                         "were ignored")
         method = "mixture" if K.CLUSTER_PROBS in adata.obsm else "leiden"
-        _finish(adata, plan, method, resolution, model.config.seed, command,
-                [model.spec.label_key or "", *model.spec.batch_keys], None)
+        labels = label_key or model.spec.label_key
+        graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
+                      seed=model.config.seed, label_key=labels,
+                      colors=[labels or "", *model.spec.batch_keys])
+        finish(adata, plan, graph, job, result)
     return result
 
 
 def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
                 use_rep: str = K.REP, resolution: float = 1.0, method: str = "leiden",
                 plot: str | os.PathLike | None = None, seed: int = 0,
-                command: str | None = None) -> RunResult:
-    """Cluster an embedding already in a file; writes OUT.h5ad and a UMAP plot."""
+                command: str | None = None, n_neighbors: int = 15, umap: bool = True,
+                label_key: str | None = None,
+                metrics_json: str | os.PathLike | None = None) -> RunResult:
+    """Cluster an embedding already in a file; writes OUT.h5ad and a UMAP plot.
+    ``label_key``: labels to colour and to score the clusters against."""
     input_path = Path(input_path)
+    check_graph(n_neighbors)
     out_p = Path(out)
-    plan = OutputPlan([input_path], out_p, plot_path(out_p, plot))
+    plan = OutputPlan([input_path], out_p, plot_path(out_p, plot, umap),
+                      metrics=Path(metrics_json) if metrics_json else None)
     plan.check()
     check_readable(input_path)
-    from geovae.io.read import read
 
+    job = Job("cluster", input_path, command)
     with plan.lock():
-        adata = read(input_path)
-        _finish(adata, plan, method, resolution, seed, command, [], None, use_rep=use_rep)
-    return RunResult(out=out_p, plot=plan.plot)
+        adata = job.read(input_path, check=lambda a: _check_cluster_input(a, use_rep,
+                                                                          label_key))
+        result = RunResult(out=out_p, plot=plan.plot, metrics=plan.metrics)
+        graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
+                      seed=seed, use_rep=use_rep, label_key=label_key, colors=[label_key or ""])
+        finish(adata, plan, graph, job, result)
+    return result
 
 
-def _finish(adata: Any, plan: OutputPlan, method: str, resolution: float, seed: int,
-            command: str | None, colors: list[str], model: Any, use_rep: str = K.REP,
-            umap: Any = None, extras: list[tuple[Path, Any]] | None = None) -> None:
-    """Cluster (and UMAP, unless ``umap`` coordinates are given), then stage the plot, the
-    model (with its reference cells), the h5ad and any ``extras`` (path, writer(tmp)) and
-    commit them together."""
-    from geovae.io.write import OutputSet
-    from geovae.models.persistence import write_atlas, write_model_files
-    from geovae.report.plot import save_figure, umap_figure
-    from geovae.tools.cluster import cluster
-    from geovae.tools.record import update_record
+def _check_labels(adata: Any, label_key: str | None) -> None:
+    """A label column given to score the clusters is in the file (before any work)."""
+    from geovae.data.checks import check_obs_key
 
-    cluster(adata, use_rep=use_rep, resolution=resolution, seed=seed, method=method,
-            umap=umap is None)
-    if umap is not None:
-        adata.obsm[K.UMAP] = umap
-    update_record(adata, command=command or " ".join(sys.argv))
-    with OutputSet() as outputs:
-        if plan.plot is not None:
-            save_figure(umap_figure(adata, [c for c in colors if c]),
-                        outputs.stage(plan.plot), plan.plot)
-        if model is not None and plan.model_dir is not None:
-            directory = outputs.stage(plan.model_dir, directory=True)
-            write_model_files(model, directory)
-            write_atlas(directory, getattr(model, "atlas", None) or reference_cells(model, adata),
-                        seed)
-        for path, writer in extras or []:
-            writer(outputs.stage(path))
-        adata.write_h5ad(outputs.stage(plan.out))
-        outputs.commit()
+    if label_key is not None:
+        check_obs_key(adata, label_key, "label_key")
 
 
-def reference_cells(model: Any, adata: Any) -> dict[str, Any]:
-    """The training cells a fitted model keeps for transfer: latent, label codes, UMAP and
-    per-cell -ELBO (how well the model explains each cell)."""
-    from geovae.tools.transfer import negative_elbo
+def _check_cluster_input(adata: Any, use_rep: str, label_key: str | None) -> None:
+    """The embedding and the label column are in the file (before any work)."""
+    from geovae.errors import OptionError
 
-    labels = model.prepared.labels if model.spec.label_key else None
-    return {"latent": adata.obsm[K.REP], "labels": labels, "umap": adata.obsm.get(K.UMAP),
-            "nelbo": negative_elbo(model, model.source())}
+    if use_rep not in adata.obsm:
+        avail = ", ".join(adata.obsm.keys()) or "none"
+        raise OptionError(f"representation '{use_rep}' not in obsm (available: {avail}); "
+                          "run `geovae fit` first or pass {opt}", param="use_rep")
+    _check_labels(adata, label_key)
 
 
 def run_simulate(out: str | os.PathLike, **kwargs: Any) -> RunResult:
@@ -174,4 +195,10 @@ def _write_dataset(out: Path, make: Any, kwargs: dict[str, Any]) -> RunResult:
     with plan.lock(), OutputSet() as outputs:
         adata.write_h5ad(outputs.stage(out))
         outputs.commit()
-    return RunResult(out=out, messages=[f"{adata.n_obs} cells x {adata.n_vars} features"])
+    result = RunResult(out=out)
+    note(result, f"{adata.n_obs} cells x {adata.n_vars} features")
+    return result
+
+
+__all__ = ["reference_cells", "run_blobs", "run_cluster", "run_embed", "run_fit",
+           "run_simulate"]

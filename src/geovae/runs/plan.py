@@ -23,6 +23,7 @@ class RunResult:
     plot: Path | None = None
     model_dir: Path | None = None
     messages: list[str] = field(default_factory=list)
+    metrics: Path | None = None
 
 
 @dataclass
@@ -34,10 +35,11 @@ class OutputPlan:
     plot: Path | None = None
     model_dir: Path | None = None
     extra: list[tuple[str, Path | None]] = field(default_factory=list)
+    metrics: Path | None = None
 
     def outputs(self) -> list[tuple[str, Path]]:
         named = [("--out", self.out), ("--plot", self.plot), ("--model-dir", self.model_dir),
-                 *self.extra]
+                 ("--metrics-json", self.metrics), *self.extra]
         return [(flag, p) for flag, p in named if p is not None]
 
     def check(self) -> None:
@@ -81,6 +83,8 @@ class OutputPlan:
                                   f"{flag}")
         if self.out.suffix.lower() != ".h5ad":
             raise OptionError(f"--out '{self.out}' must end in .h5ad")
+        if self.metrics is not None and self.metrics.suffix.lower() != ".json":
+            raise OptionError(f"--metrics-json '{self.metrics}' must end in .json")
         if self.plot is not None and self.plot.suffix.lower() not in PLOT_FORMATS:
             raise OptionError(f"--plot '{self.plot}' must end in "
                               + ", ".join(PLOT_FORMATS) + " (the format follows the suffix)")
@@ -123,5 +127,17 @@ def default_outputs(input_path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(f"{stem}.geovae.h5ad"), p.with_name(f"{stem}.geovae.model")
 
 
-def plot_path(out: Path, plot: str | os.PathLike | None) -> Path:
+def plot_path(out: Path, plot: str | os.PathLike | None, umap: bool = True) -> Path | None:
+    """The plot of a run: ``--plot``, else OUT_STEM.umap.png; none without a UMAP."""
+    if not umap:
+        if plot:
+            raise OptionError(f"--plot '{plot}' needs the UMAP: drop --no-umap or --plot")
+        return None
     return Path(plot) if plot else out.with_name(out.name[: -len(".h5ad")] + ".umap.png")
+
+
+def check_graph(n_neighbors: int) -> None:
+    """``--n-neighbors`` is checked before any work."""
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or n_neighbors < 2:
+        raise OptionError(f"--n-neighbors must be a whole number of at least 2, got "
+                          f"{n_neighbors!r}")

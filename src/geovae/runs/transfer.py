@@ -4,14 +4,17 @@ directory is an input and is never written."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from geovae import _keys as K
 from geovae.io.read import check_readable
-from geovae.runs.jobs import _finish
-from geovae.runs.plan import OutputPlan, RunResult, default_outputs, plot_path
+from geovae.runs.finish import Graph, Job, finish, note
+from geovae.runs.plan import OutputPlan, RunResult, check_graph, default_outputs, plot_path
+
+log = logging.getLogger("geovae.runs")
 
 
 def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
@@ -20,50 +23,78 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
                  reference: str | os.PathLike | None = None,
                  plot: str | os.PathLike | None = None, resolution: float = 1.0,
                  command: str | None = None, obs_columns: list[str] | tuple[str, ...] = (),
+                 n_neighbors: int = 15, umap: bool = True,
+                 metrics_json: str | os.PathLike | None = None,
                  **transfer_kwargs: Any) -> RunResult:
-    """Map the query file onto the model in ``model_dir``; see `geovae.tools.transfer`."""
+    """Map the query file onto the model in ``model_dir``; see `geovae.tools.transfer`.
+    ``n_neighbors`` is also the transfer's; with ``umap`` off there is no UMAP and no plot
+    (the joint object is still written, without the joint plot)."""
     from geovae.models import GeoVAE
 
     query_path = Path(query_path)
+    check_graph(n_neighbors)
     out_p = Path(out) if out else default_outputs(query_path)[0]
     stem = out_p.name[: -len(".h5ad")]
     model_p = Path(new_model_dir) if new_model_dir else out_p.with_name(stem + ".model")
     inputs = [query_path, Path(model_dir), *([Path(reference)] if reference else [])]
     joint = out_p.with_name(stem + ".joint.h5ad") if reference else None
-    joint_plot = out_p.with_name(stem + ".joint.png") if reference else None
-    plan = OutputPlan(inputs, out_p, plot_path(out_p, plot), model_p,
+    joint_plot = out_p.with_name(stem + ".joint.png") if reference and umap else None
+    plan = OutputPlan(inputs, out_p, plot_path(out_p, plot, umap), model_p,
                       extra=[("joint output", joint), ("joint plot", joint_plot)]
-                      if reference else [])
+                      if reference else [],
+                      metrics=Path(metrics_json) if metrics_json else None)
     plan.check()
     check_readable(query_path)
     if reference:
         check_readable(reference)
     model = GeoVAE.load(model_dir)
-    from geovae.io.read import read
     from geovae.tools.transfer import transfer
 
+    job = Job("transfer", query_path, command)
     keys = [*model.spec.batch_keys, transfer_kwargs.get("label_key"),
             transfer_kwargs.get("eval_key")]
     with plan.lock():
-        query = read(query_path, obs_columns=obs_columns, keys=[k for k in keys if k])
-        ref = read(reference) if reference else None
-        new = transfer(query, model, reference=ref, **transfer_kwargs)
-        result = RunResult(out=out_p, plot=plan.plot, model_dir=model_p)
+        query = job.read(query_path, obs_columns=obs_columns, keys=[k for k in keys if k])
+        ref = _geovae_umap(job.read(Path(reference))) if reference else None
+        log.info(f"transfer onto the model in {model_dir}: {model.name}, "
+                 f"{model.config.latent} latent, {model.spec.n_features} features; freeze "
+                 f"{transfer_kwargs.get('freeze', 'all')}, device "
+                 f"{transfer_kwargs.get('device', 'auto')}")
+        with job.timings.phase("train"):
+            new = transfer(query, model, reference=ref, n_neighbors=n_neighbors,
+                           **transfer_kwargs)
+        result = RunResult(out=out_p, plot=plan.plot, model_dir=model_p, metrics=plan.metrics)
         info = query.uns[K.UNS]["transfer"]
-        result.messages += list(query.uns[K.UNS].get("notes", []))
-        result.messages.append(_summary(info))
+        note(result, *[str(n) for n in query.uns[K.UNS].get("notes", [])])
+        note(result, _summary(info))
+        job.device = str(getattr(new, "device", "")) or None
+        placed = new.transfer_umap if umap else None
         extras = []
-        if new.transfer_umap is not None:
-            query.obsm[K.UMAP] = new.transfer_umap
         if ref is not None:
-            both = joint_object(ref, query, model.spec.label_key, model.spec.batch_keys)
-            extras = [(joint, both.write_h5ad),
-                      (joint_plot, lambda tmp: _joint_plot(both, tmp, joint_plot))]
-            result.messages.append(f"wrote {joint} and {joint_plot}")
+            both = joint_object(ref, query, model.spec.label_key, model.spec.batch_keys, placed)
+            extras = [(joint, both.write_h5ad)]
+            if joint_plot is not None and K.UMAP in both.obsm:
+                extras.append((joint_plot, lambda tmp: _joint_plot(both, tmp, joint_plot)))
+                log.info(f"joint reference + query output: {joint} and {joint_plot}")
+            else:
+                note(result, f"joint reference + query output: {joint}; no joint plot ("
+                             + ("--no-umap)" if not umap else "the reference has no UMAP)"))
         method = "mixture" if K.CLUSTER_PROBS in query.obsm else "leiden"
-        _finish(query, plan, method, resolution, transfer_kwargs.get("seed", 0), command,
-                [*model.spec.batch_keys], new, umap=new.transfer_umap, extras=extras)
+        label = transfer_kwargs.get("eval_key") or transfer_kwargs.get("label_key")
+        graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
+                      seed=transfer_kwargs.get("seed", 0), label_key=label,
+                      colors=[*model.spec.batch_keys])
+        finish(query, plan, graph, job, result, model=new, umap=placed, extras=extras)
     return result
+
+
+def _geovae_umap(ref: Any) -> Any:
+    """The reference output as transfer reads it: geovae's UMAP where ``obsm['X_umap']`` is
+    (a fit output keeps a user's own X_umap and has geovae's in ``X_geovae_umap``); in memory
+    only, the reference file is never written."""
+    if K.UMAP_GEOVAE in ref.obsm:
+        ref.obsm[K.UMAP] = ref.obsm[K.UMAP_GEOVAE]
+    return ref
 
 
 def _summary(info: dict[str, Any]) -> str:
@@ -83,23 +114,29 @@ def _summary(info: dict[str, Any]) -> str:
     return "transfer: " + "; ".join(parts)
 
 
-def joint_object(ref: Any, query: Any, label_key: str | None, batch_keys: list[str]) -> Any:
+def joint_object(ref: Any, query: Any, label_key: str | None, batch_keys: list[str],
+                 query_umap: Any = None) -> Any:
     """Reference and query cells in one AnnData (no X): source, label, condition columns and
-    the shared latent and UMAP."""
+    the shared latent and UMAP (``query_umap``: the query's place on the reference's UMAP;
+    without it the joint object has no UMAP)."""
     import anndata as ad
     import numpy as np
     import pandas as pd
 
-    def part(a: Any, source: str, label: str | None) -> Any:
+    def part(a: Any, source: str, label: str | None, umap: Any) -> Any:
         obs = pd.DataFrame(index=a.obs_names.astype(str))
         obs[K.SOURCE] = source
         obs["label"] = a.obs[label].astype(str).to_numpy() if label in a.obs else "none"
         for key in batch_keys:
             obs[key] = a.obs[key].astype(str).to_numpy() if key in a.obs else "none"
-        obsm = {k: np.asarray(a.obsm[k]) for k in (K.REP, K.UMAP) if k in a.obsm}
+        obsm = {K.REP: np.asarray(a.obsm[K.REP])}
+        if umap is not None:
+            obsm[K.UMAP] = np.asarray(umap)
         return ad.AnnData(obs=obs, obsm=obsm)
 
-    both = ad.concat([part(ref, "reference", label_key), part(query, "query", K.LABEL)],
+    ref_umap = ref.obsm.get(K.UMAP) if query_umap is not None else None
+    both = ad.concat([part(ref, "reference", label_key, ref_umap),
+                      part(query, "query", K.LABEL, query_umap)],
                      join="inner", index_unique="-")
     for col in both.obs.columns:
         both.obs[col] = both.obs[col].astype("category")

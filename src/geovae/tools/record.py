@@ -35,3 +35,12 @@ def update_record(adata: ad.AnnData, *, fresh: bool = False, **fields: Any) -> d
     info.update(h5ad_safe({k: v for k, v in fields.items() if v is not None}))
     adata.uns[K.UNS] = info
     return info
+
+
+def drop_fields(adata: ad.AnnData, *names: str) -> None:
+    """Remove fields of ``uns['geovae']`` that an earlier run wrote and this run replaces
+    with nothing (e.g. the label agreement of earlier clusters)."""
+    info = adata.uns.get(K.UNS)
+    if isinstance(info, dict):
+        for name in names:
+            info.pop(name, None)

@@ -1,0 +1,114 @@
+"""Option types of the CLI: closed sets of values as real choices (help lists them, shell
+completion offers them), flags without a value type, and one-line errors for a value that is
+not one of the choices (exit code 2, like every other usage error geovae names)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+
+class Choice(str, Enum):
+    """A closed set of option values; ``str(member)`` is its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Model(Choice):
+    vae = "vae"
+    cgmvae = "cgmvae"
+
+
+class Latent(Choice):
+    euclidean = "euclidean"
+    sphere = "sphere"
+    hyperbolic = "hyperbolic"
+
+
+class Posterior(Choice):
+    vmf = "vmf"
+    power_spherical = "power-spherical"
+
+
+class Likelihood(Choice):
+    auto = "auto"
+    nb = "nb"
+    zinb = "zinb"
+    gaussian = "gaussian"
+    bernoulli = "bernoulli"
+
+
+class Freeze(Choice):
+    all = "all"
+    covariates = "covariates"
+    none = "none"
+
+
+class Method(Choice):
+    leiden = "leiden"
+    mixture = "mixture"
+
+
+#: parameter name -> its choices (for the one-line error)
+CHOICES: dict[str, type[Choice]] = {"model": Model, "latent": Latent, "posterior": Posterior,
+                                    "likelihood": Likelihood, "freeze": Freeze,
+                                    "method": Method}
+
+
+def value(option: Any) -> Any:
+    """The plain value of a choice option (its string), anything else unchanged."""
+    return option.value if isinstance(option, Enum) else option
+
+
+def _given(args: list[str], opts: list[str]) -> str:
+    """The value given on the command line for an option (its last occurrence)."""
+    found = ""
+    for i, arg in enumerate(args):
+        for opt in opts:
+            if arg == opt and i + 1 < len(args):
+                found = args[i + 1]
+            elif arg.startswith(opt + "="):
+                found = arg[len(opt) + 1:]
+    return found
+
+
+def _flags_without_type(params: list[Any]) -> list[Any]:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""  # `--volume`, not `--volume <bool>`
+    return params
+
+
+class Group(TyperGroup):
+    """The ``geovae`` group: flags (``--version``, ``--help``) show no value type."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+class Command(TyperCommand):
+    """A geovae command: flags show no value type in --help, and a value outside an option's
+    choices is one line on stderr (exit code 2) instead of a usage box."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        given = list(args)  # the parser consumes ``args``
+        try:
+            return super().parse_args(ctx, args)
+        except typer.BadParameter as exc:
+            param = getattr(exc, "param", None)
+            choices = CHOICES.get(getattr(param, "name", None) or "")
+            if choices is None:
+                raise
+            from geovae.cli._log import error
+
+            flag = param.opts[0]
+            error(f"unknown {flag} '{_given(given, list(param.opts))}': choose "
+                  + ", ".join(c.value for c in choices))
+            raise typer.Exit(2) from None

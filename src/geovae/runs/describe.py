@@ -1,0 +1,151 @@
+"""What a run read and what it is about to do, in log lines written before the long part
+starts; and the hint that raw counts sit in a layer or ``.raw`` while X is normalised.
+
+Nothing here decides anything: the lines describe the choices the model will make with the
+same rules, and a failure to describe is never an error (the run itself reports errors)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from geovae.errors import GeoVAEError
+
+log = logging.getLogger("geovae.runs")
+#: values checked at a time (and at most, for a layer that is only a candidate)
+CHUNK = 10_000_000
+
+
+def _values(X: Any, limit: int | None = None) -> Any:
+    """Stored values of a matrix (all, or about the first ``limit``), in chunks."""
+    if sp.issparse(X):
+        data = X.data if limit is None else X.data[:limit]
+        for i in range(0, len(data), CHUNK):
+            yield np.asarray(data[i:i + CHUNK])
+        return
+    rows = X.shape[0] if limit is None else max(1, min(X.shape[0], limit // max(X.shape[1], 1)))
+    step = max(1, CHUNK // max(X.shape[1], 1))
+    for i in range(0, rows, step):
+        yield np.asarray(X[i:min(i + step, rows)]).ravel()
+
+
+def value_kind(X: Any, limit: int | None = None) -> str:
+    """``counts`` (non-negative integers), ``non-negative`` (e.g. log-normalised) or
+    ``signed`` (e.g. scaled), from all values or about the first ``limit``."""
+    kind = "counts"
+    with np.errstate(invalid="ignore"):  # NaN/Inf are the data checks' to report
+        for chunk in _values(X, limit):
+            if chunk.size and chunk.min() < 0:
+                return "signed"
+            if kind == "counts" and chunk.size and np.any(np.mod(chunk, 1) != 0):
+                kind = "non-negative"
+    return kind
+
+
+def matrix_of(adata: Any, layer: str | None) -> Any:
+    """The matrix a layer name means (X, a layer, or .raw restricted to the features)."""
+    from geovae.data.checks import get_matrix
+
+    if layer in (None, "X"):
+        return adata.X
+    if layer in adata.layers:
+        return adata.layers[layer]
+    if layer == "raw" and adata.raw is not None:
+        return adata.raw.X
+    return get_matrix(adata, layer)
+
+
+def describe_input(path: Path, adata: Any, fmt: str) -> str:
+    X = adata.X
+    kind = "sparse" if sp.issparse(X) else "dense"
+    dtype = getattr(X, "dtype", "?")
+    extra = [f"layers: {', '.join(adata.layers.keys())}"] if len(adata.layers) else []
+    if adata.raw is not None:
+        extra.append(f".raw: {adata.raw.n_vars} features")
+    more = f"; {'; '.join(extra)}" if extra else ""
+    return (f"read {path} ({fmt}): {adata.n_obs} cells × {adata.n_vars} features "
+            f"({kind} X, {dtype}{more})")
+
+
+def describe_fit(adata: Any, options: dict[str, Any]) -> list[str]:
+    """Log lines: the model, the data it will see, and how it will be trained."""
+    import torch
+
+    from geovae.training import default_epochs, resolve_device
+
+    layer = options.get("layer")
+    likelihood = str(options.get("likelihood", "auto"))
+    try:
+        kind = value_kind(matrix_of(adata, layer))
+        if likelihood == "auto":
+            likelihood = ("auto → nb (non-negative integer counts)" if kind == "counts" else
+                          f"auto → gaussian ({kind} non-count values)")
+    except (GeoVAEError, KeyError, ValueError, TypeError):
+        pass
+    latent = options.get("latent", "euclidean")
+    lat = f"{latent} (d={options.get('latent_dim', 10)}"
+    for key, val in (options.get("latent_options") or {}).items():
+        lat += f", {key} {val}"
+    lat += ")"
+    n_top = options.get("n_top_genes")
+    features = (f"the {n_top} most variable of {adata.n_vars} features"
+                if n_top and n_top < adata.n_vars else f"all {adata.n_vars} features")
+    batch = [k for k in options.get("batch_key") or []]
+    covariates = ", ".join(f"{k} ({adata.obs[k].nunique()} categories)" if k in adata.obs
+                           else k for k in batch) or "none"
+    label = options.get("label_key")
+    labels = (f"{label} ({adata.obs[label].nunique()} labels)" if label and label in adata.obs
+              else label or "none")
+    try:
+        device = str(resolve_device(str(options.get("device", "auto"))))
+    except GeoVAEError:
+        device = str(options.get("device"))
+    epochs = options.get("epochs")
+    epochs_text = (f"up to {epochs if epochs else default_epochs(adata.n_obs)} epochs"
+                   + ("" if epochs else " (default for this many cells)"))
+    return [
+        f"model: {options.get('model', 'vae')}, latent {lat}, likelihood {likelihood}",
+        f"data: {layer if layer not in (None, 'X') else 'X'}, {features}, covariates: "
+        f"{covariates}, labels: {labels}",
+        f"training: {device}, {_threads(torch.get_num_threads())}, {epochs_text}, batch "
+        f"{options.get('batch_size', 128)}, lr {options.get('lr', 1e-3)}, seed "
+        f"{options.get('seed', 0)}",
+    ]
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
+def counts_hint(adata: Any, layer: str | None, likelihood: str) -> str | None:
+    """One line when X is not counts but a layer or ``.raw`` holds counts for the same
+    features (checked on about the first million values of each); None otherwise."""
+    if layer not in (None, "X") or str(likelihood) not in ("auto", "nb", "zinb"):
+        return None
+    try:
+        kind = value_kind(adata.X, limit=CHUNK // 10)
+    except (TypeError, ValueError):
+        return None
+    if kind == "counts":
+        return None
+    what = "looks log-normalised" if kind == "non-negative" else "holds negative values (scaled?)"
+    for name in sorted(adata.layers.keys(), key=lambda n: n not in ("counts", "raw_counts")):
+        try:
+            if value_kind(adata.layers[name], limit=CHUNK // 10) == "counts":
+                return (f"X {what}; raw counts are in layers['{name}']: add --layer {name} "
+                        "to model the counts")
+        except (TypeError, ValueError):
+            continue
+    raw = adata.raw
+    if raw is not None and adata.var_names.isin(raw.var_names).all():
+        try:
+            if value_kind(raw.X, limit=CHUNK // 10) == "counts":
+                return (f"X {what}; raw counts are in .raw: add --layer raw to model the "
+                        "counts")
+        except (TypeError, ValueError):
+            return None
+    return None

@@ -1,0 +1,74 @@
+"""--help lists the values of every closed option and shows flags as flags; a value outside
+the choices is one line naming the choices, before any work."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+from geovae.cli._types import CHOICES
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one option per line in the help table
+
+
+def _option_rows(text: str) -> dict[str, str]:
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"^[│|]\s+(--[a-z-]+)(.*)$", line)
+        if m:
+            rows[m.group(1)] = m.group(2)
+    return rows
+
+
+@pytest.mark.parametrize(("command", "choices"), [
+    ("fit", {"--model": "<vae|cgmvae>", "--latent": "<euclidean|sphere|hyperbolic>",
+             "--posterior": "<vmf|power-spherical>",
+             "--likelihood": "<auto|nb|zinb|gaussian|bernoulli>",
+             "--device": "<auto|cpu|cuda>"}),
+    ("transfer", {"--freeze": "<all|covariates|none>"}),
+    ("cluster", {"--method": "<leiden|mixture>"}),
+])
+def test_help_lists_choices_and_shows_flags_as_flags(command: str,
+                                                     choices: dict[str, str]) -> None:
+    res = run_cli(command, "--help")
+    assert res.exit_code == 0, res.output
+    rows = _option_rows(res.output)
+    for flag, shown in choices.items():
+        assert shown in rows[flag], (flag, rows[flag])
+    assert "<bool>" not in res.output and "<str>" not in res.output
+    assert "list[" not in res.output
+    for flag in ("--quiet", "--verbose", "--no-umap", "--debug", "--help"):
+        assert flag in rows, flag
+        assert "<" not in rows[flag], rows[flag]  # no value type
+    for flag in ("--metrics-json", "--n-neighbors", "--no-umap"):
+        assert flag in rows, flag
+    assert "--no-volume" not in res.output
+
+
+def test_every_closed_option_is_a_choice() -> None:
+    assert set(CHOICES) == {"model", "latent", "posterior", "likelihood", "freeze", "method"}
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["fit", "x.h5ad", "--latent", "torus"],
+     "unknown --latent 'torus': choose euclidean, sphere, hyperbolic"),
+    (["fit", "x.h5ad", "--model=gmm"], "unknown --model 'gmm': choose vae, cgmvae"),
+    (["cluster", "x.h5ad", "--out", "o.h5ad", "--method", "kmeans"],
+     "unknown --method 'kmeans': choose leiden, mixture"),
+    (["transfer", "m", "q.h5ad", "--freeze", "some"],
+     "unknown --freeze 'some': choose all, covariates, none"),
+])
+def test_unknown_choice_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    args: list[str], line: str) -> None:
+    monkeypatch.chdir(tmp_path)  # the inputs need not exist: choices are checked first
+    res = run_cli(*args)
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("error: " + line), err
+    assert list(tmp_path.iterdir()) == []
