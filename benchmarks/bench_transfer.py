@@ -326,6 +326,9 @@ def run_child(cmd: list[str], env: dict, log: Path) -> tuple[int, float, float]:
 def run_method(method: str, split: str, seed: int, ref: Path, query: Path, workdir: Path,
                args: argparse.Namespace) -> dict:
     env = {**os.environ, **THREAD_ENV, "PYTHONWARNINGS": "ignore"}
+    if args.geovae_src:  # a frozen copy of src/, so edits to the tree during a run don't leak in
+        env["PYTHONPATH"] = os.pathsep.join([str(args.geovae_src),
+                                             *filter(None, [env.get("PYTHONPATH")])])
     out = workdir / f"{split}_{method.replace(' ', '_')}.npz"
     log = out.with_suffix(".log")
     rec = {"split": split, "seed": seed, "method": method}
@@ -435,7 +438,8 @@ def tables(records: list[dict]) -> str:
                   f"query {spec['query']} (unseen type: {spec['held_out']})", "",
                   "| method | n | " + " | ".join(c[1] for c in COLS) + " |",
                   "|---|---|" + "---|" * len(COLS)]
-        for method in METHODS:
+        extra = [m for m in dict.fromkeys(ok["method"]) if m not in METHODS]
+        for method in [*METHODS, *extra]:
             m = ok[ok["method"] == method]
             if m.empty:
                 continue
@@ -457,7 +461,9 @@ def per_seed(records: list[dict]) -> str:
             "fit_map_s", "rss_mb"]
     lines = ["| split | seed | method | " + " | ".join(keys) + " |",
              "|---|---|---|" + "---|" * len(keys)]
-    for r in sorted(records, key=lambda r: (r["split"], r["seed"], METHODS.index(r["method"]))):
+    rank = {m: i for i, m in enumerate(METHODS)}
+    for r in sorted(records, key=lambda r: (r["split"], r["seed"], rank.get(r["method"], 99),
+                                            r["method"])):
         vals = [f"{r[k]:.3f}" if k in r and k not in ("fit_map_s", "rss_mb")
                 else f"{r[k]:.0f}" if k in r else "err" for k in keys]
         lines.append(f"| {r['split']} | {r['seed']} | {r['method']} | " + " | ".join(vals) + " |")
@@ -548,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--resume", action="store_true", help="skip runs already in --json")
     p.add_argument("--from-json", type=Path, default=None)
+    p.add_argument("--geovae-src", type=Path, default=None,
+                   help="import geovae from this copy of src/ in the workers (e.g. a snapshot "
+                   "taken before the run, when others edit the tree meanwhile)")
     p.add_argument("--workdir", type=Path, default=None,
                    help="keep the split files, predictions and logs here (default: a temp dir)")
     p.add_argument("--write", action="store_true", help="append a section to RESULTS.md")

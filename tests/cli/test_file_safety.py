@@ -292,3 +292,18 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path: Path) -> None:
     res = run_cli("fit", data, "--out", tmp_path / "o.h5ad", "--epochs", "1", "--quiet")
     assert res.exit_code == 0, res.output
     assert not stale.exists()
+
+
+def test_empty_cells_and_features_are_reported(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    X = rng.poisson(3.0, (30, 6)).astype(np.float32)
+    X[3] = 0  # a cell with no counts
+    X[:, 2] = 0  # a feature never seen
+    a = ad.AnnData(X)
+    a.obs_names = [f"c{i}" for i in range(30)]
+    a.var_names = [f"g{j}" for j in range(6)]
+    a.write_h5ad(tmp_path / "e.h5ad")
+    res = run_cli("fit", tmp_path / "e.h5ad", "--out", tmp_path / "o.h5ad", "--epochs", "1")
+    assert res.exit_code == 0, res.output
+    assert "1 cells have no non-zero value (kept)" in res.stderr
+    assert "1 features are zero in every cell (kept)" in res.stderr

@@ -116,10 +116,6 @@ def test_host_reads_grow_with_epochs_not_with_steps() -> None:
     assert 1 <= per_epoch < 10
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "geovae/nn/latents.py builds torch.distributions.Normal (posterior and prior) with "
-    "argument validation on, torch's default: 4 bool() host reads a step (2 with a flow's "
-    "log_prob more); pass validate_args=False there, then remove this marker"))
 def test_no_distribution_argument_validation_in_the_step_loop() -> None:
     few = _validation(_reads(steps_per_epoch=10, epochs=3))
     many = _validation(_reads(steps_per_epoch=40, epochs=3))

@@ -44,13 +44,17 @@ def _umask() -> int:
 def _tmp_name(final: Path, directory: bool = False) -> Path:
     """A hidden temporary sibling of ``final`` that names this process (for stale cleanup)."""
     prefix = f".{final.name}{TMP_TAG}{os.getpid()}-"
-    if directory:
-        path = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, dir=final.parent)
-        os.close(fd)
-        path = Path(name)
-    LIVE.add(path)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:  # a signal between creating and registering the file would leak it
+        if directory:
+            path = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, dir=final.parent)
+            os.close(fd)
+            path = Path(name)
+        LIVE.add(path)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
     return path
 
 

@@ -86,11 +86,13 @@ class EuclideanLatent(Latent):
 
     def forward(self, h: torch.Tensor) -> Distribution:
         loc, raw = self.head(h).chunk(2, dim=-1)
-        return Independent(Normal(loc, F.softplus(raw) + 1e-4), 1)
+        return Independent(Normal(loc, F.softplus(raw) + 1e-4, validate_args=False), 1,
+                           validate_args=False)
 
     def prior(self, like: torch.Tensor) -> Distribution:
         zeros = torch.zeros(self.intrinsic_dim, device=like.device, dtype=like.dtype)
-        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+        return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1,
+                           validate_args=False)
 
     def rsample(self, q: Distribution) -> tuple[torch.Tensor, torch.Tensor | None]:
         z0 = q.rsample()

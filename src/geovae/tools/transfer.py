@@ -125,6 +125,7 @@ def transfer(
                                  warmup_fraction=0.0, weight_decay=0.0, progress=progress)
         history = Trainer(grown.module, source, settings).fit()
         epochs_run = len(history.train)
+        grown.history = history
     for h in handles:
         h.remove()
     for p in grown.module.parameters():
