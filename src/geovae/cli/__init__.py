@@ -29,6 +29,7 @@ app = typer.Typer(
     add_completion=False,
 )
 from geovae.cli._common import (  # noqa: E402
+    Backed,
     Debug,
     Device,
     LabelKey,
@@ -151,6 +152,7 @@ def fit(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     device: Device = "auto",
     threads: Threads = 0,
+    backed: Backed = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device: same "
                                            "numbers).")] = 0,
     resolution: Resolution = 1.0,
@@ -178,7 +180,7 @@ def fit(
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
                      command=_command_line(ctx), obs_columns=obs_columns or [],
                      n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json,
-                     **kwargs)
+                     backed=backed, **kwargs)
     _report(result)
 
 
@@ -203,6 +205,7 @@ def embed(
     no_umap: NoUmap = False,
     device: Device = "cpu",
     threads: Threads = 0,
+    backed: Backed = None,
     plot: Plot = None,
     metrics_json: MetricsJson = None,
     quiet: Quiet = False,
@@ -216,7 +219,8 @@ def embed(
     result = run_embed(model_dir, input, out=out, plot=plot, resolution=resolution,
                        device=_check_device(device), command=_command_line(ctx), volume=volume,
                        obs_columns=obs_columns or [], n_neighbors=n_neighbors,
-                       umap=not no_umap, label_key=label_key, metrics_json=metrics_json)
+                       umap=not no_umap, label_key=label_key, metrics_json=metrics_json,
+                       backed=backed)
     _report(result)
 
 
@@ -265,6 +269,7 @@ def transfer(
     no_umap: NoUmap = False,
     device: Device = "auto",
     threads: Threads = 0,
+    backed: Backed = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     plot: Plot = None,
     metrics_json: MetricsJson = None,
@@ -283,7 +288,7 @@ def transfer(
                           batch_key=batch_key or None, label_key=label_key, eval_key=eval_key,
                           freeze=value(freeze), epochs=epochs,
                           unknown_threshold=unknown_threshold, seed=seed,
-                          device=_check_device(device), progress=not quiet)
+                          device=_check_device(device), progress=not quiet, backed=backed)
     _report(result)
 
 
