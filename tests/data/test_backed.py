@@ -236,3 +236,33 @@ def test_in_memory_shuffle_is_the_old_permutation() -> None:
     idx = torch.arange(10, 15)
     g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
     assert src.shuffle(idx, g1).tolist() == idx[torch.randperm(5, generator=g2)].tolist()
+
+
+def test_cli_fit_embed_transfer_backed(tmp_path: Path, counts_file: Path) -> None:
+    """The three commands run backed end to end: outputs hold the input's X untouched plus
+    the latent, and embed's latent equals the in-memory embed's."""
+    fit_out, model = tmp_path / "fit.h5ad", tmp_path / "model"
+    res = run_cli("fit", counts_file, "--backed", "--out", fit_out, "--model-dir", model,
+                  "--epochs", "2", "--batch-key", "b", "--no-umap", "--quiet")
+    assert res.exit_code == 0, res.output
+    src = ad.read_h5ad(counts_file)
+    out = ad.read_h5ad(fit_out)
+    assert (out.X != src.X).nnz == 0 and out.obsm["X_geovae"].shape == (600, 10)
+    assert any("backed" in n for n in out.uns["geovae"]["notes"])
+    res = run_cli("embed", model, counts_file, "--backed", "--out", tmp_path / "e_b.h5ad",
+                  "--no-umap", "--quiet")
+    assert res.exit_code == 0, res.output
+    res = run_cli("embed", model, counts_file, "--no-backed", "--out", tmp_path / "e_m.h5ad",
+                  "--no-umap", "--quiet")
+    assert res.exit_code == 0, res.output
+    z_b = ad.read_h5ad(tmp_path / "e_b.h5ad").obsm["X_geovae"]
+    np.testing.assert_array_equal(z_b, ad.read_h5ad(tmp_path / "e_m.h5ad").obsm["X_geovae"])
+    q = _counts(n=200, seed=5)
+    q.obs["b"] = "z"  # a new batch category: trained by surgery, from the backed query
+    q.write_h5ad(tmp_path / "query.h5ad")
+    res = run_cli("transfer", model, tmp_path / "query.h5ad", "--backed", "--out",
+                  tmp_path / "t.h5ad", "--epochs", "2", "--no-umap", "--quiet")
+    assert res.exit_code == 0, res.output
+    t = ad.read_h5ad(tmp_path / "t.h5ad")
+    assert (t.X != q.X).nnz == 0 and t.obsm["X_geovae"].shape == (200, 10)
+    assert list(t.uns["geovae"]["transfer"]["new_categories"]["b"]) == ["z"]
