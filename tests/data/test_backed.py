@@ -74,7 +74,7 @@ def test_backed_small_blocks_statistically_equivalent(counts_file: Path) -> None
     assert abs(np.mean(bk) - np.mean(mem)) < 2 * spread, (mem, bk)
 
 
-@pytest.mark.parametrize(("block_rows", "window"), [(7, 20), (50, 64), (1000, 100)])
+@pytest.mark.parametrize(("block_rows", "window"), [(7, 20), (50, 64), (50, 200), (1000, 100)])
 def test_shuffle_and_batches_visit_every_cell_once(counts_file: Path, block_rows: int,
                                                    window: int) -> None:
     model = GeoVAE(read_backed(counts_file))
@@ -87,15 +87,21 @@ def test_shuffle_and_batches_visit_every_cell_once(counts_file: Path, block_rows
     for _ in range(2):  # two epochs, two different orders
         order = src.shuffle(idx, gen)
         assert sorted(order.tolist()) == sorted(idx.tolist())
-        seen = []
+        seen, before = [], src.matrix.rows_read
         for batch in src.batches(order, 32, drop_last=False):
             cells = batch.labels.numpy()
             np.testing.assert_array_equal(batch.x.numpy(), ref[cells])
             seen += cells.tolist()
         assert seen == order.tolist()  # every cell exactly once, in the given order
+        # each block read about once per epoch (a block shared by two windows: twice)
+        n_windows = -(-len(idx) // window)
+        assert src.matrix.rows_read - before <= 600 + 2 * min(block_rows, 600) * n_windows
     if window > 2 * block_rows:  # minibatches mix blocks: not runs of neighbouring cells
         first = next(iter(src.batches(order, 32)))
         assert len(np.unique(first.labels.numpy() // block_rows)) > 1
+    if block_rows < 600:  # blocks in random order, not the file's
+        blocks = (order.numpy() // block_rows)
+        assert not np.all(np.diff(blocks[::window]) >= 0)
 
 
 def test_backed_does_not_materialise_x(tmp_path: Path, monkeypatch) -> None:
