@@ -23,6 +23,7 @@ What makes N ranks train the same model as one process does:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -101,6 +102,10 @@ class Ranks:
             raise OptionError(f"{{opt}} {batch_size} is smaller than the {self.world} "
                               "processes: each needs at least one cell of every minibatch",
                               param="batch_size")
+        if batch_size % self.world and self.main:
+            log.warning(f"minibatch of {batch_size} cells over {self.world} processes: "
+                        f"{batch_size // self.world} cells each, "
+                        f"{batch_size // self.world * self.world} in all")
         return batch_size // self.world
 
     def shard(self, perm: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -139,10 +144,12 @@ class Ranks:
         if dist.get_backend() == "nccl":
             unused = unused.to(next(module.parameters()).device)
         self.all_sum(unused)
-        ddp = nn.parallel.DistributedDataParallel(
-            _LossOf(module), broadcast_buffers=False,  # geovae's buffers are constants
-            find_unused_parameters=bool(unused.item() > 0))
-        return ddp
+        ddp = nn.parallel.DistributedDataParallel
+        # geovae's buffers are constants: no broadcast before every forward (the flag was
+        # renamed in torch 2.13)
+        new = "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
+        sync = {"forward_sync_buffers" if new else "broadcast_buffers": False}
+        return ddp(_LossOf(module), find_unused_parameters=bool(unused.item() > 0), **sync)
 
 
 class _LossOf(nn.Module):
