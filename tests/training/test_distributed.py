@@ -160,3 +160,20 @@ def test_cli_devices_checks_before_starting_processes(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "missing.h5ad" in res.stderr
     res = run_cli("fit", tmp_path / "missing.h5ad", "--devices", "0")
     assert res.exit_code == 2 and "--devices must be at least 1" in res.stderr
+
+
+def test_under_torchrun_only_fit_runs_and_only_rank_0_reports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers import run_cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    res = run_cli("cluster", tmp_path / "x.h5ad", "--out", tmp_path / "y.h5ad")
+    assert res.exit_code == 2 and "only `geovae fit` runs on several processes" in res.stderr
+    res = run_cli("fit", tmp_path / "x.h5ad", "--devices", "2")
+    assert res.exit_code == 2 and "under torchrun leave it out" in res.stderr
+    res = run_cli("fit", tmp_path / "missing.h5ad")
+    assert res.exit_code == 2 and "missing.h5ad" in res.stderr
+    monkeypatch.setenv("RANK", "1")  # the same input error on another rank: exit 2, silent
+    res = run_cli("fit", tmp_path / "missing.h5ad")
+    assert res.exit_code == 2 and res.stderr == ""

@@ -204,8 +204,9 @@ def session(device: torch.device) -> Iterator[Ranks]:
 
 def launch(n_processes: int, args: list[str]) -> int:
     """``geovae ARGS`` on ``n_processes`` ranks of this node through torchrun's own launcher
-    (``torchrun --standalone --nproc-per-node N -m geovae ARGS``); returns the exit code
-    (that of rank 0 where it failed, else of the first rank that failed)."""
+    (``torchrun --standalone --nproc-per-node N -m geovae ARGS``); returns the exit code:
+    0, or that of the first rank that failed."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -219,7 +220,8 @@ def launch(n_processes: int, args: list[str]) -> int:
     try:
         run(parsed)
     except ChildFailedError as exc:
-        failures = exc.failures
-        first = failures.get(0) or failures[min(failures)]
+        first = exc.get_first_failure()[1]  # the root cause; torchrun stopped the others
         return first.exitcode if first.exitcode > 0 else 1
+    except SignalException:  # Ctrl-C / SIGTERM: torchrun stopped the ranks, which cleaned up
+        return 130                # and said so
     return 0
