@@ -214,14 +214,19 @@ def launch(n_processes: int, args: list[str]) -> int:
         from geovae._threads import available_cpus
 
         os.environ["OMP_NUM_THREADS"] = str(max(1, available_cpus() // n_processes))
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    # the ranks report their own errors in one line each; torchrun's report would repeat them
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     parsed = get_args_parser().parse_args(
         ["--standalone", f"--nproc-per-node={n_processes}", "--module", "geovae", *args])
     try:
         run(parsed)
     except ChildFailedError as exc:
-        first = exc.get_first_failure()[1]  # the root cause; torchrun stopped the others
-        return first.exitcode if first.exitcode > 0 else 1
+        rank_, first = exc.get_first_failure()  # the root cause; torchrun stopped the others
+        if first.exitcode > 0:
+            return first.exitcode
+        log.error(f"rank {rank_} was killed by {first.signal_name()} (out of memory?); "
+                  "torchrun stopped the other ranks")
+        return 1
     except SignalException:  # Ctrl-C / SIGTERM: torchrun stopped the ranks, which cleaned up
         return 130                # and said so
     return 0
