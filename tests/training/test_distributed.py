@@ -147,6 +147,7 @@ def test_cli_devices_two_cpu_processes_write_once(tmp_path: Path) -> None:
         "d.geovae.h5ad", "d.geovae.model", "d.h5ad"]
     # rank 0 alone reports (the other rank is quiet): one "read", one h5ad, one model
     assert run.stderr.count(" read ") == 1, run.stderr
+    assert "training: 2 processes (rank 0 on cpu)" in run.stderr
     assert run.stderr.count("d.geovae.h5ad\n") == 1, run.stderr
     assert run.stderr.count(" wrote model to ") == 1, run.stderr
     out = ad.read_h5ad(tmp_path / "d.geovae.h5ad")
