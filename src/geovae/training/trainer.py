@@ -3,7 +3,9 @@ held-out split with the best weights restored, gradient clipping.
 
 `Trainer` is a loop over small parts (`geovae.training.parts`): the split, the KL warm-up, the
 early stopping, the optimiser over trainable parameters and the progress report. Losses are
-summed on the device and read once per epoch, so a GPU is not stalled every step.
+summed on the device and read once per epoch, so a GPU is not stalled every step. Under
+torchrun the same loop runs on every rank (`geovae.training.distributed`): each takes its
+slice of every global minibatch through DDP, and the epoch's sums are all-reduced.
 """
 
 from __future__ import annotations
