@@ -32,6 +32,7 @@ from geovae.cli._common import (  # noqa: E402
     Backed,
     Debug,
     Device,
+    Devices,
     LabelKey,
     MetricsJson,
     NNeighbors,
@@ -44,6 +45,7 @@ from geovae.cli._common import (  # noqa: E402
     Verbose,
     _check_device,
     _command_line,
+    _relaunch,
     _report,
     _set_threads,
     guarded,
@@ -151,6 +153,7 @@ def fit(
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     device: Device = "auto",
+    devices: Devices = 1,
     threads: Threads = 0,
     backed: Backed = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device: same "
@@ -168,8 +171,11 @@ def fit(
     debug: Debug = False,
 ) -> None:
     """Train a model on INPUT and write the latent, clusters, UMAP and the model."""
-    from geovae.runs import run_fit
+    from geovae.runs import fit_plan, run_fit
 
+    _relaunch(ctx, devices, _check_device(device),
+              lambda: fit_plan(input, out, model_dir, plot, not no_umap, metrics_json,
+                               n_neighbors))
     _set_threads(threads)
     kwargs = _fit_options(model=value(model), latent=value(latent), latent_dim=latent_dim,
                           posterior=value(posterior), flow=flow, likelihood=value(likelihood),
