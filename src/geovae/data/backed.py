@@ -35,6 +35,21 @@ BLOCK_ROWS = 1024
 WINDOW = 32768
 
 
+def fixed_mmap_threshold(nbytes: int = 1 << 20) -> None:
+    """On glibc, serve every allocation above ``nbytes`` by mmap, returned to the system when
+    freed. glibc's default threshold grows with the largest buffer freed, after which window
+    buffers come from (thread) arenas and freed ones pile up: measured on 1M cells, 2.9 GB peak
+    RSS instead of ~0.6 GB. Elsewhere (no glibc) nothing happens."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, int(nbytes))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 class BackedSource:
     """A `DataSource` over a matrix that stays on disk (see the module docstring)."""
 
@@ -50,6 +65,7 @@ class BackedSource:
         self.n_categories = list(n_categories)
         self.peak_rows = 0  # most rows held in memory at once
         self._last: tuple[int, Any] | None = None  # the last block read (windows share one)
+        fixed_mmap_threshold()
 
     # ------------------------------------------------------------------ reading
     def _block(self, b: int) -> Any:
