@@ -368,6 +368,9 @@ def blobs(
                       n_conditions=n_conditions, condition_shift=condition_shift, seed=seed))
 
 
+from geovae.cli import report as _report_command  # noqa: E402,F401  (geovae report)
+
+
 def main() -> None:
     """Run the CLI (signals are set up by `geovae.__main__`, the console-script entry)."""
     app()
