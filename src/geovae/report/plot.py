@@ -229,7 +229,8 @@ def panel_grid(n: int, specs: list[ColorSpec], ncols: int = 3, height: float = 4
     return fig, [subs[i].add_subplot(projection=projection) for i in range(n)]
 
 
-def umap_figure(adata: Any, extra_colors: list[str], label_key: str | None = None) -> Any:
+def umap_figure(adata: Any, extra_colors: list[str], label_key: str | None = None,
+                batch_keys: list[str] | None = None) -> Any:
     """UMAP panels: clusters, the given obs columns (known labels, batches) and predicted
     labels. Writes each panel's colours to ``uns['<column>_colors']`` (scanpy's convention,
     so scanpy's own plots use the same colours)."""
@@ -237,7 +238,8 @@ def umap_figure(adata: Any, extra_colors: list[str], label_key: str | None = Non
     if xy is None:
         raise ValueError("no UMAP to plot: obsm has neither X_geovae_umap nor X_umap")
     label, batches = roles(adata, label_key)
-    specs = color_specs(adata, [K.CLUSTER, *extra_colors, K.LABEL], label, batches)
+    specs = color_specs(adata, [K.CLUSTER, *extra_colors, K.LABEL], label,
+                        batches if batch_keys is None else batch_keys)
     with style():
         fig, axes = panel_grid(len(specs), specs)
         for ax, spec in zip(axes, specs, strict=True):

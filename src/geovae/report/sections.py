@@ -169,7 +169,8 @@ def sizes_section(ctx: Context) -> Section | None:
     fig = F.sizes_figure(specs[0])
     body = figure(fig, "Cells in each cluster (obs['geovae_cluster']).")
     empty = ctx.info.get("empty_components")
-    if empty is not None and np.size(empty):
+    mixture = (ctx.info.get("cluster") or {}).get("method") == "mixture"
+    if mixture and empty is not None and np.size(empty):
         body += _p(f"Mixture components with < 0.5% weight (empty): "
                    f"{', '.join(str(e) for e in np.atleast_1d(empty))}.")
     return Section("sizes", "Cluster sizes", body, 1)
