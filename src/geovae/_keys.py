@@ -94,7 +94,8 @@ RECORD_FIELDS: dict[str, str] = {
     "params": "model and training parameters",
     "notes": "one-line facts about the data and choices made",
     "final_losses": "last epoch's losses per term; validation loss of the best epoch",
-    "loss_history": "per-epoch train and validation -ELBO",
+    "loss_history": "per-epoch train and validation -ELBO, each loss term (terms) and the "
+    "end of the KL warm-up in epochs (warmup_epochs)",
     "best_epoch": "epoch whose weights were kept (1-based)",
     "stopped_early": "whether early stopping ended training",
     "kl_warmup_steps": "steps of linear KL warm-up",

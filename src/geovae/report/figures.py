@@ -90,7 +90,7 @@ def geodesic_grid(distances: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)) -> list[n
         a = np.tanh(t / 2)
         c, r = (a + 1 / a) / 2, (1 / a - a) / 2  # centre (c, 0), radius r: c² = 1 + r²
         half = np.arccos(r / c)
-        theta = np.linspace(np.pi - half, np.pi + half, 200)
+        theta = np.linspace(np.pi - half, np.pi + half, 201)  # odd: the middle is θ = π
         arc = np.column_stack([c + r * np.cos(theta), r * np.sin(theta)])
         for sx, sy, swap in ((1, 1, False), (-1, 1, False), (1, 1, True), (1, -1, True)):
             pts = arc * np.array([sx, sy])
