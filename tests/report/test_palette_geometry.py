@@ -98,3 +98,18 @@ def test_sphere_map_rotation_is_proper_and_centres_the_cells() -> None:
     lonlat = sphere_lonlat(x)
     assert np.all(np.abs(lonlat[:, 0]) <= np.pi) and np.all(np.abs(lonlat[:, 1]) <= np.pi / 2)
     assert abs(np.median(lonlat[:, 0])) < 0.1 and abs(np.median(lonlat[:, 1])) < 0.1
+
+
+def test_python_api_report_is_lazy_and_callable() -> None:
+    """``geovae.report`` loads on first use (not with ``import geovae``), is callable as the
+    verb, and keeps its signature and numpydoc for ``help``."""
+    import subprocess
+    import sys
+
+    code = ("import sys, inspect, geovae; assert 'geovae.report' not in sys.modules;"
+            "f = geovae.report; import geovae.report.plot; assert geovae.report is f;"
+            "assert callable(f) and 'matplotlib' not in sys.modules;"
+            "p = inspect.signature(f).parameters; assert list(p)[:2] == ['adata', 'out'];"
+            "assert 'reference' in p and 'Sets the following fields' in f.__doc__")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
