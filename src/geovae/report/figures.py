@@ -151,7 +151,9 @@ def curves_figure(history: dict[str, Any], best_epoch: int | None) -> Any:
             ax.set_xlim(0, max(len(train), 1) + 0.5)
         for ax in axes[::cols]:
             ax.set_ylabel("nats per cell")
-        axes[0].legend(frameon=False, fontsize=9)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside upper center", ncol=len(labels),
+                   frameon=False)  # above the panels, never over a curve
     return fig
 
 
@@ -283,5 +285,5 @@ def confidence_figure(confidence: np.ndarray, threshold: float) -> Any:
         ax.set_xlabel("label confidence")
         ax.set_ylabel("query cells")
         ax.set_title(f"Unknown calls: {np.mean(c < threshold):.1%} of {len(c):,} cells")
-        ax.legend(frameon=False, loc="upper left")
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
