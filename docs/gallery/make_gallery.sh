@@ -24,10 +24,10 @@ k[k.obs.stim == "STIM"].copy().write_h5ad(f"{sys.argv[1]}/stim.h5ad")
 PY
 geovae fit "$WORK/ctrl.h5ad" --batch-key stim --label-key seurat_annotations \
     --latent hyperbolic --latent-dim 2 --n-top-genes 1000 --epochs 40 --seed 0 --quiet
-geovae transfer "$WORK/ctrl.geovae.model" "$WORK/stim.h5ad" --out "$WORK/stim.h5ad.out.h5ad" \
+geovae transfer "$WORK/ctrl.geovae.model" "$WORK/stim.h5ad" --out "$WORK/stim.out.h5ad" \
     --reference "$WORK/ctrl.geovae.h5ad" --eval-key seurat_annotations --epochs 20 --quiet
 geovae report "$WORK/ctrl.geovae.h5ad" --out "$WORK/ctrl.html"
-geovae report "$WORK/stim.h5ad.out.h5ad" --out "$WORK/stim.html"
+geovae report "$WORK/stim.out.h5ad" --out "$WORK/stim.html"
 
 # 3. Cut the pictures out of the reports
 python - "$WORK" "$GALLERY" <<'PY'

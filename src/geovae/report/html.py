@@ -91,14 +91,14 @@ def header_facts(ctx: Context) -> list[tuple[str, Any]]:
         clusters = f"{cluster.get('n_clusters')} ({cluster.get('method')}"
         clusters += (f", resolution {cluster.get('resolution')})" if cluster.get("method") ==
                      "leiden" else ")")
-    n_genes = f"{a.n_vars:,}" if a.n_vars else "not stored"
     used = f", {int(info['n_features']):,} used by the model" if info.get("n_features") else ""
+    shape = f"{a.n_obs:,} × {a.n_vars:,}{used}" if a.n_vars else f"{a.n_obs:,} cells"
     return [("command", info.get("command")),
             ("model", MODEL_NAMES.get(str(model), model) if model else None),
             ("latent", _latent_words(info.get("latent"))),
             ("likelihood", LIKELIHOODS.get(str(info.get("likelihood")),
                                            info.get("likelihood"))),
-            ("cells × features", f"{a.n_obs:,} × {n_genes}{used}"),
+            ("cells × features", shape),
             ("covariates", ", ".join(ctx.batch_keys) or None),
             ("known labels", ctx.label_key),
             ("clusters", clusters), ("agreement with labels", scores),

@@ -69,6 +69,9 @@ def roles(adata: Any, label_key: str | None = None) -> tuple[str | None, list[st
                   params.get("label_key")]
     label = next((str(c) for c in candidates if c and str(c) in adata.obs.columns), None)
     batches = [str(b) for b in np.atleast_1d(params.get("batch_keys", [])) if str(b)]
+    if K.SOURCE in adata.obs.columns and not info:  # the joint object: label + conditions
+        label = label or ("label" if "label" in adata.obs.columns else None)
+        batches = [str(c) for c in adata.obs.columns if c not in (K.SOURCE, "label")]
     return label, [b for b in batches if b in adata.obs.columns]
 
 
@@ -107,7 +110,10 @@ def color_specs(adata: Any, columns: list[str], label_key: str | None = None,
     shared = label_colors or category_colors(*[categories(adata.obs[c]) for c in label_like])
     specs = []
     for col in present:
-        colors = shared if col in label_like else category_colors(categories(adata.obs[col]))
+        cats = categories(adata.obs[col])
+        if col == K.SOURCE:  # the reference first: the colour of the first condition
+            cats = sorted(cats, key=lambda c: c != "reference")
+        colors = shared if col in label_like else category_colors(cats)
         specs.append(ColorSpec(col, title_of(col, label_key, batch_keys, info),
                                adata.obs[col].astype(str).to_numpy(), colors))
     return specs
