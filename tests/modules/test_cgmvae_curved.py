@@ -26,7 +26,7 @@ def _tiny(geometry: str, options: dict, seed: int = 0) -> CGMVAEModule:
     torch.manual_seed(seed)
     latent = make_latent(geometry, 2, 16, **options)
     m = CGMVAEModule(6, latent, "gaussian", 2, n_hidden=16, dropout=0.0, n_clusters=3,
-                     w_dim=2, dirichlet_alpha=0.7)
+                     w_dim=2, dirichlet_alpha=0.7, mixture_weights="per_cell")
     return m.double().eval()
 
 

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from geovae.cli._types import MixtureWeights
+
 from geovae.cli._log import err, error, setup
 
 log = logging.getLogger("geovae.cli")
@@ -42,6 +44,18 @@ ObsColumns = Annotated[list[str] | None, typer.Option(
     help="CSV/TSV input: a column that is metadata (obs), not a feature, even if numeric "
          "(e.g. age); repeat for several. --batch-key/--label-key columns always are.",
     metavar="<column>")]
+MixtureWeightsOpt = Annotated[MixtureWeights | None, typer.Option(
+    case_sensitive=False,
+    help="cgmvae: global: one set of mixture weights for the data (a Bayesian GMM's "
+         "q(π) = Dir(γ)), so components the data do not need empty out and --n-clusters is an "
+         "upper bound; per-cell: the thesis's weights d drawn per cell (every component "
+         "keeps prior mass 1/K). Default: global.", show_default=False)]
+ConditionPrior = Annotated[bool, typer.Option(
+    "--condition-prior/--no-condition-prior",
+    help="cgmvae with --batch-key: also feed the covariates to the mixture prior p(z|w,y,c) "
+         "(geovae 0.1.0). Off by default: then the decoder explains the condition and "
+         "X_geovae is corrected for it; on, the latent splits by condition.",
+    show_default=False)]
 Threads = Annotated[int, typer.Option(
     help="CPU threads for torch. 0: OMP_NUM_THREADS when set, else the CPUs this process may "
          "use (its CPU affinity, within a cgroup CPU quota), at most 4 (geovae's networks "
