@@ -38,7 +38,7 @@ def test_gamma_updates_converge_to_the_bound_optimum() -> None:
     torch.manual_seed(3)
     q = torch.softmax(torch.randn(20, 3, dtype=torch.float64) * 2, -1)
     seen = []
-    for i in range(400):  # minibatches of 5 cells, cycling through the 20
+    for _ in range(400):  # minibatches of 5 cells, cycling through the 20
         for start in range(0, 20, 5):
             m._update_gamma(q[start:start + 5])
             seen.append(m.gamma.clone())

@@ -184,7 +184,8 @@ def fit(
                           layer=layer, batch_key=batch_key, label_key=label_key,
                           n_clusters=n_clusters, dirichlet_alpha=dirichlet_alpha,
                           mixture_weights=mixture_weights and value(mixture_weights),
-                          condition_prior=condition_prior, n_top_genes=n_top_genes, epochs=epochs, batch_size=batch_size, lr=lr,
+                          condition_prior=condition_prior, n_top_genes=n_top_genes,
+                          epochs=epochs, batch_size=batch_size, lr=lr,
                           device=_check_device(device), seed=seed, volume=volume, quiet=quiet)
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
                      command=_command_line(ctx), obs_columns=obs_columns or [],

@@ -13,9 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from geovae.cli._types import MixtureWeights
-
 from geovae.cli._log import err, error, setup
+from geovae.cli._types import MixtureWeights
 
 log = logging.getLogger("geovae.cli")
 
