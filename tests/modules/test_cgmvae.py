@@ -92,6 +92,8 @@ def test_conditional_latent_is_corrected_and_keeps_the_types(tmp_path: Path) -> 
     assert set(info["elbo_terms"]) == set(TERMS)
     assert all(np.isfinite(v) for v in info["elbo_terms"].values())
     assert info["cluster_probs"]["method"] == "predictive"
+    # the mixture model has a marginal likelihood: held-out log p(x) is stored (IWAE)
+    assert np.isfinite(info["heldout_loglik"]["per_cell"])
     ent = adata.obs["geovae_cluster_entropy"].to_numpy()
     assert (ent >= -1e-6).all() and (ent <= np.log(10) + 1e-5).all()
     assert model.history is not None and np.isfinite(model.history.train).all()
@@ -171,6 +173,9 @@ def _fit_labels(part: ad.AnnData, epochs: int, seed: int = 0) -> np.ndarray:
         warnings.simplefilter("ignore")
         geovae.fit(part, model="cgmvae", latent_dim=10, label_key="bulk_labels",
                    epochs=epochs, progress=False, seed=seed)
+    cal = part.uns["geovae"]["calibration"]  # held-out labelled cells, predictive vs mean
+    assert cal["cells"] == "validation" and cal["n_cells"] > 0
+    assert 0 <= cal["ece"] <= 1 and 0 <= cal["ece_posterior_mean"] <= 1
     return part.obs["geovae_label"].astype(str).to_numpy()
 
 

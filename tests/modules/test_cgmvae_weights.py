@@ -220,3 +220,48 @@ def test_options_checked() -> None:
     m = CGMVAEModule(6, latent, "gaussian", n_clusters=8, mixture_weights="per_cell")
     assert float(m.alpha[0]) == 1.0 and hasattr(m, "dirichlet")
 
+
+
+@pytest.mark.parametrize("weights", ["global", "per_cell"])
+@torch.no_grad()
+def test_log_marginal_matches_quadrature(weights: str) -> None:
+    """`log_marginal` (IWAE with q(z|x) q(w|x), y summed out with `log_class_prior`) against
+    log p(x) = log ∫∫ p(x|z) sum_k p(y=k) p(z|w,k) p(w) dz dw by quadrature, on a tiny model
+    with 1-d z and w."""
+    from torch.distributions import Normal
+
+    from geovae.modules.base import Batch
+
+    torch.manual_seed(0)
+    m = CGMVAEModule(3, make_latent("euclidean", 1, 8), "gaussian", n_hidden=8, dropout=0.0,
+                     n_clusters=3, w_dim=1, mixture_weights=weights).double().eval()
+    if weights == "global":
+        m.gamma.copy_(torch.tensor([30.0, 2.0, 8.0], dtype=torch.float64))
+    # a broad proposal (q(z|x) = N(0, 3^2), q(w|x) = N(0, 1)) keeps the weights' variance small
+    for head, sd in ((m.latent.head, 3.0), (m.w_head, 1.0)):
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([0.0, float(np.log(np.expm1(sd - 1e-4)))]))
+    x = torch.randn(4, 3, dtype=torch.float64)
+    w = torch.linspace(-9, 9, 721, dtype=torch.float64)[:, None]
+    z = torch.linspace(-12, 12, 2401, dtype=torch.float64)[:, None]
+    comp = m.prior_z(w, None)  # (W, K) components
+    log_pz = comp.base_dist.log_prob(z[:, None, None, :]).squeeze(-1)  # (Z, W, K)
+    prior_y = torch.tensor([30.0, 2.0, 8.0], dtype=torch.float64) / 40 \
+        if weights == "global" else torch.full((3,), 1 / 3, dtype=torch.float64)
+    log_pz = torch.logsumexp(torch.log(prior_y) + log_pz, -1)  # (Z, W)
+    log_pw = Normal(0.0, 1.0).log_prob(w[:, 0])  # (W,)
+    log_px_z = m.decode(z, None, torch.ones(len(z), 1, dtype=torch.float64)).log_prob(
+        x[:, None, :]).sum(-1)  # (cells, Z)
+    dz, dw = float(z[1] - z[0]), float(w[1] - w[0])
+    inner = torch.logsumexp(log_pz + log_pw, 1) + np.log(dw)  # log p(z), (Z,)
+    truth = torch.logsumexp(log_px_z + inner, 1) + np.log(dz)
+    assert float(torch.logsumexp(inner, 0) + np.log(dz)) == pytest.approx(0.0, abs=1e-6)
+    torch.manual_seed(1)
+    est = m.log_marginal(Batch(x, None, torch.full((4,), -1)), 20_000)
+    torch.manual_seed(2)
+    elbo = m.log_marginal(Batch(x.repeat(2000, 1), None, torch.full((8000,), -1)), 1)
+    elbo = elbo.view(2000, 4).mean(0)  # S = 1: the ELBO, below log p(x)
+    print(weights, "quadrature", truth.numpy().round(4), "IWAE", est.numpy().round(4))
+    assert est.shape == (4,)
+    assert torch.allclose(est, truth, atol=0.03)
+    assert (elbo < est).all()

@@ -108,19 +108,23 @@ class CGMVAE(GeoVAE):
         return probs.numpy().astype(np.float32)
 
     def label_calibration(self, source: InMemorySource) -> dict[str, Any] | None:
-        """Expected calibration error and accuracy of the predicted labels on the labelled
-        validation cells (held out from training), for the predictive and, for comparison,
-        q(y|z) at the posterior mean; None without labelled validation cells."""
-        if self.history is None or self.history.validation_indices is None \
-                or source is not self._source:
-            return None
-        idx = self.history.validation_indices.cpu().numpy()
-        truth = self.prepared.labels[idx]
+        """Expected calibration error and accuracy of the predicted labels on held-out
+        labelled cells, for the predictive and, for comparison, q(y|z) at the posterior mean:
+        the validation cells of the training data (fit), or every labelled cell of new data
+        (embed); None without such cells."""
+        labels = source.labels.cpu().numpy()
+        if source is getattr(self, "_source", None):
+            if self.history is None or self.history.validation_indices is None:
+                return None
+            idx, which = self.history.validation_indices.cpu().numpy(), "validation"
+        else:
+            idx, which = np.arange(len(labels)), "all labelled"
+        truth = labels[idx]
         idx, truth = idx[truth >= 0], truth[truth >= 0]
         if len(idx) == 0:
             return None
         n = len(self.spec.label_categories)
-        out: dict[str, Any] = {"n_cells": int(len(idx)), "cells": "validation",
+        out: dict[str, Any] = {"n_cells": int(len(idx)), "cells": which,
                                "n_bins": ECE_BINS}
         for name, samples in (("", None), ("_posterior_mean", 0)):
             p = self._probs_at(source, idx, samples)[:, :n]

@@ -72,7 +72,7 @@ from torch.distributions import Dirichlet, Distribution, Independent, Normal, kl
 from geovae.distributions import PowerSpherical, VonMisesFisher, WrappedNormal
 from geovae.errors import OptionError
 from geovae.modules.base import LossOutput
-from geovae.modules.vae import VAEModule
+from geovae.modules.vae import VAEModule, repeat_samples
 from geovae.nn.latents import EuclideanLatent, HyperbolicLatent, Latent, SphereLatent
 from geovae.nn.layers import mlp
 
@@ -186,6 +186,13 @@ class CGMVAEModule(VAEModule):
         """E_q(pi)[log pi_k] for the global weights, (K,)."""
         return torch.digamma(self.gamma) - torch.digamma(self.gamma.sum())
 
+    def log_class_prior(self) -> torch.Tensor:
+        """log p(y = k) with the weights integrated out, (K,): log E_q(pi)[pi_k] for global
+        weights (the posterior predictive of a new cell), -log K for per-cell d."""
+        if self.mixture_weights == "global":
+            return torch.log(self.gamma) - torch.log(self.gamma.sum())
+        return torch.full_like(self.alpha, -float(torch.log(torch.tensor(self.n_clusters))))
+
     def mixture_weight_means(self) -> torch.Tensor | None:
         """E_q(pi)[pi] (global weights) or None (per-cell weights)."""
         if self.mixture_weights != "global":
@@ -254,6 +261,30 @@ class CGMVAEModule(VAEModule):
             z, _ = self.latent.rsample(qz)
             probs += torch.softmax(self.classifier(z), dim=-1)
         return probs / n
+
+    def log_joint_and_proposal(self, x: torch.Tensor, c: torch.Tensor | None, n_samples: int
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For `VAEModule.log_marginal`: z ~ q(z|x,c) and w ~ q(w|x,c); log p(x, z, w | c) =
+        log p(x|z,c) + log sum_k p(y=k) p(z|w,y=k) + log p(w) (y and the weights summed or
+        integrated out exactly, `log_class_prior`), log q = log q(z|x,c) + log q(w|x,c)."""
+        x_in, target, library = self.transform(x)
+        h = repeat_samples(self.hidden(x_in, c), n_samples)
+        qz = self.latent(h)
+        z, log_qz = self.latent.rsample(qz)
+        if log_qz is None:
+            log_qz = qz.log_prob(z)
+        loc, raw = self.w_head(h).chunk(2, dim=-1)
+        qw = Normal(loc, F.softplus(raw) + 1e-4)
+        w = qw.sample()
+        cs = repeat_samples(c, n_samples)
+        log_pz = torch.logsumexp(self.prior_z(w, cs).log_prob(z.unsqueeze(1))
+                                 + self.log_class_prior().to(z.dtype), dim=-1)
+        log_pw = Normal(torch.zeros_like(w), torch.ones_like(w)).log_prob(w).sum(-1)
+        px = self.decode(z, cs, repeat_samples(library, n_samples))
+        log_px = px.log_prob(repeat_samples(target, n_samples)).sum(-1)
+        shape = (n_samples, len(x))
+        return (log_px + log_pz + log_pw).view(shape), (log_qz + qw.log_prob(w).sum(-1)
+                                                        ).view(shape)
 
     # ------------------------------------------------------------------ loss
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None,
