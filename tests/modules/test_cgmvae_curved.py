@@ -112,7 +112,7 @@ def test_blobs_on_manifold(geometry: str, tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         model = geovae.fit(adata, model="cgmvae", latent=geometry, latent_dim=4,
                            likelihood="gaussian", batch_key="condition",
-                           model_options={"n_clusters": 5}, epochs=40, progress=False, seed=0)
+                           model_options={"n_clusters": 10}, epochs=40, progress=False, seed=0)
     probs = adata.obsm["geovae_cluster_probs"]
     ari = adjusted_rand_score(adata.obs["blob"], probs.argmax(1))
     print(f"{geometry}: mixture ARI vs blob {ari:.3f}")

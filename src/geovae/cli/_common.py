@@ -53,7 +53,9 @@ ConditionPrior = Annotated[bool, typer.Option(
     "--condition-prior/--no-condition-prior",
     help="cgmvae with --batch-key: also feed the covariates to the mixture prior p(z|w,y,c) "
          "(geovae 0.1.0). Off by default: then the decoder explains the condition and "
-         "X_geovae is corrected for it; on, the latent splits by condition.",
+         "X_geovae is corrected for it; on, the latent splits by condition. Hyperbolic "
+         "latents default to on (their latent is not corrected either way; with it the "
+         "mixture still finds the types).",
     show_default=False)]
 Threads = Annotated[int, typer.Option(
     help="CPU threads for torch. 0: OMP_NUM_THREADS when set, else the CPUs this process may "

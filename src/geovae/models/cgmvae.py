@@ -76,7 +76,8 @@ class CGMVAE(GeoVAE):
         opts.setdefault("mixture_weights", "global")
         opts.setdefault("dirichlet_alpha", 1.0 / opts["n_clusters"]
                         if opts["mixture_weights"] == "global" else 1.0)
-        for name in ("condition_prior", "classifier_weight", "cluster_samples"):
+        opts.setdefault("condition_prior", self.config.latent == "hyperbolic")
+        for name in ("classifier_weight", "cluster_samples"):
             opts.setdefault(name, self.module_options()[name])
 
     @classmethod
