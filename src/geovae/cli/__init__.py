@@ -30,11 +30,13 @@ app = typer.Typer(
 )
 from geovae.cli._common import (  # noqa: E402
     Backed,
+    ConditionPrior,
     Debug,
     Device,
     Devices,
     LabelKey,
     MetricsJson,
+    MixtureWeightsOpt,
     NNeighbors,
     NoUmap,
     ObsColumns,
@@ -67,7 +69,8 @@ INPUT_HELP = ("Cells x features: .h5ad; .csv/.tsv (optionally .gz) with samples 
 
 
 def _fit_options(*, latent: str, posterior: str, flow: int, n_clusters: int | None,
-                 dirichlet_alpha: float | None, quiet: bool, **rest: Any) -> dict[str, Any]:
+                 dirichlet_alpha: float | None, mixture_weights: str | None,
+                 condition_prior: bool | None, quiet: bool, **rest: Any) -> dict[str, Any]:
     """Map the flat CLI options onto `geovae.fit` keyword arguments (checked there)."""
     latent_options: dict[str, Any] = {}
     if latent == "sphere" or posterior != "vmf":
@@ -75,6 +78,10 @@ def _fit_options(*, latent: str, posterior: str, flow: int, n_clusters: int | No
     if flow:
         latent_options["flow"] = flow
     model_options: dict[str, Any] = {}
+    if mixture_weights is not None:
+        model_options["mixture_weights"] = mixture_weights.replace("-", "_")
+    if condition_prior is not None:
+        model_options["condition_prior"] = condition_prior
     if n_clusters is not None:
         model_options["n_clusters"] = n_clusters
     if dirichlet_alpha is not None:
@@ -142,8 +149,11 @@ def fit(
         help="cgmvae: number of mixture components, an upper bound (default: number of "
              "labels, else 20).")] = None,
     dirichlet_alpha: Annotated[float | None, typer.Option(
-        help="cgmvae: Dirichlet prior concentration; < 1 lets unused components empty "
-             "out.")] = None,
+        help="cgmvae: concentration α of the symmetric Dirichlet prior on the mixture weights "
+             "(default 1/K with global weights, 1 per cell); smaller empties more "
+             "components.")] = None,
+    mixture_weights: MixtureWeightsOpt = None,
+    condition_prior: ConditionPrior = None,
     obs_columns: ObsColumns = None,
     n_top_genes: Annotated[int | None, typer.Option(
         help="Use only the N most highly variable features (scanpy).")] = None,
@@ -181,12 +191,13 @@ def fit(
                           posterior=value(posterior), flow=flow, likelihood=value(likelihood),
                           layer=layer, batch_key=batch_key, label_key=label_key,
                           n_clusters=n_clusters, dirichlet_alpha=dirichlet_alpha,
-                          n_top_genes=n_top_genes, epochs=epochs, batch_size=batch_size, lr=lr,
+                          mixture_weights=mixture_weights and value(mixture_weights),
+                          condition_prior=condition_prior, n_top_genes=n_top_genes,
+                          epochs=epochs, batch_size=batch_size, lr=lr,
                           device=_check_device(device), seed=seed, volume=volume, quiet=quiet)
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
-                     command=_command_line(ctx), obs_columns=obs_columns or [],
-                     n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json,
-                     backed=backed, **kwargs)
+                     command=_command_line(ctx), obs_columns=obs_columns or [], backed=backed,
+                     n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json, **kwargs)
     _report(result)
 
 
@@ -224,9 +235,8 @@ def embed(
     _set_threads(threads)
     result = run_embed(model_dir, input, out=out, plot=plot, resolution=resolution,
                        device=_check_device(device), command=_command_line(ctx), volume=volume,
-                       obs_columns=obs_columns or [], n_neighbors=n_neighbors,
-                       umap=not no_umap, label_key=label_key, metrics_json=metrics_json,
-                       backed=backed)
+                       obs_columns=obs_columns or [], n_neighbors=n_neighbors, backed=backed,
+                       umap=not no_umap, label_key=label_key, metrics_json=metrics_json)
     _report(result)
 
 
@@ -288,13 +298,12 @@ def transfer(
 
     _set_threads(threads)
     result = run_transfer(model_dir, query, out=out, new_model_dir=new_model_dir,
-                          reference=reference, plot=plot, resolution=resolution,
+                          reference=reference, plot=plot, resolution=resolution, backed=backed,
                           command=_command_line(ctx), obs_columns=obs_columns or [],
                           n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json,
                           batch_key=batch_key or None, label_key=label_key, eval_key=eval_key,
-                          freeze=value(freeze), epochs=epochs,
-                          unknown_threshold=unknown_threshold, seed=seed,
-                          device=_check_device(device), progress=not quiet, backed=backed)
+                          freeze=value(freeze), epochs=epochs, seed=seed, progress=not quiet,
+                          unknown_threshold=unknown_threshold, device=_check_device(device))
     _report(result)
 
 
@@ -377,6 +386,9 @@ def blobs(
 
     _report(run_blobs(out, n_cells=n_cells, n_features=n_features, n_blobs=n_blobs,
                       n_conditions=n_conditions, condition_shift=condition_shift, seed=seed))
+
+
+from geovae.cli import report as _report_command  # noqa: E402,F401  (geovae report)
 
 
 def main() -> None:

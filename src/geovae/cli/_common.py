@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from geovae.cli._log import err, error, setup
+from geovae.cli._types import MixtureWeights
 
 log = logging.getLogger("geovae.cli")
 
@@ -53,6 +54,20 @@ Devices = Annotated[int, typer.Option(
          "with a CUDA device, else N CPU processes sharing the cores; restarts this command "
          "through torchrun. --batch-size stays the global minibatch. Several nodes: run "
          "torchrun yourself (README).", metavar="N")]
+MixtureWeightsOpt = Annotated[MixtureWeights | None, typer.Option(
+    case_sensitive=False,
+    help="cgmvae: global: one set of mixture weights for the data (a Bayesian GMM's "
+         "q(π) = Dir(γ)), so components the data do not need empty out and --n-clusters is an "
+         "upper bound; per-cell: the thesis's weights d drawn per cell (every component "
+         "keeps prior mass 1/K). Default: global.", show_default=False)]
+ConditionPrior = Annotated[bool | None, typer.Option(
+    "--condition-prior/--no-condition-prior",
+    help="cgmvae with --batch-key: also feed the covariates to the mixture prior p(z|w,y,c) "
+         "(geovae 0.1.0). Off by default: then the decoder explains the condition and "
+         "X_geovae is corrected for it; on, the latent splits by condition. Hyperbolic "
+         "latents default to on (their latent is not corrected either way; with it the "
+         "mixture still finds the types).",
+    show_default=False)]
 Threads = Annotated[int, typer.Option(
     help="CPU threads for torch. 0: OMP_NUM_THREADS when set, else the CPUs this process may "
          "use (its CPU affinity, within a cgroup CPU quota), at most 4 (geovae's networks "
