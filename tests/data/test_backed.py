@@ -244,6 +244,7 @@ def test_in_memory_shuffle_is_the_old_permutation() -> None:
     assert src.shuffle(idx, g1).tolist() == idx[torch.randperm(5, generator=g2)].tolist()
 
 
+@pytest.mark.slow
 def test_cli_fit_embed_transfer_backed(tmp_path: Path, counts_file: Path) -> None:
     """The three commands run backed end to end: outputs hold the input's X untouched plus
     the latent, and embed's latent equals the in-memory embed's."""
