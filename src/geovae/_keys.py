@@ -83,7 +83,8 @@ KEYS: tuple[Key, ...] = (
     Key("model dir", MODEL_WEIGHTS, ("fit", "transfer"), "the module's weights (torch, weights "
         "only)"),
     Key("model dir", MODEL_ATLAS, ("fit", "transfer"), "reference cells for transfer: latent, "
-        "label codes and UMAP of up to 50,000 training cells (numpy arrays, no pickle)"),
+        "label codes, UMAP (when there is one) and -ELBO of up to 50,000 training cells "
+        "(numpy arrays, no pickle); also written by GeoVAE.save"),
 )
 
 #: fields of the run record ``uns['geovae']`` -> what they hold
@@ -135,7 +136,10 @@ RECORD_FIELDS: dict[str, str] = {
     "umap": "command line: whether this run computed a UMAP (not with --no-umap) and the "
     "obsm/uns keys it wrote it to",
     "transfer": "transfer: features matched/missing, new categories, frozen weights, epochs, "
-    "unknown-call rate, accuracy and macro-F1 against --eval-key",
+    "unknown-call rate, accuracy and macro-F1 against --eval-key; with --reference, `mixing`: "
+    "scIB scores of the query against the reference cells of the same labels (iLISI overall "
+    "and within labels, kBET acceptance, batch and label silhouettes, NMI, ARI; balanced "
+    "subsample of at most 3,000 cells per source; `labels`: eval_key or transferred)",
 }
 
 

@@ -328,7 +328,9 @@ class GeoVAE:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Save weights (weights-only torch file), config, feature list and preprocessing.
+        """Save weights (weights-only torch file), config, feature list and preprocessing,
+        and the reference cells for transfer (``reference.npz``: the training cells' latent,
+        labels, UMAP when ``adata.obsm`` has one, and -ELBO), as ``geovae fit`` does.
 
         An existing ``path`` is replaced only if it is itself a geovae model directory.
         """

@@ -43,10 +43,49 @@ def is_model_dir(path: str | os.PathLike) -> bool:
 
 
 def save_model(model: Any, path: str | os.PathLike) -> Path:
-    """Write ``model`` to the directory ``path`` (replacing only a geovae model directory)."""
+    """Write ``model`` to the directory ``path`` (replacing only a geovae model directory),
+    with its reference cells for transfer (`model_atlas`) when it has any."""
+    atlas = model_atlas(model)
     with atomic_dir(path, replace_if=is_model_dir) as tmp:
         write_model_files(model, tmp)
+        if atlas is not None:
+            write_atlas(tmp, atlas, model.config.seed)
     return Path(path)
+
+
+def reference_cells(model: Any, latent: np.ndarray | None = None,
+                    umap: np.ndarray | None = None) -> dict[str, Any] | None:
+    """The training cells a fitted model keeps for transfer: ``latent`` (computed when not
+    given), label codes, ``umap`` (None when there is none) and per-cell ``nelbo`` (-ELBO:
+    how well the model explains each cell). None for a model without training data (loaded)."""
+    from geovae.models.transfer import negative_elbo
+
+    if getattr(model, "prepared", None) is None:
+        return None
+    source = model.source()
+    n = source.n_obs
+    if latent is None or np.shape(latent)[0] != n:
+        latent = model.latent_of(source)
+    labels = model.prepared.labels if model.spec.label_key else None
+    if umap is not None and np.shape(umap)[0] != n:
+        umap = None
+    return {"latent": np.asarray(latent, dtype=np.float32), "labels": labels,
+            "umap": None if umap is None else np.asarray(umap, dtype=np.float32),
+            "nelbo": negative_elbo(model, source)}
+
+
+def model_atlas(model: Any) -> dict[str, Any] | None:
+    """A model's reference cells: those it was loaded or transferred with (``model.atlas``),
+    else its training cells (`reference_cells`), with the training AnnData's latent and UMAP
+    (``obsm['X_geovae_umap']``, else ``obsm['X_umap']``, e.g. after `geovae.cluster`) when
+    they are there; None for a model that has neither."""
+    atlas = getattr(model, "atlas", None)
+    if atlas:
+        return atlas
+    adata = getattr(model, "adata", None)
+    obsm = {} if adata is None else adata.obsm
+    umap = obsm.get(K.UMAP_GEOVAE, obsm.get(K.UMAP))
+    return reference_cells(model, obsm.get(K.REP), umap)
 
 
 def write_model_files(model: Any, directory: Path) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import torch
 
 from geovae.errors import OptionError
@@ -69,6 +70,8 @@ def apply_freeze(module: torch.nn.Module, masks: dict[str, torch.Tensor], policy
     if policy not in FREEZE:
         raise OptionError(f"unknown {{opt}} '{policy}': use " + ", ".join(FREEZE), param="freeze")
     handles = []
+    if hasattr(module, "update_weights"):  # the mixture's global weights: keep the
+        module.update_weights = policy == "none"  # reference's unless everything trains
     layers = {name.rpartition(".")[0] for name in masks}
     for name, param in module.named_parameters():
         layer = name.rpartition(".")[0]
@@ -92,3 +95,15 @@ def trainable_count(module: torch.nn.Module, masks: dict[str, torch.Tensor], pol
     if policy == "all":
         return int(sum(int(m.sum()) for m in masks.values()))
     return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
+
+
+def negative_elbo(model: Any, source: Any) -> np.ndarray:
+    """Per-cell -ELBO at full KL weight (fixed seed): how badly the model explains a cell.
+    The reference cells' values calibrate the query's (`geovae.tools.transfer`)."""
+    from geovae.data import map_batches
+
+    model.module.eval()
+    with torch.no_grad(), torch.random.fork_rng(
+            devices=[source.device] if source.device.type == "cuda" else []):
+        torch.manual_seed(0)
+        return map_batches(source, lambda b: model.module.loss(b).negative_elbo).numpy()

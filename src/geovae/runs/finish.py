@@ -117,10 +117,11 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
         update_record(adata, command=job.command or " ".join(sys.argv), umap=where,
                       label_agreement=agreement)
         with job.timings.phase("write"):
-            if atlas is not None:
+            if model is not None and plan.model_dir is not None:
                 directory = outputs.stage(plan.model_dir, directory=True)
                 write_model_files(model, directory)
-                write_atlas(directory, atlas, graph.seed)
+                if atlas is not None:
+                    write_atlas(directory, atlas, graph.seed)
             for path, writer in extras or []:
                 writer(outputs.stage(path))
             write_any(adata, outputs.stage(plan.out))
@@ -134,14 +135,13 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
     log.info(job.timings.summary())
 
 
-def reference_cells(model: Any, adata: Any) -> dict[str, Any]:
+def reference_cells(model: Any, adata: Any) -> dict[str, Any] | None:
     """The training cells a fitted model keeps for transfer: latent, label codes, UMAP and
-    per-cell -ELBO (how well the model explains each cell)."""
-    from geovae.tools.transfer import negative_elbo
+    per-cell -ELBO (`geovae.models.persistence.reference_cells`, which ``GeoVAE.save`` uses
+    too), with this run's latent and UMAP."""
+    from geovae.models.persistence import reference_cells as cells
 
-    labels = model.prepared.labels if model.spec.label_key else None
-    return {"latent": adata.obsm[K.REP], "labels": labels, "umap": adata.obsm.get(K.UMAP),
-            "nelbo": negative_elbo(model, model.source())}
+    return cells(model, adata.obsm.get(K.REP), adata.obsm.get(K.UMAP))
 
 
 def _same(a: Any, b: Any) -> bool:

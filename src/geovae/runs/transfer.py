@@ -65,15 +65,23 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
                  f"{model.config.latent} latent, {model.spec.n_features} features; freeze "
                  f"{transfer_kwargs.get('freeze', 'all')}, device "
                  f"{transfer_kwargs.get('device', 'auto')}")
+        own_umap = query.obsm.get(K.UMAP)  # the input's own UMAP: finish keeps it
         with job.timings.phase("train"):
             new = transfer(query, model, reference=ref, n_neighbors=n_neighbors,
                            **transfer_kwargs)
+        if own_umap is None:
+            query.obsm.pop(K.UMAP, None)  # placed again by finish, under geovae's keys
+        else:
+            query.obsm[K.UMAP] = own_umap
         result = RunResult(out=out_p, plot=plan.plot, model_dir=model_p, metrics=plan.metrics)
         info = query.uns[K.UNS]["transfer"]
         note(result, *[str(n) for n in query.uns[K.UNS].get("notes", [])])
         note(result, _summary(info))
         job.device = str(getattr(new, "device", "")) or None
         placed = new.transfer_umap if umap else None
+        if umap and placed is None:
+            note(result, "the query's UMAP is computed on the query alone: its axes are not "
+                         "the reference's")
         extras = []
         if ref is not None:
             both = joint_object(ref, query, model.spec.label_key, model.spec.batch_keys, placed)
@@ -106,7 +114,7 @@ def _summary(info: dict[str, Any]) -> str:
     parts = [f"{info['n_features_matched']} features matched"]
     if info["n_missing_features"]:
         parts.append(f"{info['n_missing_features']} missing (zero-filled)")
-    added = {k: list(v) for k, v in info["new_categories"].items() if len(v)}
+    added = {k: [str(c) for c in v] for k, v in info["new_categories"].items() if len(v)}
     if added:
         parts.append(f"new categories {added} trained ({info['n_trainable_weights']} weights, "
                      f"{info['epochs_run']} epochs)")
@@ -116,6 +124,10 @@ def _summary(info: dict[str, Any]) -> str:
         parts.append(f"accuracy {info['accuracy']:.3f}, macro-F1 {info['macro_f1']:.3f}")
     if "novel_auroc" in info:
         parts.append(f"unseen-type AUROC {info['novel_auroc']:.3f}")
+    if "mixing" in info:
+        mix = info["mixing"]
+        parts.append(f"mixing with the reference (same labels, {mix['labels']}): iLISI "
+                     f"{mix['ilisi_per_label']:.2f}, kBET {mix['kbet']:.2f} (1: fully mixed)")
     return "transfer: " + "; ".join(parts)
 
 

@@ -15,7 +15,8 @@ from geovae.data.checks import category_strings, check_obs_key, is_unlabelled
 from geovae.data.h5 import backed_view, is_backed
 from geovae.errors import InputError, OptionError
 from geovae.models import CGMVAE, GeoVAE
-from geovae.models.transfer import FREEZE, apply_freeze, grow, trainable_count
+from geovae.models.persistence import model_atlas
+from geovae.models.transfer import FREEZE, apply_freeze, grow, negative_elbo, trainable_count
 from geovae.tools.neighbors import knn
 from geovae.tools.record import update_record
 
@@ -64,8 +65,11 @@ def transfer(
     eval_key
         Optional true labels of the query, only to report accuracy and macro-F1.
     reference
-        The reference's output AnnData (``obsm['X_geovae']``, labels, ``obsm['X_umap']``);
-        default: the reference cells saved in the model directory.
+        The reference's output AnnData (``obsm['X_geovae']``, labels, ``obsm['X_umap']``,
+        and the matrix: its cells' -ELBO calibrates the misfit check); default: the reference
+        cells saved in the model directory, or a fitted model's training cells. With it, the
+        query's mixing with the reference's cells of the same labels is scored
+        (`geovae.tools.mixing.query_mixing`, ``uns['geovae']['transfer']['mixing']``).
     freeze
         ``all`` (only new categories' weights train; the reference stays exactly as it was),
         ``covariates`` (also the layers the covariates enter) or ``none`` (everything). The
@@ -83,7 +87,8 @@ def transfer(
     -------------------------
     ``adata.obsm['X_geovae']`` (reference latent space), ``adata.obs['geovae_label']``,
     ``adata.obs['geovae_label_confidence']``, ``adata.obsm['geovae_label_probs']``,
-    ``adata.obsm['X_umap']`` (on the reference's UMAP axes when it has one),
+    ``adata.obsm['X_umap']`` (placed on the reference's UMAP axes; not written when the
+    reference has no UMAP, e.g. fitted with ``--no-umap``: a note says so),
     ``adata.obs['geovae_cluster']``, ``adata.uns['geovae']['transfer']``.
     """
     from geovae.training import Trainer, TrainSettings, default_epochs, resolve_device
@@ -134,8 +139,8 @@ def transfer(
     grown.module.eval()
     facts = grown.write_outputs(query, source)
     atlas = _atlas(model, reference)
-    if atlas is not None and freeze != "all" and reference is not None:
-        atlas.update(_reembed(grown, reference))
+    if reference is not None:  # the same cells as a saved model's: latent, labels, UMAP, -ELBO
+        atlas.update(_reembed(grown, reference, freeze, notes))
     z = query.obsm[K.REP]
     probs, categories, conf = _label_probs(grown, source, atlas, z, n_neighbors)
     nelbo = negative_elbo(grown, source)
@@ -167,8 +172,17 @@ def transfer(
             info.update(label_scores(query.obs[eval_key], pred, conf, categories))
     else:
         notes.append("no reference labels: the query is embedded without label transfer")
-    umap = None if atlas is None or "umap" not in atlas else place_on_umap(
-        z, atlas, n_neighbors, grown.config.latent)
+    umap = None if atlas is None else place_on_umap(z, atlas, n_neighbors, grown.config.latent)
+    if umap is not None:
+        query.obsm[K.UMAP] = umap
+    elif atlas is not None:
+        notes.append("the reference has no UMAP (fitted with --no-umap?): the query is not "
+                     "placed on the reference's UMAP axes")
+    if reference is not None and probs is not None and "labels" in atlas:
+        mixing = _mixing(query, atlas, categories, pred, eval_key, grown.config.latent, seed,
+                         notes)
+        if mixing is not None:
+            info["mixing"] = mixing
     grown.transfer_umap = umap
     grown.atlas = _updated_atlas(atlas, z, prepared.labels, umap, nelbo)
     missing = prepared.missing_features[:1000]
@@ -199,9 +213,11 @@ def _has_label_components(model: GeoVAE) -> bool:
 
 
 def _atlas(model: GeoVAE, reference: ad.AnnData | None) -> dict[str, np.ndarray] | None:
-    """Reference cells: from the reference output file when given, else the model's."""
+    """Reference cells: from the reference output file when given, else the model's (saved
+    in its directory, or a fitted model's training cells)."""
     if reference is None:
-        return getattr(model, "atlas", None)
+        atlas = model_atlas(model)
+        return None if atlas is None else {k: v for k, v in atlas.items() if v is not None}
     if K.REP not in reference.obsm:
         raise InputError(f"the reference AnnData has no obsm['{K.REP}']: give the output of "
                          "geovae fit for this model")
@@ -216,15 +232,46 @@ def _atlas(model: GeoVAE, reference: ad.AnnData | None) -> dict[str, np.ndarray]
     return out
 
 
-def _reembed(model: GeoVAE, reference: ad.AnnData) -> dict[str, np.ndarray]:
-    """The reference cells' latent and -ELBO under the fine-tuned model (weights the reference
-    shares changed unless ``freeze='all'``), from the reference output's own matrix."""
+def _reembed(model: GeoVAE, reference: ad.AnnData, freeze: str, notes: list[str]
+             ) -> dict[str, np.ndarray]:
+    """The reference cells' -ELBO under the query-mapped model (what a saved model keeps for
+    the misfit check) and, unless ``freeze='all'`` (the reference's weights, and so its
+    latent, unchanged), their new latent, from the reference output's own matrix."""
     try:
         source = model.source(reference)
     except (InputError, OptionError) as exc:
-        raise InputError(f"the reference AnnData cannot be re-embedded with the fine-tuned "
-                         f"model ({exc}); use freeze 'all' or give the fit output") from exc
-    return {"latent": model.latent_of(source), "nelbo": negative_elbo(model, source)}
+        if freeze != "all":
+            raise InputError(f"the reference AnnData cannot be re-embedded with the fine-tuned"
+                             f" model ({exc}); use freeze 'all' or give the fit output") from exc
+        notes.append(f"the reference AnnData's matrix does not fit the model ({exc}): the "
+                     "check for cells the model explains badly is skipped")
+        return {}
+    out = {"nelbo": negative_elbo(model, source)}
+    if freeze != "all":
+        out["latent"] = model.latent_of(source)
+    return out
+
+
+def _mixing(query: ad.AnnData, atlas: dict, categories: list[str], pred: np.ndarray,
+            eval_key: str | None, geometry: str, seed: int, notes: list[str]
+            ) -> dict[str, Any] | None:
+    """Mixing of the query with the reference cells of the same labels (true labels with
+    ``eval_key``, else the transferred ones, 'unknown' left out)."""
+    from geovae.tools.mixing import query_mixing
+
+    ref = atlas["labels"] >= 0
+    if eval_key is not None:
+        q_labels, source = category_strings(query.obs[eval_key]), "eval_key"
+    else:
+        q_labels, source = np.asarray(pred, dtype=str), "transferred"
+    try:
+        scores = query_mixing(atlas["latent"][ref],
+                              np.asarray(categories, dtype=str)[atlas["labels"][ref]],
+                              np.asarray(query.obsm[K.REP]), q_labels, geometry, seed=seed)
+    except ValueError as exc:
+        notes.append(f"no mixing score: {exc}")
+        return None
+    return {**scores, "labels": source}
 
 
 def _updated_atlas(atlas: dict | None, z: np.ndarray, labels: np.ndarray,
@@ -241,19 +288,6 @@ def _updated_atlas(atlas: dict | None, z: np.ndarray, labels: np.ndarray,
     if "nelbo" in atlas:
         out["nelbo"] = np.concatenate([atlas["nelbo"], nelbo])
     return out
-
-
-def negative_elbo(model: GeoVAE, source: Any) -> np.ndarray:
-    """Per-cell -ELBO at full KL weight (fixed seed): how badly the model explains a cell."""
-    import torch
-
-    from geovae.data import map_batches
-
-    model.module.eval()
-    with torch.no_grad(), torch.random.fork_rng(
-            devices=[source.device] if source.device.type == "cuda" else []):
-        torch.manual_seed(0)
-        return map_batches(source, lambda b: model.module.loss(b).negative_elbo).numpy()
 
 
 def tail_factor(score: np.ndarray, reference: np.ndarray, tail: float) -> np.ndarray:
@@ -313,11 +347,14 @@ def novelty_factor(z: np.ndarray, reference: np.ndarray, k: int, geometry: str,
     return out
 
 
-def place_on_umap(z: np.ndarray, atlas: dict[str, np.ndarray], k: int, geometry: str
-                  ) -> np.ndarray:
+def place_on_umap(z: np.ndarray, atlas: dict[str, np.ndarray | None], k: int, geometry: str
+                  ) -> np.ndarray | None:
     """Query UMAP coordinates on the reference's axes: the distance-weighted mean of the
     reference UMAP positions of each cell's k nearest reference cells (the initialisation
-    scanpy's ingest and umap-learn's transform start from)."""
+    scanpy's ingest and umap-learn's transform start from). None when the reference has no
+    UMAP (a reference fitted with --no-umap)."""
+    if atlas.get("umap") is None:
+        return None
     dist, idx = knn(z, atlas["latent"], k, geometry)
     w = 1.0 / (dist + 1e-6)
     w /= w.sum(1, keepdims=True)
