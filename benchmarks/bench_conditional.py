@@ -123,7 +123,8 @@ def run(data: str, config: str, seed: int, epochs: int | None = None,
     adata, kw, ckey, tkey = load(data, data_seed)
     kw = dict(kw)
     n_clusters = kw.pop("n_clusters")
-    ep = kw.pop("epochs") if epochs is None else epochs
+    default_epochs = kw.pop("epochs")
+    ep = default_epochs if epochs is None else epochs
     common = {"batch_key": ckey, "epochs": ep, "progress": False, "seed": seed,
               "device": "cpu", "heldout_samples": 0, **kw}
     t0 = time.perf_counter()
@@ -140,6 +141,7 @@ def run(data: str, config: str, seed: int, epochs: int | None = None,
     types = adata.obs[tkey].astype("category").cat.codes.to_numpy()
     rec: dict[str, Any] = {"data": data, "config": config, "seed": seed,
                            "data_seed": data_seed, "epochs": ep,
+                           "epochs_run": int(adata.uns["geovae"]["params"]["epochs_run"]),
                            "seconds": round(seconds, 1),
                            "same_condition": same_condition_fraction(z, cond),
                            "chance": float(((np.bincount(cond) / len(cond)) ** 2).sum())}
