@@ -1,6 +1,7 @@
 """Profile one training epoch of `geovae fit`'s model: where the time goes, per op.
 
 Run:  python benchmarks/profile_epoch.py [--data data/mouse10k_counts.h5ad] [--threads 0]
+          [--batch-key COL]
       OMP_WAIT_POLICY=PASSIVE python benchmarks/profile_epoch.py --threads 2
 
 Prints the thread settings, the epoch's wall and CPU seconds (the process's user + system
@@ -27,6 +28,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "mouse10k_counts.h5ad")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--latent", default="euclidean")
+    ap.add_argument("--batch-key", default=None, help="obs column of a batch covariate")
     ap.add_argument("--warmup-epochs", type=int, default=1)
     ap.add_argument("--rows", type=int, default=15, help="ops in the table")
     ap.add_argument("--no-profiler", action="store_true")
@@ -44,7 +46,7 @@ def main() -> None:
     from geovae.training.trainer import Trainer, TrainSettings
 
     adata = ad.read_h5ad(args.data)
-    model = GeoVAE(adata, latent=args.latent, seed=0)
+    model = GeoVAE(adata, latent=args.latent, batch_key=args.batch_key, seed=0)
     source = model.source()
     print(f"{args.data.name}: {adata.n_obs} cells x {adata.n_vars} features; "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
