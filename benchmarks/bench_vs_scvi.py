@@ -319,12 +319,20 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench_vs_scvi"))
     ap.add_argument("--json", type=Path, help="also write every run's record here")
     ap.add_argument("--write", action="store_true", help="replace the section of RESULTS.md")
+    ap.add_argument("--from-json", type=Path,
+                    help="no runs: tabulate the records a --json run saved")
     args = ap.parse_args()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        desc, records = saved["data"], saved["records"]
+        args.seeds = list(dict.fromkeys(r["seed"] for r in records))
+        args.cells, args.genes, args.epochs = desc["cells"], desc["genes"], records[0]["epochs"]
+        return report(args, desc, records)
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.work / f"synthetic_{args.cells}x{args.genes}_s{args.data_seed}.h5ad"
     desc = make_data(data, args.cells, args.genes, args.data_seed)
     print(f"data: {desc}", flush=True)
-    records = []
+    records: list[dict] = []
     for i, seed in enumerate(args.seeds):
         order = args.methods if i % 2 == 0 else args.methods[::-1]
         for pos, method in enumerate(order):
@@ -339,15 +347,19 @@ def main() -> None:
                   f"{r['load_after']}", flush=True)
             if args.json:
                 args.json.write_text(json.dumps({"data": desc, "records": records}, indent=1))
-    if set(args.methods) != set(RUNNERS):
-        return
+    if set(args.methods) == set(RUNNERS):
+        report(args, desc, records)
+
+
+def report(args: argparse.Namespace, desc: dict, records: list[dict]) -> None:
+    """Print (and with --write, store) the markdown section."""
     versions = {m: next(r["versions"] for r in records if r["method"] == m) for m in RUNNERS}
     cmd = (f"python benchmarks/bench_vs_scvi.py --cells {args.cells} --genes {args.genes} "
            f"--epochs {args.epochs} --seeds {' '.join(map(str, args.seeds))}"
            + (" --write" if args.write else ""))
     text = "\n".join([
         SECTION, "",
-        f"Command: `{cmd}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). "
+        f"Command: `{cmd}` (tabulated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). "
         f"Machine: {machine()}, shared with other agents' jobs: timings are noisy; the load "
         "average (1, 5, 15 min) before and after each run is in the per-run table. "
         "Every process used 1 thread (OMP/MKL/OpenBLAS/numba 1, torch.set_num_threads(1)); "
