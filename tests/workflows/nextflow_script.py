@@ -189,6 +189,8 @@ class Output:
     emit: str
     patterns: list[str]  # unrendered path(...) arguments
     optional: bool
+    evals: list[str] = field(default_factory=list)  # unrendered eval(...) commands
+    topic: str | None = None
 
 
 @dataclass
@@ -219,9 +221,18 @@ class Process:
         return textwrap.dedent(interpolate(tpl, env)).strip("\n") + "\n", env
 
     def output_paths(self, env: dict[str, Any]) -> dict[str, tuple[list[str], bool]]:
-        """emit -> (rendered file names, optional)."""
-        return {o.emit: ([interpolate(p[1:-1], env) if p[0] == '"' else p[1:-1]
-                          for p in o.patterns], o.optional) for o in self.outputs}
+        """emit -> (rendered file names, optional), for the outputs that are files."""
+        return {o.emit: ([_literal(p, env) for p in o.patterns], o.optional)
+                for o in self.outputs if o.patterns}
+
+    def eval_commands(self, env: dict[str, Any]) -> dict[str, list[str]]:
+        """emit -> rendered eval(...) commands (e.g. the versions topic)."""
+        return {o.emit: [_literal(c, env) for c in o.evals] for o in self.outputs if o.evals}
+
+
+def _literal(quoted: str, env: dict[str, Any]) -> str:
+    """A Groovy string literal's value (double quotes interpolate)."""
+    return interpolate(quoted[1:-1], env) if quoted[0] == '"' else quoted[1:-1]
 
 
 def _section(body: str, name: str) -> str:
@@ -246,9 +257,12 @@ def read_process(path: Path) -> Process:
             continue
         emit = re.search(r"emit:\s*(\w+)", line)
         pats = re.findall(r"path\s*\(?\s*(\"[^\"]*\"|'[^']*')", line)
-        if not emit or not pats:
-            raise GroovyError(f"{name}: output line without emit or path: {line.strip()!r}")
-        proc.outputs.append(Output(emit.group(1), pats, "optional: true" in line))
+        evals = re.findall(r"eval\((\"[^\"]*\"|'[^']*')\)", line)
+        topic = re.search(r"topic:\s*(\w+)", line)
+        if not emit or not (pats or evals):
+            raise GroovyError(f"{name}: output line without emit, path or eval: {line.strip()!r}")
+        proc.outputs.append(Output(emit.group(1), pats, "optional: true" in line, evals,
+                                   topic.group(1) if topic else None))
     return proc
 
 

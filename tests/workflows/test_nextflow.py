@@ -100,6 +100,12 @@ def run_module(process: str, workdir: Path, inputs: dict[str, Any], meta: dict,
         found[emit] = [p for p in paths if p.exists()]
     versions = yaml.safe_load((workdir / "versions.yml").read_text())
     assert list(versions) == [process] and all(versions[process].values()), versions
+    for emit, commands in proc.eval_commands(env).items():  # the versions topic
+        for command in commands:
+            out = subprocess.run(["bash", "-ue", "-c", command], cwd=workdir, env=_env(),
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0 and out.stdout.strip(), (emit, command, out.stderr)
+            assert out.stdout.strip() in versions[process].values(), (emit, out.stdout)
     (workdir / ".command.err").write_text(res.stderr)
     return found
 
@@ -123,8 +129,10 @@ def test_module_conventions(process: str) -> None:
     assert proc.inputs[0] == "meta"
     emits = {o.emit: o for o in proc.outputs}
     assert emits["versions"].patterns == ['"versions.yml"']
+    topics = [o for o in proc.outputs if o.topic == "versions"]
+    assert len(topics) == 1 and topics[0].evals, "versions also as a topic (nf-core tools 4)"
     for o in proc.outputs:
-        if o.emit != "versions":
+        if o.emit != "versions" and not o.topic:
             line = next(ln for ln in text.splitlines() if f"emit: {o.emit}" in ln)
             assert "tuple val(meta)" in line, f"{o.emit}: outputs carry meta"
     if process.startswith("GEOVAE_"):

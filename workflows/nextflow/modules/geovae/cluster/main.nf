@@ -12,6 +12,7 @@ process GEOVAE_CLUSTER {
     tuple val(meta), path("${prefix}.metrics.json"), emit: metrics
     tuple val(meta), path("${prefix}.umap.png")    , emit: plot, optional: true
     path "versions.yml"                            , emit: versions
+    tuple val("${task.process}"), val('geovae'), eval("geovae --version | sed 's/^geovae //'"), emit: versions_geovae, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

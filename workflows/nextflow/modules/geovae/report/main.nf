@@ -10,6 +10,7 @@ process GEOVAE_REPORT {
     output:
     tuple val(meta), path("${prefix}.html"), emit: html
     path "versions.yml"                    , emit: versions
+    tuple val("${task.process}"), val('geovae'), eval("geovae --version | sed 's/^geovae //'"), emit: versions_geovae, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

@@ -16,6 +16,7 @@ process GEOVAE_TRANSFER {
     tuple val(meta), path("${prefix}.joint.png")   , emit: joint_plot, optional: true
     tuple val(meta), path("${prefix}.umap.png")    , emit: plot, optional: true
     path "versions.yml"                            , emit: versions
+    tuple val("${task.process}"), val('geovae'), eval("geovae --version | sed 's/^geovae //'"), emit: versions_geovae, topic: versions
 
     when:
     task.ext.when == null || task.ext.when

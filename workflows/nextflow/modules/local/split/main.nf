@@ -11,6 +11,7 @@ process SPLIT_H5AD {
     tuple val(meta), path("${prefix}.reference.h5ad"), emit: reference
     tuple val(meta), path("${prefix}.query.h5ad")    , emit: query
     path "versions.yml"                              , emit: versions
+    tuple val("${task.process}"), val('anndata'), eval("python3 -c 'import anndata; print(anndata.__version__)'"), emit: versions_anndata, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
