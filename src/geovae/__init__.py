@@ -25,20 +25,21 @@ __version__ = "0.2.0.dev0"
 
 _LAZY = {
     "fit": "geovae.tools", "embed": "geovae.tools", "cluster": "geovae.tools",
-    "transfer": "geovae.tools",
+    "transfer": "geovae.tools", "report": "geovae",
     "read": "geovae.io", "GeoVAE": "geovae.models", "CGMVAE": "geovae.models",
     "datasets": "geovae", "compare_latents": "geovae.tools.evaluate",
 }
 
 __all__ = ["CGMVAE", "GeoVAE", "GeoVAEError", "InputError", "OptionError", "__version__",
-           "cluster", "compare_latents", "datasets", "embed", "fit", "read", "transfer"]
+           "cluster", "compare_latents", "datasets", "embed", "fit", "read", "report",
+           "transfer"]
 
 
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'geovae' has no attribute {name!r}")
-    if name == "datasets":
-        return import_module("geovae.datasets")
+    if name in ("datasets", "report"):  # report: a callable package (geovae.report(...))
+        return import_module(f"geovae.{name}")
     return getattr(import_module(_LAZY[name]), name)
 
 

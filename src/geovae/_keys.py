@@ -15,6 +15,7 @@ REP_POINCARE = "X_geovae_poincare"
 CLUSTER = "geovae_cluster"
 CLUSTER_PROBS = "geovae_cluster_probs"
 LABEL = "geovae_label"
+CLUSTER_ENTROPY = "geovae_cluster_entropy"
 VOLUME = "geovae_volume"
 NEIGHBORS = "geovae_neighbors"
 UMAP = "X_umap"
@@ -45,6 +46,8 @@ KEYS: tuple[Key, ...] = (
         "Poincaré-ball coordinates (inside the unit ball, for plotting)"),
     Key("obsm", CLUSTER_PROBS, ("fit", "embed"), "cgmvae only: q(y|x) per mixture component "
         "(K columns)"),
+    Key("obs", CLUSTER_ENTROPY, ("fit", "embed"), "cgmvae only: entropy (nats) of the cell's "
+        "cluster probabilities; high = uncertain cell (log K = no idea)"),
     Key("obs", CLUSTER, ("fit", "embed", "cluster"), "categorical cluster: Leiden on the latent "
         "kNN graph, or the mixture's argmax for cgmvae"),
     Key("obs", LABEL, ("fit", "embed", "transfer"), "predicted label of every cell (cgmvae with "
@@ -94,7 +97,8 @@ RECORD_FIELDS: dict[str, str] = {
     "params": "model and training parameters",
     "notes": "one-line facts about the data and choices made",
     "final_losses": "last epoch's losses per term; validation loss of the best epoch",
-    "loss_history": "per-epoch train and validation -ELBO",
+    "loss_history": "per-epoch train and validation -ELBO, each loss term (terms) and the "
+    "end of the KL warm-up in epochs (warmup_epochs)",
     "best_epoch": "epoch whose weights were kept (1-based)",
     "stopped_early": "whether early stopping ended training",
     "kl_warmup_steps": "steps of linear KL warm-up",
@@ -111,6 +115,8 @@ RECORD_FIELDS: dict[str, str] = {
     "n_components_used": "cgmvae: components whose mixture weight is >= 0.5%",
     "n_components_argmax": "cgmvae: components that are the argmax of >= 0.5% of cells",
     "empty_components": "cgmvae: components whose mixture weight is < 0.5%",
+    "weights_model": "cgmvae: global (one q(π) = Dir(γ) for the data set, unused components "
+    "empty by inference) or per_cell (the thesis's d per cell)",
     "mixture_weights": "cgmvae: mixture weights, E_q[π] (global weights) or the mean of q(y|x) "
     "over cells (per-cell d)",
     "cluster_probs": "cgmvae: how geovae_cluster_probs was computed (predictive q(y|x): draws "

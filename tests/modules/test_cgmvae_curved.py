@@ -26,7 +26,7 @@ def _tiny(geometry: str, options: dict, seed: int = 0) -> CGMVAEModule:
     torch.manual_seed(seed)
     latent = make_latent(geometry, 2, 16, **options)
     m = CGMVAEModule(6, latent, "gaussian", 2, n_hidden=16, dropout=0.0, n_clusters=3,
-                     w_dim=2, dirichlet_alpha=0.7)
+                     w_dim=2, dirichlet_alpha=0.7, mixture_weights="per_cell")
     return m.double().eval()
 
 
@@ -112,7 +112,7 @@ def test_blobs_on_manifold(geometry: str, tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         model = geovae.fit(adata, model="cgmvae", latent=geometry, latent_dim=4,
                            likelihood="gaussian", batch_key="condition",
-                           model_options={"n_clusters": 5}, epochs=40, progress=False, seed=0)
+                           model_options={"n_clusters": 10}, epochs=40, progress=False, seed=0)
     probs = adata.obsm["geovae_cluster_probs"]
     ari = adjusted_rand_score(adata.obs["blob"], probs.argmax(1))
     print(f"{geometry}: mixture ARI vs blob {ari:.3f}")

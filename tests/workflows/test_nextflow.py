@@ -202,6 +202,7 @@ def test_scripts_chain(tmp_path: Path) -> None:
     metrics = yaml.safe_load(cluster["metrics"][0].read_text())  # JSON is YAML
     assert metrics["verb"] == "cluster" and metrics["labels"]["label_key"]
     if _has_report():
-        report = run_module("GEOVAE_REPORT", tmp_path / "report", {"h5ad": cluster["h5ad"][0]},
+        report = run_module("GEOVAE_REPORT", tmp_path / "report",
+                            {"h5ad": cluster["h5ad"][0], "reference": transfer["joint"][0]},
                             meta, params)
         assert report["html"][0].stat().st_size > 0

@@ -85,7 +85,8 @@ def test_dry_run_commands(tmp_path: Path) -> None:
         assert "--seed 7" in c
         assert f"--metrics-json results/metrics/{rule}.json" in c
         assert f"results/logs/{rule}.log" in c
-    assert cmds["report"].startswith("geovae report results/cluster/query.h5ad --out ")
+    assert cmds["report"].startswith("geovae report results/cluster/query.h5ad --reference "
+                                      "results/transfer/query.joint.h5ad --out ")
     assert "gpu=1" in out
     assert not list(tmp_path.glob("results")), "a dry run writes nothing"
     # the defaults: CPU, UMAP plots declared as outputs; report: false drops the report

@@ -48,6 +48,9 @@ def test_tutorial_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "likelihood: nb" in text
     assert "(200, 10)" in text  # reference.obsm["X_geovae"].shape
     assert "accuracy" in text and "called unknown" in text
-    assert "query:" in text and "clusters; ARI" in text
+    assert "query:" in text and "clusters; ARI" in text and "report.html" in text
     assert not any(o.output_type == "error" for c in nb.cells if c.cell_type == "code"
                    for o in c.outputs)
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if "image/png" in o.get("data", {})]
+    assert len(images) == 2, "both plots are shown inline (even with MPLBACKEND=Agg, as in CI)"

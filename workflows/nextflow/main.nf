@@ -31,7 +31,7 @@ workflow {
         .mix(SPLIT_H5AD.out.versions, GEOVAE_FIT.out.versions,
              GEOVAE_TRANSFER.out.versions, GEOVAE_CLUSTER.out.versions)
     if (params.report) {
-        GEOVAE_REPORT ( GEOVAE_CLUSTER.out.h5ad )
+        GEOVAE_REPORT ( GEOVAE_CLUSTER.out.h5ad.join(GEOVAE_TRANSFER.out.joint) )   // [ meta, h5ad, joint ]
         ch_versions = ch_versions.mix(GEOVAE_REPORT.out.versions)
     }
     ch_versions

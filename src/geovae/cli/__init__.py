@@ -29,10 +29,13 @@ app = typer.Typer(
     add_completion=False,
 )
 from geovae.cli._common import (  # noqa: E402
+    ConditionPrior,
     Debug,
     Device,
+    Devices,
     LabelKey,
     MetricsJson,
+    MixtureWeightsOpt,
     NNeighbors,
     NoUmap,
     ObsColumns,
@@ -43,6 +46,7 @@ from geovae.cli._common import (  # noqa: E402
     Verbose,
     _check_device,
     _command_line,
+    _relaunch,
     _report,
     _set_threads,
     guarded,
@@ -64,7 +68,8 @@ INPUT_HELP = ("Cells x features: .h5ad; .csv/.tsv (optionally .gz) with samples 
 
 
 def _fit_options(*, latent: str, posterior: str, flow: int, n_clusters: int | None,
-                 dirichlet_alpha: float | None, quiet: bool, **rest: Any) -> dict[str, Any]:
+                 dirichlet_alpha: float | None, mixture_weights: str | None,
+                 condition_prior: bool | None, quiet: bool, **rest: Any) -> dict[str, Any]:
     """Map the flat CLI options onto `geovae.fit` keyword arguments (checked there)."""
     latent_options: dict[str, Any] = {}
     if latent == "sphere" or posterior != "vmf":
@@ -72,6 +77,10 @@ def _fit_options(*, latent: str, posterior: str, flow: int, n_clusters: int | No
     if flow:
         latent_options["flow"] = flow
     model_options: dict[str, Any] = {}
+    if mixture_weights is not None:
+        model_options["mixture_weights"] = mixture_weights.replace("-", "_")
+    if condition_prior is not None:
+        model_options["condition_prior"] = condition_prior
     if n_clusters is not None:
         model_options["n_clusters"] = n_clusters
     if dirichlet_alpha is not None:
@@ -139,8 +148,11 @@ def fit(
         help="cgmvae: number of mixture components, an upper bound (default: number of "
              "labels, else 20).")] = None,
     dirichlet_alpha: Annotated[float | None, typer.Option(
-        help="cgmvae: Dirichlet prior concentration; < 1 lets unused components empty "
-             "out.")] = None,
+        help="cgmvae: concentration α of the symmetric Dirichlet prior on the mixture weights "
+             "(default 1/K with global weights, 1 per cell); smaller empties more "
+             "components.")] = None,
+    mixture_weights: MixtureWeightsOpt = None,
+    condition_prior: ConditionPrior = None,
     obs_columns: ObsColumns = None,
     n_top_genes: Annotated[int | None, typer.Option(
         help="Use only the N most highly variable features (scanpy).")] = None,
@@ -150,6 +162,7 @@ def fit(
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     device: Device = "auto",
+    devices: Devices = 1,
     threads: Threads = 0,
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device: same "
                                            "numbers).")] = 0,
@@ -166,14 +179,19 @@ def fit(
     debug: Debug = False,
 ) -> None:
     """Train a model on INPUT and write the latent, clusters, UMAP and the model."""
-    from geovae.runs import run_fit
+    from geovae.runs import fit_plan, run_fit
 
+    _relaunch(ctx, devices, _check_device(device),
+              lambda: fit_plan(input, out, model_dir, plot, not no_umap, metrics_json,
+                               n_neighbors))
     _set_threads(threads)
     kwargs = _fit_options(model=value(model), latent=value(latent), latent_dim=latent_dim,
                           posterior=value(posterior), flow=flow, likelihood=value(likelihood),
                           layer=layer, batch_key=batch_key, label_key=label_key,
                           n_clusters=n_clusters, dirichlet_alpha=dirichlet_alpha,
-                          n_top_genes=n_top_genes, epochs=epochs, batch_size=batch_size, lr=lr,
+                          mixture_weights=mixture_weights and value(mixture_weights),
+                          condition_prior=condition_prior, n_top_genes=n_top_genes,
+                          epochs=epochs, batch_size=batch_size, lr=lr,
                           device=_check_device(device), seed=seed, volume=volume, quiet=quiet)
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
                      command=_command_line(ctx), obs_columns=obs_columns or [],
@@ -366,6 +384,9 @@ def blobs(
 
     _report(run_blobs(out, n_cells=n_cells, n_features=n_features, n_blobs=n_blobs,
                       n_conditions=n_conditions, condition_shift=condition_shift, seed=seed))
+
+
+from geovae.cli import report as _report_command  # noqa: E402,F401  (geovae report)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from geovae.cli._log import err, error, setup
+from geovae.cli._types import MixtureWeights
 
 log = logging.getLogger("geovae.cli")
 
@@ -42,6 +43,25 @@ ObsColumns = Annotated[list[str] | None, typer.Option(
     help="CSV/TSV input: a column that is metadata (obs), not a feature, even if numeric "
          "(e.g. age); repeat for several. --batch-key/--label-key columns always are.",
     metavar="<column>")]
+Devices = Annotated[int, typer.Option(
+    help="Train on N processes of this node with DistributedDataParallel: N GPUs (one each) "
+         "with a CUDA device, else N CPU processes sharing the cores; restarts this command "
+         "through torchrun. --batch-size stays the global minibatch. Several nodes: run "
+         "torchrun yourself (README).", metavar="N")]
+MixtureWeightsOpt = Annotated[MixtureWeights | None, typer.Option(
+    case_sensitive=False,
+    help="cgmvae: global: one set of mixture weights for the data (a Bayesian GMM's "
+         "q(π) = Dir(γ)), so components the data do not need empty out and --n-clusters is an "
+         "upper bound; per-cell: the thesis's weights d drawn per cell (every component "
+         "keeps prior mass 1/K). Default: global.", show_default=False)]
+ConditionPrior = Annotated[bool | None, typer.Option(
+    "--condition-prior/--no-condition-prior",
+    help="cgmvae with --batch-key: also feed the covariates to the mixture prior p(z|w,y,c) "
+         "(geovae 0.1.0). Off by default: then the decoder explains the condition and "
+         "X_geovae is corrected for it; on, the latent splits by condition. Hyperbolic "
+         "latents default to on (their latent is not corrected either way; with it the "
+         "mixture still finds the types).",
+    show_default=False)]
 Threads = Annotated[int, typer.Option(
     help="CPU threads for torch. 0: OMP_NUM_THREADS when set, else the CPUs this process may "
          "use (its CPU affinity, within a cgroup CPU quota), at most 4 (geovae's networks "
@@ -56,6 +76,41 @@ def _check_device(device: str) -> str:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device.lower()):
         raise OptionError(f"unknown --device '{device}': use auto, cpu, cuda or cuda:N")
     return device.lower()
+
+
+def _torchrun() -> tuple[int, int]:
+    """(RANK, WORLD_SIZE) that torchrun set for this process ((0, 1) without torchrun); read
+    from the environment, so commands that never train do not import torch for them."""
+    import os
+
+    return int(os.environ.get("RANK") or 0), int(os.environ.get("WORLD_SIZE") or 1)
+
+
+def _relaunch(ctx: typer.Context, devices: int, device: str,
+              check: Callable[[], object]) -> None:
+    """``--devices N`` (N > 1): ``check()`` the run, then this command on N processes through
+    torchrun, ending with their exit code; N = 1 returns at once."""
+    from geovae.errors import OptionError
+
+    if devices < 1:
+        raise OptionError("--devices must be at least 1")
+    if devices == 1:
+        return
+    if _torchrun()[1] > 1:
+        raise OptionError("--devices starts its own processes: under torchrun leave it out "
+                          "(torchrun's --nproc-per-node sets the number)")
+    import torch
+
+    from geovae.training import distributed, resolve_device
+
+    if resolve_device(device).type == "cuda" and devices > torch.cuda.device_count():
+        raise OptionError(f"--devices {devices} but {torch.cuda.device_count()} GPU(s) are "
+                          "visible: use at most that many, or --device cpu")
+    check()
+    args = shlex.split(_command_line(ctx))[1:]
+    at = args.index("--devices")
+    del args[at:at + 2]
+    raise typer.Exit(distributed.launch(devices, args))
 
 
 def _set_threads(threads: int) -> None:
@@ -113,20 +168,27 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
         debug = kwargs.get("debug", False)
         quiet, verbose = kwargs.get("quiet", False), kwargs.get("verbose", False)
+        rank, world = _torchrun()
         setup(quiet=quiet, verbose=verbose)
+        if rank:  # under torchrun only rank 0 talks; the others show errors of their own
+            logging.getLogger("geovae").setLevel(logging.ERROR)
         shown = warnings.showwarning
         if not debug:
             warnings.showwarning = _show_warning
         try:
             if quiet and verbose:
                 raise OptionError("--quiet and --verbose contradict each other: give one")
+            if world > 1 and fn.__name__ != "fit":
+                raise OptionError(f"only `geovae fit` runs on several processes (torchrun); "
+                                  f"run `geovae {fn.__name__}` once, without torchrun")
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
         except GeoVAEError as exc:
             if debug:
                 err.print_exception()
-            error(exc.cli_message())
+            if not rank:  # every rank read the same input and options: rank 0 says it
+                error(exc.cli_message())
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             error("no output was written (earlier outputs are untouched)", tag="interrupted")
@@ -140,7 +202,8 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 err.print_exception()
             first = str(exc).splitlines()[0] if str(exc) else ""
-            error(f"{type(exc).__name__}: {first} (no output was left half-written; rerun "
+            who = f"rank {rank}: " if rank else ""
+            error(f"{who}{type(exc).__name__}: {first} (no output was left half-written; rerun "
                   "with --debug for the traceback and report it)", tag="internal error")
             raise typer.Exit(1) from None
         finally:

@@ -48,6 +48,11 @@ class Freeze(Choice):
     none = "none"
 
 
+class MixtureWeights(Choice):
+    global_ = "global"
+    per_cell = "per-cell"
+
+
 class Method(Choice):
     leiden = "leiden"
     mixture = "mixture"

@@ -35,6 +35,18 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _loss_history(h: History, epochs: int | None) -> dict[str, Any]:
+    """The record's ``loss_history``: per-epoch train and validation -ELBO, each loss term,
+    and (when this run trained) where the KL warm-up ended, in epochs."""
+    out: dict[str, Any] = {
+        "train": np.asarray(h.train, dtype=np.float32),
+        "validation": np.asarray(h.validation, dtype=np.float32),
+        "terms": {k: np.asarray(v, dtype=np.float32) for k, v in h.terms.items()}}
+    if h.total_steps and epochs:
+        out["warmup_epochs"] = float(h.warmup_steps * epochs / h.total_steps)
+    return out
+
+
 @register
 class GeoVAE:
     """A VAE with a latent of the chosen geometry, fitted to one AnnData.
@@ -300,9 +312,7 @@ class GeoVAE:
         if self.history is not None:
             h = self.history
             info.update(final_losses=h.final(),
-                        loss_history={"train": np.asarray(h.train, dtype=np.float32),
-                                      "validation": np.asarray(h.validation,
-                                                               dtype=np.float32)},
+                        loss_history=_loss_history(h, self.train_params.get("epochs")),
                         best_epoch=int(h.best_epoch + 1), stopped_early=bool(h.stopped_early),
                         kl_warmup_steps=int(h.warmup_steps))
         return info

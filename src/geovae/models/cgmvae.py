@@ -19,6 +19,31 @@ from geovae.modules.cgmvae import TERMS, CGMVAEModule
 
 #: a component is "used" when it is the argmax of at least this share of cells (and >= 1 cell)
 USED_SHARE = 0.005
+#: what a model saved without these options (geovae 0.1.0 and early 0.2 dev) was
+LEGACY_OPTIONS = {"condition_prior": True, "mixture_weights": "per_cell",
+                  "dirichlet_alpha": 1.0, "cluster_samples": 0}
+#: bins of the expected calibration error
+ECE_BINS = 15
+
+
+def expected_calibration_error(probs: np.ndarray, truth: np.ndarray,
+                               n_bins: int = ECE_BINS) -> float:
+    """ECE (Guo et al. 2017): sum over equal-width confidence bins of
+    |accuracy - mean confidence| weighted by the bin's share of cells."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == truth
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        rows = bins == b
+        ece += rows.mean() * abs(correct[rows].mean() - conf[rows].mean())
+    return float(ece)
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy in nats of each row of ``probs``."""
+    p = np.clip(probs, 1e-12, 1.0)
+    return -(probs * np.log(p)).sum(1)
 
 
 def component_usage(assignments: np.ndarray, n_clusters: int) -> tuple[list[int], list[int]]:
@@ -48,13 +73,77 @@ class CGMVAE(GeoVAE):
         opts.setdefault("n_labels", n_labels)
         opts.setdefault("n_clusters", n_labels or 20)
         opts.setdefault("w_dim", self.config.latent_dim)
+        opts.setdefault("mixture_weights", "global")
+        opts.setdefault("dirichlet_alpha", 1.0 / opts["n_clusters"]
+                        if opts["mixture_weights"] == "global" else 1.0)
+        opts.setdefault("condition_prior", self.config.latent == "hyperbolic")
+        for name in ("classifier_weight", "cluster_samples"):
+            opts.setdefault(name, self.module_options()[name])
+
+    @classmethod
+    def from_saved(cls, config: Any, spec: Any) -> CGMVAE:
+        """As `GeoVAE.from_saved`; options a model was saved without get the values of the
+        geovae that wrote it (`LEGACY_OPTIONS`), so old model directories give the same
+        numbers."""
+        for name, old in LEGACY_OPTIONS.items():
+            config.model_options.setdefault(name, old)
+        return super().from_saved(config, spec)
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """`GeoVAE.train`, after telling the module N and the labelled share."""
+        labels = self.prepared.labels
+        self.module.set_data_facts(len(labels), float((labels >= 0).mean()) if len(labels)
+                                   else 1.0)
+        return super().train(*args, **kwargs)
 
     @torch.no_grad()
-    def cluster_probs_of(self, source: InMemorySource) -> np.ndarray:
-        """q(y|z) at the posterior mean of z, (cells, K)."""
+    def cluster_probs_of(self, source: InMemorySource, n_samples: int | None = None
+                         ) -> np.ndarray:
+        """The predictive q(y|x) = E_q(z|x) q(y|z), (cells, K): ``n_samples`` draws of z per
+        cell (default the ``cluster_samples`` option; 0 = at the posterior mean), seeded with
+        the model's seed."""
         self.module.eval()
-        probs = map_batches(source, lambda b: self.module.cluster_probs(b.x, b.c))
+        with self.seeded(3):
+            probs = map_batches(source, lambda b: self.module.cluster_probs(b.x, b.c,
+                                                                            n_samples))
         return probs.numpy().astype(np.float32)
+
+    def label_calibration(self, source: InMemorySource) -> dict[str, Any] | None:
+        """Expected calibration error and accuracy of the predicted labels on held-out
+        labelled cells, for the predictive and, for comparison, q(y|z) at the posterior mean:
+        the validation cells of the training data (fit), or every labelled cell of new data
+        (embed); None without such cells."""
+        labels = source.labels.cpu().numpy()
+        if source is getattr(self, "_source", None):
+            if self.history is None or self.history.validation_indices is None:
+                return None
+            idx, which = self.history.validation_indices.cpu().numpy(), "validation"
+        else:
+            idx, which = np.arange(len(labels)), "all labelled"
+        truth = labels[idx]
+        idx, truth = idx[truth >= 0], truth[truth >= 0]
+        if len(idx) == 0:
+            return None
+        n = len(self.spec.label_categories)
+        out: dict[str, Any] = {"n_cells": int(len(idx)), "cells": which,
+                               "n_bins": ECE_BINS}
+        for name, samples in (("", None), ("_posterior_mean", 0)):
+            p = self._probs_at(source, idx, samples)[:, :n]
+            p = p / p.sum(1, keepdims=True).clip(1e-12)
+            out[f"ece{name}"] = expected_calibration_error(p, truth)
+            out[f"accuracy{name}"] = float((p.argmax(1) == truth).mean())
+        return out
+
+    @torch.no_grad()
+    def _probs_at(self, source: InMemorySource, idx: np.ndarray, n_samples: int | None
+                  ) -> np.ndarray:
+        """`cluster_probs_of` for the cells ``idx`` only."""
+        self.module.eval()
+        cells = torch.as_tensor(idx, dtype=torch.long, device=source.device)
+        with self.seeded(3):
+            out = [self.module.cluster_probs(b.x, b.c, n_samples).cpu()
+                   for b in source.batches(cells, 512)]
+        return torch.cat(out).numpy()
 
     def get_cluster_probs(self, adata: ad.AnnData | None = None) -> np.ndarray:
         """Mixture-component probabilities of each cell, (cells, K)."""
@@ -73,16 +162,30 @@ class CGMVAE(GeoVAE):
         if labels:
             pred = probs[:, : len(labels)].argmax(1)
             adata.obs[K.LABEL] = pd.Categorical(np.asarray(labels)[pred], categories=labels)
+        adata.obs[K.CLUSTER_ENTROPY] = entropy(probs).astype(np.float32)
         n_clusters = self.module.n_clusters
-        used, empty = component_usage(probs.argmax(1), n_clusters)
-        info.update(n_clusters=int(n_clusters), n_components_used=len(used),
+        module = self.module
+        weights = module.mixture_weight_means()
+        weights = probs.mean(0) if weights is None else weights.cpu().numpy()
+        used_argmax, _ = component_usage(probs.argmax(1), n_clusters)
+        empty = [int(k) for k in np.flatnonzero(weights < USED_SHARE)]
+        samples = int(module.cluster_samples)
+        info.update(n_clusters=int(n_clusters), n_components_used=n_clusters - len(empty),
+                    n_components_argmax=len(used_argmax),
                     empty_components=np.asarray(empty, dtype=np.int64),
-                    dirichlet_alpha=float(self.module.alpha[0]))
+                    dirichlet_alpha=float(module.alpha[0]),
+                    weights_model=module.mixture_weights,
+                    mixture_weights=np.asarray(weights, dtype=np.float32),
+                    cluster_probs={"method": "predictive" if samples else "posterior_mean",
+                                   "n_samples": samples, "seed": int(self.config.seed) + 3})
+        calibration = self.label_calibration(source) if labels else None
+        if calibration:
+            info["calibration"] = calibration
         history = self.history
         if history is not None and all(t in history.terms for t in TERMS):
             info["elbo_terms"] = {t: float(history.terms[t][-1]) for t in TERMS}
-        if empty:
+        if empty and module.mixture_weights == "per_cell":
             warnings.warn(f"c*GMΔVAE: {len(empty)} of {n_clusters} mixture components are "
-                          f"empty or collapsed (argmax for < {USED_SHARE:.1%} of cells): "
-                          f"{empty}", stacklevel=2)
+                          f"empty or collapsed (weight < {USED_SHARE:.1%}): {empty}",
+                          stacklevel=2)
         return info

@@ -2,11 +2,36 @@
 
 Generative model (c = one-hot covariates, optional)::
 
-    p(x, y, z, w, d | c) = p(x|z,c) p(z|w,y,c) p(y|d) p(d) p(w)
-    w ~ N(0, I),  d ~ Dir(alpha),  y|d ~ Cat(d),  z|w,y,c ~ P_y(w,c) on the latent manifold
+    p(x, y, z, w, pi | c) = p(x|z,c) p(z|w,y) p(y|pi) p(pi) p(w)
+    w ~ N(0, I),  pi ~ Dir(alpha),  y|pi ~ Cat(pi),  z|w,y ~ P_y(w) on the latent manifold
+
+The covariates enter the encoder and the decoder only (``condition_prior=False``, the
+default for Euclidean and sphere latents): the decoder explains what the condition does to x,
+so z, what ``X_geovae`` holds, need not carry the condition (scVI's construction).
+``condition_prior=True`` (geovae 0.1.0) also feeds c to p(z|w,y,c), which lets z move with c
+at no KL cost: the latent splits by condition. Hyperbolic latents default to True: there the
+decoder's covariates did not correct the latent on the conditional blobs (the plain VAE
+neither: 99% same-condition neighbours), and without c in the prior the mixture then
+clustered by condition (blob ARI 0.40 against 1.0 with it).
+
+Mixture weights, ``mixture_weights``:
+
+* ``"global"`` (default): one weight vector pi for the whole data set, as in a Bayesian GMM
+  (scikit-learn's ``BayesianGaussianMixture``): prior Dir(alpha), alpha = 1/K by default,
+  variational posterior q(pi) = Dir(gamma). gamma is updated by stochastic variational
+  inference (Hoffman et al. 2013): after each training step
+  gamma <- (1 - rho) gamma + rho (alpha + N mean_batch q(y)), the optimum of the bound in gamma
+  given q(y); N = training cells. E[log pi_k] = psi(gamma_k) - psi(sum gamma) then enters every
+  cell's ``kl_y``, so a component few cells use gets a large penalty and empties by
+  inference: ``n_clusters`` is an upper bound. KL(q(pi) || p(pi)) / N is each cell's share of
+  ``kl_d``.
+* ``"per_cell"`` (the thesis): d ~ Dir(alpha) per cell, q(d|z) = Dir(g(z)); p(y = k) = 1/K for
+  every symmetric alpha, so alpha only changes how much the bound charges an uncertain q(y|z).
 
 Inference model: q(z|x,c) is the latent's own posterior, q(w|x,c) Gaussian,
-q(y|z) = Cat(f(z)), q(d|z) = Dir(g(z)); f and g read z's ambient coordinates (``embed_dim``).
+q(y|z) = Cat(f(z)) (and q(d|z) = Dir(g(z)) per cell); f and g read z's ambient coordinates
+(``embed_dim``). Cluster probabilities are the predictive q(y|x) = E_q(z|x) q(y|z), estimated
+with ``cluster_samples`` draws of z (0: q(y|z) at the posterior mean, geovae 0.1.0).
 
 The mixture components P_k(w,c) live on z's manifold (`component_prior`, the only
 geometry-specific piece):
@@ -26,17 +51,19 @@ single-sample Monte Carlo estimate in z with the sum over k exact, for every geo
 * ``reconstruction`` (13): -log p(x|z)
 * ``kl_z`` (14): sum_k q(y=k|z) [log q(z|x) - log p(z|w,y=k)]
 * ``kl_w`` (15): KL(q(w|x) || N(0, I))
-* ``kl_y`` (16): sum_k q(y=k|z) [log q(y=k|z) - (psi(g_k) - psi(sum g))]
-* ``kl_d`` (17): KL(Dir(g(z)) || Dir(alpha))
+* ``kl_y`` (16): sum_k q(y=k|z) [log q(y=k|z) - E[log pi_k]] (per cell: E over q(d|z))
+* ``kl_d`` (17): KL(q(d|z) || Dir(alpha)) per cell; global: KL(q(pi) || Dir(alpha)) / N
 
 Labelled cells (``labels >= 0``) use the one-hot observed label instead of q(y|z) in the sums
-and add ``classifier_weight * -log q(y=label|z)`` (Kingma et al. 2014), so component k is
-label k for k < n_labels.
+and add ``classifier_weight / labelled_fraction * -log q(y=label|z)``: as in Kingma et al.
+2014 (alpha times the mean over labelled cells), the classifier's weight does not shrink when
+fewer cells are labelled. Component k is label k for k < n_labels.
 
 ``model_options``: ``n_clusters`` (K; default n_labels, or 20 without labels), ``w_dim``
-(default latent_dim), ``dirichlet_alpha`` (concentration of the symmetric Dirichlet prior on
-d, default 1; alpha < 1 favours sparse weights so unused components empty out),
-``classifier_weight`` (default 50), ``condition_prior`` (p(z|w,y) also sees c; default True).
+(default latent_dim), ``mixture_weights`` (``global``/``per_cell``), ``dirichlet_alpha``
+(default 1/K global, 1 per cell), ``classifier_weight`` (default 50),
+``condition_prior`` (default False; True for hyperbolic latents), ``cluster_samples``
+(default 32).
 """
 
 from __future__ import annotations
@@ -49,11 +76,12 @@ from torch.distributions import Dirichlet, Distribution, Independent, Normal, kl
 from geovae.distributions import PowerSpherical, VonMisesFisher, WrappedNormal
 from geovae.errors import OptionError
 from geovae.modules.base import LossOutput
-from geovae.modules.vae import VAEModule
+from geovae.modules.vae import VAEModule, repeat_samples
 from geovae.nn.latents import EuclideanLatent, HyperbolicLatent, Latent, SphereLatent
 from geovae.nn.layers import mlp
 
 TERMS = ("reconstruction", "kl_z", "kl_w", "kl_y", "kl_d")
+MIXTURE_WEIGHTS = ("global", "per_cell")
 
 
 def concentration(raw: torch.Tensor) -> torch.Tensor:
@@ -96,8 +124,10 @@ class CGMVAEModule(VAEModule):
                  n_covariates: int = 0, n_hidden: int = 128, n_layers: int = 1,
                  dropout: float = 0.1, center: torch.Tensor | None = None,
                  scale: torch.Tensor | None = None, *, n_clusters: int = 20, n_labels: int = 0,
-                 w_dim: int | None = None, dirichlet_alpha: float = 1.0,
-                 classifier_weight: float = 50.0, condition_prior: bool = True):
+                 w_dim: int | None = None, mixture_weights: str = "global",
+                 dirichlet_alpha: float | None = None, classifier_weight: float = 50.0,
+                 condition_prior: bool | None = None, cluster_samples: int = 32,
+                 prior_uses_w: bool = True):
         if not isinstance(latent, SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
                               f"{latent.geometry!r} latent: use --latent euclidean, sphere or "
@@ -105,24 +135,75 @@ class CGMVAEModule(VAEModule):
         if n_clusters < max(n_labels, 1):
             raise OptionError(f"{{opt}}={n_clusters} must be at least the number of label "
                               f"categories ({n_labels}) and at least 1", param="n_clusters")
+        if mixture_weights not in MIXTURE_WEIGHTS:
+            raise OptionError(f"{{opt}} must be one of {', '.join(MIXTURE_WEIGHTS)}, not "
+                              f"{mixture_weights!r}", param="mixture_weights")
+        if dirichlet_alpha is None:
+            dirichlet_alpha = 1.0 / n_clusters if mixture_weights == "global" else 1.0
         if not dirichlet_alpha > 0:
             raise OptionError("{opt} must be positive", param="dirichlet_alpha")
+        if cluster_samples < 0:
+            raise OptionError("{opt} must be >= 0 (0: posterior mean)", param="cluster_samples")
         super().__init__(n_features, latent, likelihood, n_covariates, n_hidden, n_layers,
                          dropout, center, scale)
         z_dim, w_dim = latent.embed_dim, w_dim or latent.intrinsic_dim  # ambient coordinates
         self.n_clusters, self.n_labels, self.z_dim = n_clusters, n_labels, z_dim
         self.n_component_params = component_params(latent)
+        if condition_prior is None:  # see the module docstring: hyperbolic latents keep c
+            condition_prior = isinstance(latent, HyperbolicLatent)
         self.classifier_weight, self.condition_prior = classifier_weight, condition_prior
+        self.mixture_weights, self.cluster_samples = mixture_weights, cluster_samples
+        self.prior_uses_w = prior_uses_w
+        #: SVI updates of the global weights' gamma during training (transfer may turn off)
+        self.update_weights = True
         self.w_head = nn.Linear(n_hidden, 2 * w_dim)  # q(w|x,c) from the shared encoder
         self.classifier = nn.Sequential(mlp(z_dim, n_hidden, n_layers, dropout),
                                         nn.Linear(n_hidden, n_clusters))  # f(z)
-        self.dirichlet = nn.Sequential(mlp(z_dim, n_hidden, n_layers, dropout),
-                                       nn.Linear(n_hidden, n_clusters))  # g(z), raw
+        if mixture_weights == "per_cell":
+            self.dirichlet = nn.Sequential(mlp(z_dim, n_hidden, n_layers, dropout),
+                                           nn.Linear(n_hidden, n_clusters))  # g(z), raw
         n_prior_in = w_dim + (n_covariates if condition_prior else 0)
         self.prior_net = nn.Sequential(mlp(n_prior_in, n_hidden, n_layers, dropout),
                                        nn.Linear(n_hidden,
                                                  n_clusters * self.n_component_params))
         self.register_buffer("alpha", torch.full((n_clusters,), float(dirichlet_alpha)))
+        # training-set facts the model sets before training (`set_data_facts`)
+        self.register_buffer("n_obs", torch.tensor(1.0))
+        self.register_buffer("labelled_fraction", torch.tensor(1.0))
+        if mixture_weights == "global":  # q(pi) = Dir(gamma)
+            self.register_buffer("gamma", self.alpha + 1.0 / n_clusters)
+
+    def set_data_facts(self, n_obs: int, labelled_fraction: float = 1.0) -> None:
+        """Tell the module the training set's size N and labelled share (before training):
+        the global weights' update and the classifier's weight scale with them."""
+        self.n_obs.fill_(float(max(n_obs, 1)))
+        self.labelled_fraction.fill_(float(min(max(labelled_fraction, 1e-3), 1.0)))
+        if self.mixture_weights == "global":
+            self.gamma.copy_(self.alpha + self.n_obs / self.n_clusters)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object,
+                              **kwargs: object) -> None:
+        # geovae 0.1.0 modules had no training-set buffers: keep the neutral defaults
+        for name in ("n_obs", "labelled_fraction"):
+            state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def expected_log_weights(self) -> torch.Tensor:
+        """E_q(pi)[log pi_k] for the global weights, (K,)."""
+        return torch.digamma(self.gamma) - torch.digamma(self.gamma.sum())
+
+    def log_class_prior(self) -> torch.Tensor:
+        """log p(y = k) with the weights integrated out, (K,): log E_q(pi)[pi_k] for global
+        weights (the posterior predictive of a new cell), -log K for per-cell d."""
+        if self.mixture_weights == "global":
+            return torch.log(self.gamma) - torch.log(self.gamma.sum())
+        return torch.full_like(self.alpha, -float(torch.log(torch.tensor(self.n_clusters))))
+
+    def mixture_weight_means(self) -> torch.Tensor | None:
+        """E_q(pi)[pi] (global weights) or None (per-cell weights)."""
+        if self.mixture_weights != "global":
+            return None
+        return self.gamma / self.gamma.sum()
 
     def covariate_layers(self) -> list[tuple[str, int]]:
         layers = super().covariate_layers()
@@ -140,19 +221,76 @@ class CGMVAEModule(VAEModule):
         return self.latent(h), Normal(loc, F.softplus(raw) + 1e-4), target
 
     def concentrations(self, z: torch.Tensor) -> torch.Tensor:
-        """g(z): the Dirichlet parameters of q(d|z)."""
+        """g(z): the Dirichlet parameters of q(d|z) (per-cell weights)."""
         return concentration(self.dirichlet(z))
+
+    def weight_terms(self, z: torch.Tensor, pi: torch.Tensor, kl_weight: float = 1.0
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E[log weights] per cell (B, K), kl_d per cell (B,)) for either weight model."""
+        if self.mixture_weights == "per_cell":
+            g = self.concentrations(z)
+            e_log_d = torch.digamma(g) - torch.digamma(g.sum(-1, keepdim=True))
+            return e_log_d, kl_divergence(Dirichlet(g), Dirichlet(self.alpha.to(g.dtype)))
+        if self.training and self.update_weights and kl_weight >= 1:
+            self._update_gamma(pi.detach())  # after the KL warm-up: components form first
+        kl_global = kl_divergence(Dirichlet(self.gamma), Dirichlet(self.alpha)) / self.n_obs
+        e_log = self.expected_log_weights().to(pi.dtype)
+        return e_log.expand_as(pi), kl_global.to(pi.dtype).expand(pi.shape[0])
+
+    @torch.no_grad()
+    def _update_gamma(self, pi: torch.Tensor) -> None:
+        """One SVI step on gamma from this minibatch's q(y) (no host synchronisation)."""
+        rho = (pi.shape[0] / self.n_obs).clamp(0.002, 0.2)  # memory of about an epoch
+        target = self.alpha + self.n_obs * pi.float().mean(0)
+        self.gamma.mul_(1 - rho).add_(rho * target)
 
     def prior_z(self, w: torch.Tensor, c: torch.Tensor | None) -> Distribution:
         """p(z|w,y=k,c) for all k at once on z's manifold: batch shape (B, K)."""
+        if not self.prior_uses_w:
+            w = torch.zeros_like(w)
         inp = w if c is None or not self.condition_prior else torch.cat([w, c], dim=-1)
         out = self.prior_net(inp).view(-1, self.n_clusters, self.n_component_params)
         return component_prior(self.latent, out)
 
     @torch.no_grad()
-    def cluster_probs(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        """q(y|z) at the posterior mean of z: (B, K)."""
-        return torch.softmax(self.classifier(self.latent_mean(x, c)), dim=-1)
+    def cluster_probs(self, x: torch.Tensor, c: torch.Tensor | None,
+                      n_samples: int | None = None) -> torch.Tensor:
+        """The predictive q(y|x) = E_q(z|x) q(y|z), (B, K): the mean of q(y|z_s) over
+        ``n_samples`` draws z_s ~ q(z|x,c) (default ``cluster_samples``; 0 = q(y|z) at the
+        posterior mean, sharper). Draws use torch's global generator: seed it."""
+        n = self.cluster_samples if n_samples is None else n_samples
+        if n == 0:
+            return torch.softmax(self.classifier(self.latent_mean(x, c)), dim=-1)
+        qz = self.encode(self.transform(x)[0], c)
+        probs = torch.zeros(x.shape[0], self.n_clusters, device=x.device, dtype=x.dtype)
+        for _ in range(n):
+            z, _ = self.latent.rsample(qz)
+            probs += torch.softmax(self.classifier(z), dim=-1)
+        return probs / n
+
+    def log_joint_and_proposal(self, x: torch.Tensor, c: torch.Tensor | None, n_samples: int
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For `VAEModule.log_marginal`: z ~ q(z|x,c) and w ~ q(w|x,c); log p(x, z, w | c) =
+        log p(x|z,c) + log sum_k p(y=k) p(z|w,y=k) + log p(w) (y and the weights summed or
+        integrated out exactly, `log_class_prior`), log q = log q(z|x,c) + log q(w|x,c)."""
+        x_in, target, library = self.transform(x)
+        h = repeat_samples(self.hidden(x_in, c), n_samples)
+        qz = self.latent(h)
+        z, log_qz = self.latent.rsample(qz)
+        if log_qz is None:
+            log_qz = qz.log_prob(z)
+        loc, raw = self.w_head(h).chunk(2, dim=-1)
+        qw = Normal(loc, F.softplus(raw) + 1e-4)
+        w = qw.sample()
+        cs = repeat_samples(c, n_samples)
+        log_pz = torch.logsumexp(self.prior_z(w, cs).log_prob(z.unsqueeze(1))
+                                 + self.log_class_prior().to(z.dtype), dim=-1)
+        log_pw = Normal(torch.zeros_like(w), torch.ones_like(w)).log_prob(w).sum(-1)
+        px = self.decode(z, cs, repeat_samples(library, n_samples))
+        log_px = px.log_prob(repeat_samples(target, n_samples)).sum(-1)
+        shape = (n_samples, len(x))
+        return (log_px + log_pz + log_pw).view(shape), (log_qz + qw.log_prob(w).sum(-1)
+                                                        ).view(shape)
 
     # ------------------------------------------------------------------ loss
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None,
@@ -172,18 +310,18 @@ class CGMVAEModule(VAEModule):
         if labelled.any():
             onehot = F.one_hot(labels.clamp(min=0), self.n_clusters).to(pi.dtype)
             pi = torch.where(labelled[:, None], onehot, pi)
-        g = self.concentrations(z)
-        e_log_d = torch.digamma(g) - torch.digamma(g.sum(-1, keepdim=True))
+        e_log_d, kl_d = self.weight_terms(z, pi, kl_weight)
         log_pz = self.prior_z(w, c).log_prob(z.unsqueeze(1))  # (B, K)
         terms = {
             "reconstruction": reconstruction,
             "kl_z": log_qz - (pi * log_pz).sum(-1),
             "kl_w": kl_divergence(qw, Normal(torch.zeros_like(w), torch.ones_like(w))).sum(-1),
             "kl_y": (torch.special.xlogy(pi, pi) - pi * e_log_d).sum(-1),
-            "kl_d": kl_divergence(Dirichlet(g), Dirichlet(self.alpha.to(g.dtype))),
+            "kl_d": kl_d,
         }
         kl = terms["kl_z"] + terms["kl_w"] + terms["kl_y"] + terms["kl_d"]
         ce = torch.where(labelled, -log_pi.gather(1, labels.clamp(min=0)[:, None]).squeeze(1),
                          torch.zeros_like(kl)) if labels is not None else torch.zeros_like(kl)
-        loss = (reconstruction + kl_weight * kl + self.classifier_weight * ce).mean()
+        weight = self.classifier_weight / self.labelled_fraction
+        loss = (reconstruction + kl_weight * kl + weight * ce).mean()
         return LossOutput(loss, reconstruction, kl, {**terms, "classification": ce})

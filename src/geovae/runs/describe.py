@@ -104,6 +104,10 @@ def describe_fit(adata: Any, options: dict[str, Any]) -> list[str]:
         device = str(resolve_device(str(options.get("device", "auto"))))
     except GeoVAEError:
         device = str(options.get("device"))
+    from geovae.training.distributed import world_size
+
+    if world_size() > 1:  # under torchrun (rank 0 describes the run)
+        device = f"{world_size()} processes (rank 0 on {device})"
     epochs = options.get("epochs")
     epochs_text = (f"up to {epochs if epochs else default_epochs(adata.n_obs)} epochs"
                    + ("" if epochs else " (default for this many cells)"))

@@ -106,7 +106,8 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
     with OutputSet() as outputs:
         if plan.plot is not None:
             with job.timings.phase("plot"):
-                save_figure(umap_figure(adata, [c for c in graph.colors if c]),
+                save_figure(umap_figure(adata, [c for c in graph.colors if c],
+                                        label_key=graph.label_key),
                             outputs.stage(plan.plot), plan.plot)
         atlas = None
         if model is not None and plan.model_dir is not None:

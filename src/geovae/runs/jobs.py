@@ -9,6 +9,7 @@ files (a killed run's temporaries are removed by the next run).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -35,22 +36,17 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
     columns always are). ``n_neighbors``, ``umap``: the kNN graph and whether to compute a
     UMAP (and the plot)."""
     input_path = Path(input_path)
-    check_graph(n_neighbors)
-    default_out, default_model = default_outputs(input_path)
-    out_p = Path(out) if out else default_out
-    model_p = Path(model_dir) if model_dir else (default_model if not out else
-                                                 out_p.with_name(out_p.name[:-5] + ".model"))
-    plan = OutputPlan([input_path], out_p, plot_path(out_p, plot, umap), model_p,
-                      metrics=Path(metrics_json) if metrics_json else None)
-    plan.check()
-    check_readable(input_path)
+    plan = fit_plan(input_path, out, model_dir, plot, umap, metrics_json, n_neighbors)
+    out_p, model_p = plan.out, plan.model_dir
     from geovae.runs.describe import counts_hint, describe_fit
     from geovae.tools.fit import fit
     from geovae.tools.record import update_record
+    from geovae.training.distributed import is_main
 
     job = Job("fit", input_path, command)
     keys = [*(fit_kwargs.get("batch_key") or []), fit_kwargs.get("label_key")]
-    with plan.lock():
+    main = is_main()  # under torchrun every rank trains; rank 0 alone locks and writes
+    with plan.lock() if main else contextlib.nullcontext():
         adata = job.read(input_path, obs_columns=obs_columns, keys=[k for k in keys if k])
         result = RunResult(out=out_p, model_dir=model_p, plot=plan.plot, metrics=plan.metrics)
         hint = counts_hint(adata, fit_kwargs.get("layer"), fit_kwargs.get("likelihood", "auto"))
@@ -60,6 +56,8 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
             log.info(line)
         with job.timings.phase("train"):
             model = fit(adata, **fit_kwargs)
+        if not main:
+            return result
         note(result, *model.notes)
         if hint:
             result.messages.append(hint)
@@ -75,6 +73,24 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
                       colors=[model.spec.label_key or "", *model.spec.batch_keys])
         finish(adata, plan, graph, job, result, model=model)
     return result
+
+
+def fit_plan(input_path: Path, out: str | os.PathLike | None = None,
+             model_dir: str | os.PathLike | None = None,
+             plot: str | os.PathLike | None = None, umap: bool = True,
+             metrics_json: str | os.PathLike | None = None, n_neighbors: int = 15
+             ) -> OutputPlan:
+    """The outputs of `run_fit`, checked (and the input readable) before any data is read."""
+    check_graph(n_neighbors)
+    default_out, default_model = default_outputs(input_path)
+    out_p = Path(out) if out else default_out
+    model_p = Path(model_dir) if model_dir else (default_model if not out else
+                                                 out_p.with_name(out_p.name[:-5] + ".model"))
+    plan = OutputPlan([input_path], out_p, plot_path(out_p, plot, umap), model_p,
+                      metrics=Path(metrics_json) if metrics_json else None)
+    plan.check()
+    check_readable(input_path)
+    return plan
 
 
 def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
@@ -200,5 +216,5 @@ def _write_dataset(out: Path, make: Any, kwargs: dict[str, Any]) -> RunResult:
     return result
 
 
-__all__ = ["reference_cells", "run_blobs", "run_cluster", "run_embed", "run_fit",
+__all__ = ["fit_plan", "reference_cells", "run_blobs", "run_cluster", "run_embed", "run_fit",
            "run_simulate"]

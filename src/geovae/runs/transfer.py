@@ -145,16 +145,11 @@ def joint_object(ref: Any, query: Any, label_key: str | None, batch_keys: list[s
 
 def _joint_plot(both: Any, tmp: Path, final: Path) -> None:
     """UMAP of reference and query together: by source, by label, by condition."""
-    import matplotlib
+    from geovae.report.plot import save_figure, umap_figure
 
-    matplotlib.use("Agg")
-    import scanpy as sc
-
-    from geovae.report.plot import save_figure
-
-    colors = [c for c in both.obs.columns]
-    fig = sc.pl.umap(both, color=colors, show=False, return_fig=True, ncols=len(colors))
-    save_figure(fig, tmp, final)
+    columns = [str(c) for c in both.obs.columns]
+    batches = [c for c in columns if c not in (K.SOURCE, "label")]
+    save_figure(umap_figure(both, columns, label_key="label", batch_keys=batches), tmp, final)
 
 
 __all__ = ["joint_object", "run_transfer"]

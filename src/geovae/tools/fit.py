@@ -11,6 +11,7 @@ import numpy as np
 from geovae import _keys as K
 from geovae.models import GeoVAE, model_class
 from geovae.tools.record import update_record
+from geovae.training.distributed import is_main
 
 
 def fit(
@@ -69,7 +70,8 @@ def fit(
 
     Returns
     -------
-    The trained model.
+    The trained model. Under torchrun (several processes, `geovae.training.distributed`)
+    every rank trains and only rank 0 writes into ``adata``.
 
     Sets the following fields
     -------------------------
@@ -98,6 +100,8 @@ def fit(
                           n_hidden=n_hidden, n_layers=n_layers, dropout=dropout, epochs=epochs,
                           batch_size=batch_size, lr=lr, device=device, seed=seed,
                           progress=progress)
+    if not is_main():  # several processes trained together: rank 0 alone infers and writes
+        return trained
     source = trained.source()
     facts = trained.write_outputs(adata, source)
     if volume:

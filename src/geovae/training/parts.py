@@ -15,16 +15,19 @@ from geovae.errors import OptionError
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when present else CPU; ``cuda`` without a GPU is a clear error."""
+    """``auto`` -> CUDA when present else CPU; ``cuda`` without a GPU is a clear error. Under
+    torchrun, ``auto``/``cuda`` is this rank's GPU (`distributed.local_device`)."""
+    from geovae.training.distributed import local_device
+
     device = device.lower()
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise OptionError("{opt} cuda was requested but no CUDA GPU is available "
                               "(torch.cuda.is_available() is False): use cpu or auto",
                               param="device")
-        return torch.device(device)
+        return local_device(torch.device(device))
     if device == "cpu":
         return torch.device("cpu")
     raise OptionError(f"unknown {{opt}} '{device}': use auto, cpu or cuda", param="device")

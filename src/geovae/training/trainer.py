@@ -3,7 +3,9 @@ held-out split with the best weights restored, gradient clipping.
 
 `Trainer` is a loop over small parts (`geovae.training.parts`): the split, the KL warm-up, the
 early stopping, the optimiser over trainable parameters and the progress report. Losses are
-summed on the device and read once per epoch, so a GPU is not stalled every step.
+summed on the device and read once per epoch, so a GPU is not stalled every step. Under
+torchrun the same loop runs on every rank (`geovae.training.distributed`): each takes its
+slice of every global minibatch through DDP, and the epoch's sums are all-reduced.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 
 from geovae.data.sources import DataSource
 from geovae.errors import OptionError
+from geovae.training import distributed
 from geovae.training.parts import (
     EarlyStopping,
     KLWarmup,
@@ -82,13 +85,19 @@ class Trainer:
         self.module, self.source, self.s = module, source, settings
 
     def fit(self) -> History:
+        with distributed.session(self.source.device) as ranks:
+            return self._fit(ranks)
+
+    def _fit(self, ranks: distributed.Ranks) -> History:
         s, module, source = self.s, self.module, self.source
         device = source.device
         gen = torch.Generator().manual_seed(s.seed)
-        torch.manual_seed(s.seed)
+        torch.manual_seed(s.seed + ranks.rank)  # rank 0 draws what one process would
         train_idx, val_idx = split_indices(source.n_obs, s.validation_fraction, gen)
         n_train = len(train_idx)
         batch_size = min(s.batch_size, n_train)
+        local_batch = ranks.local_batch(batch_size)  # the global batch, split over the ranks
+        batch_size = local_batch * ranks.world
         steps_per_epoch = max(1, n_train // batch_size)  # drop the ragged last batch
         hist = History(total_steps=s.epochs * steps_per_epoch,
                        validation_indices=val_idx.clone())
@@ -99,15 +108,19 @@ class Trainer:
         optimizer = make_optimizer(module, s.lr, s.weight_decay)
         params = [p for group in optimizer.param_groups for p in group["params"]]
         val_idx = val_idx.to(device)
+        my_val = ranks.part(val_idx)
+        loss_fn = ranks.loss_fn(module, lambda: source.take(
+            ranks.shard(train_idx, batch_size)[:local_batch].to(device)))
         step = 0
-        with Progress(s.progress, s.epochs) as progress:
+        with Progress(s.progress and ranks.main, s.epochs) as progress:
             for epoch in range(s.epochs):
                 module.train()
                 perm = train_idx[torch.randperm(n_train, generator=gen)].to(device)
                 sums: dict[str, torch.Tensor] = {}
                 total = torch.zeros((), device=device)
-                for batch in source.batches(perm, batch_size, drop_last=True):
-                    out = module.loss(batch, kl_weight=warmup(step))
+                for batch in source.batches(ranks.shard(perm, batch_size), local_batch,
+                                            drop_last=True):
+                    out = loss_fn(batch, warmup(step))
                     optimizer.zero_grad(set_to_none=True)
                     out.loss.backward()
                     nn.utils.clip_grad_norm_(params, s.clip_norm)
@@ -116,17 +129,22 @@ class Trainer:
                     total += out.loss.detach()
                     for k, v in out.terms.items():
                         sums[k] = sums.get(k, 0.0) + v.detach().mean()
-                train_loss = float(total) / steps_per_epoch  # one host read per epoch
+                # one vector of sums over the ranks, read once per epoch
+                parts = [total, *sums.values()]
+                if len(val_idx):
+                    parts.append(evaluate_sum(module, source, my_val, batch_size, ranks.rank))
+                read = ranks.all_sum(torch.stack([p.double() for p in parts])).tolist()
+                train_loss = read[0] / (steps_per_epoch * ranks.world)
                 if not math.isfinite(train_loss):
                     raise FloatingPointError(
                         f"training diverged (non-finite loss) at epoch {epoch + 1}; "
                         "try a lower learning rate (--lr)")
                 hist.train.append(train_loss)
-                for k, v in sums.items():
-                    hist.terms.setdefault(k, []).append(float(v) / steps_per_epoch)
+                for k, v in zip(sums, read[1:], strict=False):
+                    hist.terms.setdefault(k, []).append(v / (steps_per_epoch * ranks.world))
                 msg = f"loss {train_loss:.4g}"
                 if len(val_idx):
-                    val = evaluate(module, source, val_idx, batch_size)
+                    val = read[-1] / len(val_idx)
                     hist.validation.append(val)
                     msg += f"  val {val:.4g}"
                     if stopper.update(epoch, val, module):
@@ -140,7 +158,6 @@ class Trainer:
         return hist
 
 
-@torch.no_grad()
 def evaluate(module: nn.Module, source: DataSource, idx: torch.Tensor, batch_size: int
              ) -> float:
     """Mean -ELBO (full KL weight) over ``idx``, in eval mode.
@@ -148,16 +165,24 @@ def evaluate(module: nn.Module, source: DataSource, idx: torch.Tensor, batch_siz
     Latent samples use a fixed seed (common random numbers), so the value is a deterministic
     function of the weights: epochs compare fairly, and the global RNG is left untouched.
     """
+    return float(evaluate_sum(module, source, idx, batch_size)) / max(len(idx), 1)
+
+
+@torch.no_grad()
+def evaluate_sum(module: nn.Module, source: DataSource, idx: torch.Tensor, batch_size: int,
+                 seed: int = 0) -> torch.Tensor:
+    """Summed -ELBO over ``idx`` as a float64 tensor on the device (not read back), with the
+    latent samples drawn from ``seed`` (see `evaluate`)."""
     was_training = module.training
     module.eval()
     total = torch.zeros((), device=source.device, dtype=torch.float64)
     devices = [source.device] if source.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         for batch in source.batches(idx, max(batch_size, 256)):
             total += module.loss(batch, kl_weight=1.0).negative_elbo.sum()
     module.train(was_training)
-    return float(total) / max(len(idx), 1)
+    return total
 
 
 def train_module(module: nn.Module, source: DataSource, **settings: object) -> History:

@@ -5,7 +5,7 @@ process GEOVAE_REPORT {
     conda "${moduleDir}/environment.yml"
 
     input:
-    tuple val(meta), path(h5ad)
+    tuple val(meta), path(h5ad), path(reference)
 
     output:
     tuple val(meta), path("${prefix}.html"), emit: html
@@ -18,10 +18,12 @@ process GEOVAE_REPORT {
     script:
     // geovae report has no --threads: the task's cores cap the numeric libraries' threads
     def args = task.ext.args ?: ''
+    def ref = reference ? "--reference ${reference}" : ''
     prefix = task.ext.prefix ?: "${meta.id}.report"
     """
     export OMP_NUM_THREADS=${task.cpus}
     geovae report ${h5ad} \\
+        ${ref} \\
         --out ${prefix}.html \\
         ${args}
 

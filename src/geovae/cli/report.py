@@ -1,0 +1,46 @@
+"""``geovae report``: the HTML report of a geovae output (registered on the app by
+`geovae.cli`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from geovae.cli import app
+from geovae.cli._common import Debug, Quiet, Verbose, guarded
+from geovae.cli._types import Command
+
+log = logging.getLogger("geovae.cli")
+
+
+@app.command(cls=Command)
+@guarded
+def report(
+    input: Annotated[Path, typer.Argument(
+        help="An .h5ad written by geovae fit, embed, cluster or transfer (or a transfer's "
+             "OUT_STEM.joint.h5ad).", metavar="OUT.h5ad", show_default=False)],
+    out: Annotated[Path | None, typer.Option(
+        help="The report, one self-contained .html (default: INPUT_STEM.report.html beside "
+             "the input).")] = None,
+    reference: Annotated[Path | None, typer.Option(
+        help="Transfer outputs: the reference's fit output .h5ad (or the joint object), to "
+             "draw reference and query side by side (default: OUT_STEM.joint.h5ad beside a "
+             "transfer output, when there).")] = None,
+    label_key: Annotated[str | None, typer.Option(
+        help="obs column of known labels for the panels and confusion matrices (default: "
+             "the run's --label-key, or transfer's --eval-key).", metavar="<column>")] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    debug: Debug = False,
+) -> None:
+    """Write one self-contained HTML report of a geovae output.
+
+    UMAPs by cluster, label and batch; the latent in its own geometry; training curves;
+    cluster sizes; confusion matrices against known labels; reference vs query."""
+    from geovae.runs.report import run_report
+
+    path = run_report(input, out=out, reference=reference, label_key=label_key)
+    log.info("wrote %s", path)

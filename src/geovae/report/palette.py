@@ -1,0 +1,106 @@
+"""Colours of geovae's pictures: colour-blind-safe categorical palettes, one colour per
+category name wherever that category is drawn, readable type.
+
+Palettes, by the number of categories (not counting "unknown"-like ones, always light grey):
+
+- up to 8: Okabe & Ito (2008), safe for the common colour-vision deficiencies;
+- 9 to 12: Paul Tol's 12-colour qualitative scheme (2012), nearly as safe;
+- more: matplotlib's ``tab20``, ``tab20b``, ``tab20c`` without their greys (54 colours, then
+  repeated).
+  Beyond 12 categories no palette is colour-blind safe: the pictures then also write each
+  category's name at its centre.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
+             "#000000"]
+#: Tol's muted scheme (9, designed as one set), then the three other colours of his
+#: 12-colour scheme, in the order that keeps the most alike pairs out of small sets
+TOL_12 = ["#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99",
+          "#999933", "#AA4499", "#661100", "#6699CC", "#AA4466"]
+#: colour of cells without a call (unknown, unlabelled, missing)
+MISSING = "#BBBBBB"
+MISSING_NAMES = {"unknown", "nan", "none", "", "unlabelled", "unlabeled", "na"}
+#: categories up to which the palette is colour-blind safe (names are written on the
+#: picture beyond this)
+SAFE_UP_TO = 12
+
+
+def is_missing(name: Any) -> bool:
+    """Whether a category means "no call" (drawn light grey, under the others)."""
+    return str(name).strip().lower() in MISSING_NAMES
+
+
+def palette(n: int) -> list[str]:
+    """``n`` distinct colours (see the module docstring for which palette)."""
+    if n <= len(OKABE_ITO):
+        return OKABE_ITO[:n]
+    if n <= len(TOL_12):
+        return TOL_12[:n]
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    greys = {"#7f7f7f", "#c7c7c7", "#636363", "#969696", "#bdbdbd", "#d9d9d9"}  # = unknown
+    colours = [h for name in ("tab20", "tab20b", "tab20c")
+               for h in (to_hex(c) for c in colormaps[name].colors) if h not in greys]
+    return [colours[i % len(colours)] for i in range(n)]
+
+
+def category_colors(*groups: Iterable[Any]) -> dict[str, str]:
+    """One colour per category name over every column drawn with it (e.g. known labels and
+    predicted labels), in first-seen order; "unknown"-like names get `MISSING`."""
+    names: list[str] = []
+    for group in groups:
+        for name in group:
+            s = str(name)
+            if s not in names:
+                names.append(s)
+    real = [s for s in names if not is_missing(s)]
+    colours = dict(zip(real, palette(len(real)), strict=True))
+    colours.update({s: MISSING for s in names if is_missing(s)})
+    return colours
+
+
+def categories(values: Any) -> list[str]:
+    """The categories of a column as strings, in their categorical order (else sorted,
+    numerically where they are numbers)."""
+    import pandas as pd
+
+    s = pd.Series(values)
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        present = set(s.astype(str))
+        return [str(c) for c in s.cat.categories if str(c) in present]
+    found = sorted({str(v) for v in s})
+    with contextlib.suppress(ValueError):
+        return sorted(found, key=float)
+    return found
+
+
+#: matplotlib settings of every geovae picture: type a slide can show
+STYLE = {"font.size": 11, "axes.titlesize": 13, "axes.titleweight": "bold",
+         "axes.labelsize": 11, "legend.fontsize": 10, "legend.title_fontsize": 11,
+         "xtick.labelsize": 10, "ytick.labelsize": 10, "figure.facecolor": "white",
+         "savefig.facecolor": "white", "axes.spines.top": False, "axes.spines.right": False,
+         "svg.fonttype": "none", "pdf.fonttype": 42}
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """`STYLE` for the figures made inside (figures are made without pyplot, so a
+    notebook's backend and open figures are left alone)."""
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A matplotlib figure outside pyplot, with constrained layout."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")

@@ -1,0 +1,61 @@
+"""``geovae report`` as a file job: a geovae output (.h5ad) in, one self-contained HTML
+report out (written atomically; the input is only read)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from geovae import _keys as K
+from geovae.errors import InputError, OptionError
+from geovae.io.read import input_stem
+
+log = logging.getLogger("geovae.runs")
+
+
+def report_path(input_path: Path, out: str | os.PathLike | None) -> Path:
+    """``--out``, else INPUT_STEM.report.html beside the input; checked before reading."""
+    out_p = Path(out) if out else input_path.with_name(f"{input_stem(input_path)}.report.html")
+    if out_p.suffix.lower() not in (".html", ".htm"):
+        raise OptionError(f"--out '{out_p}' must end in .html")
+    if out_p.exists() and out_p.resolve() == input_path.resolve():
+        raise OptionError(f"--out '{out_p}' is the input: geovae never overwrites its input")
+    if out_p.is_dir():
+        raise OptionError(f"--out '{out_p}' is a folder: give a file name")
+    if not out_p.parent.is_dir():
+        raise OptionError(f"output folder '{out_p.parent}' of --out does not exist: create it "
+                          "first")
+    if not os.access(out_p.parent, os.W_OK | os.X_OK):
+        raise OptionError(f"output folder '{out_p.parent}' of --out is not writable: choose "
+                          "another --out")
+    return out_p
+
+
+def run_report(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
+               reference: str | os.PathLike | None = None,
+               label_key: str | None = None) -> Path:
+    """Write the HTML report of a fit, embed, cluster or transfer output. For a transfer
+    output the reference cells come from ``reference`` (the reference's fit output or the
+    joint object), else from OUT_STEM.joint.h5ad beside the input when it is there."""
+    from geovae.report.html import read_output, report
+
+    p = Path(input_path)
+    if not p.exists():
+        raise InputError(f"input file '{p}' does not exist: check the path")
+    out_p = report_path(p, out)
+    if reference is not None and not Path(reference).exists():
+        raise InputError(f"--reference '{reference}' does not exist: check the path")
+    adata = read_output(p)
+    ref = read_output(reference) if reference is not None else None
+    info = adata.uns.get(K.UNS)
+    if ref is None and isinstance(info, dict) and "transfer" in info:
+        joint = p.with_name(f"{input_stem(p)}.joint.h5ad")
+        if joint.is_file():
+            log.info(f"reference cells from {joint}")
+            ref = read_output(joint)
+    report(adata, out_p, reference=ref, label_key=label_key, title=p.name)
+    return out_p
+
+
+__all__ = ["run_report"]
