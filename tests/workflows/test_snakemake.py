@@ -155,12 +155,6 @@ def test_split_script_bad_input(tmp_path: Path, small_h5ad: Path, args: list[str
     assert not ref.exists() and not query.exists()
 
 
-def _has_report() -> bool:
-    res = subprocess.run([sys.executable, "-m", "geovae", "report", "--help"], env=_env(),
-                         capture_output=True, text=True, timeout=120)
-    return res.returncode == 0
-
-
 def _digests(root: Path) -> dict[str, tuple[str, int]]:
     """sha256 and mtime (ns) of every output file, .snakemake bookkeeping excluded."""
     return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(),
@@ -170,9 +164,8 @@ def _digests(root: Path) -> dict[str, tuple[str, int]]:
 
 @pytest.mark.slow
 def test_pipeline_runs_once(tmp_path: Path) -> None:
-    """split -> fit -> transfer -> cluster (-> report) for real; then nothing to do."""
-    report = _has_report()
-    config = QUICK + ([] if report else ["report=false"])
+    """split -> fit -> transfer -> cluster -> report for real; then nothing to do."""
+    config = QUICK
     snakemake(tmp_path, config=config)
     res = tmp_path / "results"
 
@@ -201,9 +194,9 @@ def test_pipeline_runs_once(tmp_path: Path) -> None:
     assert json.loads((res / "metrics" / "transfer.json").read_text())["transfer"]["accuracy"] \
         is not None
     assert json.loads((res / "metrics" / "fit.json").read_text())["threads"] == 1
-    if report:
-        html = (res / "report" / "report.html").read_text()
-        assert html.lstrip().lower().startswith("<!doctype html") and "<img" in html
+    html = (res / "report" / "report.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") and "<img" in html
+    assert (res / "logs" / "report.log").is_file()
 
     # a second run: nothing to do, nothing touched
     before = _digests(tmp_path)
