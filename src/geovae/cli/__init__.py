@@ -29,6 +29,7 @@ app = typer.Typer(
     add_completion=False,
 )
 from geovae.cli._common import (  # noqa: E402
+    Backed,
     ConditionPrior,
     Debug,
     Device,
@@ -164,6 +165,7 @@ def fit(
     device: Device = "auto",
     devices: Devices = 1,
     threads: Threads = 0,
+    backed: Backed = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device: same "
                                            "numbers).")] = 0,
     resolution: Resolution = 1.0,
@@ -194,9 +196,8 @@ def fit(
                           epochs=epochs, batch_size=batch_size, lr=lr,
                           device=_check_device(device), seed=seed, volume=volume, quiet=quiet)
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
-                     command=_command_line(ctx), obs_columns=obs_columns or [],
-                     n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json,
-                     **kwargs)
+                     command=_command_line(ctx), obs_columns=obs_columns or [], backed=backed,
+                     n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json, **kwargs)
     _report(result)
 
 
@@ -221,6 +222,7 @@ def embed(
     no_umap: NoUmap = False,
     device: Device = "cpu",
     threads: Threads = 0,
+    backed: Backed = None,
     plot: Plot = None,
     metrics_json: MetricsJson = None,
     quiet: Quiet = False,
@@ -233,7 +235,7 @@ def embed(
     _set_threads(threads)
     result = run_embed(model_dir, input, out=out, plot=plot, resolution=resolution,
                        device=_check_device(device), command=_command_line(ctx), volume=volume,
-                       obs_columns=obs_columns or [], n_neighbors=n_neighbors,
+                       obs_columns=obs_columns or [], n_neighbors=n_neighbors, backed=backed,
                        umap=not no_umap, label_key=label_key, metrics_json=metrics_json)
     _report(result)
 
@@ -283,6 +285,7 @@ def transfer(
     no_umap: NoUmap = False,
     device: Device = "auto",
     threads: Threads = 0,
+    backed: Backed = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     plot: Plot = None,
     metrics_json: MetricsJson = None,
@@ -295,13 +298,12 @@ def transfer(
 
     _set_threads(threads)
     result = run_transfer(model_dir, query, out=out, new_model_dir=new_model_dir,
-                          reference=reference, plot=plot, resolution=resolution,
+                          reference=reference, plot=plot, resolution=resolution, backed=backed,
                           command=_command_line(ctx), obs_columns=obs_columns or [],
                           n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json,
                           batch_key=batch_key or None, label_key=label_key, eval_key=eval_key,
-                          freeze=value(freeze), epochs=epochs,
-                          unknown_threshold=unknown_threshold, seed=seed,
-                          device=_check_device(device), progress=not quiet)
+                          freeze=value(freeze), epochs=epochs, seed=seed, progress=not quiet,
+                          unknown_threshold=unknown_threshold, device=_check_device(device))
     _report(result)
 
 

@@ -43,6 +43,12 @@ ObsColumns = Annotated[list[str] | None, typer.Option(
     help="CSV/TSV input: a column that is metadata (obs), not a feature, even if numeric "
          "(e.g. age); repeat for several. --batch-key/--label-key columns always are.",
     metavar="<column>")]
+Backed = Annotated[bool | None, typer.Option(
+    "--backed/--no-backed", show_default=False,
+    help="Read the .h5ad from disk in chunks instead of loading X (out of core: memory does "
+         "not grow with the number of cells; outputs are a copy of the input file plus "
+         "geovae's keys). Default: automatic for an .h5ad whose matrix in memory (about 28 "
+         "bytes per stored value) would take more than half of the available memory.")]
 Devices = Annotated[int, typer.Option(
     help="Train on N processes of this node with DistributedDataParallel: N GPUs (one each) "
          "with a CUDA device, else N CPU processes sharing the cores; restarts this command "
@@ -144,7 +150,8 @@ def _command_line(ctx: typer.Context) -> str:
         elif value != param.default and value not in (None, [], ()):
             flag = param.opts[0]
             if param.is_flag:
-                words.append(flag)
+                secondary = getattr(param, "secondary_opts", None)
+                words.append(flag if value or not secondary else secondary[0])
             else:
                 for v in value if isinstance(value, (list, tuple)) else [value]:
                     words += [flag, str(v)]

@@ -48,6 +48,10 @@ def prepare(adata: ad.AnnData, spec: DataSpec, *, new_data: bool = False) -> Pre
     With ``new_data`` missing features are filled with zeros and reported, extra features are
     dropped; no shared feature is an error.
     """
+    from geovae.data.h5 import is_backed, prepare_backed
+
+    if is_backed(adata):
+        return prepare_backed(adata, spec, new_data=new_data)
     check_unique_features(adata)
     X = get_matrix(adata, spec.layer)
     idx = adata.var_names.get_indexer(spec.features)

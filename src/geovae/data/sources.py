@@ -1,9 +1,9 @@
 """Where minibatches come from. A source holds prepared data and yields `Batch`es; the trainer
-and the models only use ``n_obs``, ``device``, ``take`` and ``batches``.
+and the models only use ``n_obs``, ``device``, ``take``, ``batches`` and ``shuffle``.
 
 `InMemorySource` keeps the matrix on the device once (CSR parts or dense) and densifies only
 the requested rows with a vectorised gather: no per-cell Python and no host-to-device copy per
-step. Out-of-core and per-rank sharded sources implement the same three methods.
+step. `geovae.data.backed.BackedSource` (out of core) implements the same methods.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ class DataSource(Protocol):
 
     def take(self, idx: torch.Tensor) -> Batch:
         """The cells ``idx`` (a 1-D index tensor on ``device``) as one `Batch`."""
+        ...
+
+    def shuffle(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A random training order of the cells ``idx`` (every cell once)."""
         ...
 
     def batches(self, idx: torch.Tensor, batch_size: int, drop_last: bool = False
@@ -70,20 +74,43 @@ class InMemorySource:
 
     def covariates(self, idx: torch.Tensor) -> torch.Tensor | None:
         """One-hot covariates of the requested rows, concatenated over covariate keys."""
-        if not self.n_categories:
-            return None
-        blocks = [nn.functional.one_hot(self.batch[idx, k], n).float()
-                  for k, n in enumerate(self.n_categories)]
-        return torch.cat(blocks, dim=-1)
+        return one_hot(self.batch, idx, self.n_categories)
 
     def take(self, idx: torch.Tensor) -> Batch:
         return Batch(self.rows(idx), self.covariates(idx), self.labels[idx])
+
+    def shuffle(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return idx[torch.randperm(len(idx), generator=generator)]
 
     def batches(self, idx: torch.Tensor, batch_size: int, drop_last: bool = False
                 ) -> Iterator[Batch]:
         n = len(idx) - (len(idx) % batch_size if drop_last else 0)
         for start in range(0, n, batch_size):
             yield self.take(idx[start:start + batch_size])
+
+
+def one_hot(codes: torch.Tensor, idx: torch.Tensor, n_categories: list[int]
+            ) -> torch.Tensor | None:
+    """One-hot covariates of the rows ``idx`` of ``codes`` (cells, keys), concatenated over
+    covariate keys; None without covariates."""
+    if not n_categories:
+        return None
+    blocks = [nn.functional.one_hot(codes[idx, k], n).float()
+              for k, n in enumerate(n_categories)]
+    return torch.cat(blocks, dim=-1)
+
+
+def make_source(prepared: Prepared, n_categories: list[int], device: torch.device
+                ) -> DataSource:
+    """The source for prepared data: `InMemorySource`, or `BackedSource` for a matrix on
+    disk (`geovae.data.h5.BackedPrepared`)."""
+    from geovae.data.h5 import BackedPrepared
+
+    if isinstance(prepared, BackedPrepared):
+        from geovae.data.backed import BackedSource
+
+        return BackedSource(prepared, n_categories, device)
+    return InMemorySource(prepared, n_categories, device)
 
 
 def map_batches(source: DataSource, fn: Callable[[Batch], torch.Tensor],

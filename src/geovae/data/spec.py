@@ -90,6 +90,10 @@ def setup_data(
     Returns (spec, prepared, notes): notes are one-line facts for the user (the likelihood
     chosen, features selected, empty cells or features).
     """
+    from geovae.data.h5 import is_backed, setup_backed
+
+    if is_backed(adata):
+        return setup_backed(adata, likelihood, layer, batch_keys, label_key, n_top_genes)
     if adata.n_obs < MIN_CELLS or adata.n_vars < MIN_FEATURES:
         raise InputError(f"need at least {MIN_CELLS} cells and {MIN_FEATURES} features to fit a "
                          f"model, got {adata.n_obs} x {adata.n_vars}: give more data")
@@ -103,22 +107,7 @@ def setup_data(
                      + ("non-negative integer counts" if chosen == "nb" else "non-count values")
                      + ")")
     notes += _empty_notes(X)
-    batch_keys = list(batch_keys or [])
-    categories = []
-    for key in batch_keys:
-        check_obs_key(adata, key, "batch_key")
-        col = adata.obs[key]
-        if col.isna().any():
-            raise InputError(f"batch key '{key}' has missing values in "
-                             f"{int(col.isna().sum())} cells; fill them first")
-        categories.append(sorted(set(category_strings(col))))
-    labels: list[str] = []
-    if label_key is not None:
-        check_obs_key(adata, label_key, "label_key")
-        col = adata.obs[label_key]
-        labels = sorted(set(category_strings(col[~is_unlabelled(col)])))
-        if not labels:
-            raise InputError(f"label key '{label_key}' has no labelled cells")
+    batch_keys, categories, labels = obs_setup(adata, batch_keys, label_key)
     features = list(map(str, adata.var_names))
     if n_top_genes is not None:
         if n_top_genes < 1:
@@ -141,6 +130,28 @@ def setup_data(
                     batch_categories=categories, label_key=label_key, label_categories=labels,
                     center=center, scale=scale)
     return spec, prepare_aligned(adata, spec, X), notes
+
+
+def obs_setup(adata: ad.AnnData, batch_keys: list[str] | None, label_key: str | None
+              ) -> tuple[list[str], list[list[str]], list[str]]:
+    """(batch keys, their categories, label categories) of ``adata.obs``, checked."""
+    batch_keys = list(batch_keys or [])
+    categories = []
+    for key in batch_keys:
+        check_obs_key(adata, key, "batch_key")
+        col = adata.obs[key]
+        if col.isna().any():
+            raise InputError(f"batch key '{key}' has missing values in "
+                             f"{int(col.isna().sum())} cells; fill them first")
+        categories.append(sorted(set(category_strings(col))))
+    labels: list[str] = []
+    if label_key is not None:
+        check_obs_key(adata, label_key, "label_key")
+        col = adata.obs[label_key]
+        labels = sorted(set(category_strings(col[~is_unlabelled(col)])))
+        if not labels:
+            raise InputError(f"label key '{label_key}' has no labelled cells")
+    return batch_keys, categories, labels
 
 
 def _empty_notes(X: np.ndarray | sp.csr_matrix) -> list[str]:

@@ -72,7 +72,7 @@ def check_readable(path: str | os.PathLike) -> Path:
 
 
 def read(path: str | os.PathLike, obs_columns: list[str] | tuple[str, ...] = (),
-         keys: list[str] | tuple[str, ...] = ()) -> ad.AnnData:
+         keys: list[str] | tuple[str, ...] = (), backed: bool = False) -> ad.AnnData:
     """Read a ``.h5ad``, a CSV/TSV (optionally ``.gz``) file, a 10x Genomics ``.h5`` or a 10x
     Matrix Market folder (or its ``matrix.mtx(.gz)``) into AnnData.
 
@@ -82,14 +82,23 @@ def read(path: str | os.PathLike, obs_columns: list[str] | tuple[str, ...] = (),
     columns a run names). A first column with an empty header (R's ``write.csv``, pandas'
     ``to_csv``) or with unique non-numeric values becomes ``obs_names``. The separator is
     sniffed when it does not match the extension. Duplicated cell names are made unique, with
-    a warning.
+    a warning. ``backed``: an ``.h5ad`` only, its matrices left on disk
+    (`geovae.io.backed.read_backed`).
     """
     from geovae.io import tenx
 
     p = check_readable(path)
     suffix, gz = _suffixes(p)
     fmt = input_format(p)
-    if fmt == "10x-mtx":
+    if backed and (fmt != "h5ad" or gz):
+        raise InputError(f"--backed reads .h5ad files only, not '{p.name}' ({fmt}): convert it "
+                         "once (geovae fit reads it in memory; or anndata's write_h5ad) or drop "
+                         "--backed")
+    if backed:
+        from geovae.io.backed import read_backed
+
+        adata = read_backed(p)
+    elif fmt == "10x-mtx":
         adata = tenx.read_mtx(p)
     elif fmt == "10x-h5":
         adata = tenx.read_h5(p)

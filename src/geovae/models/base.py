@@ -15,7 +15,15 @@ import numpy as np
 import torch
 
 from geovae import _keys as K
-from geovae.data import DataSpec, InMemorySource, Prepared, map_batches, prepare, setup_data
+from geovae.data import (
+    DataSource,
+    DataSpec,
+    Prepared,
+    make_source,
+    map_batches,
+    prepare,
+    setup_data,
+)
 from geovae.models.config import ModelConfig, keyword_options, validate
 from geovae.models.registry import register
 from geovae.modules import VAEModule
@@ -128,7 +136,7 @@ class GeoVAE:
         self.history: History | None = None
         self.train_params: dict[str, Any] = {}
         self.device = torch.device("cpu")
-        self._source: InMemorySource | None = None
+        self._source: DataSource | None = None
 
     @classmethod
     def module_options(cls) -> dict[str, Any]:
@@ -143,7 +151,7 @@ class GeoVAE:
         return "; ".join(self.notes)
 
     # ------------------------------------------------------------------ data
-    def source(self, adata: ad.AnnData | None = None) -> InMemorySource:
+    def source(self, adata: ad.AnnData | None = None) -> DataSource:
         """Minibatch source of the training data (built once) or of ``adata`` (features
         matched by name)."""
         if adata is None or adata is getattr(self, "adata", None):
@@ -158,8 +166,9 @@ class GeoVAE:
         """Align and check new data against the model's features and categories."""
         return prepare(adata, self.spec, new_data=True)
 
-    def source_of(self, prepared: Prepared) -> InMemorySource:
-        return InMemorySource(prepared, self.spec.n_categories, self.device)
+    def source_of(self, prepared: Prepared) -> DataSource:
+        """In memory, or reading from disk for a backed AnnData (`BackedSource`)."""
+        return make_source(prepared, self.spec.n_categories, self.device)
 
     # ------------------------------------------------------------------ training
     def train(self, epochs: int | None = None, batch_size: int = 128, lr: float = 1e-3,
@@ -185,7 +194,7 @@ class GeoVAE:
         return self.latent_of(self.source(adata))
 
     @torch.no_grad()
-    def latent_of(self, source: InMemorySource) -> np.ndarray:
+    def latent_of(self, source: DataSource) -> np.ndarray:
         self.module.eval()
         z = map_batches(source, lambda b: self.module.latent_mean(b.x, b.c))
         return z.numpy().astype(np.float32)
@@ -195,7 +204,7 @@ class GeoVAE:
         curved latents); for count models the mean is per unit library (proportions)."""
         return self.volume_of(self.source(adata))
 
-    def volume_of(self, source: InMemorySource, batch_size: int = 256) -> np.ndarray:
+    def volume_of(self, source: DataSource, batch_size: int = 256) -> np.ndarray:
         from geovae.geometry.volume import log_volume
 
         module = self.module.eval()
@@ -243,7 +252,7 @@ class GeoVAE:
         return idx[:max_cells].astype(np.int64), which
 
     @torch.no_grad()
-    def log_marginal_of(self, source: InMemorySource, idx: np.ndarray, n_samples: int = 100,
+    def log_marginal_of(self, source: DataSource, idx: np.ndarray, n_samples: int = 100,
                         batch_size: int = 256) -> np.ndarray:
         """Importance-sampled log p(x|c) in nats of the cells ``idx`` of ``source``
         (`VAEModule.log_marginal`, ``n_samples`` samples per cell, the model's seed)."""
@@ -256,7 +265,7 @@ class GeoVAE:
         return torch.cat(out).numpy() if out else np.zeros(0)
 
     @torch.no_grad()
-    def predictive_moments(self, source: InMemorySource, idx: np.ndarray,
+    def predictive_moments(self, source: DataSource, idx: np.ndarray,
                            batch_size: int = 256) -> dict[str, np.ndarray]:
         """Per feature, over the cells ``idx``: mean, variance (ddof 1) and zero fraction of
         the data (``observed_*``) and of one posterior-predictive replicate per cell
@@ -285,7 +294,7 @@ class GeoVAE:
         return {k: v.cpu().numpy() for k, v in out.items()}
 
     # ------------------------------------------------------------------ outputs
-    def write_outputs(self, adata: ad.AnnData, source: InMemorySource) -> dict[str, Any]:
+    def write_outputs(self, adata: ad.AnnData, source: DataSource) -> dict[str, Any]:
         """Write the latent (and model-specific outputs) into ``adata``; returns run facts
         for the record."""
         z = self.latent_of(source)

@@ -22,6 +22,15 @@ CHUNK = 10_000_000
 
 def _values(X: Any, limit: int | None = None) -> Any:
     """Stored values of a matrix (all, or about the first ``limit``), in chunks."""
+    if hasattr(X, "chunks") and hasattr(X, "nnz"):  # a matrix on disk (backed run)
+        seen = 0
+        for _, block in X.chunks():
+            vals = block.data if sp.issparse(block) else np.asarray(block).ravel()
+            yield vals
+            seen += vals.size
+            if limit is not None and seen >= limit:
+                return
+        return
     if sp.issparse(X):
         data = X.data if limit is None else X.data[:limit]
         for i in range(0, len(data), CHUNK):
@@ -49,7 +58,10 @@ def value_kind(X: Any, limit: int | None = None) -> str:
 def matrix_of(adata: Any, layer: str | None) -> Any:
     """The matrix a layer name means (X, a layer, or .raw restricted to the features)."""
     from geovae.data.checks import get_matrix
+    from geovae.data.h5 import H5Matrix, backed_path, is_backed
 
+    if is_backed(adata):
+        return H5Matrix(backed_path(adata), layer)
     if layer in (None, "X"):
         return adata.X
     if layer in adata.layers:
@@ -60,9 +72,13 @@ def matrix_of(adata: Any, layer: str | None) -> Any:
 
 
 def describe_input(path: Path, adata: Any, fmt: str) -> str:
+    from geovae.data.h5 import is_backed
+
     X = adata.X
     kind = "sparse" if sp.issparse(X) else "dense"
     dtype = getattr(X, "dtype", "?")
+    if is_backed(adata):
+        kind, dtype = "backed", "left on disk"
     extra = [f"layers: {', '.join(adata.layers.keys())}"] if len(adata.layers) else []
     if adata.raw is not None:
         extra.append(f".raw: {adata.raw.n_vars} features")
@@ -131,8 +147,8 @@ def counts_hint(adata: Any, layer: str | None, likelihood: str) -> str | None:
     if layer not in (None, "X") or str(likelihood) not in ("auto", "nb", "zinb"):
         return None
     try:
-        kind = value_kind(adata.X, limit=CHUNK // 10)
-    except (TypeError, ValueError):
+        kind = value_kind(matrix_of(adata, None), limit=CHUNK // 10)
+    except (GeoVAEError, TypeError, ValueError):
         return None
     if kind == "counts":
         return None

@@ -82,6 +82,7 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
     """Cluster (and UMAP, unless ``umap`` coordinates are given or ``graph.umap`` is off),
     then stage the plot, the model (with its reference cells), the h5ad, any ``extras``
     (path, writer(tmp)) and the metrics, and commit them together."""
+    from geovae.io.backed import write_any
     from geovae.io.write import OutputSet
     from geovae.models.persistence import write_atlas, write_model_files
     from geovae.report.plot import save_figure, umap_figure
@@ -122,7 +123,7 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
                 write_atlas(directory, atlas, graph.seed)
             for path, writer in extras or []:
                 writer(outputs.stage(path))
-            adata.write_h5ad(outputs.stage(plan.out))
+            write_any(adata, outputs.stage(plan.out))
         if plan.metrics is not None:
             write_json(build(job.verb, adata, command=job.command or " ".join(sys.argv),
                              input_path=job.input, result=result, timings=job.timings,

@@ -28,13 +28,14 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
             resolution: float = 1.0, command: str | None = None,
             obs_columns: list[str] | tuple[str, ...] = (), n_neighbors: int = 15,
             umap: bool = True, metrics_json: str | os.PathLike | None = None,
-            **fit_kwargs: Any) -> RunResult:
+            backed: bool | None = None, **fit_kwargs: Any) -> RunResult:
     """Read ``input_path``, fit, cluster, plot; write OUT.h5ad, the plot and the model (and
     with ``metrics_json`` the run's metrics).
 
     ``obs_columns``: table columns that are metadata, not features (the batch and label
     columns always are). ``n_neighbors``, ``umap``: the kNN graph and whether to compute a
-    UMAP (and the plot)."""
+    UMAP (and the plot). ``backed``: train from the ``.h5ad`` on disk without loading X
+    (None: automatic, see `resolve_backed`)."""
     input_path = Path(input_path)
     plan = fit_plan(input_path, out, model_dir, plot, umap, metrics_json, n_neighbors)
     out_p, model_p = plan.out, plan.model_dir
@@ -45,9 +46,11 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
 
     job = Job("fit", input_path, command)
     keys = [*(fit_kwargs.get("batch_key") or []), fit_kwargs.get("label_key")]
+    backed = resolve_backed(backed, input_path, fit_kwargs.get("layer"))
     main = is_main()  # under torchrun every rank trains; rank 0 alone locks and writes
     with plan.lock() if main else contextlib.nullcontext():
-        adata = job.read(input_path, obs_columns=obs_columns, keys=[k for k in keys if k])
+        adata = job.read(input_path, obs_columns=obs_columns, keys=[k for k in keys if k],
+                         backed=backed)
         result = RunResult(out=out_p, model_dir=model_p, plot=plan.plot, metrics=plan.metrics)
         hint = counts_hint(adata, fit_kwargs.get("layer"), fit_kwargs.get("likelihood", "auto"))
         if hint:
@@ -98,9 +101,11 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
               resolution: float = 1.0, device: str = "cpu", command: str | None = None,
               volume: bool = False, obs_columns: list[str] | tuple[str, ...] = (),
               n_neighbors: int = 15, umap: bool = True, label_key: str | None = None,
-              metrics_json: str | os.PathLike | None = None) -> RunResult:
+              metrics_json: str | os.PathLike | None = None,
+              backed: bool | None = None) -> RunResult:
     """Embed a new file with a saved model; cluster, plot and write OUT.h5ad. ``label_key``:
-    labels to score the clusters against (default: the model's, where the input has it)."""
+    labels to score the clusters against (default: the model's, where the input has it).
+    ``backed``: read the ``.h5ad`` from disk in chunks (None: automatic)."""
     from geovae.models import GeoVAE
 
     input_path = Path(input_path)
@@ -115,9 +120,10 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
 
     job = Job("embed", input_path, command, device=str(model.device))
     keys = [*model.spec.batch_keys, model.spec.label_key, label_key]
+    backed = resolve_backed(backed, input_path, model.spec.layer)
     with plan.lock():
         adata = job.read(input_path, obs_columns=obs_columns, keys=[k for k in keys if k],
-                         check=lambda a: _check_labels(a, label_key))
+                         check=lambda a: _check_labels(a, label_key), backed=backed)
         log.info(f"embedding with the model in {model_dir}: {model.name}, "
                  f"{model.config.latent} latent (d={model.config.latent_dim}), "
                  f"{model.spec.likelihood}, {model.spec.n_features} features from "
@@ -169,6 +175,24 @@ def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
     return result
 
 
+def resolve_backed(backed: bool | None, path: Path, layer: str | None) -> bool:
+    """``--backed`` as given, or automatic (None): an ``.h5ad`` whose matrix would take more
+    than half the available memory in memory (`geovae.data.h5.should_back`)."""
+    from geovae.io.read import input_format
+
+    if backed is not None:
+        return backed
+    if input_format(path) != "h5ad" or str(path).lower().endswith(".gz"):
+        return False
+    from geovae.data.h5 import should_back
+
+    if should_back(path, layer):
+        log.info(f"{path} is large for this machine's free memory: reading it backed (from "
+                 "disk in chunks); --no-backed to load it")
+        return True
+    return False
+
+
 def _check_labels(adata: Any, label_key: str | None) -> None:
     """A label column given to score the clusters is in the file (before any work)."""
     from geovae.data.checks import check_obs_key
@@ -216,5 +240,6 @@ def _write_dataset(out: Path, make: Any, kwargs: dict[str, Any]) -> RunResult:
     return result
 
 
-__all__ = ["fit_plan", "reference_cells", "run_blobs", "run_cluster", "run_embed", "run_fit",
+__all__ = ["fit_plan", "reference_cells", "resolve_backed", "run_blobs", "run_cluster",
+           "run_embed", "run_fit",
            "run_simulate"]

@@ -25,10 +25,11 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
                  command: str | None = None, obs_columns: list[str] | tuple[str, ...] = (),
                  n_neighbors: int = 15, umap: bool = True,
                  metrics_json: str | os.PathLike | None = None,
-                 **transfer_kwargs: Any) -> RunResult:
+                 backed: bool | None = None, **transfer_kwargs: Any) -> RunResult:
     """Map the query file onto the model in ``model_dir``; see `geovae.tools.transfer`.
     ``n_neighbors`` is also the transfer's; with ``umap`` off there is no UMAP and no plot
-    (the joint object is still written, without the joint plot)."""
+    (the joint object is still written, without the joint plot). ``backed``: read the query
+    (and the reference output) from disk in chunks (None: automatic)."""
     from geovae.models import GeoVAE
 
     query_path = Path(query_path)
@@ -53,9 +54,13 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
     job = Job("transfer", query_path, command)
     keys = [*model.spec.batch_keys, transfer_kwargs.get("label_key"),
             transfer_kwargs.get("eval_key")]
+    from geovae.runs.jobs import resolve_backed
+
+    backed = resolve_backed(backed, query_path, model.spec.layer)
     with plan.lock():
-        query = job.read(query_path, obs_columns=obs_columns, keys=[k for k in keys if k])
-        ref = _geovae_umap(job.read(Path(reference))) if reference else None
+        query = job.read(query_path, obs_columns=obs_columns, keys=[k for k in keys if k],
+                         backed=backed)
+        ref = _geovae_umap(job.read(Path(reference), backed=backed)) if reference else None
         log.info(f"transfer onto the model in {model_dir}: {model.name}, "
                  f"{model.config.latent} latent, {model.spec.n_features} features; freeze "
                  f"{transfer_kwargs.get('freeze', 'all')}, device "

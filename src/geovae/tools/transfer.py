@@ -12,6 +12,7 @@ import pandas as pd
 
 from geovae import _keys as K
 from geovae.data.checks import category_strings, check_obs_key, is_unlabelled
+from geovae.data.h5 import backed_view, is_backed
 from geovae.errors import InputError, OptionError
 from geovae.models import CGMVAE, GeoVAE
 from geovae.models.transfer import FREEZE, apply_freeze, grow, trainable_count
@@ -188,6 +189,8 @@ def _query_view(query: ad.AnnData, model_label_key: str | None, label_key: str |
         if label_key is not None:
             check_obs_key(query, label_key, "label_key")
             obs[model_label_key] = query.obs[label_key].to_numpy()
+    if is_backed(query):
+        return backed_view(query, obs)
     return ad.AnnData(X=query.X, obs=obs, var=query.var, layers=dict(query.layers))
 
 

@@ -115,7 +115,7 @@ class Trainer:
         with Progress(s.progress and ranks.main, s.epochs) as progress:
             for epoch in range(s.epochs):
                 module.train()
-                perm = train_idx[torch.randperm(n_train, generator=gen)].to(device)
+                perm = source.shuffle(train_idx, gen).to(device)
                 sums: dict[str, torch.Tensor] = {}
                 total = torch.zeros((), device=device)
                 for batch in source.batches(ranks.shard(perm, batch_size), local_batch,
