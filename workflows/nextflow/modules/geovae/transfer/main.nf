@@ -1,0 +1,58 @@
+process GEOVAE_TRANSFER {
+    tag "$meta.id"
+    label 'process_medium'
+
+    conda "${moduleDir}/environment.yml"
+
+    input:
+    tuple val(meta), path(query)
+    tuple val(meta2), path(model), path(reference)
+
+    output:
+    tuple val(meta), path("${prefix}.h5ad")        , emit: h5ad
+    tuple val(meta), path("${prefix}.model")       , emit: model
+    tuple val(meta), path("${prefix}.metrics.json"), emit: metrics
+    tuple val(meta), path("${prefix}.joint.h5ad")  , emit: joint, optional: true
+    tuple val(meta), path("${prefix}.joint.png")   , emit: joint_plot, optional: true
+    tuple val(meta), path("${prefix}.umap.png")    , emit: plot, optional: true
+    path "versions.yml"                            , emit: versions
+    tuple val("${task.process}"), val('geovae'), eval("geovae --version | sed 's/^geovae //'"), emit: versions_geovae, topic: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    def device = task.accelerator ? 'cuda' : 'cpu'
+    def ref = reference ? "--reference ${reference}" : ''
+    prefix = task.ext.prefix ?: "${meta.id}.transfer"
+    """
+    geovae transfer ${model} ${query} \\
+        ${ref} \\
+        --out ${prefix}.h5ad \\
+        --model-dir ${prefix}.model \\
+        --metrics-json ${prefix}.metrics.json \\
+        --threads ${task.cpus} \\
+        --device ${device} \\
+        ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        geovae: \$(geovae --version | sed 's/^geovae //')
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}.transfer"
+    """
+    touch ${prefix}.h5ad ${prefix}.joint.h5ad
+    mkdir ${prefix}.model
+    touch ${prefix}.model/config.json ${prefix}.model/weights.pt ${prefix}.model/reference.npz
+    echo '{}' > ${prefix}.metrics.json
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        geovae: \$(geovae --version | sed 's/^geovae //')
+    END_VERSIONS
+    """
+}
