@@ -157,3 +157,20 @@ def test_bad_output_is_one_line_and_exit_2(cg_fit: Path, tmp_path: Path) -> None
         assert res.exit_code == 2 and message in res.stderr, res.output
     res = run_cli("report", cg_fit, "--out", tmp_path / "r.html", "--label-key", "nope")
     assert res.exit_code == 2 and "not a column of obs" in res.stderr, res.output
+
+
+def test_report_metrics_json(cg_fit: Path, tmp_path: Path) -> None:
+    """--metrics-json on report too: the shared schema, its timings and label agreement."""
+    import json
+
+    res = run_cli("report", cg_fit, "--out", tmp_path / "r.html", "--metrics-json",
+                  tmp_path / "m.json")
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["verb"] == "report" and m["command"].startswith("geovae report")
+    assert m["outputs"]["out"] == str(tmp_path / "r.html")
+    assert m["input"]["n_cells"] == 700 and m["timings"]["plot"] > 0
+    assert m["labels"]["label_key"] == "bulk_labels" and 0 <= m["labels"]["ari"] <= 1
+    bad = run_cli("report", cg_fit, "--out", tmp_path / "s.html", "--metrics-json",
+                  tmp_path / "m.txt")
+    assert bad.exit_code == 2 and not (tmp_path / "s.html").exists()

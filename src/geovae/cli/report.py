@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from geovae.cli import app
-from geovae.cli._common import Debug, Quiet, Verbose, guarded
+from geovae.cli._common import Debug, MetricsJson, Quiet, Verbose, _command_line, guarded
 from geovae.cli._types import Command
 
 log = logging.getLogger("geovae.cli")
@@ -19,6 +19,7 @@ log = logging.getLogger("geovae.cli")
 @app.command(cls=Command)
 @guarded
 def report(
+    ctx: typer.Context,
     input: Annotated[Path, typer.Argument(
         help="An .h5ad written by geovae fit, embed, cluster or transfer (or a transfer's "
              "OUT_STEM.joint.h5ad).", metavar="OUT.h5ad", show_default=False)],
@@ -32,6 +33,7 @@ def report(
     label_key: Annotated[str | None, typer.Option(
         help="obs column of known labels for the panels and confusion matrices (default: "
              "the run's --label-key, or transfer's --eval-key).", metavar="<column>")] = None,
+    metrics_json: MetricsJson = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
     debug: Debug = False,
@@ -42,5 +44,6 @@ def report(
     cluster sizes; confusion matrices against known labels; reference vs query."""
     from geovae.runs.report import run_report
 
-    path = run_report(input, out=out, reference=reference, label_key=label_key)
+    path = run_report(input, out=out, reference=reference, label_key=label_key,
+                      metrics_json=metrics_json, command=_command_line(ctx))
     log.info("wrote %s", path)

@@ -34,28 +34,60 @@ def report_path(input_path: Path, out: str | os.PathLike | None) -> Path:
 
 def run_report(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
                reference: str | os.PathLike | None = None,
-               label_key: str | None = None) -> Path:
+               label_key: str | None = None, metrics_json: str | os.PathLike | None = None,
+               command: str = "") -> Path:
     """Write the HTML report of a fit, embed, cluster or transfer output. For a transfer
     output the reference cells come from ``reference`` (the reference's fit output or the
-    joint object), else from OUT_STEM.joint.h5ad beside the input when it is there."""
+    joint object), else from OUT_STEM.joint.h5ad beside the input when it is there. With
+    ``metrics_json``, also the metrics JSON (same schema as the other commands: timings,
+    cluster sizes, label agreement, versions)."""
     from geovae.report.html import read_output, report
+    from geovae.runs.metrics import Timings
 
+    timings = Timings()
     p = Path(input_path)
     if not p.exists():
         raise InputError(f"input file '{p}' does not exist: check the path")
     out_p = report_path(p, out)
+    if metrics_json is not None and Path(metrics_json).suffix.lower() != ".json":
+        raise OptionError(f"--metrics-json '{metrics_json}' must end in .json")
     if reference is not None and not Path(reference).exists():
         raise InputError(f"--reference '{reference}' does not exist: check the path")
-    adata = read_output(p)
-    ref = read_output(reference) if reference is not None else None
-    info = adata.uns.get(K.UNS)
-    if ref is None and isinstance(info, dict) and "transfer" in info:
-        joint = p.with_name(f"{input_stem(p)}.joint.h5ad")
-        if joint.is_file():
-            log.info(f"reference cells from {joint}")
-            ref = read_output(joint)
-    report(adata, out_p, reference=ref, label_key=label_key, title=p.name)
+    with timings.phase("read"):
+        adata = read_output(p)
+        ref = read_output(reference) if reference is not None else None
+        info = adata.uns.get(K.UNS)
+        if ref is None and isinstance(info, dict) and "transfer" in info:
+            joint = p.with_name(f"{input_stem(p)}.joint.h5ad")
+            if joint.is_file():
+                log.info(f"reference cells from {joint}")
+                ref = read_output(joint)
+    with timings.phase("plot"):
+        report(adata, out_p, reference=ref, label_key=label_key, title=p.name)
+    if metrics_json is not None:
+        _write_metrics(adata, p, out_p, Path(metrics_json), label_key, command, timings)
     return out_p
+
+
+def _write_metrics(adata: object, input_path: Path, out_p: Path, metrics: Path,
+                   label_key: str | None, command: str, timings: object) -> None:
+    """The report's metrics JSON, written atomically."""
+    from types import SimpleNamespace
+
+    from geovae.io.write import atomic_path
+    from geovae.runs.metrics import build, label_agreement, write_json
+
+    info = adata.uns.get(K.UNS, {})
+    params = info.get("params", {}) if isinstance(info, dict) else {}
+    key = label_key or (params.get("label_key") if isinstance(params, dict) else None) or None
+    agreement = label_agreement(adata, key) if key and key in adata.obs else None
+    result = SimpleNamespace(out=str(out_p), plot=None, model_dir=None, metrics=str(metrics),
+                             messages=[])
+    data = build("report", adata, command=command, input_path=input_path, result=result,
+                 timings=timings, input_shape=tuple(adata.shape), input_format="h5ad",
+                 agreement=agreement)
+    with atomic_path(metrics) as tmp:
+        write_json(data, tmp)
 
 
 __all__ = ["run_report"]
