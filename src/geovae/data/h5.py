@@ -26,7 +26,7 @@ from geovae.data.checks import (
     choose_likelihood,
     is_count_data,
 )
-from geovae.data.prepare import Prepared, prepare_aligned
+from geovae.data.prepare import Prepared, match_features, prepare_aligned
 from geovae.errors import InputError, OptionError
 
 if TYPE_CHECKING:
@@ -263,17 +263,7 @@ def prepare_backed(adata: ad.AnnData, spec: DataSpec, *, new_data: bool = False)
     streaming pass; the matrix stays on disk."""
     check_unique_features(adata)
     m = H5Matrix(backed_path(adata), spec.layer)
-    idx = adata.var_names.get_indexer(spec.features)
-    missing = [g for g, i in zip(spec.features, idx, strict=True) if i < 0]
-    if len(missing) == len(spec.features):
-        raise InputError(
-            f"the data shares no feature names with the model's {len(spec.features)} features "
-            f"(model: {', '.join(spec.features[:3])}...; data: "
-            f"{', '.join(map(str, adata.var_names[:3]))}...); check that both use the same "
-            "gene identifiers")
-    if missing and not new_data:
-        raise InputError(f"{len(missing)} model features missing from the data, e.g. "
-                         f"{missing[:3]}")
+    idx, missing = match_features(adata, spec, new_data)
     columns = np.full(adata.n_vars, -1, dtype=np.int64)
     columns[idx[idx >= 0]] = np.flatnonzero(idx >= 0)
     if np.array_equal(columns, np.arange(adata.n_vars)):

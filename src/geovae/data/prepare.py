@@ -42,18 +42,10 @@ class Prepared:
         return self.X.shape[0]
 
 
-def prepare(adata: ad.AnnData, spec: DataSpec, *, new_data: bool = False) -> Prepared:
-    """Align ``adata`` to ``spec`` (features by name), check it and return model-ready arrays.
-
-    With ``new_data`` missing features are filled with zeros and reported, extra features are
-    dropped; no shared feature is an error.
-    """
-    from geovae.data.h5 import is_backed, prepare_backed
-
-    if is_backed(adata):
-        return prepare_backed(adata, spec, new_data=new_data)
-    check_unique_features(adata)
-    X = get_matrix(adata, spec.layer)
+def match_features(adata: ad.AnnData, spec: DataSpec, new_data: bool
+                   ) -> tuple[np.ndarray, list[str]]:
+    """(column of each model feature in ``adata`` or -1, the missing features' names); no
+    shared feature, or any missing one when ``new_data`` is False, is an `InputError`."""
     idx = adata.var_names.get_indexer(spec.features)
     missing = [g for g, i in zip(spec.features, idx, strict=True) if i < 0]
     if len(missing) == len(spec.features):
@@ -66,6 +58,22 @@ def prepare(adata: ad.AnnData, spec: DataSpec, *, new_data: bool = False) -> Pre
     if missing and not new_data:
         raise InputError(f"{len(missing)} model features missing from the data, e.g. "
                          f"{missing[:3]}")
+    return idx, missing
+
+
+def prepare(adata: ad.AnnData, spec: DataSpec, *, new_data: bool = False) -> Prepared:
+    """Align ``adata`` to ``spec`` (features by name), check it and return model-ready arrays.
+
+    With ``new_data`` missing features are filled with zeros and reported, extra features are
+    dropped; no shared feature is an error.
+    """
+    from geovae.data.h5 import is_backed, prepare_backed
+
+    if is_backed(adata):
+        return prepare_backed(adata, spec, new_data=new_data)
+    check_unique_features(adata)
+    X = get_matrix(adata, spec.layer)
+    idx, missing = match_features(adata, spec, new_data)
     if missing:
         present = idx >= 0
         cols = X[:, idx[present]]
