@@ -108,10 +108,12 @@ class CGMVAE(GeoVAE):
                                                                             n_samples))
         return probs.numpy().astype(np.float32)
 
-    def label_calibration(self, source: InMemorySource) -> dict[str, Any] | None:
+    def label_calibration(self, source: InMemorySource, probs: np.ndarray
+                          ) -> dict[str, Any] | None:
         """Expected calibration error and accuracy of the predicted labels on held-out
-        labelled cells, for the predictive and, for comparison, q(y|z) at the posterior mean:
-        the validation cells of the training data (fit), or every labelled cell of new data
+        labelled cells, for the predictive ``probs`` (`cluster_probs_of` of ``source``, the
+        probabilities written out) and, for comparison, q(y|z) at the posterior mean: the
+        validation cells of the training data (fit), or every labelled cell of new data
         (embed); None without such cells."""
         labels = source.labels.cpu().numpy()
         if source is getattr(self, "_source", None):
@@ -127,9 +129,8 @@ class CGMVAE(GeoVAE):
         n = len(self.spec.label_categories)
         out: dict[str, Any] = {"n_cells": int(len(idx)), "cells": which,
                                "n_bins": ECE_BINS}
-        for name, samples in (("", None), ("_posterior_mean", 0)):
-            p = self._probs_at(source, idx, samples)[:, :n]
-            p = p / p.sum(1, keepdims=True).clip(1e-12)
+        for name, p in (("", probs[idx]), ("_posterior_mean", self._probs_at(source, idx, 0))):
+            p = p[:, :n] / p[:, :n].sum(1, keepdims=True).clip(1e-12)
             out[f"ece{name}"] = expected_calibration_error(p, truth)
             out[f"accuracy{name}"] = float((p.argmax(1) == truth).mean())
         return out
@@ -178,7 +179,7 @@ class CGMVAE(GeoVAE):
                     mixture_weights=np.asarray(weights, dtype=np.float32),
                     cluster_probs={"method": "predictive" if samples else "posterior_mean",
                                    "n_samples": samples, "seed": int(self.config.seed) + 3})
-        calibration = self.label_calibration(source) if labels else None
+        calibration = self.label_calibration(source, probs) if labels else None
         if calibration:
             info["calibration"] = calibration
         history = self.history

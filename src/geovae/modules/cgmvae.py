@@ -68,6 +68,8 @@ fewer cells are labelled. Component k is label k for k < n_labels.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -197,7 +199,7 @@ class CGMVAEModule(VAEModule):
         weights (the posterior predictive of a new cell), -log K for per-cell d."""
         if self.mixture_weights == "global":
             return torch.log(self.gamma) - torch.log(self.gamma.sum())
-        return torch.full_like(self.alpha, -float(torch.log(torch.tensor(self.n_clusters))))
+        return torch.full_like(self.alpha, -math.log(self.n_clusters))
 
     def mixture_weight_means(self) -> torch.Tensor | None:
         """E_q(pi)[pi] (global weights) or None (per-cell weights)."""
@@ -217,8 +219,12 @@ class CGMVAEModule(VAEModule):
         """q(z|x,c) (the latent's), q(w|x,c) (per-dimension Normal) and the target."""
         x_in, target, _ = self.transform(x)
         h = self.hidden(x_in, c)
+        return self.latent(h), self.q_w(h), target
+
+    def q_w(self, h: torch.Tensor) -> Normal:
+        """q(w|x,c) from the encoder's hidden layer (per-dimension Normal)."""
         loc, raw = self.w_head(h).chunk(2, dim=-1)
-        return self.latent(h), Normal(loc, F.softplus(raw) + 1e-4), target
+        return Normal(loc, F.softplus(raw) + 1e-4)
 
     def concentrations(self, z: torch.Tensor) -> torch.Tensor:
         """g(z): the Dirichlet parameters of q(d|z) (per-cell weights)."""
@@ -279,8 +285,7 @@ class CGMVAEModule(VAEModule):
         z, log_qz = self.latent.rsample(qz)
         if log_qz is None:
             log_qz = qz.log_prob(z)
-        loc, raw = self.w_head(h).chunk(2, dim=-1)
-        qw = Normal(loc, F.softplus(raw) + 1e-4)
+        qw = self.q_w(h)
         w = qw.sample()
         cs = repeat_samples(c, n_samples)
         log_pz = torch.logsumexp(self.prior_z(w, cs).log_prob(z.unsqueeze(1))
