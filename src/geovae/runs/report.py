@@ -41,8 +41,9 @@ def run_report(input_path: str | os.PathLike, out: str | os.PathLike | None = No
     joint object), else from OUT_STEM.joint.h5ad beside the input when it is there. With
     ``metrics_json``, also the metrics JSON (same schema as the other commands: timings,
     cluster sizes, label agreement, versions)."""
-    from geovae.report.html import read_output, report
-    from geovae.runs.metrics import Timings
+    from geovae.io.write import OutputSet
+    from geovae.report.html import build_html, read_output
+    from geovae.runs.metrics import Timings, write_json
 
     timings = Timings()
     p = Path(input_path)
@@ -51,6 +52,9 @@ def run_report(input_path: str | os.PathLike, out: str | os.PathLike | None = No
     out_p = report_path(p, out)
     if metrics_json is not None and Path(metrics_json).suffix.lower() != ".json":
         raise OptionError(f"--metrics-json '{metrics_json}' must end in .json")
+    if metrics_json is not None and not Path(metrics_json).parent.is_dir():
+        raise OptionError(f"output folder '{Path(metrics_json).parent}' of --metrics-json does "
+                          "not exist: create it first")
     if reference is not None and not Path(reference).exists():
         raise InputError(f"--reference '{reference}' does not exist: check the path")
     with timings.phase("read"):
@@ -63,19 +67,22 @@ def run_report(input_path: str | os.PathLike, out: str | os.PathLike | None = No
                 log.info(f"reference cells from {joint}")
                 ref = read_output(joint)
     with timings.phase("plot"):
-        report(adata, out_p, reference=ref, label_key=label_key, title=p.name)
-    if metrics_json is not None:
-        _write_metrics(adata, p, out_p, Path(metrics_json), label_key, command, timings)
+        text = build_html(adata, reference=ref, label_key=label_key, name=p.name)
+    with OutputSet() as outputs:  # the report and its metrics: both or neither
+        outputs.stage(out_p).write_text(text, encoding="utf-8")
+        if metrics_json is not None:
+            write_json(_metrics(adata, p, out_p, Path(metrics_json), label_key, command,
+                                timings), outputs.stage(metrics_json))
+        outputs.commit()
     return out_p
 
 
-def _write_metrics(adata: object, input_path: Path, out_p: Path, metrics: Path,
-                   label_key: str | None, command: str, timings: object) -> None:
-    """The report's metrics JSON, written atomically."""
+def _metrics(adata: object, input_path: Path, out_p: Path, metrics: Path,
+             label_key: str | None, command: str, timings: object) -> dict:
+    """The report's metrics (the other commands' schema)."""
     from types import SimpleNamespace
 
-    from geovae.io.write import atomic_path
-    from geovae.runs.metrics import build, label_agreement, write_json
+    from geovae.runs.metrics import build, label_agreement
 
     info = adata.uns.get(K.UNS, {})
     params = info.get("params", {}) if isinstance(info, dict) else {}
@@ -83,11 +90,9 @@ def _write_metrics(adata: object, input_path: Path, out_p: Path, metrics: Path,
     agreement = label_agreement(adata, key) if key and key in adata.obs else None
     result = SimpleNamespace(out=str(out_p), plot=None, model_dir=None, metrics=str(metrics),
                              messages=[])
-    data = build("report", adata, command=command, input_path=input_path, result=result,
+    return build("report", adata, command=command, input_path=input_path, result=result,
                  timings=timings, input_shape=tuple(adata.shape), input_format="h5ad",
                  agreement=agreement)
-    with atomic_path(metrics) as tmp:
-        write_json(data, tmp)
 
 
 __all__ = ["run_report"]
