@@ -111,3 +111,58 @@ def test_same_seed_same_latent_different_seed_differs() -> None:
         runs.append(b.obsm["X_geovae"])
     np.testing.assert_array_equal(runs[0], runs[1])
     assert np.abs(runs[0] - runs[2]).max() > 1e-3
+
+
+def test_optimizer_is_fused_adamw_with_the_for_loop_update():
+    """make_optimizer uses torch's fused AdamW on the CPU; its steps are AdamW's (the for-loop
+    implementation, same settings) to float rounding, and a zero gradient with no weight decay
+    leaves a weight exactly unchanged (what transfer's frozen reference weights rely on)."""
+    from geovae.training.parts import make_optimizer
+
+    torch.manual_seed(0)
+    a = torch.nn.Linear(7, 5)
+    b = torch.nn.Linear(7, 5)
+    b.load_state_dict(a.state_dict())
+    opt_a = make_optimizer(a, 1e-2, 1e-3)
+    assert opt_a.defaults["fused"] is True
+    opt_b = torch.optim.AdamW(b.parameters(), lr=1e-2, weight_decay=1e-3, foreach=False)
+    x = torch.randn(16, 7)
+    for _ in range(5):
+        for m, opt in ((a, opt_a), (b, opt_b)):
+            opt.zero_grad()
+            (m(x) ** 2).sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    frozen = torch.nn.Linear(3, 2)
+    opt = make_optimizer(frozen, 1e-2, 0.0)
+    before = frozen.weight.detach().clone()
+    for _ in range(3):
+        opt.zero_grad()
+        frozen(torch.randn(4, 3)).sum().backward()
+        frozen.weight.grad.zero_()
+        opt.step()
+    assert torch.equal(frozen.weight, before)
+
+
+def test_map_batches_fills_every_cell_in_order():
+    """One preallocated result, filled batch by batch: the same rows, in order, as the
+    function applied to every cell at once (a ragged last batch included)."""
+    from geovae.data.sources import map_batches
+
+    X = sp.random(1030, 12, density=0.3, format="csr", random_state=3, dtype=np.float32)
+    data = _source(X, np.zeros((1030, 0), int), [])
+    out = map_batches(data, lambda b: b.x[:, :3] * 2, batch_size=256)
+    assert out.shape == (1030, 3) and out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.as_tensor(X.toarray()[:, :3]) * 2)
+    labels = map_batches(data, lambda b: b.labels, batch_size=100)
+    assert labels.dtype == torch.long and labels.shape == (1030,)
+
+
+def test_map_batches_refuses_rows_that_do_not_match_the_batch():
+    from geovae.data.sources import map_batches
+
+    X = sp.random(300, 5, density=0.5, format="csr", random_state=4, dtype=np.float32)
+    data = _source(X, np.zeros((300, 0), int), [])
+    with pytest.raises(ValueError, match="gave shape"):
+        map_batches(data, lambda b: b.x[:-1], batch_size=100)

@@ -115,6 +115,23 @@ def make_source(prepared: Prepared, n_categories: list[int], device: torch.devic
 
 def map_batches(source: DataSource, fn: Callable[[Batch], torch.Tensor],
                 batch_size: int = 1024) -> torch.Tensor:
-    """``fn`` over every cell of ``source`` in order, concatenated on the CPU."""
+    """``fn`` over every cell of ``source`` in order, gathered on the CPU.
+
+    The result is allocated once at its final size (from the first batch's shape and dtype)
+    and filled batch by batch, so peak memory holds one copy of it, not the pieces and their
+    concatenation (at a million cells, 40 MB less for a 10-d float32 latent)."""
     idx = torch.arange(source.n_obs, device=source.device)
-    return torch.cat([fn(b).cpu() for b in source.batches(idx, batch_size)])
+    out: torch.Tensor | None = None
+    start = 0
+    for b in source.batches(idx, batch_size):
+        part = fn(b).cpu()
+        if out is None:
+            out = torch.empty((source.n_obs, *part.shape[1:]), dtype=part.dtype)
+        if part.shape != (len(b.x), *out.shape[1:]):
+            raise ValueError(f"map_batches: a batch of {len(b.x)} cells gave shape "
+                             f"{tuple(part.shape)}, expected {(len(b.x), *out.shape[1:])}")
+        out[start:start + len(part)] = part
+        start += len(part)
+    if out is None or start != source.n_obs:
+        raise ValueError(f"map_batches: {start} of {source.n_obs} cells were mapped")
+    return out

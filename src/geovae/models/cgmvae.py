@@ -106,7 +106,7 @@ class CGMVAE(GeoVAE):
         with self.seeded(3):
             probs = map_batches(source, lambda b: self.module.cluster_probs(b.x, b.c,
                                                                             n_samples))
-        return probs.numpy().astype(np.float32)
+        return probs.numpy().astype(np.float32, copy=False)
 
     def label_calibration(self, source: InMemorySource, probs: np.ndarray
                           ) -> dict[str, Any] | None:

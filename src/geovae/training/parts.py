@@ -96,10 +96,21 @@ class EarlyStopping:
 
 def make_optimizer(module: nn.Module, lr: float, weight_decay: float
                    ) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters only (frozen ones are left out)."""
+    """AdamW over the trainable parameters only (frozen ones are left out).
+
+    torch's fused implementation (one kernel per parameter instead of ~13 small ops) where
+    every parameter is a floating tensor on a device it supports (CPU from torch 2.4, CUDA):
+    the same update rule, and about 11% less time per epoch on the CPU (benchmarks/RESULTS.md,
+    "Where one epoch's time goes"). Otherwise the for-loop implementation.
+    """
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise OptionError("nothing to train: every parameter of the model is frozen")
+    if all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
+        try:
+            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # torch < 2.4 has no fused AdamW on the CPU
+            pass
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
