@@ -11,6 +11,7 @@ import torch
 
 from geovae import _keys as K
 from geovae.errors import InputError, OptionError
+from geovae.tools.jit_cache import import_umap
 from geovae.tools.neighbors import ANN_THRESHOLD, ApproxKNN, knn_recall, knn_transformer
 from geovae.tools.record import update_record
 
@@ -94,6 +95,7 @@ def cluster(
         adata.obs[key_added] = categorical(np.asarray(probs).argmax(1).astype(str))
     n_neighbors = max(2, min(n_neighbors, adata.n_obs - 1))
     geometry = geometry_of(adata, use_rep)
+    import_umap()  # scanpy's connectivities and UMAP use umap-learn: numba cache on
     threads = torch.get_num_threads()
     transformer = knn_transformer(geometry, n_neighbors, n_obs=adata.n_obs,
                                   ann_threshold=ann_threshold, seed=seed, n_jobs=threads)
