@@ -30,7 +30,8 @@ def _option_rows(text: str) -> dict[str, str]:
     ("fit", {"--model": "<vae|cgmvae>", "--latent": "<euclidean|sphere|hyperbolic>",
              "--posterior": "<vmf|power-spherical>",
              "--likelihood": "<auto|nb|zinb|gaussian|bernoulli>",
-             "--device": "<auto|cpu|cuda>"}),
+             "--device": "<auto|cpu|cuda>", "--precision": "<auto|32|bf16>"}),
+    ("transfer", {"--precision": "<auto|32|bf16>"}),
     ("transfer", {"--freeze": "<all|covariates|none>"}),
     ("cluster", {"--method": "<leiden|mixture>"}),
 ])
@@ -52,7 +53,8 @@ def test_help_lists_choices_and_shows_flags_as_flags(command: str,
 
 
 def test_every_closed_option_is_a_choice() -> None:
-    assert set(CHOICES) == {"model", "latent", "posterior", "likelihood", "freeze", "method"}
+    assert set(CHOICES) == {"model", "latent", "posterior", "likelihood", "freeze", "method",
+                            "precision"}
 
 
 @pytest.mark.parametrize(("args", "line"), [

@@ -7,7 +7,7 @@ Exit codes: 0 success, 2 bad input or usage, 1 internal error. Errors are one li
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -30,6 +30,7 @@ app = typer.Typer(
 )
 from geovae.cli._common import (  # noqa: E402
     Backed,
+    Compile,
     ConditionPrior,
     Debug,
     Device,
@@ -41,12 +42,14 @@ from geovae.cli._common import (  # noqa: E402
     NoUmap,
     ObsColumns,
     Plot,
+    Precision,
     Quiet,
     Resolution,
     Threads,
     Verbose,
     _check_device,
     _command_line,
+    _fit_options,
     _relaunch,
     _report,
     _set_threads,
@@ -66,28 +69,6 @@ from geovae.cli._types import (  # noqa: E402
 INPUT_HELP = ("Cells x features: .h5ad; .csv/.tsv (optionally .gz) with samples as rows "
               "(non-numeric named columns become obs); a 10x .h5; or a 10x Matrix Market "
               "folder (matrix.mtx, features.tsv/genes.tsv, barcodes.tsv, optionally .gz).")
-
-
-def _fit_options(*, latent: str, posterior: str, flow: int, n_clusters: int | None,
-                 dirichlet_alpha: float | None, mixture_weights: str | None,
-                 condition_prior: bool | None, quiet: bool, **rest: Any) -> dict[str, Any]:
-    """Map the flat CLI options onto `geovae.fit` keyword arguments (checked there)."""
-    latent_options: dict[str, Any] = {}
-    if latent == "sphere" or posterior != "vmf":
-        latent_options["posterior"] = posterior
-    if flow:
-        latent_options["flow"] = flow
-    model_options: dict[str, Any] = {}
-    if mixture_weights is not None:
-        model_options["mixture_weights"] = mixture_weights.replace("-", "_")
-    if condition_prior is not None:
-        model_options["condition_prior"] = condition_prior
-    if n_clusters is not None:
-        model_options["n_clusters"] = n_clusters
-    if dirichlet_alpha is not None:
-        model_options["dirichlet_alpha"] = dirichlet_alpha
-    return {"latent": latent, "latent_options": latent_options,
-            "model_options": model_options, "progress": not quiet, **rest}
 
 
 def _version(value: bool) -> None:
@@ -164,6 +145,8 @@ def fit(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     device: Device = "auto",
     devices: Devices = 1,
+    precision: Precision = "auto",
+    compile: Compile = False,
     threads: Threads = 0,
     backed: Backed = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device: same "
@@ -193,7 +176,8 @@ def fit(
                           n_clusters=n_clusters, dirichlet_alpha=dirichlet_alpha,
                           mixture_weights=mixture_weights and value(mixture_weights),
                           condition_prior=condition_prior, n_top_genes=n_top_genes,
-                          epochs=epochs, batch_size=batch_size, lr=lr,
+                          epochs=epochs, batch_size=batch_size, lr=lr, precision=value(precision),
+                          torch_compile=compile,
                           device=_check_device(device), seed=seed, volume=volume, quiet=quiet)
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
                      command=_command_line(ctx), obs_columns=obs_columns or [], backed=backed,
@@ -284,6 +268,7 @@ def transfer(
              "each query cell's label and UMAP place come from.")] = 15,
     no_umap: NoUmap = False,
     device: Device = "auto",
+    precision: Precision = "auto",
     threads: Threads = 0,
     backed: Backed = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -303,7 +288,8 @@ def transfer(
                           n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json,
                           batch_key=batch_key or None, label_key=label_key, eval_key=eval_key,
                           freeze=value(freeze), epochs=epochs, seed=seed, progress=not quiet,
-                          unknown_threshold=unknown_threshold, device=_check_device(device))
+                          unknown_threshold=unknown_threshold, device=_check_device(device),
+                          precision=value(precision))
     _report(result)
 
 
@@ -349,8 +335,7 @@ def simulate(
     n_cells: Annotated[int, typer.Option(help="Number of cells.")] = 2000,
     n_genes: Annotated[int, typer.Option(help="Number of genes.")] = 500,
     n_types: Annotated[int, typer.Option(help="Number of cell types.")] = 5,
-    n_conditions: Annotated[int, typer.Option(help="Conditions that shift every "
-                                                   "type.")] = 2,
+    n_conditions: Annotated[int, typer.Option(help="Conditions that shift every type.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quiet: Quiet = False,
     verbose: Verbose = False,

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from geovae.cli._log import err, error, setup
-from geovae.cli._types import MixtureWeights
+from geovae.cli._types import MixtureWeights, PrecisionChoice
 
 log = logging.getLogger("geovae.cli")
 
@@ -68,6 +68,14 @@ ConditionPrior = Annotated[bool | None, typer.Option(
          "latents default to on (their latent is not corrected either way; with it the "
          "mixture still finds the types).",
     show_default=False)]
+Precision = Annotated[PrecisionChoice, typer.Option(
+    case_sensitive=False,
+    help="Hidden layers' matrix products while training: auto (bfloat16 autocast on a CUDA GPU "
+         "that supports it, else float32), 32 or bf16. Heads, likelihood, loss, validation "
+         "and the written latent stay float32.")]
+Compile = Annotated[bool, typer.Option(
+    "--compile", help="torch.compile the training step: faster steps after seconds to tens of "
+                      "seconds of compiling; for long runs.")]
 Threads = Annotated[int, typer.Option(
     help="CPU threads for torch. 0: OMP_NUM_THREADS when set, else the CPUs this process may "
          "use (its CPU affinity, within a cgroup CPU quota), at most 4 (geovae's networks "
@@ -228,3 +236,25 @@ def _report(result: Any) -> None:
         log.info("wrote model to %s/", result.model_dir)
     if getattr(result, "metrics", None):
         log.info("wrote metrics to %s", result.metrics)
+
+
+def _fit_options(*, latent: str, posterior: str, flow: int, n_clusters: int | None,
+                 dirichlet_alpha: float | None, mixture_weights: str | None,
+                 condition_prior: bool | None, quiet: bool, **rest: Any) -> dict[str, Any]:
+    """Map the flat CLI options onto `geovae.fit` keyword arguments (checked there)."""
+    latent_options: dict[str, Any] = {}
+    if latent == "sphere" or posterior != "vmf":
+        latent_options["posterior"] = posterior
+    if flow:
+        latent_options["flow"] = flow
+    model_options: dict[str, Any] = {}
+    if mixture_weights is not None:
+        model_options["mixture_weights"] = mixture_weights.replace("-", "_")
+    if condition_prior is not None:
+        model_options["condition_prior"] = condition_prior
+    if n_clusters is not None:
+        model_options["n_clusters"] = n_clusters
+    if dirichlet_alpha is not None:
+        model_options["dirichlet_alpha"] = dirichlet_alpha
+    return {"latent": latent, "latent_options": latent_options,
+            "model_options": model_options, "progress": not quiet, **rest}

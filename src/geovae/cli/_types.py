@@ -34,6 +34,12 @@ class Posterior(Choice):
     power_spherical = "power-spherical"
 
 
+class PrecisionChoice(Choice):
+    auto = "auto"
+    fp32 = "32"
+    bf16 = "bf16"
+
+
 class Likelihood(Choice):
     auto = "auto"
     nb = "nb"
@@ -61,7 +67,7 @@ class Method(Choice):
 #: parameter name -> its choices (for the one-line error)
 CHOICES: dict[str, type[Choice]] = {"model": Model, "latent": Latent, "posterior": Posterior,
                                     "likelihood": Likelihood, "freeze": Freeze,
-                                    "method": Method}
+                                    "method": Method, "precision": PrecisionChoice}
 
 
 def value(option: Any) -> Any:

@@ -184,7 +184,7 @@ class GeoVAE:
         self.history = Trainer(self.module, self.source(), run).fit()
         self.train_params = {"epochs": epochs, "epochs_run": len(self.history.train),
                              "batch_size": batch_size, "lr": lr, "device": str(self.device),
-                             **settings}
+                             **settings, "precision": self.history.precision}
         return self.history
 
     # ------------------------------------------------------------------ inference
@@ -197,7 +197,7 @@ class GeoVAE:
     def latent_of(self, source: DataSource) -> np.ndarray:
         self.module.eval()
         z = map_batches(source, lambda b: self.module.latent_mean(b.x, b.c))
-        return z.numpy().astype(np.float32)
+        return z.numpy().astype(np.float32, copy=False)
 
     def get_volume(self, adata: ad.AnnData | None = None) -> np.ndarray:
         """log sqrt(det JᵀJ) of the decoder mean at each cell's latent (tangent space on

@@ -34,6 +34,8 @@ def fit(
     batch_size: int = 128,
     lr: float = 1e-3,
     device: str = "auto",
+    precision: str = "auto",
+    torch_compile: bool = False,
     seed: int = 0,
     volume: bool = False,
     progress: bool = True,
@@ -58,6 +60,13 @@ def fit(
         Minibatch size and AdamW learning rate.
     device
         ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    precision
+        Hidden layers in the training steps: ``auto`` (bfloat16 autocast on a CUDA GPU that
+        supports it, else float32), ``32`` or ``bf16``; heads, likelihood and loss, validation
+        and inference stay float32 (see `geovae.training.TrainSettings`).
+    torch_compile
+        ``torch.compile`` the training step's forward: faster steps after a compilation of
+        seconds to tens of seconds; worth it for long runs (opt-in).
     volume
         Also write the decoder's volume element ``obs['geovae_volume']``.
     progress
@@ -99,7 +108,8 @@ def fit(
                           latent_options=latent_options, model_options=model_options,
                           n_hidden=n_hidden, n_layers=n_layers, dropout=dropout, epochs=epochs,
                           batch_size=batch_size, lr=lr, device=device, seed=seed,
-                          progress=progress)
+                          progress=progress, precision=precision,
+                          torch_compile=torch_compile)
     if not is_main():  # several processes trained together: rank 0 alone infers and writes
         return trained
     source = trained.source()
@@ -114,12 +124,13 @@ def fit(
 
 def train_model(adata: ad.AnnData, *, model: str = "vae", epochs: int | None = None,
                 batch_size: int = 128, lr: float = 1e-3, device: str = "auto",
-                progress: bool = True, **options: Any) -> GeoVAE:
+                progress: bool = True, precision: str = "auto", torch_compile: bool = False,
+                **options: Any) -> GeoVAE:
     """Build and train a model on ``adata`` without writing into it (the first half of `fit`;
     ``options`` are the model's, see `geovae.GeoVAE`)."""
     trained = model_class(model)(adata, **options)
     trained.train(epochs=epochs, batch_size=batch_size, lr=lr, device=device,
-                  progress=progress)
+                  progress=progress, precision=precision, torch_compile=torch_compile)
     return trained
 
 

@@ -47,6 +47,7 @@ def transfer(
     n_neighbors: int = 15,
     seed: int = 0,
     device: str = "auto",
+    precision: str = "auto",
     progress: bool = True,
 ) -> GeoVAE:
     """Map ``query`` onto the reference ``model`` and transfer its labels.
@@ -78,6 +79,8 @@ def transfer(
         ``all`` (see benchmarks/RESULTS.md).
     unknown_threshold
         Cells whose label confidence is below it are labelled "unknown".
+    precision
+        The query training's hidden layers: ``auto``, ``32`` or ``bf16`` (see `geovae.fit`).
 
     Returns
     -------
@@ -128,10 +131,12 @@ def transfer(
     if n_train and (any(added) or freeze != "all"):
         epochs = default_epochs(view.n_obs) if epochs is None else epochs
         settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                 warmup_fraction=0.0, weight_decay=0.0, progress=progress)
+                                 warmup_fraction=0.0, weight_decay=0.0, progress=progress,
+                                 precision=precision)
         history = Trainer(grown.module, source, settings).fit()
         epochs_run = len(history.train)
         grown.history = history
+        grown.train_params["precision"] = history.precision
     for h in handles:
         h.remove()
     for p in grown.module.parameters():

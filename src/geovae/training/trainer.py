@@ -18,6 +18,7 @@ from torch import nn
 
 from geovae.data.sources import DataSource
 from geovae.errors import OptionError
+from geovae.nn.layers import PRECISIONS, low_precision
 from geovae.training import distributed
 from geovae.training.parts import (
     EarlyStopping,
@@ -42,6 +43,8 @@ class History:
     #: the held-out cells early stopping watched (CPU, in the split's random order); None when
     #: not trained here (a loaded model)
     validation_indices: torch.Tensor | None = None
+    #: the hidden layers' precision in the training steps ("32" or "bf16")
+    precision: str = "32"
 
     def final(self) -> dict[str, float]:
         out = {"train_loss": self.train[-1] if self.train else float("nan")}
@@ -67,6 +70,13 @@ class TrainSettings:
     clip_norm: float = 10.0
     weight_decay: float = 1e-6
     progress: bool = True
+    #: hidden layers' matrix products in the training steps: "32" (float32), "bf16" (autocast
+    #: to bfloat16; heads, likelihood and loss stay float32), "auto" (bf16 on a CUDA GPU of
+    #: compute capability >= 8.0, else 32). Validation and inference always run in float32.
+    precision: str = "auto"
+    #: ``torch.compile`` the training step's forward (opt-in: compiling takes seconds to tens of
+    #: seconds up front and pays back only over many steps; benchmarks/RESULTS.md, "torch.compile")
+    torch_compile: bool = False
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -75,6 +85,18 @@ class TrainSettings:
             raise OptionError("{opt} must be at least 2", param="batch_size")
         if not self.lr > 0:
             raise OptionError("{opt} must be positive", param="lr")
+        if self.precision != "auto" and self.precision not in PRECISIONS:
+            raise OptionError(f"unknown {{opt}} '{self.precision}': use auto, "
+                              + ", ".join(PRECISIONS), param="precision")
+
+    def resolved_precision(self, device: torch.device) -> str:
+        """``precision`` with "auto" decided for ``device``."""
+        if self.precision != "auto":
+            return self.precision
+        # native bf16 matrix products: compute capability 8.0 (Ampere) and later; older GPUs
+        # would emulate bf16, slower than float32
+        cuda_bf16 = device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+        return "bf16" if cuda_bf16 else "32"
 
 
 class Trainer:
@@ -100,7 +122,8 @@ class Trainer:
         batch_size = local_batch * ranks.world
         steps_per_epoch = max(1, n_train // batch_size)  # drop the ragged last batch
         hist = History(total_steps=s.epochs * steps_per_epoch,
-                       validation_indices=val_idx.clone())
+                       validation_indices=val_idx.clone(),
+                       precision=s.resolved_precision(device))
         warmup = KLWarmup.for_run(hist.total_steps, s.warmup_fraction)
         hist.warmup_steps = warmup.warmup_steps
         stopper = EarlyStopping(s.patience, math.ceil(warmup.warmup_steps / steps_per_epoch) - 1)
@@ -111,6 +134,8 @@ class Trainer:
         my_val = ranks.part(val_idx)
         loss_fn = ranks.loss_fn(module, lambda: source.take(
             ranks.shard(train_idx, batch_size)[:local_batch].to(device)))
+        if s.torch_compile:
+            loss_fn = torch.compile(loss_fn)
         step = 0
         with Progress(s.progress and ranks.main, s.epochs) as progress:
             for epoch in range(s.epochs):
@@ -120,7 +145,8 @@ class Trainer:
                 total = torch.zeros((), device=device)
                 for batch in source.batches(ranks.shard(perm, batch_size), local_batch,
                                             drop_last=True):
-                    out = loss_fn(batch, warmup(step))
+                    with low_precision(module, hist.precision):
+                        out = loss_fn(batch, warmup(step))
                     optimizer.zero_grad(set_to_none=True)
                     out.loss.backward()
                     nn.utils.clip_grad_norm_(params, s.clip_norm)
