@@ -23,6 +23,33 @@ import time
 from pathlib import Path
 
 
+def train_steps(module, source, steps: int, batch_size: int) -> float:  # noqa: ANN001
+    """``steps`` minibatch steps in the source's training order; returns the mean loss. Its
+    own function, as in the trainer, so the epoch's order and the reader's windows are freed
+    when training ends (before the latent pass), whether or not the last epoch was finished."""
+    import torch
+
+    from geovae.training.parts import make_optimizer
+
+    opt = make_optimizer(module, 1e-3, 1e-6)
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.arange(source.n_obs)
+    done, total = 0, torch.zeros(())
+    while done < steps:
+        batches = source.batches(source.shuffle(idx, gen), batch_size, drop_last=True)
+        for batch in batches:
+            out = module.loss(batch, kl_weight=1.0)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            opt.step()
+            total += out.loss.detach()
+            done += 1
+            if done == steps:
+                break
+        batches.close()
+    return float(total) / steps
+
+
 def worker(path: Path, mode: str, steps: int, batch_size: int, latent: bool) -> dict:
     """One run in this process; returns its measurements."""
     import resource
@@ -31,7 +58,6 @@ def worker(path: Path, mode: str, steps: int, batch_size: int, latent: bool) -> 
 
     torch.set_num_threads(1)
     from geovae.models import GeoVAE
-    from geovae.training.parts import make_optimizer
 
     t0 = time.perf_counter()
     if mode == "backed":
@@ -47,22 +73,7 @@ def worker(path: Path, mode: str, steps: int, batch_size: int, latent: bool) -> 
     model.device = torch.device("cpu")
     source = model.source()
     t_setup = time.perf_counter()
-    module = model.module.train()
-    opt = make_optimizer(module, 1e-3, 1e-6)
-    gen = torch.Generator().manual_seed(0)
-    idx = torch.arange(source.n_obs)
-    done, total = 0, torch.zeros(())
-    while done < steps:
-        for batch in source.batches(source.shuffle(idx, gen), batch_size, drop_last=True):
-            out = module.loss(batch, kl_weight=1.0)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            opt.step()
-            total += out.loss.detach()
-            done += 1
-            if done == steps:
-                break
-    loss = float(total) / steps
+    loss = train_steps(model.module.train(), source, steps, batch_size)
     t_train = time.perf_counter()
     if latent:
         z = model.get_latent()

@@ -461,6 +461,38 @@ def tables(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def paired_vs(records: list[dict], baseline: str = "scANVI") -> str:
+    """Each method against ``baseline``, paired by seed (the same split and cells): mean
+    difference, paired t and exact Wilcoxon p (benchmarks/paired_stats.py), per split."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from paired_stats import fmt_p, paired, verdict
+
+    keys = [("acc", "acc."), ("f1", "macro-F1"), ("auroc", "unseen AUROC"),
+            ("fit_map_s", "fit+map s"), ("wall_s", "process wall s")]
+    ok = [r for r in records if "error" not in r]
+    lines = [f"Paired by seed against {baseline} (difference = method - {baseline}; "
+             "t: paired t-test p, W: exact Wilcoxon p, both two-sided):", "",
+             "| split | method | n | " + " | ".join(k[1] for k in keys) + " |",
+             "|---|---|---|" + "---|" * len(keys)]
+    for split in sorted({r["split"] for r in ok}):
+        base = {r["seed"]: r for r in ok if r["split"] == split and r["method"] == baseline}
+        for method in [m for m in METHODS if m != baseline]:
+            mine = {r["seed"]: r for r in ok if r["split"] == split and r["method"] == method}
+            seeds = sorted(set(base) & set(mine))
+            if not seeds:
+                continue
+            cells = []
+            for key, _ in keys:
+                d = paired([mine[s][key] for s in seeds], [base[s][key] for s in seeds])
+                word = verdict(d, "higher", "lower").replace("higher > lower", "higher") \
+                    .replace("higher < lower", "lower")
+                cells.append(f"{d['diff']:+.3g} (t {fmt_p(d['p_t'])}, W {fmt_p(d['p_w'])}; "
+                             f"{word})")
+            n = paired([mine[s]["acc"] for s in seeds], [base[s]["acc"] for s in seeds])["n"]
+            lines.append(f"| {split} | {method} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def per_seed(records: list[dict]) -> str:
     keys = ["acc", "f1", "acc_unk", "auroc", "novel_unknown", "known_unknown", "mix",
             "fit_map_s", "rss_mb"]
@@ -586,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         records, sizes = run_all(args)
     total = time.perf_counter() - t_start
-    text = tables(records)
+    text = tables(records) + "\n\n" + paired_vs(records)
     print(text)
     print(per_seed(records))
     if args.write:

@@ -25,8 +25,9 @@ Per run it records: seconds per epoch (the training call's wall time / epochs: f
 ``train`` phase of ``--metrics-json``, which also holds model setup and the latent of all
 cells; for SCVI the wall time of ``model.train``; SCVI's own per-epoch times from a Lightning
 callback are kept too), whole-process wall time (interpreter start to exit), peak RSS and CPU
-seconds of that process (``os.wait4``'s rusage), /proc/loadavg before and after, and ARI/NMI
-of the Leiden clusters against the true cell types (scored here, the same way for both).
+seconds of that process (``os.wait4``'s rusage, taken by a small launcher process so the
+child does not inherit this process's RSS high-water mark), /proc/loadavg before and after,
+and ARI/NMI of the Leiden clusters against the true cell types (scored here, the same way for both).
 The order of the two methods alternates with the seed. Prints mean ± sd over seeds and paired
 tests (benchmarks/paired_stats.py); ``--write`` replaces the section of RESULTS.md.
 """
@@ -165,23 +166,34 @@ def make_data(path: Path, cells: int, genes: int, seed: int) -> dict:
             "batches": int(a.obs.batch.nunique()), "seed": seed}
 
 
+# A child forked from this process inherits its RSS high-water mark in ru_maxrss (exec keeps
+# the larger of the two), so each method runs as the grandchild of a small launcher, which
+# reports os.wait4's rusage of that grandchild alone.
+LAUNCHER = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); "
+            "_, st, ru = os.wait4(p.pid, 0); open(sys.argv[1], 'w').write("
+            "f'{os.waitstatus_to_exitcode(st)} {ru.ru_maxrss} {ru.ru_utime + ru.ru_stime}')")
+
+
 def run_child(cmd: list[str], env: dict[str, str], log: Path) -> dict:
     """Run ``cmd`` to completion; wall time, peak RSS and CPU of that process alone."""
     load0 = loadavg()
     out_p, err_p = log.with_suffix(".stdout"), log.with_suffix(".stderr")
+    usage = log.with_suffix(".rusage")
+    usage.unlink(missing_ok=True)
     with open(out_p, "w") as fo, open(err_p, "w") as fe:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=fo, stderr=fe, text=True)
-        # wait4: the rusage of this child (and its waited descendants) only
-        _, status, ru = os.wait4(proc.pid, 0)
+        launcher = subprocess.run([sys.executable, "-c", LAUNCHER, str(usage), *cmd], env=env,
+                                  stdout=fo, stderr=fe, text=True, check=False)
         wall = time.perf_counter() - t0
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    if launcher.returncode or not usage.exists():
+        raise RuntimeError(f"launcher failed ({launcher.returncode}):\n"
+                           f"{err_p.read_text()[-3000:]}")
+    code, maxrss_kb, cpu = usage.read_text().split()
     stdout, stderr = out_p.read_text(), err_p.read_text()
-    if code != 0:
+    if int(code) != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} failed ({code}):\n{stderr[-3000:]}")
-    return {"wall_s": wall, "peak_rss_mb": ru.ru_maxrss / 1024,
-            "cpu_s": ru.ru_utime + ru.ru_stime, "load_before": load0, "load_after": loadavg(),
-            "stdout": stdout}
+    return {"wall_s": wall, "peak_rss_mb": int(maxrss_kb) / 1024, "cpu_s": float(cpu),
+            "load_before": load0, "load_after": loadavg(), "stdout": stdout}
 
 
 def scores(out_h5ad: Path, cluster_key: str) -> dict:
