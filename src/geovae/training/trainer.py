@@ -143,18 +143,19 @@ class Trainer:
                 perm = source.shuffle(train_idx, gen).to(device)
                 sums: dict[str, torch.Tensor] = {}
                 total = torch.zeros((), device=device)
-                for batch in source.batches(ranks.shard(perm, batch_size), local_batch,
-                                            drop_last=True):
-                    with low_precision(module, hist.precision):
+                # the training steps' trunks in the run's precision; validation below in float32
+                with low_precision(module, hist.precision):
+                    for batch in source.batches(ranks.shard(perm, batch_size), local_batch,
+                                                drop_last=True):
                         out = loss_fn(batch, warmup(step))
-                    optimizer.zero_grad(set_to_none=True)
-                    out.loss.backward()
-                    nn.utils.clip_grad_norm_(params, s.clip_norm)
-                    optimizer.step()
-                    step += 1
-                    total += out.loss.detach()
-                    for k, v in out.terms.items():
-                        sums[k] = sums.get(k, 0.0) + v.detach().mean()
+                        optimizer.zero_grad(set_to_none=True)
+                        out.loss.backward()
+                        nn.utils.clip_grad_norm_(params, s.clip_norm)
+                        optimizer.step()
+                        step += 1
+                        total += out.loss.detach()
+                        for k, v in out.terms.items():
+                            sums[k] = sums.get(k, 0.0) + v.detach().mean()
                 # one vector of sums over the ranks, read once per epoch
                 parts = [total, *sums.values()]
                 if len(val_idx):
