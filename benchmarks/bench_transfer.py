@@ -310,10 +310,11 @@ def _joint_pca(ref, query, seed: int) -> dict:
 
 # ---------------------------------------------------------------------- running
 # A child forked from this (large) process inherits its RSS high-water mark in ru_maxrss, so
-# the method runs as the grandchild of a small launcher, which reports os.wait4's rusage.
+# the method runs as the grandchild of a small launcher, which writes "exit code, peak RSS KiB,
+# CPU s" of os.wait4's rusage to the file in argv[1] (bench_vs_scvi.py uses it too).
 LAUNCHER = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); "
-            "_, st, ru = os.wait4(p.pid, 0); "
-            "open(sys.argv[1], 'w').write(f'{os.waitstatus_to_exitcode(st)} {ru.ru_maxrss}')")
+            "_, st, ru = os.wait4(p.pid, 0); open(sys.argv[1], 'w').write("
+            "f'{os.waitstatus_to_exitcode(st)} {ru.ru_maxrss} {ru.ru_utime + ru.ru_stime}')")
 
 
 def run_child(cmd: list[str], env: dict, log: Path) -> tuple[int, float, float]:
@@ -324,7 +325,7 @@ def run_child(cmd: list[str], env: dict, log: Path) -> tuple[int, float, float]:
         subprocess.run([sys.executable, "-c", LAUNCHER, str(usage), *cmd], stdout=fh,
                        stderr=subprocess.STDOUT, env=env, cwd=ROOT, check=False)
     wall = time.perf_counter() - t0
-    rc, maxrss_kb = (int(x) for x in usage.read_text().split())
+    rc, maxrss_kb = (int(x) for x in usage.read_text().split()[:2])
     return rc, wall, maxrss_kb / 1024
 
 

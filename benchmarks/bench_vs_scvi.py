@@ -166,16 +166,12 @@ def make_data(path: Path, cells: int, genes: int, seed: int) -> dict:
             "batches": int(a.obs.batch.nunique()), "seed": seed}
 
 
-# A child forked from this process inherits its RSS high-water mark in ru_maxrss (exec keeps
-# the larger of the two), so each method runs as the grandchild of a small launcher, which
-# reports os.wait4's rusage of that grandchild alone.
-LAUNCHER = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); "
-            "_, st, ru = os.wait4(p.pid, 0); open(sys.argv[1], 'w').write("
-            "f'{os.waitstatus_to_exitcode(st)} {ru.ru_maxrss} {ru.ru_utime + ru.ru_stime}')")
-
-
 def run_child(cmd: list[str], env: dict[str, str], log: Path) -> dict:
-    """Run ``cmd`` to completion; wall time, peak RSS and CPU of that process alone."""
+    """Run ``cmd`` to completion; wall time, peak RSS and CPU of that process alone (through
+    bench_transfer's launcher: a child forked from this process would inherit its RSS
+    high-water mark in ru_maxrss)."""
+    from bench_transfer import LAUNCHER
+
     load0 = loadavg()
     out_p, err_p = log.with_suffix(".stdout"), log.with_suffix(".stderr")
     usage = log.with_suffix(".rusage")
