@@ -116,6 +116,8 @@ RECORD_FIELDS: dict[str, str] = {
     "n_components_used": "cgmvae: components whose mixture weight is >= 0.5%",
     "n_components_argmax": "cgmvae: components that are the argmax of >= 0.5% of cells",
     "empty_components": "cgmvae: components whose mixture weight is < 0.5%",
+    "deleted_components": "cgmvae: components the delete moves after training removed from "
+    "q(y|z) (the bound was higher without them); their weight is the prior's share",
     "weights_model": "cgmvae: global (one q(π) = Dir(γ) for the data set, unused components "
     "empty by inference) or per_cell (the thesis's d per cell)",
     "mixture_weights": "cgmvae: mixture weights, E_q[π] (global weights) or the mean of q(y|x) "

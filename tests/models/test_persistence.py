@@ -13,6 +13,8 @@ import geovae
 from geovae.models import CGMVAE, GeoVAE
 
 LEGACY = Path(__file__).resolve().parents[1] / "data" / "legacy_0.1.0"
+#: saved by geovae 0.2.0.dev0 before hyperbolic decoders read tangent coordinates
+LEGACY_DEV = Path(__file__).resolve().parents[1] / "data" / "legacy_0.2.0.dev0"
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +38,18 @@ def test_cgmvae_saved_by_0_1_0_loads_as_cgmvae(digits50) -> None:
                                np.load(LEGACY / "cgmvae_sphere_probs.npy"), atol=1e-6)
 
 
+def test_hyperbolic_cgmvae_saved_before_tangent_decoder_input_loads_identically() -> None:
+    a = geovae.read(DIGITS)
+    a.obs["batch"] = np.where(np.arange(a.n_obs) % 2, "b0", "b1")
+    a = a[:50].copy()
+    model = GeoVAE.load(LEGACY_DEV / "cgmvae_hyperbolic.model")
+    assert model.module.latent.decoder_input == "lorentz" and model.module.condition_prior
+    np.testing.assert_allclose(model.get_latent(a),
+                               np.load(LEGACY_DEV / "cgmvae_hyperbolic_latent.npy"), atol=1e-6)
+    np.testing.assert_allclose(model.get_cluster_probs(a),
+                               np.load(LEGACY_DEV / "cgmvae_hyperbolic_probs.npy"), atol=1e-6)
+
+
 def test_save_load_round_trip(tmp_path: Path, digits50) -> None:
     a = geovae.read(DIGITS)[:300].copy()
     model = geovae.fit(a, model="cgmvae", latent="hyperbolic", latent_dim=2, label_key="label",
@@ -44,6 +58,7 @@ def test_save_load_round_trip(tmp_path: Path, digits50) -> None:
     again = GeoVAE.load(tmp_path / "m")
     assert type(again) is CGMVAE
     assert again.config == model.config and again.spec == model.spec
+    assert again.config.latent_options == {"decoder_input": "tangent"}
     assert again.history.train == model.history.train
     for k, v in model.module.state_dict().items():
         assert np.array_equal(v.numpy(), again.module.state_dict()[k].numpy()), k

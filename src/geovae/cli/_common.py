@@ -64,9 +64,7 @@ ConditionPrior = Annotated[bool | None, typer.Option(
     "--condition-prior/--no-condition-prior",
     help="cgmvae with --batch-key: also feed the covariates to the mixture prior p(z|w,y,c) "
          "(geovae 0.1.0). Off by default: then the decoder explains the condition and "
-         "X_geovae is corrected for it; on, the latent splits by condition. Hyperbolic "
-         "latents default to on (their latent is not corrected either way; with it the "
-         "mixture still finds the types).",
+         "X_geovae is corrected for it; on, the latent splits by condition.",
     show_default=False)]
 Precision = Annotated[PrecisionChoice, typer.Option(
     case_sensitive=False,

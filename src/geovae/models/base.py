@@ -125,6 +125,8 @@ class GeoVAE:
     def _init(self, config: ModelConfig, spec: DataSpec) -> None:
         """Build the module; shared by construction and `load`."""
         self.config, self.spec = config, spec
+        if config.latent == "hyperbolic":  # stored explicitly: `from_saved` reads it back
+            config.latent_options.setdefault("decoder_input", "tangent")
         self.complete_config()
         torch.manual_seed(config.seed)
         center = scale = None
@@ -349,6 +351,8 @@ class GeoVAE:
     @classmethod
     def from_saved(cls, config: ModelConfig, spec: DataSpec) -> GeoVAE:
         """An untrained instance with a saved config and spec (no training data)."""
+        if config.latent == "hyperbolic":  # saved before the option existed: Lorentz input
+            config.latent_options.setdefault("decoder_input", "lorentz")
         model = cls.__new__(cls)
         model.adata, model.prepared, model.notes = None, None, []
         model._init(config, spec)

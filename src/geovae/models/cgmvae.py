@@ -76,7 +76,7 @@ class CGMVAE(GeoVAE):
         opts.setdefault("mixture_weights", "global")
         opts.setdefault("dirichlet_alpha", 1.0 / opts["n_clusters"]
                         if opts["mixture_weights"] == "global" else 1.0)
-        opts.setdefault("condition_prior", self.config.latent == "hyperbolic")
+        opts.setdefault("condition_prior", False)
         for name in ("classifier_weight", "cluster_samples"):
             opts.setdefault(name, self.module_options()[name])
 
@@ -174,6 +174,7 @@ class CGMVAE(GeoVAE):
         info.update(n_clusters=int(n_clusters), n_components_used=n_clusters - len(empty),
                     n_components_argmax=len(used_argmax),
                     empty_components=np.asarray(empty, dtype=np.int64),
+                    deleted_components=np.flatnonzero(~module.active.cpu().numpy()),
                     dirichlet_alpha=float(module.alpha[0]),
                     weights_model=module.mixture_weights,
                     mixture_weights=np.asarray(weights, dtype=np.float32),

@@ -48,7 +48,7 @@ class VAEModule(nn.Module):
         self.latent = latent
         self.likelihood = make_likelihood(likelihood, n_hidden, n_features)
         self.encoder = mlp(n_features + n_covariates, n_hidden, n_layers, dropout)
-        self.decoder = mlp(latent.embed_dim + n_covariates, n_hidden, n_layers, dropout)
+        self.decoder = mlp(latent.decoder_dim + n_covariates, n_hidden, n_layers, dropout)
         self.register_buffer("center", center if center is not None else torch.zeros(n_features))
         self.register_buffer("scale", scale if scale is not None else torch.ones(n_features))
 
@@ -65,7 +65,7 @@ class VAEModule(nn.Module):
     def covariate_layers(self) -> list[tuple[str, int]]:
         """The linear layers the one-hot covariates enter, as (module name, index of the first
         covariate column): what transfer grows when a query brings new categories."""
-        return [("encoder.0", self.n_features), ("decoder.0", self.latent.embed_dim)]
+        return [("encoder.0", self.n_features), ("decoder.0", self.latent.decoder_dim)]
 
     def loss(self, batch: Batch, kl_weight: float = 1.0) -> LossOutput:
         """-ELBO of a `Batch` (what the trainer calls)."""
@@ -92,6 +92,7 @@ class VAEModule(nn.Module):
 
     def decode(self, z: torch.Tensor, c: torch.Tensor | None, library: torch.Tensor
                ) -> Distribution:
+        z = self.latent.decoder_features(z)
         h = self.decoder(z if c is None else torch.cat([z, c], dim=-1))
         return self.likelihood(h, library)
 

@@ -180,6 +180,11 @@ class Trainer:
                 if hist.stopped_early:
                     break
         stopper.restore(module)
+        # a module's own last step on the kept weights (the c*GMΔVAE's delete moves): seeded,
+        # the same on every rank
+        after_training = getattr(module, "after_training", None)
+        if after_training is not None:
+            after_training(source, train_idx.to(device), s.seed + 7919)
         hist.best_epoch = stopper.best_epoch
         module.eval()
         return hist

@@ -1,0 +1,86 @@
+"""Delete moves for the c*GMΔVAE's global mixture weights (Hughes & Sudderth 2013).
+
+Under mean-field inference two components that explain the same cells are a near-neutral
+equilibrium: a cell split 60/40 between them pays the same ``kl_y`` as a cell wholly in one
+merged component (the entropy of q(y) pays for the split), so the Dirichlet's pull towards fewer
+components acts only through O(1) nats over the whole data set and the spare component's weight
+decays over hundreds of epochs. A delete move removes component k from q(y|z) (its cells go to
+the components the classifier ranks next) and is accepted only when the evidence lower bound
+improves, computed exactly on a subsample of training cells with the same draws of z and w for
+both sides (a paired difference, no Monte Carlo noise between them).
+
+The part of the negative bound that depends on q(y|z), summed over N cells::
+
+    sum_cells [ sum_k q_k (log q_k - log p(z|w,y=k)) ] - sum_k N_k E[log pi_k]
+        + KL(Dir(gamma) || Dir(alpha)),   N_k = sum_cells q_k,   gamma = alpha + N
+
+with gamma at its optimum given q (the fixed point of the SVI update). Everything else in the
+-ELBO (reconstruction, log q(z|x), kl_w) does not change when q(y|z) does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.distributions import Dirichlet, kl_divergence
+
+
+def negative_bound(q: torch.Tensor, log_pz: torch.Tensor, alpha: torch.Tensor,
+                   scale: float) -> torch.Tensor:
+    """The q(y)-dependent part of the -ELBO (module docstring) for cells with mixture
+    probabilities ``q`` (n, K) and component log-densities ``log_pz`` (n, K), scaled from the
+    n cells to ``scale * n`` training cells."""
+    per_cell = (torch.special.xlogy(q, q) - torch.where(q > 0, q * log_pz, 0.0)).sum()
+    counts = scale * q.sum(0)
+    gamma = alpha + counts
+    e_log = torch.digamma(gamma) - torch.digamma(gamma.sum())
+    return (scale * per_cell - (counts * e_log).sum()
+            + kl_divergence(Dirichlet(gamma), Dirichlet(alpha)))
+
+
+def mixture_probs(logits: torch.Tensor, active: torch.Tensor, onehot: torch.Tensor | None
+                  ) -> torch.Tensor:
+    """q(y|z) with the inactive components removed; labelled cells (rows of ``onehot`` that
+    are not all zero) keep their observed label."""
+    q = torch.softmax(logits.masked_fill(~active, -torch.inf), dim=-1)
+    if onehot is not None:
+        q = torch.where(onehot.sum(-1, keepdim=True) > 0, onehot, q)
+    return q
+
+
+def greedy_deletions(logits: torch.Tensor, log_pz: torch.Tensor, alpha: torch.Tensor,
+                     active: torch.Tensor, scale: float, n_protected: int = 0,
+                     onehot: torch.Tensor | None = None, max_share: float = 0.005
+                     ) -> tuple[torch.Tensor, list[int]]:
+    """Delete components one at a time, each time the one whose removal lowers the -ELBO
+    most, while some removal lowers it.
+
+    Proposed for deletion are only components that are the most probable component of fewer
+    than ``max_share`` of the cells: ones that merely share cells another component explains.
+    A cluster of its own is never proposed, because the bound alone does not protect it: the
+    encoder can fold two well-separated types into one component at little cost (on 10
+    Gaussian blobs, unrestricted delete moves merged real types and the ARI fell from 0.91 to
+    0.38-0.83). Components ``< n_protected`` (labels) are never deleted, nor the last active
+    one. Returns (the new ``active`` mask, deleted indices in order). Inputs in float64 for
+    exact differences."""
+    active = active.clone()
+    log_pz = log_pz.nan_to_num(neginf=-1e30)
+    deleted: list[int] = []
+    while int(active.sum()) > 1:
+        q = mixture_probs(logits, active, onehot)
+        base = negative_bound(q, log_pz, alpha, scale)
+        share = torch.bincount(q.argmax(-1), minlength=len(active)) / len(q)
+        best, best_k = 0.0, -1
+        for k in range(n_protected, len(active)):
+            if not active[k] or share[k] >= max_share:
+                continue
+            trial = active.clone()
+            trial[k] = False
+            gain = float(negative_bound(mixture_probs(logits, trial, onehot), log_pz, alpha,
+                                        scale) - base)
+            if gain < best:
+                best, best_k = gain, k
+        if best_k < 0:
+            break
+        active[best_k] = False
+        deleted.append(best_k)
+    return active, deleted

@@ -1,0 +1,187 @@
+"""Delete moves for the c*GMΔVAE's global mixture weights (`geovae.modules.deletion`): the
+bound they compare is the module's own -ELBO, they remove a duplicate component, never a
+cluster of its own or a label's component, and leave q(y|z) and its gradients well defined."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import geovae
+from geovae.data.batch import Batch
+from geovae.datasets.blobs import make_blobs
+from geovae.modules.cgmvae import CGMVAEModule
+from geovae.modules.deletion import greedy_deletions, mixture_probs, negative_bound
+from geovae.nn.latents import make_latent
+
+
+def _module(n_labels: int = 0, seed: int = 0) -> CGMVAEModule:
+    torch.manual_seed(seed)
+    latent = make_latent("euclidean", 2, 16)
+    m = CGMVAEModule(6, latent, "gaussian", 2, n_hidden=16, dropout=0.0, n_clusters=4,
+                     n_labels=n_labels, w_dim=2)
+    return m.double().eval()
+
+
+@pytest.mark.parametrize("n_labels", [0, 2])
+def test_negative_bound_is_the_modules_elbo_part_in_q_y(n_labels: int) -> None:
+    """negative_bound(q) + sum log q(z|x) = the module's summed kl_z + kl_y + kl_d, with the
+    same draws of z and w and gamma at its optimum: the delete moves compare the real bound."""
+    m = _module(n_labels)
+    n = 50
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 6, generator=gen, dtype=torch.float64)
+    c = F.one_hot(torch.randint(0, 2, (n,), generator=gen), 2).double()
+    labels = torch.full((n,), -1)
+    if n_labels:
+        labels[:10] = torch.randint(0, n_labels, (10,), generator=gen)
+    m.set_data_facts(n)
+    m.active[3] = False  # one deleted component: its q is 0 on both sides
+    torch.manual_seed(5)
+    qz, qw, _ = m.posteriors(x, c)
+    z, log_qz = m.latent.rsample(qz)
+    log_qz = qz.log_prob(z) if log_qz is None else log_qz
+    w = qw.rsample()
+    onehot = F.one_hot(labels.clamp(min=0), 4).double() * (labels >= 0)[:, None]
+    q = mixture_probs(m.classifier(z), m.active, onehot)
+    log_pz = m.prior_z(w, c).log_prob(z.unsqueeze(1))
+    m.gamma.copy_(m.alpha + q.sum(0))
+    torch.manual_seed(5)
+    terms = m(x, c, labels).terms
+    module_sum = sum(terms[t].sum() for t in ("kl_z", "kl_y", "kl_d"))
+    ours = negative_bound(q, log_pz, m.alpha, 1.0) + log_qz.sum()
+    assert torch.allclose(module_sum, ours, rtol=1e-10, atol=1e-8)
+    # scaling: the same cells standing for twice as many
+    twice = negative_bound(torch.cat([q, q]), torch.cat([log_pz, log_pz]), m.alpha, 1.0)
+    assert torch.allclose(negative_bound(q, log_pz, m.alpha, 2.0), twice, rtol=1e-12)
+
+
+def test_deleted_component_gets_no_mass_and_finite_gradients() -> None:
+    m = _module().train()
+    m.active[1] = False
+    x = torch.randn(16, 6, dtype=torch.float64)
+    c = F.one_hot(torch.arange(16) % 2, 2).double()
+    out = m(x, c, torch.full((16,), -1))
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+    assert torch.isfinite(out.loss)
+    probs = m.cluster_probs(x, c, n_samples=4)
+    assert (probs[:, 1] == 0).all() and torch.allclose(probs.sum(1), torch.ones(16,
+                                                                                 dtype=probs.dtype))
+
+
+def _two_clusters(n: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and component log-densities for cells of clusters A (first half) and B.
+    Components 0 and 1 are identical on A and share its cells 60/40; 2 explains B; 3 is
+    unused."""
+    half = n // 2
+    logits = torch.full((n, 4), -12.0, dtype=torch.float64)
+    logits[:half, 0], logits[:half, 1] = math.log(0.6), math.log(0.4)
+    logits[half:, 2] = 0.0
+    log_pz = torch.full((n, 4), -30.0, dtype=torch.float64)
+    log_pz[:half, :2] = -2.0
+    log_pz[half:, 2] = -2.0
+    return logits, log_pz
+
+
+def test_a_duplicate_and_an_unused_component_are_deleted() -> None:
+    logits, log_pz = _two_clusters()
+    alpha = torch.full((4,), 0.25, dtype=torch.float64)
+    active = torch.ones(4, dtype=torch.bool)
+    new, deleted = greedy_deletions(logits, log_pz, alpha, active, scale=1.0)
+    assert sorted(deleted) == [1, 3] and new.tolist() == [True, False, True, False]
+    # each deletion raised the bound
+    assert (negative_bound(mixture_probs(logits, new, None), log_pz, alpha, 1.0)
+            < negative_bound(mixture_probs(logits, active, None), log_pz, alpha, 1.0))
+    # a label's component is never deleted
+    _, kept = greedy_deletions(logits, log_pz, alpha, active, scale=1.0, n_protected=2)
+    assert kept == [3]
+
+
+def test_a_cluster_of_its_own_is_never_proposed() -> None:
+    """B's component would be cheaper deleted (component 0 explains B's cells just as well):
+    the bound alone would merge two types, so only components that are nobody's most
+    probable component are proposed."""
+    logits, log_pz = _two_clusters()
+    log_pz[200:, 0] = -2.0
+    logits[200:, 0] = -1.0  # B's cells: component 2 first, 0 second
+    alpha = torch.full((4,), 0.25, dtype=torch.float64)
+    active = torch.ones(4, dtype=torch.bool)
+    _, deleted = greedy_deletions(logits, log_pz, alpha, active, scale=1.0)
+    assert 2 not in deleted
+    _, unrestricted = greedy_deletions(logits, log_pz, alpha, active, scale=1.0, max_share=2.0)
+    assert 2 in unrestricted  # what the restriction prevents
+
+
+def test_delete_moves_raise_the_trained_models_elbo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a trained model, every training cell in the subsample: the module's -ELBO (same
+    draws, gamma at its optimum) falls by what `greedy_deletions` predicted."""
+    monkeypatch.setattr(CGMVAEModule, "after_training", lambda *a: None)
+    adata = make_blobs(n_cells=600, n_blobs=4, n_conditions=1, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = geovae.fit(adata, model="cgmvae", latent_dim=3, likelihood="gaussian",
+                           model_options={"n_clusters": 10}, epochs=30, progress=False)
+    m, source = model.module.double(), model.source(adata)
+    idx = torch.arange(source.n_obs)
+    m.set_data_facts(len(idx))
+
+    @torch.no_grad()
+    def elbo_part(seed: int) -> float:
+        torch.manual_seed(seed)
+        total = 0.0
+        q_sum = torch.zeros(m.n_clusters, dtype=torch.float64)
+        batches = list(source.batches(idx, 1024))
+        for b in batches:  # gamma at its optimum for the current q(y): one pass to find it
+            qz, qw, _ = m.posteriors(b.x.double(), b.c.double() if b.c is not None else None)
+            z, _ = m.latent.rsample(qz)
+            q_sum += torch.softmax(m.logits(z), -1).sum(0)
+            qw.rsample()
+        m.gamma.copy_(m.alpha + q_sum)
+        torch.manual_seed(seed)
+        for b in batches:
+            out = m(b.x.double(), b.c.double() if b.c is not None else None, b.labels)
+            total += float(sum(out.terms[t].sum() for t in ("kl_z", "kl_y", "kl_d")))
+        return total
+
+    before = elbo_part(11)
+    double_source = _DoubleSource(source)
+    deleted = m.delete_components(double_source, idx, seed=11, max_cells=len(idx))
+    after = elbo_part(11)
+    assert deleted, "the trained model had spare components to delete"
+    assert after < before
+    assert (~m.active).sum() == len(deleted)
+    weights = m.mixture_weight_means().numpy()
+    # a deleted component keeps only its prior share: alpha / (N + K alpha) with alpha = 1/K
+    assert weights[~m.active.numpy()].max() < 1.01 * 0.1 / (len(idx) + 1)
+
+
+class _DoubleSource:
+    """The source's batches in float64, for a float64 module."""
+
+    def __init__(self, source: object):
+        self.source, self.device, self.n_obs = source, source.device, source.n_obs
+
+    def batches(self, idx: torch.Tensor, batch_size: int):  # noqa: ANN201
+        for b in self.source.batches(idx, batch_size):
+            yield Batch(b.x.double(), None if b.c is None else b.c.double(), b.labels)
+
+
+def test_fit_leaves_no_dust_of_weight() -> None:
+    """After a fit, every component is either in use (weight >= 0.5%) or deleted (its prior
+    share alone): none lingers at a fraction of a percent, as 0.1.0's spare components did."""
+    adata = make_blobs(n_cells=600, n_blobs=4, n_conditions=1, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        geovae.fit(adata, model="cgmvae", latent_dim=3, likelihood="gaussian",
+                   model_options={"n_clusters": 10}, epochs=30, progress=False)
+    info = adata.uns["geovae"]
+    weights = info["mixture_weights"]
+    small = weights[weights < 0.005]
+    assert len(small) == 10 - info["n_components_used"] > 0
+    assert small.max() < 1.01 * 0.1 / 540  # alpha / (N + K alpha), N = 540 training cells
+    assert info["n_components_used"] >= info["n_components_argmax"]
