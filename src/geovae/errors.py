@@ -35,7 +35,9 @@ class OptionError(GeoVAEError):
 
 #: Python parameters whose command-line flag is not ``--`` + the name with ``-`` for ``_``
 FLAGS = {"batch_key": "--batch-key", "latent_options": "--flow/--posterior",
-         "model_options": "--n-clusters/--dirichlet-alpha"}
+         "model_options": "--n-clusters/--dirichlet-alpha",
+         # Python only (no flag): name the dictionary entry
+         "latent_options.decoder_input": "latent_options['decoder_input']"}
 
 
 def flag_of(param: str) -> str:

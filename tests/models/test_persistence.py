@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import DIGITS
 
 import geovae
@@ -48,6 +49,13 @@ def test_hyperbolic_cgmvae_saved_before_tangent_decoder_input_loads_identically(
                                np.load(LEGACY_DEV / "cgmvae_hyperbolic_latent.npy"), atol=1e-6)
     np.testing.assert_allclose(model.get_cluster_probs(a),
                                np.load(LEGACY_DEV / "cgmvae_hyperbolic_probs.npy"), atol=1e-6)
+    # ... and the decoder still reads the Lorentz coordinates: the same means of p(x|z, c)
+    batch = model.source(a).take(torch.arange(50))
+    with torch.no_grad():
+        mean = model.module.decoder_mean(model.module.latent_mean(batch.x, batch.c), batch.c)
+    np.testing.assert_allclose(mean.numpy(), np.load(LEGACY_DEV /
+                                                     "cgmvae_hyperbolic_decoder_mean.npy"),
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_save_load_round_trip(tmp_path: Path, digits50) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -76,11 +77,12 @@ def test_deleted_component_gets_no_mass_and_finite_gradients() -> None:
 
 def _two_clusters(n: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and component log-densities for cells of clusters A (first half) and B.
-    Components 0 and 1 are identical on A and share its cells 60/40; 2 explains B; 3 is
-    unused."""
+    Components 0 and 1 are identical on A and share its cells about 55/45, each the most
+    probable one for half of A's cells; 2 explains B; 3 is unused."""
     half = n // 2
     logits = torch.full((n, 4), -12.0, dtype=torch.float64)
-    logits[:half, 0], logits[:half, 1] = math.log(0.6), math.log(0.4)
+    logits[:half:2, 0], logits[:half:2, 1] = math.log(0.55), math.log(0.45)
+    logits[1:half:2, 0], logits[1:half:2, 1] = math.log(0.45), math.log(0.55)
     logits[half:, 2] = 0.0
     log_pz = torch.full((n, 4), -30.0, dtype=torch.float64)
     log_pz[:half, :2] = -2.0
@@ -93,7 +95,9 @@ def test_a_duplicate_and_an_unused_component_are_deleted() -> None:
     alpha = torch.full((4,), 0.25, dtype=torch.float64)
     active = torch.ones(4, dtype=torch.bool)
     new, deleted = greedy_deletions(logits, log_pz, alpha, active, scale=1.0)
-    assert sorted(deleted) == [1, 3] and new.tolist() == [True, False, True, False]
+    # one of the duplicate pair goes (each is half of A's argmax, neither confident), and 3
+    assert 3 in deleted and len(set(deleted) & {0, 1}) == 1 and len(deleted) == 2
+    assert new[2] and new.sum() == 2
     # each deletion raised the bound
     assert (negative_bound(mixture_probs(logits, new, None), log_pz, alpha, 1.0)
             < negative_bound(mixture_probs(logits, active, None), log_pz, alpha, 1.0))
@@ -102,19 +106,32 @@ def test_a_duplicate_and_an_unused_component_are_deleted() -> None:
     assert kept == [3]
 
 
-def test_a_cluster_of_its_own_is_never_proposed() -> None:
-    """B's component would be cheaper deleted (component 0 explains B's cells just as well):
-    the bound alone would merge two types, so only components that are nobody's most
-    probable component are proposed."""
+@pytest.mark.parametrize("rare", [False, True])
+def test_a_cluster_of_its_own_is_never_proposed(rare: bool) -> None:
+    """B's component (or a rare cluster of 3 cells in 400) would be cheaper deleted:
+    component 0 explains their cells just as well, so the bound alone would merge two types.
+    Only components that are the confident choice of almost no cell are proposed."""
     logits, log_pz = _two_clusters()
-    log_pz[200:, 0] = -2.0
-    logits[200:, 0] = -1.0  # B's cells: component 2 first, 0 second
+    own = slice(397, 400) if rare else slice(200, 400)
+    k = 3 if rare else 2
+    logits[own] = -12.0
+    logits[own, k], logits[own, 0] = 0.0, -4.0  # k first (q ~ 0.98), 0 second
+    log_pz[own, 0], log_pz[own, k] = -2.0, -2.0
     alpha = torch.full((4,), 0.25, dtype=torch.float64)
     active = torch.ones(4, dtype=torch.bool)
     _, deleted = greedy_deletions(logits, log_pz, alpha, active, scale=1.0)
-    assert 2 not in deleted
+    assert k not in deleted
     _, unrestricted = greedy_deletions(logits, log_pz, alpha, active, scale=1.0, max_share=2.0)
-    assert 2 in unrestricted  # what the restriction prevents
+    assert k in unrestricted  # what the restriction prevents
+
+
+def test_nan_deletes_nothing() -> None:
+    logits, log_pz = _two_clusters()
+    log_pz[5, 1] = float("nan")
+    alpha = torch.full((4,), 0.25, dtype=torch.float64)
+    active = torch.ones(4, dtype=torch.bool)
+    new, deleted = greedy_deletions(logits, log_pz, alpha, active, scale=1.0)
+    assert deleted == [] and new.all()
 
 
 def test_delete_moves_raise_the_trained_models_elbo(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,16 +189,32 @@ class _DoubleSource:
 
 
 def test_fit_leaves_no_dust_of_weight() -> None:
-    """After a fit, every component is either in use (weight >= 0.5%) or deleted (its prior
-    share alone): none lingers at a fraction of a percent, as 0.1.0's spare components did."""
+    """After a fit, every component is either in use (weight >= 0.5%) or deleted, with its
+    prior share alpha / (N + K alpha) alone: none lingers at a fraction of a percent."""
     adata = make_blobs(n_cells=600, n_blobs=4, n_conditions=1, seed=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         geovae.fit(adata, model="cgmvae", latent_dim=3, likelihood="gaussian",
                    model_options={"n_clusters": 10}, epochs=30, progress=False)
     info = adata.uns["geovae"]
-    weights = info["mixture_weights"]
-    small = weights[weights < 0.005]
-    assert len(small) == 10 - info["n_components_used"] > 0
-    assert small.max() < 1.01 * 0.1 / 540  # alpha / (N + K alpha), N = 540 training cells
+    weights, deleted = info["mixture_weights"], info["deleted_components"]
+    assert len(deleted) > 0
+    assert set(deleted) == set(np.flatnonzero(weights < 0.005))
+    np.testing.assert_allclose(weights[deleted], 0.1 / (600 + 1), rtol=1e-3)
     assert info["n_components_used"] >= info["n_components_argmax"]
+
+
+def test_transfer_never_deletes_a_reference_component() -> None:
+    """A query without some of the reference's types, everything trainable (--freeze none):
+    the components of the types it lacks stay."""
+    adata = make_blobs(n_cells=600, n_blobs=4, n_conditions=1, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = geovae.fit(adata, model="cgmvae", latent_dim=3, likelihood="gaussian",
+                         model_options={"n_clusters": 10}, epochs=30, progress=False)
+        before = ref.module.active.clone()
+        query = adata[adata.obs["blob"].isin(["blob0", "blob1"])].copy()
+        mapped = geovae.transfer(query, ref, reference=adata, freeze="none", epochs=5,
+                                 progress=False)
+    assert torch.equal(mapped.module.active, before)
+    assert torch.equal(ref.module.active, before)

@@ -33,6 +33,7 @@ from geovae.cli._common import (  # noqa: E402
     Compile,
     ConditionPrior,
     Debug,
+    DeleteMoves,
     Device,
     Devices,
     LabelKey,
@@ -135,6 +136,7 @@ def fit(
              "components.")] = None,
     mixture_weights: MixtureWeightsOpt = None,
     condition_prior: ConditionPrior = None,
+    delete_moves: DeleteMoves = None,
     obs_columns: ObsColumns = None,
     n_top_genes: Annotated[int | None, typer.Option(
         help="Use only the N most highly variable features (scanpy).")] = None,
@@ -175,7 +177,8 @@ def fit(
                           layer=layer, batch_key=batch_key, label_key=label_key,
                           n_clusters=n_clusters, dirichlet_alpha=dirichlet_alpha,
                           mixture_weights=mixture_weights and value(mixture_weights),
-                          condition_prior=condition_prior, n_top_genes=n_top_genes,
+                          condition_prior=condition_prior, delete_moves=delete_moves,
+                          n_top_genes=n_top_genes,
                           epochs=epochs, batch_size=batch_size, lr=lr, precision=value(precision),
                           torch_compile=compile,
                           device=_check_device(device), seed=seed, volume=volume, quiet=quiet)

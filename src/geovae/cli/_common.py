@@ -66,6 +66,12 @@ ConditionPrior = Annotated[bool | None, typer.Option(
          "(geovae 0.1.0). Off by default: then the decoder explains the condition and "
          "X_geovae is corrected for it; on, the latent splits by condition.",
     show_default=False)]
+DeleteMoves = Annotated[bool | None, typer.Option(
+    "--delete-moves/--no-delete-moves",
+    help="cgmvae with global mixture weights: after training, remove spare components "
+         "(the most probable component of almost no cell) when the evidence lower bound "
+         "is higher without them, so their weight drops to the prior's share. On by "
+         "default.", show_default=False)]
 Precision = Annotated[PrecisionChoice, typer.Option(
     case_sensitive=False,
     help="Hidden layers' matrix products while training: auto (bfloat16 autocast on a CUDA GPU "
@@ -238,7 +244,8 @@ def _report(result: Any) -> None:
 
 def _fit_options(*, latent: str, posterior: str, flow: int, n_clusters: int | None,
                  dirichlet_alpha: float | None, mixture_weights: str | None,
-                 condition_prior: bool | None, quiet: bool, **rest: Any) -> dict[str, Any]:
+                 condition_prior: bool | None, quiet: bool, delete_moves: bool | None = None,
+                 **rest: Any) -> dict[str, Any]:
     """Map the flat CLI options onto `geovae.fit` keyword arguments (checked there)."""
     latent_options: dict[str, Any] = {}
     if latent == "sphere" or posterior != "vmf":
@@ -250,6 +257,8 @@ def _fit_options(*, latent: str, posterior: str, flow: int, n_clusters: int | No
         model_options["mixture_weights"] = mixture_weights.replace("-", "_")
     if condition_prior is not None:
         model_options["condition_prior"] = condition_prior
+    if delete_moves is not None:
+        model_options["delete_moves"] = delete_moves
     if n_clusters is not None:
         model_options["n_clusters"] = n_clusters
     if dirichlet_alpha is not None:

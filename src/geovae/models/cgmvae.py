@@ -21,7 +21,7 @@ from geovae.modules.cgmvae import TERMS, CGMVAEModule
 USED_SHARE = 0.005
 #: what a model saved without these options (geovae 0.1.0 and early 0.2 dev) was
 LEGACY_OPTIONS = {"condition_prior": True, "mixture_weights": "per_cell",
-                  "dirichlet_alpha": 1.0, "cluster_samples": 0}
+                  "dirichlet_alpha": 1.0, "cluster_samples": 0, "delete_moves": False}
 #: bins of the expected calibration error
 ECE_BINS = 15
 
@@ -77,7 +77,7 @@ class CGMVAE(GeoVAE):
         opts.setdefault("dirichlet_alpha", 1.0 / opts["n_clusters"]
                         if opts["mixture_weights"] == "global" else 1.0)
         opts.setdefault("condition_prior", False)
-        for name in ("classifier_weight", "cluster_samples"):
+        for name in ("classifier_weight", "cluster_samples", "delete_moves"):
             opts.setdefault(name, self.module_options()[name])
 
     @classmethod

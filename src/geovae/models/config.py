@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geovae.errors import OptionError
-from geovae.nn.latents import LATENTS
+from geovae.nn.latents import DECODER_INPUTS, LATENTS
 from geovae.nn.likelihoods import LIKELIHOODS
 
 #: posterior families on the sphere
@@ -108,6 +108,9 @@ def validate(*, model: str = "vae", latent: str = "euclidean", latent_dim: int =
     if latent_options.get("posterior", "vmf") not in SPHERE_POSTERIORS:
         raise OptionError(f"unknown {{opt}} '{latent_options['posterior']}': use "
                           + " or ".join(SPHERE_POSTERIORS), param="latent_options.posterior")
+    if latent_options.get("decoder_input", "tangent") not in DECODER_INPUTS:
+        raise OptionError(f"unknown {{opt}} '{latent_options['decoder_input']}': use "
+                          + " or ".join(DECODER_INPUTS), param="latent_options.decoder_input")
     model_options = dict(model_options or {})
     known = known_model_options or {}
     unknown = sorted(set(model_options) - set(known))

@@ -72,6 +72,8 @@ def apply_freeze(module: torch.nn.Module, masks: dict[str, torch.Tensor], policy
     handles = []
     if hasattr(module, "update_weights"):  # the mixture's global weights: keep the
         module.update_weights = policy == "none"  # reference's unless everything trains
+    if hasattr(module, "delete_moves"):  # never delete a reference component: the query
+        module.delete_moves = False  # may lack types the reference's cells still use
     layers = {name.rpartition(".")[0] for name in masks}
     for name, param in module.named_parameters():
         layer = name.rpartition(".")[0]

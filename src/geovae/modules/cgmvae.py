@@ -21,9 +21,11 @@ Mixture weights, ``mixture_weights``:
   inference (Hoffman et al. 2013): after each training step
   gamma <- (1 - rho) gamma + rho (alpha + N mean_batch q(y)), the optimum of the bound in gamma
   given q(y); N = training cells. E[log pi_k] = psi(gamma_k) - psi(sum gamma) then enters every
-  cell's ``kl_y``, so a component few cells use gets a large penalty and empties by
-  inference: ``n_clusters`` is an upper bound. KL(q(pi) || p(pi)) / N is each cell's share of
-  ``kl_d``.
+  cell's ``kl_y``. KL(q(pi) || p(pi)) / N is each cell's share of ``kl_d``. That pull towards
+  fewer components is weak where two components share the same cells (the entropy of q(y)
+  pays for the split), so after training delete moves (`delete_components`,
+  `geovae.modules.deletion`) remove such spare components when the bound improves:
+  ``n_clusters`` is an upper bound.
 * ``"per_cell"`` (the thesis): d ~ Dir(alpha) per cell, q(d|z) = Dir(g(z)); p(y = k) = 1/K for
   every symmetric alpha, so alpha only changes how much the bound charges an uncertain q(y|z).
 
@@ -61,7 +63,8 @@ fewer cells are labelled. Component k is label k for k < n_labels.
 ``model_options``: ``n_clusters`` (K; default n_labels, or 20 without labels), ``w_dim``
 (default latent_dim), ``mixture_weights`` (``global``/``per_cell``), ``dirichlet_alpha``
 (default 1/K global, 1 per cell), ``classifier_weight`` (default 50),
-``condition_prior`` (default False), ``cluster_samples``
+``condition_prior`` (default False), ``delete_moves`` (default True, global weights: see
+`delete_components`), ``cluster_samples``
 (default 32).
 """
 
@@ -132,6 +135,7 @@ class CGMVAEModule(VAEModule):
                  w_dim: int | None = None, mixture_weights: str = "global",
                  dirichlet_alpha: float | None = None, classifier_weight: float = 50.0,
                  condition_prior: bool = False, cluster_samples: int = 32,
+                 delete_moves: bool = True,
                  prior_uses_w: bool = True):
         if not isinstance(latent, SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
@@ -159,6 +163,8 @@ class CGMVAEModule(VAEModule):
         self.prior_uses_w = prior_uses_w
         #: SVI updates of the global weights' gamma during training (transfer may turn off)
         self.update_weights = True
+        #: delete moves after training (`delete_components`; transfer turns them off)
+        self.delete_moves = delete_moves
         self.w_head = nn.Linear(n_hidden, 2 * w_dim)  # q(w|x,c) from the shared encoder
         self.classifier = nn.Sequential(mlp(z_dim, n_hidden, n_layers, dropout),
                                         nn.Linear(n_hidden, n_clusters))  # f(z)
@@ -268,7 +274,8 @@ class CGMVAEModule(VAEModule):
         ELBO, and set gamma to its optimum given the new q(y). Global weights only, never the
         label components. Seeded and run in eval mode; the global RNG is left untouched.
         Returns the deleted components."""
-        if self.mixture_weights != "global" or not self.update_weights or len(idx) == 0:
+        if (self.mixture_weights != "global" or not self.update_weights
+                or not self.delete_moves or len(idx) == 0):
             return []
         was_training = self.training
         self.eval()
