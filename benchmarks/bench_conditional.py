@@ -25,7 +25,16 @@ Configurations (``model_options`` of ``model="cgmvae"``; all use the batch key):
 * ``new``: today's defaults (covariates out of the prior, global weights q(pi) = Dir(gamma),
   alpha = 1/K, predictive over 32 draws of z);
 * ``new_per_cell``: new with the thesis's per-cell d (alpha 1 by default);
-* ``vae``: the plain VAE (``model="vae"``) with the same batch key.
+* ``vae``: the plain VAE (``model="vae"``) with the same batch key;
+* hyperbolic latents only (``--latent hyperbolic``): ``lorentz`` is ``new`` with the decoder
+  reading z's Lorentz coordinates (``decoder_input="lorentz"``, geovae <= 0.2.0 dev) instead
+  of its tangent coordinates at the origin; ``lorentz_prior`` adds the covariates to the
+  prior, the hyperbolic default before the tangent input; ``vae_lorentz`` is ``vae`` with the
+  Lorentz input.
+
+With ``--latent hyperbolic`` the neighbour graph (same-condition share, iLISI, kBET) uses
+geodesic distances, and ASW and k-means read log_0(z), z's coordinates in the tangent space
+at the origin (scib-metrics' silhouettes and k-means are Euclidean).
 
 Metrics on ``obsm["X_geovae"]`` with scib-metrics: mixing — iLISI (scib's scaled
 [0, 1] value), kBET (per label), batch ASW; conservation — cell-type ASW, NMI and ARI of
@@ -55,7 +64,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "new": {},
     "new_per_cell": {"mixture_weights": "per_cell"},
     "vae": {},
+    "lorentz": {"decoder_input": "lorentz"},
+    "lorentz_prior": {"decoder_input": "lorentz", "condition_prior": True},
+    "vae_lorentz": {"decoder_input": "lorentz"},
 }
+#: options of CONFIGS that belong to the latent, not the model
+LATENT_OPTIONS = ("decoder_input",)
 METRICS = ("same_condition", "ilisi", "kbet", "batch_asw", "type_asw", "kmeans_nmi",
            "kmeans_ari", "mixture_ari", "n_argmax", "n_used", "entropy", "seconds")
 
@@ -82,22 +96,47 @@ def load(name: str, seed: int) -> tuple[Any, dict[str, Any], str, str]:
     raise ValueError(name)
 
 
-def same_condition_fraction(z: np.ndarray, cond: np.ndarray, k: int = 15) -> float:
-    """Mean share of each cell's k nearest neighbours (itself excluded) in its condition."""
+def neighbours(z: np.ndarray, k: int, latent: str = "euclidean"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, indices) of each cell's k nearest neighbours, itself included first:
+    Euclidean, or geodesic on the hyperboloid (exact, all pairs)."""
     from sklearn.neighbors import NearestNeighbors
 
-    idx = NearestNeighbors(n_neighbors=k + 1).fit(z).kneighbors(z, return_distance=False)
+    if latent != "hyperbolic":
+        return NearestNeighbors(n_neighbors=k).fit(z).kneighbors(z)
+    inner = np.outer(z[:, 0], z[:, 0]) - z[:, 1:] @ z[:, 1:].T  # -<a, b>_L
+    dist = np.arccosh(np.clip(inner, 1.0, None))
+    np.fill_diagonal(dist, -1.0)  # itself first, as sklearn returns it
+    idx = np.argsort(dist, axis=1)[:, :k]
+    dist = np.take_along_axis(dist, idx, axis=1)
+    dist[:, 0] = 0.0
+    return dist, idx
+
+
+def tangent_coordinates(z: np.ndarray) -> np.ndarray:
+    """log_0(z) of hyperboloid points: asinh(|z_s|) z_s / |z_s| (z_s = spatial part)."""
+    s = z[:, 1:]
+    norm = np.linalg.norm(s, axis=1, keepdims=True)
+    return s * np.where(norm > 0, np.arcsinh(norm) / np.where(norm > 0, norm, 1.0), 1.0)
+
+
+def same_condition_fraction(z: np.ndarray, cond: np.ndarray, k: int = 15,
+                            latent: str = "euclidean") -> float:
+    """Mean share of each cell's k nearest neighbours (itself excluded) in its condition."""
+    idx = neighbours(z, k + 1, latent)[1]
     return float((cond[idx[:, 1:]] == cond[:, None]).mean())
 
 
-def scib_scores(z: np.ndarray, cond: np.ndarray, types: np.ndarray) -> dict[str, float]:
+def scib_scores(z: np.ndarray, cond: np.ndarray, types: np.ndarray,
+                latent: str = "euclidean") -> dict[str, float]:
     """scib-metrics' mixing and conservation scores."""
     import scib_metrics
     from scib_metrics.nearest_neighbors import NeighborsResults
-    from sklearn.neighbors import NearestNeighbors
 
-    dist, idx = NearestNeighbors(n_neighbors=90).fit(z).kneighbors(z)
+    dist, idx = neighbours(z, 90, latent)
     nn = NeighborsResults(indices=idx, distances=dist)
+    if latent == "hyperbolic":
+        z = tangent_coordinates(z)
     out = {"ilisi": float(scib_metrics.ilisi_knn(nn, cond)),
            "batch_asw": float(scib_metrics.silhouette_batch(z, types, cond)),
            "type_asw": float(scib_metrics.silhouette_label(z, types))}
@@ -112,7 +151,7 @@ def scib_scores(z: np.ndarray, cond: np.ndarray, types: np.ndarray) -> dict[str,
 
 
 def run(data: str, config: str, seed: int, epochs: int | None = None,
-        data_seed: int | None = None) -> dict[str, Any]:
+        data_seed: int | None = None, latent: str = "euclidean") -> dict[str, Any]:
     """Fit one configuration (model seed ``seed``) on the data drawn with ``data_seed``
     (default ``seed``) and score it."""
     from sklearn.metrics import adjusted_rand_score
@@ -125,25 +164,28 @@ def run(data: str, config: str, seed: int, epochs: int | None = None,
     n_clusters = kw.pop("n_clusters")
     default_epochs = kw.pop("epochs")
     ep = default_epochs if epochs is None else epochs
+    options = dict(CONFIGS[config])
+    latent_options = {k: options.pop(k) for k in LATENT_OPTIONS if k in options}
     common = {"batch_key": ckey, "epochs": ep, "progress": False, "seed": seed,
-              "device": "cpu", "heldout_samples": 0, **kw}
+              "device": "cpu", "heldout_samples": 0, "latent": latent,
+              "latent_options": latent_options, **kw}
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if config == "vae":
+        if config.startswith("vae"):
             geovae.fit(adata, model="vae", **common)
         else:
-            opts = {"n_clusters": n_clusters, **CONFIGS[config]}
+            opts = {"n_clusters": n_clusters, **options}
             geovae.fit(adata, model="cgmvae", model_options=opts, **common)
     seconds = time.perf_counter() - t0
     z = np.asarray(adata.obsm["X_geovae"], dtype=np.float64)
     cond = adata.obs[ckey].astype("category").cat.codes.to_numpy()
     types = adata.obs[tkey].astype("category").cat.codes.to_numpy()
-    rec: dict[str, Any] = {"data": data, "config": config, "seed": seed,
+    rec: dict[str, Any] = {"data": data, "config": config, "seed": seed, "latent": latent,
                            "data_seed": data_seed, "epochs": ep,
                            "epochs_run": int(adata.uns["geovae"]["params"]["epochs_run"]),
                            "seconds": round(seconds, 1),
-                           "same_condition": same_condition_fraction(z, cond),
+                           "same_condition": same_condition_fraction(z, cond, latent=latent),
                            "chance": float(((np.bincount(cond) / len(cond)) ** 2).sum())}
     if "geovae_cluster_probs" in adata.obsm:
         probs = adata.obsm["geovae_cluster_probs"]
@@ -155,7 +197,7 @@ def run(data: str, config: str, seed: int, epochs: int | None = None,
                    weights_model=str(info["weights_model"]),
                    cluster_probs=str(info["cluster_probs"]["method"]))
     t1 = time.perf_counter()
-    rec.update(scib_scores(z, cond, types))
+    rec.update(scib_scores(z, cond, types, latent))
     rec["metric_seconds"] = round(time.perf_counter() - t1, 1)
     return rec
 
@@ -166,12 +208,13 @@ def summarise(path: Path) -> None:
     from paired_stats import paired, sd, table
 
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    for data in dict.fromkeys(r["data"] for r in recs):
-        rs = [r for r in recs if r["data"] == data]
+    for data, latent in dict.fromkeys((r["data"], r.get("latent", "euclidean"))
+                                      for r in recs):
+        rs = [r for r in recs if r["data"] == data and r.get("latent", "euclidean") == latent]
         configs = list(dict.fromkeys(r["config"] for r in rs))
         seeds = sorted({r["seed"] for r in rs})
         chance = np.mean([r["chance"] for r in rs])
-        print(f"\n#### {data} ({len(seeds)} seeds: {seeds}; epochs "
+        print(f"\n#### {data}, {latent} latent ({len(seeds)} seeds: {seeds}; epochs "
               f"{sorted({r['epochs'] for r in rs})}; same-condition chance {chance:.3f})\n")
         print("| config | " + " | ".join(METRICS) + " |")
         print("|---|" + "---|" * len(METRICS))
@@ -185,7 +228,8 @@ def summarise(path: Path) -> None:
             n = sum(r["config"] == c for r in rs)
             print(f"| {c} (n={n}) | " + " | ".join(cells) + " |")
         rows = []
-        for a, b in (("new", "old"), ("new", "vae"), ("new", "new_per_cell")):
+        for a, b in (("new", "old"), ("new", "vae"), ("new", "new_per_cell"),
+                     ("new", "lorentz"), ("new", "lorentz_prior"), ("vae", "vae_lorentz")):
             if a not in configs or b not in configs:
                 continue
             for m in METRICS[:-1]:
@@ -207,6 +251,7 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[10, 11, 12, 13, 14])
     ap.add_argument("--epochs", type=int, default=None, help="override every data set's")
+    ap.add_argument("--latent", default="euclidean", choices=["euclidean", "hyperbolic"])
     ap.add_argument("--data-seed", type=int, default=None,
                     help="one data draw for every model seed (scib-metrics' JAX functions "
                          "then compile once: kBET / batch ASW recompile per label-group size)")
@@ -230,7 +275,7 @@ def main() -> None:
     for data in args.data:
         for seed in args.seeds:
             for config in args.configs:
-                rec = run(data, config, seed, args.epochs, args.data_seed)
+                rec = run(data, config, seed, args.epochs, args.data_seed, args.latent)
                 line = json.dumps(rec)
                 print(line, flush=True)
                 if args.json:

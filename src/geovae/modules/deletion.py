@@ -64,10 +64,10 @@ def greedy_deletions(logits: torch.Tensor, log_pz: torch.Tensor, alpha: torch.Te
     merely share cells with another component. A component that more cells choose
     confidently (a rare type of a few per mille of the cells, say) is never proposed, because
     the bound alone does not protect it: the encoder can fold two well-separated types into
-    one component at little cost (on 10 Gaussian blobs, unrestricted delete moves merged real
-    types and the ARI fell from 0.91-1.0 to 0.38-0.83). Components ``< n_protected``
-    (labels) are never deleted, nor the last active one. Returns (the new ``active`` mask,
-    deleted indices in order). Inputs in float64 for exact differences."""
+    one component at little cost (on 10 Gaussian blobs, unrestricted delete moves after every
+    epoch merged real types and the ARI fell from 0.91-1.0 to 0.38-0.83). Components
+    ``< n_protected`` (labels) are never deleted, nor the last active one. Returns (the new
+    ``active`` mask, deleted indices in order). Inputs in float64 for exact differences."""
     active = active.clone()
     deleted: list[int] = []
     if torch.isnan(logits).any() or torch.isnan(log_pz).any():
