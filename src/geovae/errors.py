@@ -37,7 +37,8 @@ class OptionError(GeoVAEError):
 FLAGS = {"batch_key": "--batch-key", "latent_options": "--flow/--posterior",
          "model_options": "--n-clusters/--dirichlet-alpha",
          # Python only (no flag): name the dictionary entry
-         "latent_options.decoder_input": "latent_options['decoder_input']"}
+         "latent_options.decoder_input": "latent_options['decoder_input']",
+         "model_options.delete_moves": "--delete-moves/--no-delete-moves"}
 
 
 def flag_of(param: str) -> str:

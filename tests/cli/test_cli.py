@@ -182,6 +182,9 @@ def test_cgmvae_through_the_cli(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--n-clusters works with model cgmvae only" in bad.stderr
     bad = run_cli("fit", blobs, "--mixture-weights", "per-cell", "--quiet")
     assert bad.exit_code == 2 and "--mixture-weights works with model cgmvae only" in bad.stderr
+    bad = run_cli("fit", blobs, "--no-delete-moves", "--quiet")
+    assert bad.exit_code == 2 and "--delete-moves/--no-delete-moves works with model cgmvae " \
+        "only" in bad.stderr
 
 
 def test_version_and_bare_command() -> None:

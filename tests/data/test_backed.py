@@ -132,7 +132,12 @@ def test_backed_does_not_materialise_x(tmp_path: Path, monkeypatch) -> None:
     assert mem_peak > x_bytes[8192]  # the in-memory set-up alone holds X (twice)
     small, _ = peak(lambda: _backed_model(paths[2048], 32, 128))
     large, bk = peak(lambda: _backed_model(paths[8192], 32, 128))
-    assert large - small < 0.1 * (x_bytes[8192] - x_bytes[2048]), (small, large)
+    # what may grow with the cells: obs names as Python strings (about 60 B each, decoded by
+    # anndata; their transient peak coincides with training's or not, depending on what ran
+    # before), int64 codes and labels, the float32 latent: at most 150 B a cell. X would add
+    # 1,200 B a cell (300 float32), 7.4 MB here.
+    allowed = 0.1 * (x_bytes[8192] - x_bytes[2048]) + 150 * (8192 - 2048)
+    assert large - small < allowed, (small, large, allowed)
     src = bk._source
     assert src.peak_rows <= 2 * 128 + 1024  # two windows + the latent's 1024-cell batches
     # setup scan, one training epoch and the latent: 3 passes; never a read per cell

@@ -139,7 +139,7 @@ def test_unneeded_components_empty_by_inference(n_blobs: int, low: int, high: in
     """Issue 9.2: --n-clusters 15 is an upper bound. With global weights the components the
     data do not need lose their mass: 5 types keep 4-7 components, 10 keep about 10, counted
     both by weight (>= 0.5%) and by the cells' most probable component (measured on seed 0:
-    6 / 6 components, ARI 0.98, and 9 / 9, ARI 0.91). Without the delete moves the spare
+    5 / 5 components, ARI 1.0, and 9 / 9, ARI 0.91). Without the delete moves the spare
     components kept 0.1-14% each: 9 of 15 in use by weight for 5 blobs. The per-cell weights
     (0.1.0's default, alpha 1) kept all 15 in use on the conditional blobs."""
     adata = make_blobs(n_cells=1000, n_blobs=n_blobs, n_conditions=1, seed=0)

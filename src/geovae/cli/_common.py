@@ -69,8 +69,8 @@ ConditionPrior = Annotated[bool | None, typer.Option(
 DeleteMoves = Annotated[bool | None, typer.Option(
     "--delete-moves/--no-delete-moves",
     help="cgmvae with global mixture weights: after training, remove spare components "
-         "(the most probable component of almost no cell) when the evidence lower bound "
-         "is higher without them, so their weight drops to the prior's share. On by "
+         "(the confident choice, q(y|z) > 0.9, of at most 0.1% of the cells) when the bound "
+         "(ELBO) is higher without them, so their weight drops to the prior's share. On by "
          "default.", show_default=False)]
 Precision = Annotated[PrecisionChoice, typer.Option(
     case_sensitive=False,

@@ -126,6 +126,8 @@ def transfer(
         notes.append("the reference has no batch key: the query is embedded with the reference's "
                      "weights as they are")
     handles = apply_freeze(grown.module, masks, freeze)
+    if "delete_moves" in grown.config.model_options:  # off in the module; saved so too
+        grown.config.model_options["delete_moves"] = False
     n_train = trainable_count(grown.module, masks, freeze)
     epochs_run = 0
     if n_train and (any(added) or freeze != "all"):
