@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from geovae import _keys as K
+from geovae._rng import seeded
 from geovae.data import (
     DataSource,
     DataSpec,
@@ -234,9 +235,7 @@ class GeoVAE:
     def seeded(self, offset: int = 0) -> Iterator[None]:
         """Run a random computation with the model's seed (+ ``offset``), leaving torch's
         global RNG (and the GPU's) as it was."""
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.config.seed + offset)
+        with seeded(self.config.seed + offset, self.device):
             yield
 
     def heldout_indices(self, max_cells: int = 2000) -> tuple[np.ndarray, str]:

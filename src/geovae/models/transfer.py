@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from geovae._rng import seeded
 from geovae.errors import OptionError
 
 FREEZE = ("all", "covariates", "none")
@@ -105,7 +106,5 @@ def negative_elbo(model: Any, source: Any) -> np.ndarray:
     from geovae.data import map_batches
 
     model.module.eval()
-    with torch.no_grad(), torch.random.fork_rng(
-            devices=[source.device] if source.device.type == "cuda" else []):
-        torch.manual_seed(0)
+    with torch.no_grad(), seeded(0, source.device):
         return map_batches(source, lambda b: model.module.loss(b).negative_elbo).numpy()

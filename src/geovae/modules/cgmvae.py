@@ -77,6 +77,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Dirichlet, Distribution, Independent, Normal, kl_divergence
 
+from geovae._rng import seeded
 from geovae.data.sources import DataSource
 from geovae.distributions import PowerSpherical, VonMisesFisher, WrappedNormal
 from geovae.errors import OptionError
@@ -282,9 +283,7 @@ class CGMVAEModule(VAEModule):
         gen = torch.Generator().manual_seed(seed)
         sub = idx[torch.randperm(len(idx), generator=gen)[:max_cells].to(idx.device)]
         logits, log_pz, onehot = [], [], []
-        devices = [source.device] if source.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with seeded(seed, source.device):
             for batch in source.batches(sub.sort().values, 1024):
                 qz, qw, _ = self.posteriors(batch.x, batch.c)
                 z, _ = self.latent.rsample(qz)
@@ -295,12 +294,13 @@ class CGMVAEModule(VAEModule):
                 onehot.append(F.one_hot(labels.clamp(min=0), self.n_clusters).double()
                               * (labels >= 0)[:, None])
         self.train(was_training)
+        logits, onehot = torch.cat(logits), torch.cat(onehot)
         active, deleted = greedy_deletions(
-            torch.cat(logits), torch.cat(log_pz), self.alpha.double(), self.active,
-            float(self.n_obs) / len(sub), n_protected=self.n_labels, onehot=torch.cat(onehot))
+            logits, torch.cat(log_pz), self.alpha.double(), self.active,
+            float(self.n_obs) / len(sub), n_protected=self.n_labels, onehot=onehot)
         if deleted:
             self.active.copy_(active)
-            q = mixture_probs(torch.cat(logits), active, torch.cat(onehot))
+            q = mixture_probs(logits, active, onehot)
             self.gamma.copy_(self.alpha + self.n_obs * q.mean(0).to(self.gamma.dtype))
         return deleted
 

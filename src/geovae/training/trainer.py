@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from geovae._rng import seeded
 from geovae.data.sources import DataSource
 from geovae.errors import OptionError
 from geovae.nn.layers import PRECISIONS, low_precision
@@ -208,9 +209,7 @@ def evaluate_sum(module: nn.Module, source: DataSource, idx: torch.Tensor, batch
     was_training = module.training
     module.eval()
     total = torch.zeros((), device=source.device, dtype=torch.float64)
-    devices = [source.device] if source.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with seeded(seed, source.device):
         for batch in source.batches(idx, max(batch_size, 256)):
             total += module.loss(batch, kl_weight=1.0).negative_elbo.sum()
     module.train(was_training)
