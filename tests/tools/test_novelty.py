@@ -1,0 +1,76 @@
+"""The unknown-type check's statistics (`geovae.tools.novelty`): empirical p-values are
+uniform under the null, the query's condition shift is removed before ranking, cells of a
+type the reference lacks get small p-values, and the confidence factor keeps their order."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from geovae.tools.novelty import (
+    empirical_pvalue,
+    neighbour_pvalues,
+    shifted_pvalues,
+    soft_factor,
+)
+
+
+def test_empirical_pvalue_is_uniform_under_the_null_and_bounded() -> None:
+    rng = np.random.default_rng(0)
+    ref, query = rng.gumbel(size=5000), rng.gumbel(size=2000)
+    p = empirical_pvalue(query, ref)
+    assert stats.kstest(p, "uniform").pvalue > 0.01
+    assert empirical_pvalue(np.array([ref.max() + 1.0]), ref)[0] == 1 / (len(ref) + 1)
+    assert empirical_pvalue(np.array([ref.min() - 1.0]), ref)[0] == 1.0
+
+
+def test_soft_factor_is_one_at_one_half_at_the_tail_and_strictly_increasing() -> None:
+    p = np.linspace(1e-4, 1, 1000)
+    f = soft_factor(p, 0.02)
+    assert np.all(np.diff(f) > 0)
+    assert f[-1] == 1.0 and 0.49 < soft_factor(np.array([0.02]), 0.02)[0] < 0.52
+
+
+def test_the_query_shift_is_removed_before_ranking() -> None:
+    rng = np.random.default_rng(1)
+    ref, query = rng.gumbel(size=4000), rng.gumbel(size=3000) + 2.5  # a new condition
+    p = shifted_pvalues(query, ref)
+    assert stats.kstest(p, "uniform").pvalue > 0.001
+    assert abs(np.mean(p < 0.05) - 0.05) < 0.015
+    # a query that fits better than the reference is not shifted the other way
+    better = ref[:500] - 1.0
+    np.testing.assert_array_equal(shifted_pvalues(better, ref), empirical_pvalue(better, ref))
+
+
+def test_unseen_cells_get_small_pvalues_wherever_they_land() -> None:
+    """One shift for the whole query: a type the reference lacks is flagged even where it
+    makes up most of the cells given one label (a shift per label would absorb it)."""
+    rng = np.random.default_rng(2)
+    ref_labels = np.repeat([0, 1, 2], 1000)
+    ref = rng.normal(size=3000)
+    predicted = np.repeat([0, 1, 2], [900, 900, 150])
+    query = rng.normal(size=1950) + 1.0
+    novel = np.zeros(1950, bool)
+    novel[1800 + np.arange(120)] = True  # 120 of label 2's 150 query cells
+    query[novel] += 4.0
+    for labels in [(None, None), (predicted, ref_labels)]:
+        p = shifted_pvalues(query, ref, *labels)
+        assert roc_auc_score(novel, -p) > 0.95
+        assert np.mean(p[novel] < 0.02) > 0.6 and np.mean(p[~novel] < 0.02) < 0.05
+
+
+def test_neighbour_pvalues_flag_cells_far_from_their_label() -> None:
+    rng = np.random.default_rng(4)
+    centres = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]])
+    ref_labels = np.repeat([0, 1], 400)
+    ref = centres[ref_labels] + rng.normal(size=(800, 3))
+    predicted = np.repeat([0, 1], 300)
+    query = centres[predicted] + 1.2 * rng.normal(size=(600, 3))  # a wider new condition
+    novel = np.zeros(600, bool)
+    novel[:40] = True
+    query[:40] = centres[0] + [0.0, 6.0, 0.0] + rng.normal(size=(40, 3))
+    p = neighbour_pvalues(query.astype(np.float32), ref.astype(np.float32), 15, "euclidean",
+                          predicted, ref_labels)
+    assert roc_auc_score(novel, -p) > 0.95
+    assert np.mean(p[~novel] < 0.02) < 0.06
