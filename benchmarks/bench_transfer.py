@@ -36,9 +36,12 @@ Methods, each run as its own subprocess (one thread) so wall time and peak RSS a
   label_key="seurat_annotations", epochs=--epochs, heldout_samples=0)``, the reference cells
   kept as ``geovae fit`` keeps them in the model directory (``geovae.runs.jobs.
   reference_cells``: latent, labels, -ELBO), then ``geovae.transfer(query, model,
-  eval_key=..., epochs=--query-epochs)`` (freeze "all": only the new condition's weights
-  train). Equivalent to ``geovae fit REF --batch-key stim --label-key seurat_annotations
-  [--model cgmvae] [--latent sphere]`` + ``geovae transfer MODEL_DIR QUERY --eval-key ...``
+  eval_key=..., epochs=--query-epochs)`` (``--freeze all``, the default: only the new
+  condition's weights train; ``--freeze covariates|none`` passes the reference's fit output
+  as ``reference=`` so its cells are re-embedded, and names the rows "METHOD (freeze X)";
+  the mixing score then uses the re-embedded reference latent). Equivalent to ``geovae fit
+  REF --batch-key stim --label-key seurat_annotations [--model cgmvae] [--latent sphere]``
+  + ``geovae transfer MODEL_DIR QUERY --eval-key ... [--freeze X --reference REF_OUT]``
   without the CLI's UMAP/Leiden/plot/held-out log-likelihood. Prediction: argmax of
   ``obsm['geovae_label_probs']``; confidence ``obs['geovae_label_confidence']``; unknown
   call: ``obs['geovae_label'] == 'unknown'`` (threshold 0.5, geovae's default).
@@ -246,8 +249,12 @@ def _geovae(ref, query, args: argparse.Namespace) -> dict:
     if atlas.get("umap") is None:  # no UMAP was computed (see the report: None breaks
         atlas.pop("umap", None)    # place_on_umap); the model directory omits it the same way
     m.atlas = atlas
-    geovae.transfer(query, m, eval_key=LABEL, epochs=args.query_epochs, seed=args.seed,
-                    progress=False)
+    # --freeze covariates|none also trains the covariate layers; the reference cells are then
+    # re-embedded by transfer (from the fit output: latent, labels, matrix), as with the CLI
+    g = geovae.transfer(query, m, eval_key=LABEL, epochs=args.query_epochs, seed=args.seed,
+                        progress=False, freeze=args.freeze,
+                        reference=None if args.freeze == "all" else ref)
+    zr = np.asarray(ref.obsm[K.REP] if args.freeze == "all" else g.atlas["latent"][:ref.n_obs])
     probs = np.asarray(query.obsm[K.LABEL_PROBS])
     cats = np.asarray(m.spec.label_categories, dtype=str)
     info = dict(query.uns[K.UNS]["transfer"])
@@ -255,7 +262,7 @@ def _geovae(ref, query, args: argparse.Namespace) -> dict:
     return {"pred": cats[probs.argmax(1)],
             "conf": query.obs[K.LABEL_CONFIDENCE].to_numpy(dtype=float),
             "unknown": query.obs[K.LABEL].astype(str).to_numpy() == "unknown",
-            "zq": np.asarray(query.obsm[K.REP]), "zr": np.asarray(ref.obsm[K.REP]),
+            "zq": np.asarray(query.obsm[K.REP]), "zr": zr,
             "ref_labels": ref.obs[LABEL].astype(str).to_numpy(),
             "info": np.asarray(json.dumps({k: (float(v) if isinstance(v, (float, np.floating))
                                                else v if isinstance(v, (int, str)) else str(v))
@@ -329,15 +336,22 @@ def run_child(cmd: list[str], env: dict, log: Path) -> tuple[int, float, float]:
     return rc, wall, maxrss_kb / 1024
 
 
+def recorded_name(method: str, freeze: str) -> str:
+    """A method's row name: geovae's with its --freeze when that is not the default."""
+    return f"{method} (freeze {freeze})" if method in GEOVAE_METHODS and freeze != "all" \
+        else method
+
+
 def run_method(method: str, split: str, seed: int, ref: Path, query: Path, workdir: Path,
                args: argparse.Namespace) -> dict:
     env = {**os.environ, **THREAD_ENV, "PYTHONWARNINGS": "ignore"}
     if args.geovae_src:  # a frozen copy of src/, so edits to the tree during a run don't leak in
         env["PYTHONPATH"] = os.pathsep.join([str(args.geovae_src),
                                              *filter(None, [env.get("PYTHONPATH")])])
-    out = workdir / f"{split}_{method.replace(' ', '_')}.npz"
+    name = recorded_name(method, args.freeze)
+    out = workdir / f"{split}_{name.replace(' ', '_').replace('(', '').replace(')', '')}.npz"
     log = out.with_suffix(".log")
-    rec = {"split": split, "seed": seed, "method": method}
+    rec = {"split": split, "seed": seed, "method": name}
     if method == "scANVI":
         for drop_last in ("0", "1"):
             cmd = [args.scanvi_python, "-c", SCANVI_SCRIPT, str(ref), str(query), str(out),
@@ -349,7 +363,8 @@ def run_method(method: str, split: str, seed: int, ref: Path, query: Path, workd
     else:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method,
                "--ref", str(ref), "--query", str(query), "--out", str(out), "--seed", str(seed),
-               "--epochs", str(args.epochs), "--query-epochs", str(args.query_epochs)]
+               "--epochs", str(args.epochs), "--query-epochs", str(args.query_epochs),
+               "--freeze", args.freeze]
         rc, wall, rss = run_child(cmd, env, log)
     rec.update(wall_s=wall, rss_mb=rss)
     if rc != 0 or not out.exists():
@@ -477,7 +492,8 @@ def paired_vs(records: list[dict], baseline: str = "scANVI") -> str:
              "|---|---|---|" + "---|" * len(keys)]
     for split in sorted({r["split"] for r in ok}):
         base = {r["seed"]: r for r in ok if r["split"] == split and r["method"] == baseline}
-        for method in [m for m in METHODS if m != baseline]:
+        extra = [m for m in dict.fromkeys(r["method"] for r in ok) if m not in METHODS]
+        for method in [m for m in [*METHODS, *extra] if m != baseline]:
             mine = {r["seed"]: r for r in ok if r["split"] == split and r["method"] == method}
             seeds = sorted(set(base) & set(mine))
             if not seeds:
@@ -543,7 +559,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[dict], dict]:
                 ref, query, info = write_split(full, rows, split, args.n_top_genes, wd)
                 sizes[split] = info
                 for method in args.methods:
-                    if (split, seed, method) not in done:
+                    if (split, seed, recorded_name(method, args.freeze)) not in done:
                         tasks.append((method, split, seed, ref, query, wd))
         del full
 
@@ -589,6 +605,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scanvi-epochs", type=int, default=10,
                    help="SCANVI epochs after SCVI (scvi-tools' default after pre-training)")
     p.add_argument("--jobs", type=int, default=1, help="methods run in parallel (1 thread each)")
+    p.add_argument("--freeze", default="all", choices=["all", "covariates", "none"],
+                   help="geovae transfer's --freeze; rows of other than 'all' are named "
+                        "'METHOD (freeze X)'")
     p.add_argument("--scanvi-python", default="/tmp/scvi-venv/bin/python")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--resume", action="store_true", help="skip runs already in --json")
