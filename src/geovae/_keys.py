@@ -53,7 +53,7 @@ KEYS: tuple[Key, ...] = (
     Key("obs", LABEL, ("fit", "embed", "transfer"), "predicted label of every cell (cgmvae with "
         "labels; transfer: 'unknown' below --unknown-threshold)"),
     Key("obs", LABEL_CONFIDENCE, ("transfer",), "confidence of the transferred label (classifier "
-        "probability, lowered for cells far from every reference cell)"),
+        "probability, lowered for cells the model explains worse than the reference cells)"),
     Key("obsm", LABEL_PROBS, ("transfer",), "probability of each reference label"),
     Key("obs", SOURCE, ("transfer",), "joint object only: reference or query"),
     Key("obs", VOLUME, ("fit", "embed"), "with --volume: log sqrt(det JᵀJ) of the decoder at "
