@@ -151,7 +151,7 @@ def transfer(
     z = query.obsm[K.REP]
     probs, categories, conf = _label_probs(grown, source, atlas, z, n_neighbors)
     nelbo = negative_elbo(grown, source)
-    if atlas is not None:  # how typical each cell is of the reference cells of its label
+    if atlas is not None:  # how typical each cell is of the reference cells (novelty.py)
         labels = atlas.get("labels") if probs is not None else None
         codes = None if probs is None else probs.argmax(1)
         if "nelbo" in atlas:
