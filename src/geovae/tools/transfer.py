@@ -151,15 +151,14 @@ def transfer(
     z = query.obsm[K.REP]
     probs, categories, conf = _label_probs(grown, source, atlas, z, n_neighbors)
     nelbo = negative_elbo(grown, source)
-    if atlas is not None:  # how typical each cell is of the reference cells (novelty.py)
+    if atlas is not None and "nelbo" in atlas:  # how typical each cell is (novelty.py)
+        conf = conf * soft_factor(shifted_pvalues(nelbo, atlas["nelbo"]), UNKNOWN_TAIL)
+    elif atlas is not None:  # no -ELBO for the reference cells: distance to their label's
         labels = atlas.get("labels") if probs is not None else None
         codes = None if probs is None else probs.argmax(1)
-        if "nelbo" in atlas:
-            conf = conf * soft_factor(shifted_pvalues(nelbo, atlas["nelbo"]), UNKNOWN_TAIL)
-        else:
-            p = neighbour_pvalues(z, atlas["latent"], n_neighbors, grown.config.latent, codes,
-                                  labels)
-            conf = conf * soft_factor(p, NEIGHBOUR_TAIL)
+        p = neighbour_pvalues(z, atlas["latent"], n_neighbors, grown.config.latent, codes,
+                              labels)
+        conf = conf * soft_factor(p, NEIGHBOUR_TAIL)
     info: dict[str, Any] = {
         "n_features_matched": spec.n_features - prepared.n_missing_features,
         "n_missing_features": prepared.n_missing_features,
