@@ -54,7 +54,8 @@ KEYS: tuple[Key, ...] = (
         "labels; transfer: 'unknown' below --unknown-threshold)"),
     Key("obs", LABEL_CONFIDENCE, ("transfer",), "confidence of the transferred label (classifier "
         "probability, lowered for cells the model explains worse than the reference cells)"),
-    Key("obsm", LABEL_PROBS, ("transfer",), "probability of each reference label"),
+    Key("obsm", LABEL_PROBS, ("transfer",), "probability of each reference label (cgmvae: "
+        "q(y|x) combined with the vote of the 15 nearest reference cells)"),
     Key("obs", SOURCE, ("transfer",), "joint object only: reference or query"),
     Key("obs", VOLUME, ("fit", "embed"), "with --volume: log sqrt(det JᵀJ) of the decoder at "
         "the cell's latent"),

@@ -1,7 +1,7 @@
 """Transfer on curved latents (sphere, hyperbolic) and through the supervised mixture
-(cgmvae: labels from q(y|x)): the query lands among the reference cells of its own type, its
-labels are right above a floor, and the reference model's weights are unchanged (hash) and
-still embed the reference cells exactly."""
+(cgmvae: labels from q(y|x) and the reference cells' kNN vote): the query lands among the
+reference cells of its own type, its labels are right above a floor, and the reference
+model's weights are unchanged (hash) and still embed the reference cells exactly."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import hashlib
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import geovae
 from geovae import _keys as K
 from geovae.datasets import make_blobs
 from geovae.tools.neighbors import knn
+from geovae.tools.transfer import combine_votes
 
 
 def _weights_hash(model: geovae.GeoVAE) -> str:
@@ -47,12 +49,20 @@ def test_query_lands_among_its_type(model: str, latent: str) -> None:
     # the mapped model (freeze all) embeds the reference cells exactly as the reference did
     np.testing.assert_allclose(mapped.get_latent(ref), ref.obsm[K.REP], atol=1e-5)
     info = query.uns[K.UNS]["transfer"]
-    assert info["label_method"] == ("mixture" if model == "cgmvae" else "knn")
+    assert info["label_method"] == ("mixture+knn" if model == "cgmvae" else "knn")
     print(model, latent, {k: round(float(info[k]), 3) for k in
                           ("accuracy", "accuracy_called", "fraction_unknown")})
     assert info["accuracy_called"] >= floor and info["fraction_unknown"] <= 0.35, info
     probs = np.asarray(query.obsm[K.LABEL_PROBS])
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
+    if model == "cgmvae":  # q(y|x) times the vote of the 15 nearest reference cells
+        cats = list(fitted.spec.label_categories)
+        q = mapped.cluster_probs_of(mapped.source(query))[:, : len(cats)]
+        _, idx = knn(np.asarray(query.obsm[K.REP]), np.asarray(ref.obsm[K.REP]), 15, latent)
+        codes = pd.Index(cats).get_indexer(ref.obs["blob"].astype(str))[idx]
+        votes = np.stack([(codes == c).sum(1) for c in range(len(cats))], axis=1)
+        np.testing.assert_allclose(probs, combine_votes(q / q.sum(1, keepdims=True), votes),
+                                   atol=1e-5)
     # query cells land among reference cells of their own type (geodesic kNN)
     _, idx = knn(np.asarray(query.obsm[K.REP]), np.asarray(ref.obsm[K.REP]), 15, latent)
     same = ref.obs["blob"].to_numpy()[idx] == query.obs["blob"].to_numpy()[:, None]

@@ -29,6 +29,13 @@ UNKNOWN_TAIL = 0.01
 #: the same for the check by distance, used when the reference cells have no -ELBO
 NEIGHBOUR_TAIL = 0.05
 UNKNOWN = "unknown"
+#: a supervised mixture's labels (`combine_votes`): q(y|x)^CLASSIFIER_POWER * (votes +
+#: VOTE_PRIOR), the votes of the n_neighbors nearest labelled reference cells. On the full
+#: Kang data (cgmvae, freeze covariates, seeds 0-1 of both splits of bench_transfer.py) the
+#: vote raised accuracy from 0.904-0.932 (q(y|x) alone) to 0.917-0.937, and the tempered
+#: classifier kept the unseen-type AUROC of the product (0.94 / 0.68, q(y|x) alone 0.93 / 0.66)
+CLASSIFIER_POWER = 0.5
+VOTE_PRIOR = 0.5
 
 
 def transfer(
@@ -79,6 +86,9 @@ def transfer(
         ``all`` (see benchmarks/RESULTS.md).
     unknown_threshold
         Cells whose label confidence is below it are labelled "unknown".
+    n_neighbors
+        Reference cells that vote on each query cell's label (with q(y|x) for a supervised
+        cgmvae: `combine_votes`) and place it on the reference's UMAP.
     precision
         The query training's hidden layers: ``auto``, ``32`` or ``bf16`` (see `geovae.fit`).
 
@@ -149,7 +159,7 @@ def transfer(
     if reference is not None:  # the same cells as a saved model's: latent, labels, UMAP, -ELBO
         atlas.update(_reembed(grown, reference, freeze, notes))
     z = query.obsm[K.REP]
-    probs, categories, conf = _label_probs(grown, source, atlas, z, n_neighbors)
+    probs, categories, conf, method = _label_probs(grown, source, atlas, z, n_neighbors)
     nelbo = negative_elbo(grown, source)
     if atlas is not None and "nelbo" in atlas:  # how typical each cell is (novelty.py)
         conf = conf * soft_factor(shifted_pvalues(nelbo, atlas["nelbo"]), UNKNOWN_TAIL)
@@ -174,7 +184,7 @@ def transfer(
         query.obsm[K.LABEL_PROBS] = probs.astype(np.float32)
         info["unknown_threshold"] = float(unknown_threshold)
         info["fraction_unknown"] = float(np.mean(pred == UNKNOWN))
-        info["label_method"] = "mixture" if _has_label_components(grown) else "knn"
+        info["label_method"] = method
         if eval_key is not None:
             check_obs_key(query, eval_key, "eval_key")
             info.update(label_scores(query.obs[eval_key], pred, conf, categories))
@@ -299,20 +309,42 @@ def _updated_atlas(atlas: dict | None, z: np.ndarray, labels: np.ndarray,
 
 
 def _label_probs(model: GeoVAE, source: Any, atlas: dict | None, z: np.ndarray, k: int
-                 ) -> tuple[np.ndarray | None, list[str], np.ndarray]:
-    """(label probabilities, categories, classifier confidence)."""
+                 ) -> tuple[np.ndarray | None, list[str], np.ndarray, str]:
+    """(label probabilities, categories, classifier confidence, how: ``mixture+knn``,
+    ``mixture`` or ``knn``).
+
+    A supervised mixture with labelled reference cells: q(y|x)^CLASSIFIER_POWER times
+    (votes + VOTE_PRIOR), the votes of the k nearest labelled reference cells in the latent,
+    normalised (`combine_votes`); q(y|x) alone without reference cells; the vote share alone
+    for models without a classifier."""
     categories = list(model.spec.label_categories)
+    votes = None
+    if atlas is not None and "labels" in atlas and categories:
+        labelled = atlas["labels"] >= 0
+        if labelled.any():
+            _, idx = knn(z, atlas["latent"][labelled], k, model.config.latent)
+            codes = atlas["labels"][labelled][idx]
+            votes = np.stack([(codes == c).sum(1) for c in range(len(categories))], axis=1)
     if _has_label_components(model):
         mass = model.cluster_probs_of(source)[:, : len(categories)]
-        probs = mass / mass.sum(1, keepdims=True).clip(1e-12)
-        return probs, categories, mass.max(1)  # mass on unlabelled components lowers it
-    if atlas is None or "labels" not in atlas or not categories:
-        return None, categories, np.ones(len(z))
-    labelled = atlas["labels"] >= 0
-    _, idx = knn(z, atlas["latent"][labelled], k, model.config.latent)
-    votes = atlas["labels"][labelled][idx]
-    probs = np.stack([(votes == c).mean(1) for c in range(len(categories))], axis=1)
-    return probs, categories, probs.max(1)
+        labelled_mass = mass.sum(1)  # below 1 when unlabelled components take some: lowers conf
+        probs = mass / labelled_mass[:, None].clip(1e-12)
+        if votes is None:
+            return probs, categories, probs.max(1) * labelled_mass, "mixture"
+        probs = combine_votes(probs, votes)
+        return probs, categories, probs.max(1) * labelled_mass, "mixture+knn"
+    if votes is None:
+        return None, categories, np.ones(len(z)), "knn"
+    probs = votes / votes.sum(1, keepdims=True)
+    return probs, categories, probs.max(1), "knn"
+
+
+def combine_votes(probs: np.ndarray, votes: np.ndarray) -> np.ndarray:
+    """Label probabilities from a classifier's ``probs`` and the label counts ``votes`` of
+    each cell's nearest reference cells: a product of experts, probs^CLASSIFIER_POWER *
+    (votes + VOTE_PRIOR), normalised per cell."""
+    p = np.power(probs.clip(1e-12), CLASSIFIER_POWER) * (votes + VOTE_PRIOR)
+    return p / p.sum(1, keepdims=True)
 
 
 def place_on_umap(z: np.ndarray, atlas: dict[str, np.ndarray | None], k: int, geometry: str
