@@ -55,15 +55,14 @@ def test_query_lands_among_its_type(model: str, latent: str) -> None:
     assert info["accuracy_called"] >= floor and info["fraction_unknown"] <= 0.35, info
     probs = np.asarray(query.obsm[K.LABEL_PROBS])
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
+    _, idx = knn(np.asarray(query.obsm[K.REP]), np.asarray(ref.obsm[K.REP]), 15, latent)
     if model == "cgmvae":  # q(y|x) times the vote of the 15 nearest reference cells
         cats = list(fitted.spec.label_categories)
         q = mapped.cluster_probs_of(mapped.source(query))[:, : len(cats)]
-        _, idx = knn(np.asarray(query.obsm[K.REP]), np.asarray(ref.obsm[K.REP]), 15, latent)
         codes = pd.Index(cats).get_indexer(ref.obs["blob"].astype(str))[idx]
         votes = np.stack([(codes == c).sum(1) for c in range(len(cats))], axis=1)
         np.testing.assert_allclose(probs, combine_votes(q / q.sum(1, keepdims=True), votes),
                                    atol=1e-5)
     # query cells land among reference cells of their own type (geodesic kNN)
-    _, idx = knn(np.asarray(query.obsm[K.REP]), np.asarray(ref.obsm[K.REP]), 15, latent)
     same = ref.obs["blob"].to_numpy()[idx] == query.obs["blob"].to_numpy()[:, None]
     assert same.mean() >= floor, same.mean()
