@@ -1,6 +1,6 @@
 """Every key geovae writes into an AnnData or a model directory, in one registry.
 
-The writers use these names, the README's output table is generated from `KEYS`
+The writers use these names, docs/outputs.md's table is generated from `KEYS`
 (`keys_table`), the numpydoc "Sets the following fields" sections list them, and the tests
 check that a run writes nothing that is not registered here.
 """
@@ -147,7 +147,7 @@ RECORD_FIELDS: dict[str, str] = {
 
 
 def keys_table() -> str:
-    """The README's output table (Markdown)."""
+    """The outputs table of docs/outputs.md (Markdown; docs/make_outputs.py writes it)."""
     rows = ["| where | key | written by | what |", "|---|---|---|---|"]
     rows += [f"| {k.slot} | `{k.name}` | {', '.join(k.written_by)} | {k.description} |"
              for k in KEYS]

@@ -32,8 +32,8 @@ NoUmap = Annotated[bool, typer.Option(
     "--no-umap", help="No UMAP and no plot (for very large data); clusters are still made.")]
 MetricsJson = Annotated[Path | None, typer.Option(
     help="Also write the run's metrics to this .json (losses, held-out log-likelihood, "
-         "cluster sizes, ARI/NMI against labels, timings, device, versions; keys in the "
-         "README).")]
+         "cluster sizes, ARI/NMI against labels, timings, device, versions; keys in "
+         "docs/metrics.md).")]
 LabelKey = Annotated[str | None, typer.Option(
     help="obs column of known labels: coloured in the plot, and the clusters are scored "
          "against it (ARI, NMI).", metavar="<column>")]
@@ -53,7 +53,7 @@ Devices = Annotated[int, typer.Option(
     help="Train on N processes of this node with DistributedDataParallel: N GPUs (one each) "
          "with a CUDA device, else N CPU processes sharing the cores; restarts this command "
          "through torchrun. --batch-size stays the global minibatch. Several nodes: run "
-         "torchrun yourself (README).", metavar="N")]
+         "torchrun yourself (docs/large-data.md).", metavar="N")]
 MixtureWeightsOpt = Annotated[MixtureWeights | None, typer.Option(
     case_sensitive=False,
     help="cgmvae: global: one set of mixture weights for the data (a Bayesian GMM's "

@@ -1,6 +1,6 @@
 """``--metrics-json``: one JSON file of a run's numbers for pipelines, with the same top-level
 keys for every command (null where a command has no such number), plus the phase timings and
-the label agreement the runs measure. The keys are documented in the README."""
+the label agreement the runs measure. The keys are documented in docs/metrics.md."""
 
 from __future__ import annotations
 

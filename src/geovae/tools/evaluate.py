@@ -188,7 +188,7 @@ def compare_latents(adata: ad.AnnData,
 
 
 def format_comparison(table: pd.DataFrame) -> str:
-    """`compare_latents`' table as plain text (what the README's recipe prints)."""
+    """`compare_latents`' table as plain text (what the recipe in docs/models.md prints)."""
     lines = [f"{'latent':<12} {'log p(x)/cell':>16} {'per feature':>12} {'diff vs best':>13} "
              f"{'p':>8}  call"]
     for r in table.itertuples():
