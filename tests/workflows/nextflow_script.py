@@ -274,7 +274,7 @@ def read_params(config: str) -> dict[str, Any]:
         line = line.split("//")[0].strip()
         if "=" in line:
             k, v = (s.strip() for s in line.split("=", 1))
-            out[k] = v if "projectDir" in v else evaluate(v, {})
+            out[k] = v if re.search(r"\b(projectDir|launchDir)\b", v) else evaluate(v, {})
     return out
 
 

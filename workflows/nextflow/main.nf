@@ -3,10 +3,14 @@
  * geovae on the bundled Kang PBMC data: split -> fit -> transfer -> cluster -> report.
  *
  *   nextflow run workflows/nextflow -profile test            # quick: 200 cells a side, 2 epochs
+ *   nextflow run workflows/nextflow -profile test,docker     # in the image: docker build -t geovae:0.2.0 .
+ *   nextflow run workflows/nextflow -profile test,conda      # in the modules' environment.yml
  *   nextflow run workflows/nextflow -profile conda,gpu --input my.h5ad --split_key batch \
  *       --reference A --query B --batch_key batch --label_key cell_type --eval_key null
  *
  * Options of each geovae step come from params through ext.args (conf/modules.config).
+ * Software: each module names a conda environment file and the geovae container image
+ * (profiles conda, docker, singularity / apptainer with --singularity_image FILE.sif).
  */
 nextflow.enable.dsl = 2
 

@@ -3,6 +3,8 @@ process GEOVAE_TRANSFER {
     label 'process_medium'
 
     conda "${moduleDir}/environment.yml"
+    // built from the repository's Dockerfile (no published image): docker build -t geovae:0.2.0 .
+    container "geovae:0.2.0"
 
     input:
     tuple val(meta), path(query)
