@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
-import pytest
-import torch
-from helpers import PBMC, run_cli
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `import geovae` does, before torch
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from helpers import PBMC, run_cli  # noqa: E402
 
 torch.set_num_threads(1)  # tiny models: threads only add contention on shared CI cores
 

@@ -12,6 +12,11 @@ Layers, bottom to top: ``geometry`` -> ``distributions`` -> ``nn`` -> ``data`` -
 -> ``training`` -> ``models`` -> ``tools`` (verbs) -> ``runs`` (file jobs) -> ``cli``.
 Heavy libraries (torch, scanpy) load on first use, so ``import geovae`` and ``geovae --help``
 are fast.
+
+``import geovae`` sets ``OMP_WAIT_POLICY=PASSIVE`` (unless set) before torch loads, so idle
+OpenMP threads sleep instead of spinning on a shared machine (see `geovae._threads`); it warns
+when torch was imported first. ``fit``, ``embed`` and ``transfer`` take ``threads=`` (the
+command line's ``--threads``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from geovae._threads import set_wait_policy
 from geovae.errors import GeoVAEError, InputError, OptionError
+
+set_wait_policy()  # before anything loads torch and its OpenMP runtime
 
 __version__ = "0.2.0.dev0"
 

@@ -14,18 +14,29 @@ the default here is the smallest of
   and more threads than this buy little (benchmarks/RESULTS.md, "Threads on a shared node").
 
 Idle OpenMP threads sleep instead of spinning when ``OMP_WAIT_POLICY=PASSIVE``, which
-``python -m geovae`` / the ``geovae`` command set before torch loads unless the user set it.
-Nothing here imports torch.
+``import geovae`` sets (`set_wait_policy`) unless the user chose a policy; the OpenMP runtime
+reads it once, when torch loads, so it warns when torch was imported first. The verbs that
+train apply the thread count for the length of the call (`using`, their ``threads=``).
+Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import math
 import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 #: most threads the default uses for geovae's small MLPs (see the module docstring)
 SMALL_MODEL_CAP = 4
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -132,3 +143,59 @@ def describe() -> str:
             f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, affinity {affinity_cpus()} CPU(s), "
             f"cgroup quota {quota if quota is not None else 'none'}, cap {SMALL_MODEL_CAP}; "
             f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+
+
+TORCH_FIRST = ("torch was imported before geovae, so its OpenMP threads spin while they wait "
+               "(the default wait policy), which slows training many times over on a machine "
+               "shared with other jobs: import geovae before torch, or set "
+               "OMP_WAIT_POLICY=PASSIVE before Python starts")
+
+
+def set_wait_policy() -> None:
+    """``OMP_WAIT_POLICY=PASSIVE`` unless the user chose a policy; a warning when torch (and
+    its OpenMP runtime, which reads the policy once when it loads) came first."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # also for processes started from here
+    if "torch" in sys.modules:
+        warnings.warn(TORCH_FIRST, RuntimeWarning, stacklevel=3)
+
+
+def resolve(threads: int | None) -> int:
+    """The thread count ``threads`` asks for: a positive number as is, 0 or None
+    `default_threads`; anything else is an `OptionError` (``--threads`` on the CLI)."""
+    from geovae.errors import OptionError
+
+    if threads is None or (not isinstance(threads, bool) and threads == 0):
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise OptionError(f"{{opt}} must be 0 (the default) or a positive number, got "
+                          f"{threads!r}", param="threads")
+    return threads
+
+
+@contextlib.contextmanager
+def using(threads: int | None) -> Iterator[int]:
+    """torch's thread count set to ``resolve(threads)`` inside the block, the earlier count
+    restored after it (the training's OpenMP team is sized before its first step)."""
+    n = resolve(threads)
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
+def threaded(fn: F) -> F:
+    """Run ``fn`` `using` its keyword-only ``threads`` argument (default: its default)."""
+    default = inspect.signature(fn).parameters["threads"].default
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with using(kwargs.get("threads", default)):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -180,7 +180,7 @@ def fit(
                           condition_prior=condition_prior, delete_moves=delete_moves,
                           n_top_genes=n_top_genes,
                           epochs=epochs, batch_size=batch_size, lr=lr, precision=value(precision),
-                          torch_compile=compile,
+                          torch_compile=compile, threads=threads,
                           device=_check_device(device), seed=seed, volume=volume, quiet=quiet)
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
                      command=_command_line(ctx), obs_columns=obs_columns or [], backed=backed,
@@ -223,7 +223,8 @@ def embed(
     result = run_embed(model_dir, input, out=out, plot=plot, resolution=resolution,
                        device=_check_device(device), command=_command_line(ctx), volume=volume,
                        obs_columns=obs_columns or [], n_neighbors=n_neighbors, backed=backed,
-                       umap=not no_umap, label_key=label_key, metrics_json=metrics_json)
+                       umap=not no_umap, label_key=label_key, metrics_json=metrics_json,
+                       threads=threads)
     _report(result)
 
 
@@ -292,7 +293,7 @@ def transfer(
                           batch_key=batch_key or None, label_key=label_key, eval_key=eval_key,
                           freeze=value(freeze), epochs=epochs, seed=seed, progress=not quiet,
                           unknown_threshold=unknown_threshold, device=_check_device(device),
-                          precision=value(precision))
+                          precision=value(precision), threads=threads)
     _report(result)
 
 

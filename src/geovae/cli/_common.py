@@ -133,18 +133,13 @@ def _relaunch(ctx: typer.Context, devices: int, device: str,
 
 def _set_threads(threads: int) -> None:
     """torch's (and numba's, if not loaded yet) thread count: ``threads``, or for 0 the
-    default of `geovae._threads.default_threads`."""
+    default of `geovae._threads.default_threads` (checked by `geovae._threads.resolve`)."""
     import os
     import sys
 
-    from geovae.errors import OptionError
+    from geovae._threads import resolve
 
-    if threads < 0:
-        raise OptionError("--threads must be 0 (default) or a positive number")
-    if not threads:
-        from geovae._threads import default_threads
-
-        threads = default_threads()
+    threads = resolve(threads)
     if "numba" not in sys.modules:  # UMAP's and pynndescent's parallel loops
         os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
     import torch

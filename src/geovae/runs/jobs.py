@@ -102,10 +102,11 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
               volume: bool = False, obs_columns: list[str] | tuple[str, ...] = (),
               n_neighbors: int = 15, umap: bool = True, label_key: str | None = None,
               metrics_json: str | os.PathLike | None = None,
-              backed: bool | None = None) -> RunResult:
+              backed: bool | None = None, threads: int | None = 0) -> RunResult:
     """Embed a new file with a saved model; cluster, plot and write OUT.h5ad. ``label_key``:
     labels to score the clusters against (default: the model's, where the input has it).
-    ``backed``: read the ``.h5ad`` from disk in chunks (None: automatic)."""
+    ``backed``: read the ``.h5ad`` from disk in chunks (None: automatic). ``threads``: torch's
+    CPU threads (`geovae.embed`)."""
     from geovae.models import GeoVAE
 
     input_path = Path(input_path)
@@ -129,7 +130,7 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
                  f"{model.spec.likelihood}, {model.spec.n_features} features from "
                  f"{model.spec.layer or 'X'}; {job.device}")
         with job.timings.phase("latent"):
-            embed(adata, model, volume=volume)
+            embed(adata, model, volume=volume, threads=threads)
         result = RunResult(out=out_p, plot=plan.plot, metrics=plan.metrics)
         info = adata.uns[K.UNS]
         if info["n_missing_features"]:

@@ -9,11 +9,13 @@ import anndata as ad
 import numpy as np
 
 from geovae import _keys as K
+from geovae._threads import threaded
 from geovae.models import GeoVAE, model_class
 from geovae.tools.record import update_record
 from geovae.training.distributed import is_main
 
 
+@threaded
 def fit(
     adata: ad.AnnData,
     *,
@@ -36,6 +38,7 @@ def fit(
     device: str = "auto",
     precision: str = "auto",
     torch_compile: bool = False,
+    threads: int | None = 0,
     seed: int = 0,
     volume: bool = False,
     progress: bool = True,
@@ -67,6 +70,11 @@ def fit(
     torch_compile
         ``torch.compile`` the training step's forward: faster steps after a compilation of
         seconds to tens of seconds; worth it for long runs (opt-in).
+    threads
+        CPU threads for torch during the call (the earlier count is restored after it), as
+        the command line's ``--threads``: 0 (default) ``OMP_NUM_THREADS`` when set, else the
+        CPUs this process may use, at most 4 (`geovae._threads.default_threads`); on a shared
+        machine, the cores you were given.
     volume
         Also write the decoder's volume element ``obs['geovae_volume']``.
     progress
@@ -134,12 +142,13 @@ def train_model(adata: ad.AnnData, *, model: str = "vae", epochs: int | None = N
     return trained
 
 
+@threaded
 def embed(adata: ad.AnnData, model: GeoVAE | str | os.PathLike, *, device: str = "cpu",
-          volume: bool = False) -> GeoVAE:
+          volume: bool = False, threads: int | None = 0) -> GeoVAE:
     """Embed ``adata`` with a trained model; features are matched by name.
 
     Missing features are filled with zeros and reported in the run record; features the model
-    does not know are ignored.
+    does not know are ignored. ``threads``: torch's CPU threads during the call, as in `fit`.
 
     Sets the following fields
     -------------------------

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from geovae import _keys as K
+from geovae._threads import threaded
 from geovae.data.checks import category_strings, check_obs_key, is_unlabelled
 from geovae.data.h5 import backed_view, is_backed
 from geovae.errors import InputError, OptionError
@@ -38,6 +39,7 @@ CLASSIFIER_POWER = 0.5
 VOTE_PRIOR = 0.5
 
 
+@threaded
 def transfer(
     query: ad.AnnData,
     model: GeoVAE | str | os.PathLike,
@@ -55,6 +57,7 @@ def transfer(
     seed: int = 0,
     device: str = "auto",
     precision: str = "auto",
+    threads: int | None = 0,
     progress: bool = True,
 ) -> GeoVAE:
     """Map ``query`` onto the reference ``model`` and transfer its labels.
@@ -91,6 +94,8 @@ def transfer(
         cgmvae: `combine_votes`) and place it on the reference's UMAP.
     precision
         The query training's hidden layers: ``auto``, ``32`` or ``bf16`` (see `geovae.fit`).
+    threads
+        torch's CPU threads during the call (see `geovae.fit`; ``--threads``).
 
     Returns
     -------
