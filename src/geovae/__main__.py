@@ -1,7 +1,8 @@
 """``geovae`` / ``python -m geovae``: Ctrl-C and SIGTERM end a command-line run at any moment
-(imports included) with one line and exit code 130, after removing the run's temporaries;
-outputs are renamed into place with these signals held off, so a run leaves either all of its
-new outputs or the old ones."""
+(imports included) with one line and exit code 130, after removing the run's temporaries.
+The outputs are renamed into place in a critical section during which these signals only set
+a flag (`geovae.io.write.signals_deferred`, whichever thread received them); the handler runs
+once it is over, so a run leaves either all of its new outputs or the old ones, never a mix."""
 
 from __future__ import annotations
 

@@ -8,10 +8,14 @@ New files get the permissions the user's umask gives any new file (not mkstemp's
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import os
 import shutil
 import signal
+import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,6 +39,36 @@ def remove_live() -> None:
         LIVE.discard(path)
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """A critical section: SIGINT and SIGTERM that arrive inside it only set a flag, and the
+    first of them is raised again once it is over (its usual handler then runs: the CLI's
+    removes the temporaries and exits 130).
+
+    Python runs signal handlers in the main thread, whichever thread the kernel gave the
+    signal to (blocking it with ``pthread_sigmask`` covers the main thread only, and torch's
+    and numba's threads exist at write time), so the handlers themselves are swapped for one
+    that only records the signal. Outside the main thread (where handlers cannot be set)
+    this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def defer(signum: int, _frame: object) -> None:
+        pending.append(signum)
+
+    held = {sig: signal.signal(sig, defer) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -44,8 +78,7 @@ def _umask() -> int:
 def _tmp_name(final: Path, directory: bool = False) -> Path:
     """A hidden temporary sibling of ``final`` that names this process (for stale cleanup)."""
     prefix = f".{final.name}{TMP_TAG}{os.getpid()}-"
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:  # a signal between creating and registering the file would leak it
+    with signals_deferred():  # a signal between creating and registering it would leak it
         if directory:
             path = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
         else:
@@ -53,8 +86,6 @@ def _tmp_name(final: Path, directory: bool = False) -> Path:
             os.close(fd)
             path = Path(name)
         LIVE.add(path)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
     return path
 
 
@@ -78,10 +109,15 @@ def clean_stale(final: Path) -> None:
     """Remove temporaries of ``final`` left by a geovae process that no longer runs."""
     if not final.parent.is_dir():
         return
-    for q in final.parent.glob(f".{final.name}{TMP_TAG}*"):
-        pid = q.name[len(final.name) + 1 + len(TMP_TAG):].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(q, ignore_errors=True) if q.is_dir() else q.unlink(missing_ok=True)
+    prefix = f".{final.name}{TMP_TAG}"  # glob characters in the name are matched literally
+    for q in final.parent.glob(glob.escape(prefix) + "*"):
+        if not q.name.startswith(prefix):
+            continue
+        pid, sep, _ = q.name[len(prefix):].partition("-")
+        if sep and pid.isdigit() and pid.isascii() and int(pid) > 0 \
+                and not _pid_alive(int(pid)):
+            shutil.rmtree(q, ignore_errors=True) if q.is_dir() and not q.is_symlink() \
+                else q.unlink(missing_ok=True)
 
 
 def _remove(path: Path) -> None:
@@ -92,6 +128,54 @@ def _remove(path: Path) -> None:
     LIVE.discard(path)
 
 
+def check_replaceable(final: Path, directory: bool = False,
+                      replace_if: Callable[[Path], bool] | None = None) -> None:
+    """What a run may replace, checked again at the moment of the rename: nothing, a file
+    (for a file output), or a folder ``replace_if`` accepts (for a folder output: a geovae
+    model directory). A folder that appeared while the run worked is never replaced."""
+    try:
+        mode = os.lstat(final).st_mode
+    except FileNotFoundError:
+        return
+    if directory:
+        if stat.S_ISDIR(mode) and replace_if is not None and replace_if(final):
+            return
+        raise OptionError(f"'{final}' exists and is not a geovae model directory (checked "
+                          "again before replacing it): geovae only replaces folders it wrote; "
+                          "nothing was replaced: choose another model directory or remove it "
+                          "yourself")
+    if stat.S_ISDIR(mode):
+        raise OptionError(f"'{final}' is a folder (it appeared while this run worked): geovae "
+                          "never replaces a folder with a file; nothing was replaced: choose "
+                          "another output path or remove the folder yourself")
+
+
+#: errno values a write can fail with that name the file system, not geovae
+_CAUSES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+           errno.EROFS: "the file system is read-only", errno.EFBIG: "file too large",
+           errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+           errno.EIO: "input/output error"}
+
+
+def write_failure(exc: BaseException, path: Path) -> OptionError | None:
+    """The one-line error for a write of ``path`` that the file system refused (a full disk,
+    a read-only file system, a quota; also as h5py reports them), else None."""
+    import re
+
+    if not isinstance(exc, OSError):
+        return None
+    code = exc.errno
+    if code is None:  # h5py: "... errno = 28, error message = 'No space left on device'"
+        found = re.search(r"errno = (\d+)", str(exc))
+        code = int(found.group(1)) if found else None
+    if code not in _CAUSES:
+        return None
+    where = exc.filename if isinstance(exc.filename, str) and exc.filename else path
+    return OptionError(f"could not write '{where}': {_CAUSES[code]} ({os.strerror(code)}); "
+                       "nothing was replaced and earlier outputs are untouched: free space "
+                       "or choose another output folder")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file beside ``path``; rename it onto ``path`` only on success."""
@@ -100,9 +184,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise OptionError(f"output folder '{final.parent}' does not exist: create it first")
     tmp = _tmp_name(final)
     try:
-        yield tmp
-        _publish_mode(tmp)
-        os.replace(tmp, final)
+        try:
+            yield tmp
+        except OSError as exc:
+            failure = write_failure(exc, final)
+            if failure is None:
+                raise
+            raise failure from None
+        with signals_deferred():
+            check_replaceable(final)
+            _publish_mode(tmp)
+            os.replace(tmp, final)
     finally:
         _remove(tmp)
 
@@ -112,16 +204,23 @@ def atomic_dir(path: str | os.PathLike, replace_if: Callable[[Path], bool] | Non
                ) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; swap it in for ``path`` only on success.
 
-    An existing ``path`` is replaced only where ``replace_if(path)`` is true; otherwise
-    nothing is touched and the error names the folder.
+    An existing ``path`` is replaced only where ``replace_if(path)`` is true (checked before
+    and again at the swap); otherwise nothing is touched and the error names the folder.
     """
     final = Path(path)
     check_dir_target(final, replace_if)
     tmp = _tmp_name(final, directory=True)
     try:
-        yield tmp
-        _publish_mode(tmp)
-        _swap_in(tmp, final)
+        try:
+            yield tmp
+        except OSError as exc:
+            failure = write_failure(exc, final)
+            if failure is None:
+                raise
+            raise failure from None
+        with OutputSet() as outputs:
+            outputs.staged.append((tmp, final, True, replace_if))
+            outputs.commit()
     finally:
         _remove(tmp)
 
@@ -139,22 +238,6 @@ def check_dir_target(final: Path, replace_if: Callable[[Path], bool] | None) -> 
                           "it yourself")
 
 
-def _swap_in(tmp: Path, final: Path) -> None:
-    """Move ``tmp`` onto ``final`` (file or folder); an old folder is moved aside first."""
-    if final.is_dir():
-        old = _tmp_name(final, directory=True)
-        os.replace(final, old / "old")
-        try:
-            os.replace(tmp, final)
-        except BaseException:
-            os.replace(old / "old", final)
-            raise
-        finally:
-            _remove(old)
-    else:
-        os.replace(tmp, final)
-
-
 def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> Path:
     """Write ``adata`` to ``path`` through a temporary file and an atomic rename."""
     with atomic_path(path) as tmp:
@@ -166,59 +249,72 @@ class OutputSet:
     """The outputs of one run, staged as temporaries and committed together.
 
     ``stage(path)`` returns a temporary path to write ``path``'s content to (a folder for
-    ``directory=True``); ``commit()`` renames every staged output into place with signals
-    blocked, restoring the old outputs if a rename fails; leaving the ``with`` block without a
-    commit removes every temporary.
+    ``directory=True``, replacing an existing folder only where ``replace_if`` accepts it);
+    ``commit()`` renames every staged output into place in one critical section (signals
+    only set a flag, see `signals_deferred`), re-checking each target at its rename and
+    restoring the old outputs if anything fails. Leaving the ``with`` block without a commit
+    removes every temporary; a write the file system refuses (full disk, read-only) becomes
+    one error naming the output and the cause.
     """
 
     def __init__(self) -> None:
-        self.staged: list[tuple[Path, Path]] = []
+        self.staged: list[tuple[Path, Path, bool, Callable[[Path], bool] | None]] = []
 
     def __enter__(self) -> OutputSet:
         return self
 
-    def stage(self, final: str | os.PathLike, directory: bool = False) -> Path:
+    def stage(self, final: str | os.PathLike, directory: bool = False,
+              replace_if: Callable[[Path], bool] | None = None) -> Path:
         final = Path(final)
         clean_stale(final)
+        self.staged.append((final, final, directory, replace_if))  # named if mkstemp fails
         tmp = _tmp_name(final, directory=directory)
-        self.staged.append((tmp, final))
+        self.staged[-1] = (tmp, final, directory, replace_if)
         return tmp
 
     def commit(self) -> None:
-        signals = {signal.SIGINT, signal.SIGTERM}
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-        moved: list[tuple[Path, Path | None]] = []  # (final, backup), new output in place
-        try:
-            for tmp, final in self.staged:
-                _publish_mode(tmp)
-                backup = None
-                if final.exists():
-                    backup = _tmp_name(final, directory=True) / "old"
-                    os.replace(final, backup)
-                try:
-                    os.replace(tmp, final)
-                except BaseException:
+        """Every staged output into place, or (on any failure) none and the old ones back."""
+        with signals_deferred():
+            for _, final, directory, replace_if in self.staged:
+                check_replaceable(final, directory, replace_if)
+            moved: list[tuple[Path, Path | None]] = []  # (final, backup), new output in place
+            try:
+                for tmp, final, directory, replace_if in self.staged:
+                    check_replaceable(final, directory, replace_if)  # at the rename itself
+                    _publish_mode(tmp)
+                    backup = None
+                    if os.path.lexists(final):
+                        backup = _tmp_name(final, directory=True) / "old"
+                        os.replace(final, backup)
+                    try:
+                        os.replace(tmp, final)
+                    except BaseException:
+                        if backup is not None:
+                            os.replace(backup, final)
+                            _remove(backup.parent)
+                        raise
+                    LIVE.discard(tmp)
+                    moved.append((final, backup))
+            except BaseException:
+                for final, backup in reversed(moved):  # put the old outputs back
+                    _remove(final)
                     if backup is not None:
+                        LIVE.discard(backup.parent)  # kept should the rename back fail
                         os.replace(backup, final)
                         _remove(backup.parent)
-                    raise
-                LIVE.discard(tmp)
-                moved.append((final, backup))
-        except BaseException:
-            for final, backup in reversed(moved):  # put the old outputs back
-                _remove(final)
-                if backup is not None:
-                    os.replace(backup, final)
-            raise
-        finally:
+                raise
             for _, backup in moved:
                 if backup is not None:
                     _remove(backup.parent)
             COMMITTED.extend(final for final, _ in moved)
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         self.staged = []
 
-    def __exit__(self, *exc: object) -> None:
-        for tmp, _ in self.staged:
-            _remove(tmp)
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        where = self.staged[-1][1] if self.staged else None
+        for tmp, final, _, _ in self.staged:
+            if tmp != final:
+                _remove(tmp)
         self.staged = []
+        failure = write_failure(exc, where) if exc is not None and where else None
+        if failure is not None:
+            raise failure from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,20 @@ ATLAS_CELLS = 50_000
 
 
 def is_model_dir(path: str | os.PathLike) -> bool:
-    """True for a directory geovae wrote: its config.json names a geovae model format and it
-    holds no file geovae did not write."""
+    """True for a directory geovae wrote: its config.json names a geovae model format, and it
+    holds nothing but regular files with the names geovae writes (no folder, no link)."""
     p = Path(path)
-    if not p.is_dir() or not (p / K.MODEL_CONFIG).is_file():
+    if p.is_symlink() or not p.is_dir():
         return False
     try:
+        entries = list(p.iterdir())
+        if not all(q.name in MODEL_FILES and stat.S_ISREG(os.lstat(q).st_mode)
+                   for q in entries) or K.MODEL_CONFIG not in {q.name for q in entries}:
+            return False
         fmt = json.loads((p / K.MODEL_CONFIG).read_text()).get("format", "")
     except (ValueError, OSError, AttributeError):
         return False
-    return str(fmt).startswith("geovae-model/") and {q.name for q in p.iterdir()} <= MODEL_FILES
+    return str(fmt).startswith("geovae-model/")
 
 
 def save_model(model: Any, path: str | os.PathLike) -> Path:

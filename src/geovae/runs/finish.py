@@ -84,7 +84,7 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
     (path, writer(tmp)) and the metrics, and commit them together."""
     from geovae.io.backed import write_any
     from geovae.io.write import OutputSet
-    from geovae.models.persistence import write_atlas, write_model_files
+    from geovae.models.persistence import is_model_dir, write_atlas, write_model_files
     from geovae.report.plot import save_figure, umap_figure
     from geovae.tools.cluster import cluster
     from geovae.tools.record import drop_fields, update_record
@@ -118,7 +118,8 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
                       label_agreement=agreement)
         with job.timings.phase("write"):
             if model is not None and plan.model_dir is not None:
-                directory = outputs.stage(plan.model_dir, directory=True)
+                directory = outputs.stage(plan.model_dir, directory=True,
+                                          replace_if=is_model_dir)
                 write_model_files(model, directory)
                 if atlas is not None:
                     write_atlas(directory, atlas, graph.seed)

@@ -1,0 +1,163 @@
+"""geovae's file promises under races (issue 25): a signal during the commit, a folder that
+appears at an output path while the run works, a fake model directory, glob characters in
+--out next to another run's live temporaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import run_cli, sha256
+
+#: imported by every Python started with its folder first on PYTHONPATH: os.replace of an
+#: output (not of a temporary) in GEOVAE_TEST_DIR logs the call, then sleeps, so a test can
+#: signal the run between two renames of its commit
+SLOW_REPLACE = '''
+import os, time
+_real, _dir = os.replace, os.environ["GEOVAE_TEST_DIR"]
+def _replace(src, dst, *args, **kwargs):
+    _real(src, dst, *args, **kwargs)
+    src = os.path.abspath(src)
+    if os.path.dirname(src) == _dir and ".geovae-tmp-" not in os.path.basename(src):
+        with open(os.environ["GEOVAE_TEST_LOG"], "a") as log:
+            log.write(src + "\\n")
+        time.sleep(float(os.environ.get("GEOVAE_TEST_SLEEP", "1")))
+os.replace = _replace
+'''
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): "<dir>" if p.is_dir() else sha256(p)
+            for p in sorted(folder.rglob("*"))}
+
+
+def _counts_csv(path: Path, n: int = 60, g: int = 8, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    pd.DataFrame(rng.poisson(3.0, (n, g)), columns=[f"g{j}" for j in range(g)],
+                 index=[f"c{i}" for i in range(n)]).to_csv(path)
+    return path
+
+
+def _geovae(tmp_path: Path, run: Path, *args: object, **env: str) -> subprocess.Popen:
+    hook = tmp_path / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(SLOW_REPLACE)
+    path = os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "GEOVAE_TEST_DIR": str(run),
+           "GEOVAE_TEST_LOG": str(tmp_path / "replaced.log"), **env}
+    return subprocess.Popen([sys.executable, "-m", "geovae", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threads", ["0", "1"])
+def test_sigterm_between_two_renames_of_the_commit(tmp_path: Path, threads: str) -> None:
+    """SIGTERM after the old plot was moved aside, before the new one is in: the commit
+    finishes (signals only set a flag while it runs), every output is the new one, rc 130."""
+    run = tmp_path / "run"
+    run.mkdir()
+    data = _counts_csv(tmp_path / "x.csv")
+    args = ["fit", data, "--out", run / "o.h5ad", "--epochs", "1", "--quiet", "--threads",
+            threads]
+    first = _geovae(tmp_path, tmp_path / "nowhere", *args)
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    before = _files(run)
+    assert {"o.h5ad", "o.umap.png", "o.model/weights.pt"} <= set(before)
+    log = tmp_path / "replaced.log"
+    proc = _geovae(tmp_path, run, *args, "--seed", "1")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not log.exists():
+        time.sleep(0.01)
+    assert log.exists(), proc.stderr.read()
+    proc.send_signal(signal.SIGTERM)  # the first output was just moved aside
+    code = proc.wait(timeout=120)
+    err = proc.stderr.read()
+    assert code == 130 and "after the outputs were written" in err, err
+    after = _files(run)
+    assert set(after) == set(before), "an output is missing or a temporary was left"
+    changed = {name for name in after if after[name] != before[name]}
+    assert changed == {n for n in after if before[n] != "<dir>"}, "old and new outputs mixed"
+
+
+def _fake_model_dir(path: Path) -> Path:
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"format": "geovae-model/2"}))
+    (path / "weights.pt").mkdir()
+    (path / "weights.pt" / "notes.txt").write_text("my notes")
+    return path
+
+
+def test_fake_model_dir_is_not_a_model_dir(tmp_path: Path) -> None:
+    """Names alone do not make a geovae model directory: weights.pt/ a folder is refused
+    before any work and its contents stay."""
+    data = _counts_csv(tmp_path / "x.csv")
+    fake = _fake_model_dir(tmp_path / "fake")
+    before = _files(tmp_path)
+    res = run_cli("fit", data, "--out", tmp_path / "o.h5ad", "--model-dir", fake,
+                  "--epochs", "1", "--quiet")
+    assert res.exit_code == 2, res.output
+    assert "not a geovae model directory" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize("target", ["model", "out"])
+def test_folder_created_at_an_output_while_training_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    """A folder that appears at --model-dir or --out while the run trains is not replaced:
+    rc 2, one line, the folder and its file kept, no output and no temporary left."""
+    import importlib
+
+    fit_module = importlib.import_module("geovae.tools.fit")
+    data = _counts_csv(tmp_path / "x.csv")
+    out, model = tmp_path / "o.h5ad", tmp_path / "results"
+    appears = model if target == "model" else out
+    real_fit = fit_module.fit
+
+    def fit_then_mkdir(*args: object, **kwargs: object) -> object:
+        fitted = real_fit(*args, **kwargs)
+        appears.mkdir()
+        (appears / "keep.txt").write_text("the user's file")
+        return fitted
+
+    monkeypatch.setattr(fit_module, "fit", fit_then_mkdir)
+    res = run_cli("fit", data, "--out", out, "--model-dir", model, "--epochs", "1", "--quiet")
+    assert res.exit_code == 2, res.output
+    assert str(appears) in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert (appears / "keep.txt").read_text() == "the user's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x.csv", appears.name])
+    assert [p.name for p in appears.iterdir()] == ["keep.txt"]
+
+
+def test_glob_characters_in_out_spare_another_runs_temporaries(tmp_path: Path) -> None:
+    """--out '[x].h5ad' beside another (live) run's temporary of x.h5ad: the stale clean-up
+    matches names literally and never deletes a live run's file."""
+    data = _counts_csv(tmp_path / "x.csv")
+    # a temporary of process 1 (always running); read from the wrong offset its name gives
+    # the PID 999999999, which is not running
+    live = tmp_path / ".x.h5ad.geovae-tmp-1-999999999-abc"
+    live.write_bytes(b"another run's output in progress")
+    res = run_cli("fit", data, "--out", tmp_path / "[x].h5ad", "--epochs", "1", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert live.read_bytes() == b"another run's output in progress"
+    assert (tmp_path / "[x].h5ad").is_file()
+
+
+def test_stale_temporary_with_glob_characters_is_removed(tmp_path: Path) -> None:
+    """A dead run's temporary of '[x].h5ad' is still found and removed."""
+    from geovae.io.write import clean_stale
+
+    stale = tmp_path / ".[x].h5ad.geovae-tmp-999999999-abc"
+    stale.write_bytes(b"half")
+    other = tmp_path / ".x.h5ad.geovae-tmp-999999999-abc"  # another output's: not ours
+    other.write_bytes(b"half")
+    clean_stale(tmp_path / "[x].h5ad")
+    assert not stale.exists() and other.exists()
