@@ -74,3 +74,41 @@ def test_unknown_choice_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].endswith("error: " + line), err
     assert list(tmp_path.iterdir()) == []
+
+
+COMMANDS = ("fit", "embed", "transfer", "cluster", "report", "simulate", "blobs")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_at_80_columns_cuts_nothing_and_groups_every_option(
+        command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.main import get_command
+
+    from geovae.cli import app
+    from geovae.cli._help import PANELS
+
+    monkeypatch.setenv("COLUMNS", "80")
+    res = run_cli(command, "--help")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in res.output, [line for line in lines if "…" in line]
+    params = get_command(app).commands[command].params
+    for param in params:
+        for flag in [*param.opts, *getattr(param, "secondary_opts", [])]:
+            if flag.startswith("--"):
+                assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", res.output), flag
+    titles = re.findall(r"╭─ ([A-Za-z ]+?) ─", res.output)
+    assert "Options" not in titles, "add the new option to geovae.cli._help.PANELS"
+    assert set(titles) - {"Arguments"} <= set(PANELS)
+    assert titles.index("Messages and help") == len(titles) - 1
+
+
+def test_fit_help_is_grouped_and_short() -> None:
+    res = run_cli("fit", "--help")
+    titles = re.findall(r"╭─ ([A-Za-z ]+?) ─", res.output)
+    assert titles == ["Arguments", "Data", "Model", "Training", "Clusters and UMAP",
+                      "Performance", "Outputs", "Messages and help"]
+    model = res.output.split("╭─ Model")[1].split("╰")[0]
+    for flag in ("--latent ", "--likelihood ", "--condition-prior", "--no-condition-prior"):
+        assert flag in model, flag

@@ -10,6 +10,8 @@ from typing import Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from geovae.cli._help import in_panels, install
+
 
 class Choice(str, Enum):
     """A closed set of option values; ``str(member)`` is its value."""
@@ -100,13 +102,29 @@ class Group(TyperGroup):
     def get_params(self, ctx: Any) -> list[Any]:
         return _flags_without_type(super().get_params(ctx))
 
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        install()
+        super().format_help(ctx, formatter)
+
 
 class Command(TyperCommand):
-    """A geovae command: flags show no value type in --help, and a value outside an option's
-    choices is one line on stderr (exit code 2) instead of a usage box."""
+    """A geovae command: flags show no value type in --help, options are grouped into panels
+    that fit 80 columns (`geovae.cli._help`), and a value outside an option's choices is one
+    line on stderr (exit code 2) instead of a usage box."""
+
+    _for_help = False
 
     def get_params(self, ctx: Any) -> list[Any]:
-        return _flags_without_type(super().get_params(ctx))
+        params = _flags_without_type(super().get_params(ctx))
+        return in_panels(params) if self._for_help else params
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        install()
+        self._for_help = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._for_help = False
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         given = list(args)  # the parser consumes ``args``
