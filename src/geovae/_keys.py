@@ -18,6 +18,7 @@ LABEL = "geovae_label"
 CLUSTER_ENTROPY = "geovae_cluster_entropy"
 VOLUME = "geovae_volume"
 NEIGHBORS = "geovae_neighbors"
+SCANPY_NEIGHBORS = "neighbors"
 UMAP = "X_umap"
 UMAP_GEOVAE = "X_geovae_umap"
 UMAP_PARAMS = "geovae_umap"
@@ -66,6 +67,14 @@ KEYS: tuple[Key, ...] = (
     Key("obsp", f"{NEIGHBORS}_connectivities", ("fit", "embed", "cluster"), "kNN graph "
         "weights (UMAP connectivities)"),
     Key("uns", NEIGHBORS, ("fit", "embed", "cluster"), "scanpy's neighbours parameters"),
+    Key("uns", SCANPY_NEIGHBORS, ("fit", "embed", "cluster"), "the same graph where scanpy "
+        "looks by default (`sc.tl.leiden(adata)`, `sc.tl.umap(adata)`), with "
+        "obsp['connectivities'] and obsp['distances'] and the mark `geovae: True`; only when "
+        "the input holds no graph of its own there (else `neighbors_key='geovae_neighbors'`)"),
+    Key("obsp", "connectivities", ("fit", "embed", "cluster"), "copy of "
+        "geovae_neighbors_connectivities for scanpy's defaults (see uns['neighbors'])"),
+    Key("obsp", "distances", ("fit", "embed", "cluster"), "copy of geovae_neighbors_distances "
+        "for scanpy's defaults (see uns['neighbors'])"),
     Key("uns", "umap", ("fit", "embed", "cluster"), "scanpy's UMAP parameters"),
     Key("uns", CLUSTER, ("fit", "embed", "cluster"), "scanpy's Leiden parameters (Leiden "
         "runs)"),

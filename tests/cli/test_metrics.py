@@ -106,6 +106,7 @@ def test_the_log_says_what_was_read_and_chosen_before_training(
     err = res.stderr
     assert "240 cells × 40 features" in err
     assert "likelihood auto → nb (non-negative integer counts)" in err
+    assert err.count("likelihood auto") == 1 and "->" not in err  # said once, one arrow
     assert "all 40 features" in err and "labels: cell_type (3 labels)" in err
     assert "cpu, 1 thread, up to 3 epochs" in err
     first_epoch = err.index("epoch 1/3")

@@ -234,7 +234,7 @@ def setup_backed(adata: ad.AnnData, likelihood: str = "auto", layer: str | None 
     chosen = found["likelihood"]
     notes = []
     if likelihood == "auto":
-        notes.append(f"likelihood auto -> {chosen} ("
+        notes.append(f"likelihood auto → {chosen} ("
                      + ("non-negative integer counts" if chosen == "nb" else "non-count values")
                      + ")")
     if found["empty_cells"] == adata.n_obs:

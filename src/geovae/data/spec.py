@@ -103,7 +103,7 @@ def setup_data(
     chosen = choose_likelihood(X, adata.obs_names, adata.var_names, likelihood)
     notes = []
     if likelihood == "auto":
-        notes.append(f"likelihood auto -> {chosen} ("
+        notes.append(f"likelihood auto → {chosen} ("
                      + ("non-negative integer counts" if chosen == "nb" else "non-count values")
                      + ")")
     notes += _empty_notes(X)

@@ -144,6 +144,13 @@ def latent_section(ctx: Context) -> Section | None:
     return Section("latent", "The latent in the Poincaré disk", figure(fig, text), 1)
 
 
+def epochs_text(epochs: float) -> str:
+    """``100 epochs``, ``1 epoch``, ``2.5 epochs``."""
+    n = round(epochs, 1)
+    shown = f"{n:.0f}" if n == int(n) else f"{n:.1f}"
+    return f"{shown} epoch" + ("" if shown == "1" else "s")
+
+
 def training_section(ctx: Context) -> Section | None:
     history = ctx.info.get("loss_history")
     if not isinstance(history, dict) or not np.size(history.get("train", [])):
@@ -156,7 +163,7 @@ def training_section(ctx: Context) -> Section | None:
     if warm is None:
         text += "The KL warm-up of this model's training is not recorded here. "
     elif float(warm) > 0:
-        text += f"Shaded: the KL warm-up ({float(warm):.1f} epochs). "
+        text += f"Shaded: the KL warm-up ({epochs_text(float(warm))}). "
     else:
         text += "No KL warm-up: the full KL weight from the first step. "
     if best:

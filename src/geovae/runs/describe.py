@@ -111,11 +111,11 @@ def describe_fit(adata: Any, options: dict[str, Any]) -> list[str]:
     features = (f"the {n_top} most variable of {adata.n_vars} features"
                 if n_top and n_top < adata.n_vars else f"all {adata.n_vars} features")
     batch = [k for k in options.get("batch_key") or []]
-    covariates = ", ".join(f"{k} ({adata.obs[k].nunique()} categories)" if k in adata.obs
-                           else k for k in batch) or "none"
+    covariates = ", ".join(f"{k} ({_count(adata.obs[k].nunique(), 'category', 'categories')})"
+                           if k in adata.obs else k for k in batch) or "none"
     label = options.get("label_key")
-    labels = (f"{label} ({adata.obs[label].nunique()} labels)" if label and label in adata.obs
-              else label or "none")
+    labels = (f"{label} ({_count(adata.obs[label].nunique(), 'label')})"
+              if label and label in adata.obs else label or "none")
     try:
         device = str(resolve_device(str(options.get("device", "auto"))))
     except GeoVAEError:
@@ -138,12 +138,18 @@ def describe_fit(adata: Any, options: dict[str, Any]) -> list[str]:
 
 
 def _threads(n: int) -> str:
-    return f"{n} thread" + ("" if n == 1 else "s")
+    return _count(n, "thread")
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 category``, ``2 categories``."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def counts_hint(adata: Any, layer: str | None, likelihood: str) -> str | None:
-    """One line when X is not counts but a layer or ``.raw`` holds counts for the same
-    features (checked on about the first million values of each); None otherwise."""
+    """One line when X is not counts: where a layer or ``.raw`` holds counts for the same
+    features (checked on about the first million values of each), or, with ``likelihood``
+    auto, that none does and counts are preferred; None otherwise."""
     if layer not in (None, "X") or str(likelihood) not in ("auto", "nb", "zinb"):
         return None
     try:
@@ -168,4 +174,9 @@ def counts_hint(adata: Any, layer: str | None, likelihood: str) -> str | None:
                         "counts")
         except (TypeError, ValueError):
             return None
+    if str(likelihood) == "auto":
+        return (f"X {what} and no layer or .raw holds counts, so a Gaussian likelihood is "
+                "fitted; raw counts are preferred (negative binomial): they are usually kept in "
+                "layers['counts'] or .raw (then --layer counts or --layer raw). Data that are "
+                "not counts: --likelihood gaussian")
     return None

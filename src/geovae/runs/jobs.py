@@ -55,13 +55,19 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
         hint = counts_hint(adata, fit_kwargs.get("layer"), fit_kwargs.get("likelihood", "auto"))
         if hint:
             log.warning(hint)
-        for line in describe_fit(adata, fit_kwargs):
+        plan_lines = describe_fit(adata, fit_kwargs)
+        for line in plan_lines:
             log.info(line)
         with job.timings.phase("train"):
             model = fit(adata, **fit_kwargs)
         if not main:
             return result
-        note(result, *model.notes)
+        said = any("likelihood auto →" in line for line in plan_lines)
+        for msg in model.notes:  # the plan's lines named the likelihood already
+            if said and msg.startswith("likelihood auto"):
+                result.messages.append(msg)
+            else:
+                note(result, msg)
         if hint:
             result.messages.append(hint)
             update_record(adata, notes=[*adata.uns[K.UNS].get("notes", []), hint])

@@ -66,7 +66,9 @@ def cluster(
     -------------------------
     ``adata.obs['geovae_cluster']``, ``adata.obsm['X_umap']``,
     ``adata.obsp['geovae_neighbors_distances']``, ``adata.obsp['geovae_neighbors_connectivities']``,
-    ``adata.uns['geovae']['cluster']``.
+    ``adata.uns['geovae']['cluster']``; and the same graph under scanpy's default keys
+    (``uns['neighbors']``, ``obsp['connectivities']``, ``obsp['distances']``, so
+    ``sc.tl.leiden(adata)`` works) unless they hold a graph of the user's.
     """
     import scanpy as sc
 
@@ -99,9 +101,12 @@ def cluster(
     threads = torch.get_num_threads()
     transformer = knn_transformer(geometry, n_neighbors, n_obs=adata.n_obs,
                                   ann_threshold=ann_threshold, seed=seed, n_jobs=threads)
+    scanpy_slot_free = _scanpy_slot_free(adata)
     sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=use_rep, key_added=K.NEIGHBORS,
                     transformer=transformer, random_state=seed)
     torch.set_num_threads(threads)  # scanpy's neighbours reset torch's thread count
+    if scanpy_slot_free:  # also where scanpy looks by default (sc.tl.leiden(adata))
+        _share_graph(adata)
     knn_info: dict[str, Any] = {"knn_method": "exact", "knn_recall": 1.0}
     if isinstance(transformer, ApproxKNN):
         recall, n_queries = knn_recall(rep, transformer.indices_, transformer.distances_,
@@ -121,6 +126,38 @@ def cluster(
                                   "n_clusters": int(adata.obs[key_added].nunique()),
                                   **knn_info})
     return adata
+
+
+def _scanpy_slot_free(adata: ad.AnnData) -> bool:
+    """Whether scanpy's default graph keys (``uns['neighbors']``, ``obsp['connectivities']``,
+    ``obsp['distances']``) hold nothing of the user's: empty, or geovae's own copy."""
+    uns = adata.uns.get(K.SCANPY_NEIGHBORS)
+    if uns is None and not {"connectivities", "distances"} & _obsp_keys(adata):
+        return True
+    return isinstance(uns, dict) and uns.get("geovae") is True
+
+
+def _obsp_keys(adata: ad.AnnData) -> set[str]:
+    """obsp keys in memory and, for a backed run, in the file (they stay on disk)."""
+    from geovae.data.h5 import backed_path, is_backed
+
+    keys = set(adata.obsp.keys())
+    if is_backed(adata):
+        import h5py
+
+        with h5py.File(backed_path(adata), "r") as f:
+            keys |= set(f["obsp"].keys()) if "obsp" in f else set()
+    return keys
+
+
+def _share_graph(adata: ad.AnnData) -> None:
+    """geovae's kNN graph also under scanpy's default keys, marked as geovae's copy."""
+    own = adata.uns[K.NEIGHBORS]
+    adata.uns[K.SCANPY_NEIGHBORS] = {
+        **{k: v for k, v in own.items() if k not in ("connectivities_key", "distances_key")},
+        "connectivities_key": "connectivities", "distances_key": "distances", "geovae": True}
+    adata.obsp["connectivities"] = adata.obsp[f"{K.NEIGHBORS}_connectivities"]
+    adata.obsp["distances"] = adata.obsp[f"{K.NEIGHBORS}_distances"]
 
 
 def categorical(labels: np.ndarray) -> Any:
