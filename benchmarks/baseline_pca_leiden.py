@@ -15,6 +15,7 @@ against ``label``. The seed is passed to PCA, neighbors and Leiden. Prints a mar
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from pathlib import Path
 
@@ -25,7 +26,9 @@ import scanpy as sc
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.preprocessing import StandardScaler
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT  # noqa: E402
+from paired_stats import sd  # noqa: E402
 
 
 def pca_leiden(adata: ad.AnnData, seed: int, n_comps: int = 50) -> np.ndarray:
@@ -62,11 +65,6 @@ def load_digits_csv(path: Path) -> tuple[ad.AnnData, np.ndarray]:
     return adata, table["label"].to_numpy()
 
 
-def _sd(values: list[float]) -> float:
-    """Sample standard deviation (ddof = 1); NaN for a single seed."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Score PCA + Leiden for each data set and seed; print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -93,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             n_clusters = len(np.unique(pred))
             print(f"| {name} | {seed} | {n_clusters} | {ari:.3f} | {nmi:.3f} |")
         print(
-            f"| {name} | mean ± sd (ddof = 1) | | {np.mean(aris):.3f} ± {_sd(aris):.3f} "
-            f"| {np.mean(nmis):.3f} ± {_sd(nmis):.3f} |"
+            f"| {name} | mean ± sd (ddof = 1) | | {np.mean(aris):.3f} ± {sd(aris):.3f} "
+            f"| {np.mean(nmis):.3f} ± {sd(nmis):.3f} |"
         )
     return 0
 

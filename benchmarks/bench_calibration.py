@@ -1,8 +1,9 @@
 """Calibration of the c*GMΔVAE's label probabilities and the classifier-weight scaling.
 
-Run (frozen copy of src, one thread)::
+Run (one thread; on a long run, from a separate checkout of the commit measured, e.g. a git
+worktree, so edits to this tree meanwhile do not leak in)::
 
-    OMP_NUM_THREADS=1 PYTHONPATH=/tmp/bench_mixture_src python benchmarks/bench_calibration.py \
+    OMP_NUM_THREADS=1 python benchmarks/bench_calibration.py \
         --seeds 100 101 102 103 104 --epochs 50 --json calib.jsonl
     python benchmarks/bench_calibration.py --summary calib.jsonl
 
@@ -35,7 +36,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, add_record_options, emit, runs_wanted  # noqa: E402
+
 HIDE = 0.8
 
 
@@ -85,7 +88,6 @@ def run(seed: int, weight: str, epochs: int) -> dict[str, Any]:
 
 def summarise(path: Path) -> None:
     """Markdown tables and paired tests by seed."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from paired_stats import paired, sd, table
 
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -123,24 +125,15 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[100, 101, 102, 103, 104])
     ap.add_argument("--weights", nargs="+", default=["scaled", "unscaled"])
     ap.add_argument("--epochs", type=int, default=50)
-    ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--summary", type=Path, default=None)
+    add_record_options(ap)
     args = ap.parse_args()
-    if args.summary:
-        summarise(args.summary)
+    if not runs_wanted(args, summarise):
         return
-    import torch
-
-    torch.set_num_threads(1)
     for seed in args.seeds:
         if seed in range(4):
             raise SystemExit("seeds 0-3 hide labels in the tests: use fresh seeds")
         for w in args.weights:
-            line = json.dumps(run(seed, w, args.epochs))
-            print(line, flush=True)
-            if args.json:
-                with args.json.open("a") as fh:
-                    fh.write(line + "\n")
+            emit(run(seed, w, args.epochs), args.json)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Run::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_cgmvae.py [--seeds 0 1 2 3 4]
         [--transfer-seeds 100 101 102 103 104] [--epochs N] [--skip-scanvi]
-        [--scanvi-python /tmp/scvi-venv/bin/python] [--write]
+        [--scanvi-python .venv-scvi/bin/python] [--write]
 
 Data: ``pbmc68k_counts.h5ad`` (700 cells, 10 ``bulk_labels``; counts, likelihood "auto") and
 ``digits.csv.gz`` (1797 images, 10 digits; likelihood "gaussian").
@@ -59,10 +59,10 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import geovae
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, SCVI_PYTHON, replace_section  # noqa: E402
 from baseline_pca_leiden import load_counts, load_digits_csv, pca_leiden  # noqa: E402
-from paired_stats import paired, sd  # noqa: E402
+from paired_stats import mean_sd, paired  # noqa: E402
 from paired_stats import table as paired_table  # noqa: E402
 
 SECTION = "## Clustering quality (c*GMΔVAE)"
@@ -279,14 +279,6 @@ def transfer(name: str, data_dir: Path, seed: int, epochs: int | None, fraction:
 
 
 # ---------------------------------------------------------------------- tables
-def _ms(values: list[float]) -> str:
-    """mean ± sample sd (ddof = 1) of the finite values."""
-    v = np.asarray(values, dtype=float)
-    if np.isnan(v).all():
-        return "n/a"
-    return f"{np.nanmean(v):.3f} ± {sd(v):.3f}"
-
-
 def comparisons(records: list[dict]) -> str:
     """Every pair of methods per (data, task), paired across seeds on each metric."""
     df = pd.DataFrame(records)
@@ -321,8 +313,8 @@ def tables(records: list[dict]) -> str:
     uns = df[df["task"] == "unsupervised"]
     for (data, method), g in uns.groupby(["data", "method"], sort=False):
         ks = "/".join(str(int(k)) for k in g["k"])
-        lines.append(f"| {data} | {method} | {ks} | {_ms(g['ARI'])} | {_ms(g['NMI'])} "
-                     f"| {_ms(g['acc'])} | {_ms(g['purity'])} | {g['sec'].mean():.0f} |")
+        lines.append(f"| {data} | {method} | {ks} | {mean_sd(g['ARI'])} | {mean_sd(g['NMI'])} "
+                     f"| {mean_sd(g['acc'])} | {mean_sd(g['purity'])} | {g['sec'].mean():.0f} |")
     lines += ["", "### Label transfer: accuracy on the hidden cells (mean ± sd over seeds, "
               "ddof = 1)", "",
               "| data | labels hidden | method | held-out acc. | hidden cells | s |",
@@ -330,7 +322,7 @@ def tables(records: list[dict]) -> str:
     sup = df[df["task"] == "transfer"]
     for (data, frac, method), g in sup.groupby(["data", "hidden", "method"], sort=False):
         sec = f"{g['sec'].mean():.0f}" if "sec" in g and g["sec"].notna().any() else ""
-        lines.append(f"| {data} | {int(round(frac * 100))} % | {method} | {_ms(g['acc'])} "
+        lines.append(f"| {data} | {int(round(frac * 100))} % | {method} | {mean_sd(g['acc'])} "
                      f"| {int(g['n_hidden'].mean())} | {sec} |")
     return "\n".join(lines)
 
@@ -347,17 +339,7 @@ def per_seed(records: list[dict]) -> str:
 
 
 def write_section(text: str) -> None:
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    body = f"{SECTION}\n\n{text.strip()}\n"
-    if SECTION in old:
-        head, rest = old.split(SECTION, 1)
-        nxt = rest.find("\n## ")
-        tail = rest[nxt + 1:] if nxt >= 0 else ""
-        new = head + body + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + body
-    path.write_text(new)
+    replace_section(ROOT / "benchmarks" / "RESULTS.md", SECTION, f"{SECTION}\n\n{text.strip()}\n")
 
 
 def run_all(args: argparse.Namespace) -> list[dict]:
@@ -403,7 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None,
                         help="geovae epochs (default: geovae's own, 400 for these sizes)")
     parser.add_argument("--skip-scanvi", action="store_true")
-    parser.add_argument("--scanvi-python", default="/tmp/scvi-venv/bin/python")
+    parser.add_argument("--scanvi-python", default=SCVI_PYTHON,
+                        help="python of a virtual environment with scvi-tools "
+                             "(benchmarks/_common.py)")
     parser.add_argument("--json", type=Path, default=None, help="write per-seed records here")
     parser.add_argument("--write", action="store_true",
                         help=f"replace the '{SECTION}' section of benchmarks/RESULTS.md")

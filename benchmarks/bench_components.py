@@ -31,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, add_record_options, emit, runs_wanted  # noqa: E402
+
 METRICS = ("n_used", "n_argmax", "spare_weight", "ari", "seconds")
 
 
@@ -84,7 +86,6 @@ def run(data: str, config: str, seed: int) -> dict[str, Any]:
 
 
 def summarise(path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from paired_stats import paired, sd, table
 
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -117,24 +118,14 @@ def main() -> None:
     ap.add_argument("--data", nargs="+", default=["blobs5", "blobs10", "kang"])
     ap.add_argument("--configs", nargs="+", default=["keep", "delete"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    ap.add_argument("--json", type=Path, default=None, help="append records (JSON lines)")
-    ap.add_argument("--summary", type=Path, default=None,
-                    help="only print tables and paired tests from this JSON-lines file")
+    add_record_options(ap)
     args = ap.parse_args()
-    if args.summary:
-        summarise(args.summary)
+    if not runs_wanted(args, summarise):
         return
-    import torch
-
-    torch.set_num_threads(1)
     for data in args.data:
         for seed in args.seeds:
             for config in args.configs:
-                line = json.dumps(run(data, config, seed))
-                print(line, flush=True)
-                if args.json:
-                    with args.json.open("a") as fh:
-                        fh.write(line + "\n")
+                emit(run(data, config, seed), args.json)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Conditional c*GMΔVAE: is the latent corrected for the condition, and are the types kept?
 
-Run (frozen copy of src, one thread)::
+Run (one thread; on a long run, from a separate checkout of the commit measured, e.g. a git
+worktree, so edits to this tree meanwhile do not leak in)::
 
-    OMP_NUM_THREADS=1 PYTHONPATH=/tmp/bench_mixture_src python benchmarks/bench_conditional.py \
+    OMP_NUM_THREADS=1 python benchmarks/bench_conditional.py \
         --data blobs sim --configs old new new_per_cell vae --seeds 10 11 12 13 14 \
         --json out.jsonl
     python benchmarks/bench_conditional.py --summary out.jsonl     # tables + paired tests
@@ -56,7 +57,8 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, add_record_options, emit, runs_wanted  # noqa: E402
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "old": {"condition_prior": True, "mixture_weights": "per_cell", "dirichlet_alpha": 1.0,
@@ -204,7 +206,6 @@ def run(data: str, config: str, seed: int, epochs: int | None = None,
 
 def summarise(path: Path) -> None:
     """Markdown tables (mean ± sd, ddof = 1) and paired tests by seed from a JSON-lines file."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from paired_stats import paired, sd, table
 
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -255,18 +256,12 @@ def main() -> None:
     ap.add_argument("--data-seed", type=int, default=None,
                     help="one data draw for every model seed (scib-metrics' JAX functions "
                          "then compile once: kBET / batch ASW recompile per label-group size)")
-    ap.add_argument("--json", type=Path, default=None, help="append records (JSON lines)")
     ap.add_argument("--jax-cache", type=Path, default=None,
                     help="persistent JAX compilation cache directory")
-    ap.add_argument("--summary", type=Path, default=None,
-                    help="only print tables and paired tests from this JSON-lines file")
+    add_record_options(ap)
     args = ap.parse_args()
-    if args.summary:
-        summarise(args.summary)
+    if not runs_wanted(args, summarise):
         return
-    import torch
-
-    torch.set_num_threads(1)
     if args.jax_cache:
         import jax
 
@@ -276,11 +271,7 @@ def main() -> None:
         for seed in args.seeds:
             for config in args.configs:
                 rec = run(data, config, seed, args.epochs, args.data_seed, args.latent)
-                line = json.dumps(rec)
-                print(line, flush=True)
-                if args.json:
-                    with args.json.open("a") as fh:
-                        fh.write(line + "\n")
+                emit(rec, args.json)
 
 
 if __name__ == "__main__":

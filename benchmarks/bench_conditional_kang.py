@@ -20,7 +20,7 @@ ARI of the mixture's argmax against the types.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -34,7 +34,9 @@ from sklearn.neighbors import NearestNeighbors
 import geovae
 from geovae.tools.mixing import integration_scores
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, emit  # noqa: E402
+
 CONFIGS = {"old": {"condition_prior": True, "mixture_weights": "per_cell",
                    "dirichlet_alpha": 1.0, "cluster_samples": 0},
            "new": {}, "vae": None}
@@ -83,12 +85,8 @@ def main() -> None:
     for seed in args.seeds:
         for config in args.configs:
             rec = run(config, seed, args.epochs)
-            line = json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
-                               for k, v in rec.items()})
-            print(line, flush=True)
-            if args.json:
-                with args.json.open("a") as fh:
-                    fh.write(line + "\n")
+            emit({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rec.items()},
+                 args.json)
 
 
 if __name__ == "__main__":

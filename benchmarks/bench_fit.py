@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, cpu_model, replace_section  # noqa: E402
+
 CHILD = r"""
 import json, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
@@ -76,41 +77,20 @@ def main() -> None:
         *rows, ""])
     print(table)
     if args.write:
-        _replace_section(ROOT / "benchmarks" / "RESULTS.md", "## Fit speed and memory", table)
+        replace_section(ROOT / "benchmarks" / "RESULTS.md", "## Fit speed and memory", table)
 
 
 def _cpu_name() -> str:
     """CPU model and core count, for the results header."""
     import os
 
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores, no GPU used"
+    return f"{cpu_model()}, {os.cpu_count()} cores, no GPU used"
 
 
 def _torch() -> str:
     import torch
 
     return torch.__version__
-
-
-def _replace_section(path: Path, heading: str, text: str) -> None:
-    """Replace the section under ``heading`` (up to the next '## ') or append it."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    lines = old.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == heading), None)
-    if start is None:
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-               len(lines))
-    path.write_text("".join(lines[:start]) + text + "\n" + "".join(lines[end:]))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ vMF draws w by the exact inverse CDF at m = 3 and by Wood's batched sampler othe
 the implicit kappa gradient attached). The loop sampler draws w one sample at a time with a
 ``while`` loop and one host sync (``.item()``) per proposal, as s-vae-pytorch's reference
 code does; it is timed once per row. The PyPI package is optional: install it apart from the
-project, e.g. ``pip install --no-deps --target /tmp/target power-spherical`` and pass
-``--extra-path /tmp/target``.
+project, e.g. ``pip install --no-deps --target DEPS_DIR power-spherical`` and pass
+``--extra-path DEPS_DIR``.
 
 Every timing is repeated for ``--seeds`` (default 5: one full pass of the grid per seed, new
 random locs each time); tables give mean ± sd (ddof = 1) over seeds, and each "A faster than
@@ -18,7 +18,7 @@ signed-rank beside it; paired_stats.py).
 
 Usage::
 
-    python benchmarks/bench_samplers.py [--extra-path /tmp/target] [--out FILE.md]
+    python benchmarks/bench_samplers.py [--extra-path DEPS_DIR] [--out FILE.md]
         [--seeds 0 1 2 3 4] [--batches 128 4096] [--dims 3 10 65] [--kappas 1 10 100]
 """
 
@@ -41,7 +41,7 @@ from geovae.distributions import HypersphericalUniform, PowerSpherical, VonMises
 from geovae.distributions.hyperspherical_uniform import tangent_sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired_stats import ALPHA, fmt_p, paired, verdict  # noqa: E402
+from paired_stats import ALPHA, fmt_p, paired, sd, verdict  # noqa: E402
 
 
 def wood_loop_rsample(loc: torch.Tensor, kappa: torch.Tensor) -> torch.Tensor:
@@ -94,8 +94,7 @@ def timeit(fn: Callable[[], object], min_time: float = 0.3, max_reps: int = 50) 
 def _fmt_ms(values: list[float], scale: float = 1.0, spec: str = ",.0f") -> str:
     """mean ± sd (ddof = 1) over seeds."""
     v = np.asarray(values, dtype=float) * scale
-    sd = v.std(ddof=1) if len(v) > 1 else float("nan")
-    return f"{v.mean():{spec}} ± {sd:{spec}}"
+    return f"{v.mean():{spec}} ± {sd(v):{spec}}"
 
 
 def _ratio_rows(cells: dict, pairs: list[tuple[str, str]], key_fmt) -> list[str]:

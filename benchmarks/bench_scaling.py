@@ -7,9 +7,9 @@ reader, X left on disk), set up the model (data checks: one streaming pass when 
 training order), then the latent of every cell (``get_latent``, batches of 1,024). Reported:
 seconds of each phase, training and latent cells/s, peak RSS.
 
-    python benchmarks/make_synthetic.py --cells 10000 100000 1000000 --out-dir /tmp/geovae_scaling
+    python benchmarks/make_synthetic.py --cells 10000 100000 1000000 --out-dir DATA_DIR
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_scaling.py \\
-        /tmp/geovae_scaling/synthetic_{10000,100000,1000000}x2000.h5ad --json scaling.json
+        DATA_DIR/synthetic_{10000,100000,1000000}x2000.h5ad --json scaling.json
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, cpu_model, emit, load_average  # noqa: E402
 
 CHILD = r"""
 import importlib.abc, importlib.machinery, json, os, runpy, sys, time
@@ -107,13 +108,6 @@ def _cpus() -> set[int]:
     return os.sched_getaffinity(0)
 
 
-def _load() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "?"
-
-
 def run_fit(config: str, data: Path, epochs: int, compete: int, timeout: int) -> dict:
     label, mode, wait, extra = CONFIGS[config]
     env = dict(os.environ)
@@ -124,7 +118,7 @@ def run_fit(config: str, data: Path, epochs: int, compete: int, timeout: int) ->
     busy = [subprocess.Popen([sys.executable, "-c",
                               BUSY.format(cpus=sorted(_cpus()), secs=timeout + 60)])
             for _ in range(compete)]
-    load = _load()
+    load = load_average()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, "-c", CHILD, mode, "fit", str(data), "--epochs", str(epochs),
@@ -155,9 +149,8 @@ def fit_main(args: argparse.Namespace) -> str:
     rows = []
     for n_busy in sorted({compete} if args.skip_alone else {0, compete}):
         for config in args.configs:
-            r = run_fit(config, args.data, args.epochs, n_busy, args.timeout)
-            print(json.dumps(r), flush=True)
-            rows.append(r)
+            rows.append(run_fit(config, args.data, args.epochs, n_busy, args.timeout))
+            emit(rows[-1], None)
     table = ["| configuration | busy loops | threads | OMP_WAIT_POLICY | whole command s | "
              "training s | training CPU s | load before |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -171,7 +164,7 @@ def fit_main(args: argparse.Namespace) -> str:
                      f"{r['train_cpu_s']:.1f} | {r['load']} |")
     cmd = (f"python benchmarks/bench_threads.py --data {args.data.relative_to(ROOT)} "
            f"--epochs {args.epochs} --compete {compete} --timeout {args.timeout}")
-    return "\n".join([f"Command: `{cmd}`. Machine: {_machine()}.", "", *table, ""])
+    return _report(cmd, table)
 
 
 KNN_CHILD = r"""
@@ -217,10 +210,9 @@ def knn_main(args: argparse.Namespace) -> str:
             lines = [ln for ln in out.stdout.splitlines() if ln.startswith("BENCH ")]
             if not lines:
                 raise RuntimeError(out.stderr[-2000:])
-            r = {**json.loads(lines[-1][6:]), "load": _load(),
-                 "wall_s": time.perf_counter() - t}
-            print(json.dumps(r), flush=True)
-            rows.append(r)
+            rows.append({**json.loads(lines[-1][6:]), "load": load_average(),
+                         "wall_s": time.perf_counter() - t})
+            emit(rows[-1], None)
     table = ["| geometry | points | exact s | pynndescent s | numba compile s (once per "
              "process, 2,000 points) | recall (1,000 cells) |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -230,22 +222,19 @@ def knn_main(args: argparse.Namespace) -> str:
                      f"{r['ann_compile_s']:.1f} | {r['recall']:.4f} |")
     cmd = (f"python benchmarks/bench_threads.py knn --sizes {' '.join(map(str, args.sizes))} "
            f"--k {args.k} --threads {args.threads}")
-    return "\n".join([f"Command: `{cmd}`. Machine: {_machine()}.", "", *table, ""])
+    return _report(cmd, table)
 
 
 def _machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import torch
 
-    return (f"{name}, {os.cpu_count()} CPUs ({len(_cpus())} in this process's affinity), "
-            f"torch {torch.__version__}, python {platform.python_version()}")
+    return (f"{cpu_model()}, {os.cpu_count()} CPUs ({len(_cpus())} in this process's "
+            f"affinity), torch {torch.__version__}, python {platform.python_version()}")
+
+
+def _report(command: str, table: list[str]) -> str:
+    """The section text: the command line, the machine, the table."""
+    return "\n".join([f"Command: `{command}`. Machine: {_machine()}.", "", *table, ""])
 
 
 def main() -> None:

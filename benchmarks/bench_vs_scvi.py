@@ -1,7 +1,7 @@
 """geovae vs scvi-tools' SCVI on the same sparse synthetic counts: speed, memory, clusters.
 
 Run:  python benchmarks/bench_vs_scvi.py [--cells 20000] [--genes 2000] [--epochs 20]
-          [--seeds 0 1 2] [--scvi-python /tmp/scvi-venv/bin/python] [--write]
+          [--seeds 0 1 2] [--scvi-python .venv-scvi/bin/python] [--write]
 
 Data: `geovae.datasets.simulate_counts` (negative-binomial gamma-Poisson counts, CSR), 6 cell
 types (the known labels), 2 batches (the batch key), median library size 200 and skewed gene
@@ -37,18 +37,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, SCVI_PYTHON, cpu_model, launch, load_average, replace_section  # noqa: E402
 from paired_stats import fmt_p, paired, sd  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## geovae vs scvi-tools (SCVI): speed, memory and clusters"
 THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
@@ -139,10 +138,7 @@ main()
 
 
 def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
+    return load_average(3)
 
 
 def make_data(path: Path, cells: int, genes: int, seed: int) -> dict:
@@ -168,27 +164,16 @@ def make_data(path: Path, cells: int, genes: int, seed: int) -> dict:
 
 def run_child(cmd: list[str], env: dict[str, str], log: Path) -> dict:
     """Run ``cmd`` to completion; wall time, peak RSS and CPU of that process alone (through
-    bench_transfer's launcher: a child forked from this process would inherit its RSS
-    high-water mark in ru_maxrss)."""
-    from bench_transfer import LAUNCHER
-
+    `_common.launch`: a child forked from this process would inherit its RSS high-water mark
+    in ru_maxrss)."""
     load0 = loadavg()
     out_p, err_p = log.with_suffix(".stdout"), log.with_suffix(".stderr")
-    usage = log.with_suffix(".rusage")
-    usage.unlink(missing_ok=True)
     with open(out_p, "w") as fo, open(err_p, "w") as fe:
-        t0 = time.perf_counter()
-        launcher = subprocess.run([sys.executable, "-c", LAUNCHER, str(usage), *cmd], env=env,
-                                  stdout=fo, stderr=fe, text=True, check=False)
-        wall = time.perf_counter() - t0
-    if launcher.returncode or not usage.exists():
-        raise RuntimeError(f"launcher failed ({launcher.returncode}):\n"
-                           f"{err_p.read_text()[-3000:]}")
-    code, maxrss_kb, cpu = usage.read_text().split()
+        run = launch(cmd, log.with_suffix(".rusage"), fo, fe, env=env)
     stdout, stderr = out_p.read_text(), err_p.read_text()
-    if int(code) != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])} failed ({code}):\n{stderr[-3000:]}")
-    return {"wall_s": wall, "peak_rss_mb": int(maxrss_kb) / 1024, "cpu_s": float(cpu),
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} failed ({run.returncode}):\n{stderr[-3000:]}")
+    return {"wall_s": run.wall_s, "peak_rss_mb": run.peak_rss_mb, "cpu_s": run.cpu_s,
             "load_before": load0, "load_after": loadavg(), "stdout": stdout}
 
 
@@ -302,15 +287,7 @@ def per_run(records: list[dict]) -> list[str]:
 
 
 def machine() -> str:
-    name = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores (shared VM), no GPU"
+    return f"{cpu_model()}, {os.cpu_count()} cores (shared VM), no GPU"
 
 
 def main() -> None:
@@ -323,8 +300,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--methods", nargs="+", default=list(RUNNERS), choices=list(RUNNERS))
-    ap.add_argument("--scvi-python", default="/tmp/scvi-venv/bin/python")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/bench_vs_scvi"))
+    ap.add_argument("--scvi-python", default=SCVI_PYTHON,
+                    help="python of a virtual environment with scvi-tools (benchmarks/_common.py)")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_vs_scvi",
+                    help="data, outputs and logs of the runs")
     ap.add_argument("--json", type=Path, help="also write every run's record here")
     ap.add_argument("--write", action="store_true", help="replace the section of RESULTS.md")
     ap.add_argument("--from-json", type=Path,
@@ -388,9 +367,7 @@ def report(args: argparse.Namespace, desc: dict, records: list[dict]) -> None:
         "Per run:", "", *per_run(records), ""])
     print(text)
     if args.write:
-        from bench_fit import _replace_section
-
-        _replace_section(ROOT / "benchmarks" / "RESULTS.md", SECTION, text)
+        replace_section(ROOT / "benchmarks" / "RESULTS.md", SECTION, text)
 
 
 if __name__ == "__main__":

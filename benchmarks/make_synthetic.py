@@ -6,12 +6,13 @@ encoding, ``--chunk`` cells at a time: the dense matrix is never in memory (peak
 chunk plus the obs table).
 
     OMP_NUM_THREADS=1 python benchmarks/make_synthetic.py --cells 10000 100000 1000000 \\
-        --genes 2000 --out-dir /tmp/geovae_scaling
+        --genes 2000 --out-dir DATA_DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -90,7 +91,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--genes", type=int, default=2000)
-    ap.add_argument("--out-dir", type=Path, default=Path("/tmp/geovae_scaling"))
+    ap.add_argument("--out-dir", type=Path,
+                    default=Path(tempfile.gettempdir()) / "geovae_scaling")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk", type=int, default=5000)
     args = ap.parse_args()

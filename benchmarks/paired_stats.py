@@ -26,6 +26,15 @@ def sd(values) -> float:
     return float(v.std(ddof=1)) if len(v) > 1 else float("nan")
 
 
+def mean_sd(values, digits: int = 3) -> str:
+    """'mean ± sd' (ddof = 1) of the finite values; 'n/a' where there are none."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return "n/a"
+    return f"{v.mean():.{digits}f} ± {sd(v):.{digits}f}"
+
+
 def paired(a, b) -> dict[str, float]:
     """Paired comparison of a and b (one value per seed, same seed order): the mean and sd of
     a - b, the paired t-test p and the exact Wilcoxon signed-rank p (both two-sided).

@@ -1,17 +1,21 @@
 """Summarise benchmarks/bench_conditional_kang.py records: mean ± sd (ddof 1) per
 configuration and paired t-tests over seeds (new vs old, new vs vae), as a markdown table.
 
-Run:  python benchmarks/summarize_kang_conditional.py benchmarks/results/issue9_kang.jsonl
+Run:  python benchmarks/summarize_kang_conditional.py \
+          benchmarks/results/conditional_kang_2026-11-25.jsonl
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_stats import mean_sd, paired  # noqa: E402
 
 METRICS = ("same_condition", "ilisi", "ilisi_per_label", "kbet", "batch_asw", "label_asw",
            "nmi", "ari", "mixture_ari", "n_argmax", "seconds")
@@ -36,13 +40,11 @@ def table(path: Path) -> str:
                 row.append("–")
                 continue
             vals[c] = np.asarray(v, dtype=float)
-            sd = f" ± {vals[c].std(ddof=1):.3f}" if len(v) > 1 else ""
-            row.append(f"{vals[c].mean():.3f}{sd}")
+            row.append(mean_sd(vals[c]) if len(v) > 1 else f"{vals[c].mean():.3f}")
         for a, b in PAIRS:
             if a in vals and b in vals and len(seeds) > 1:
-                d = vals[a] - vals[b]
-                p = stats.ttest_rel(vals[a], vals[b]).pvalue if np.ptp(d) > 0 else float("nan")
-                row.append(f"{d.mean():+.3f} (p = {p:.2g})")
+                r = paired(vals[a], vals[b])
+                row.append(f"{r['diff']:+.3f} (p = {r['p_t']:.2g})")
             else:
                 row.append("–")
         lines.append("| " + " | ".join(row) + " |")
@@ -50,4 +52,6 @@ def table(path: Path) -> str:
 
 
 if __name__ == "__main__":
-    print(table(Path(sys.argv[1])))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("records", type=Path, help="JSON lines of bench_conditional_kang.py")
+    print(table(ap.parse_args().records))
