@@ -99,3 +99,12 @@ def test_the_pages_have_commands_and_links() -> None:
     assert ["fit", "data/pbmc68k_counts.h5ad", "--label-key", "bulk_labels"] in readme
     links = [m.group(1) for m in LINK.finditer((ROOT / "README.md").read_text()) if m.group(1)]
     assert sum(link.startswith("docs/") for link in links) >= 8
+
+
+def test_readme_is_one_screen_and_results_current() -> None:
+    """README about 150 lines (the rest lives in docs/); RESULTS.md at most 400 (current
+    results only, superseded runs removed)."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 170
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    assert len(results.splitlines()) <= 400
+    assert "reverted)" not in results and "before 2026-" not in results
