@@ -181,3 +181,72 @@ def test_crash_leaves_no_partial_output(tmp_path: Path, pbmc_copy: Path, monkeyp
     # outputs are staged and committed together: no model, plot, h5ad or temporary remains
     assert not left, left
     assert geovae.io is not None
+
+
+# ---------------------------------------------------------------- issue 25: named before work
+@pytest.mark.parametrize(("args", "mention"), [
+    (["--model", "cgmvae", "--n-clusters", "0"], "--n-clusters must be a whole number between 1"),
+    (["--model", "cgmvae", "--n-clusters", "1000000000"], "between 1 and 1000"),
+    (["--seed", "-1"], "--seed must be a whole number between 0 and 2147483647"),
+    (["--seed", "99999999999999999999999"], "--seed must be a whole number between 0"),
+    (["--lr", "inf"], "--lr must be a positive finite number"),
+    (["--lr", "nan"], "--lr must be a positive finite number"),
+    (["--latent-dim", "1000000000"], "--latent-dim must be a whole number between 1 and 1024"),
+    (["--flow", "100000"], "--flow must be a whole number between 0 and 64"),
+    (["--model", "cgmvae", "--label-key", "cell_type", "--batch-key", "cell_type"],
+     "--batch-key 'cell_type' is also the label column"),
+])
+def test_options_named_before_the_input_is_read(tmp_path: Path, args: list[str],
+                                                mention: str) -> None:
+    """An unreadable input: the option's error (not the input's) proves the check came
+    first."""
+    broken = tmp_path / "broken.h5ad"
+    broken.write_text("not hdf5")
+    _fail(tmp_path, broken, args, mention)
+
+
+def _table(path: Path, **extra: object) -> Path:
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.poisson(3.0, (30, 6)), columns=[f"g{j}" for j in range(6)],
+                      index=[f"c{i}" for i in range(30)])
+    for name, values in extra.items():
+        df[name] = values
+    df.to_csv(path)
+    return path
+
+
+def test_reserved_column_name_is_named(tmp_path: Path) -> None:
+    data = _table(tmp_path / "x.csv", _index=["a", "b"] * 15)
+    _fail(tmp_path, data, [], "column '_index' in")
+    _fail(tmp_path, data, ["--obs-columns", "_index"], "is a name AnnData reserves")
+
+
+def test_duplicate_feature_names_one_line(tmp_path: Path) -> None:
+    a = ad.AnnData(np.random.default_rng(0).poisson(3.0, (30, 6)).astype(np.float32))
+    a.var_names = ["g0", "g0", "g2", "g3", "g4", "g5"]
+    a.obs_names = [f"c{i}" for i in range(30)]
+    a.write_h5ad(tmp_path / "dup.h5ad")
+    _fail(tmp_path, tmp_path / "dup.h5ad", [], "feature names are not unique (e.g. 'g0')")
+
+
+@pytest.mark.parametrize(("args", "mention"), [
+    (["fit", "x.h5ad", "--bogus"], "No such option: --bogus"),
+    (["fit", "x.h5ad", "--epochs", "abc"], "Invalid value for '--epochs'"),
+    (["fitt", "x.h5ad"], "No such command 'fitt'"),
+    (["fit"], "Missing argument 'INPUT'"),
+])
+def test_usage_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   args: list[str], mention: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = run_cli(*args)
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and mention in err[0] and "--help" in err[0], err
+    assert res.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_no_arguments_still_show_the_help() -> None:
+    res = run_cli()
+    assert res.exit_code == 2 and "Usage" in res.output and "fit" in res.output

@@ -4,6 +4,7 @@ not one of the choices (exit code 2, like every other usage error geovae names).
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from typing import Any
 
@@ -97,7 +98,9 @@ def _flags_without_type(params: list[Any]) -> list[Any]:
 
 
 class Group(TyperGroup):
-    """The ``geovae`` group: flags (``--version``, ``--help``) show no value type."""
+    """The ``geovae`` group: flags (``--version``, ``--help``) show no value type, and a usage
+    error (unknown command or option, a value of the wrong type, a missing argument) is one
+    line on stderr with exit code 2, not a usage box."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _flags_without_type(super().get_params(ctx))
@@ -105,6 +108,30 @@ class Group(TyperGroup):
     def format_help(self, ctx: Any, formatter: Any) -> None:
         install()
         super().format_help(ctx, formatter)
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+        from geovae.cli._log import error
+
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError:  # plain `geovae`: the help, as typer shows it
+            return super().main(*args, **kwargs)
+        except UsageError as exc:
+            ctx = exc.ctx
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            error(" ".join(exc.format_message().split()) + hint)
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            error(" ".join(exc.format_message().split()))
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            error("aborted", tag="interrupted")
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 class Command(TyperCommand):

@@ -124,7 +124,10 @@ def read(path: str | os.PathLike, obs_columns: list[str] | tuple[str, ...] = (),
 
 def _read_h5ad(p: Path) -> ad.AnnData:
     try:
-        adata = ad.read_h5ad(p)
+        with warnings.catch_warnings():  # geovae names duplicated names itself, in one line
+            warnings.filterwarnings("ignore", message="Variable names are not unique")
+            warnings.filterwarnings("ignore", message="Observation names are not unique")
+            adata = ad.read_h5ad(p)
     except Exception as exc:  # h5py/anndata raise many types for corrupt files
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise InputError(
@@ -238,6 +241,9 @@ def table_to_anndata(df: pd.DataFrame, source: str = "table",
     if not features:
         raise InputError(f"{source} has no numeric feature columns: rows must be samples, "
                          "columns numeric features")
+    if "_index" in obs:
+        raise InputError(f"column '_index' in {source} is a name AnnData reserves (it cannot "
+                         "be written to .h5ad): rename that column")
     X = np.column_stack(list(features.values())).astype(np.float32)
     obs_df = pd.DataFrame(obs)
     obs_df.index = pd.Index(index if index is not None else [str(i) for i in range(len(df))])

@@ -117,6 +117,7 @@ class GeoVAE:
                           model_options=model_options,
                           known_model_options=self.module_options())
         batch_keys = [batch_key] if isinstance(batch_key, str) else list(batch_key or [])
+        self.check_keys(batch_keys, label_key)
         spec, self.prepared, self.notes = setup_data(adata, likelihood, layer, batch_keys,
                                                      label_key, n_top_genes)
         config.likelihood = spec.likelihood
@@ -140,6 +141,10 @@ class GeoVAE:
         self.train_params: dict[str, Any] = {}
         self.device = torch.device("cpu")
         self._source: DataSource | None = None
+
+    @classmethod
+    def check_keys(cls, batch_keys: list[str], label_key: str | None) -> None:
+        """Refuse obs columns that cannot play the roles asked of them (the VAE takes any)."""
 
     @classmethod
     def module_options(cls) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import torch
 
 from geovae import _keys as K
 from geovae.data import InMemorySource, map_batches
+from geovae.errors import OptionError
 from geovae.models.base import GeoVAE
 from geovae.models.registry import register
 from geovae.modules.cgmvae import TERMS, CGMVAEModule
@@ -66,6 +67,16 @@ class CGMVAE(GeoVAE):
 
     name: ClassVar[str] = "cgmvae"
     module_class: ClassVar[type[CGMVAEModule]] = CGMVAEModule
+
+    @classmethod
+    def check_keys(cls, batch_keys: list[str], label_key: str | None) -> None:
+        """The labels are what the model predicts (q(y|x)): they cannot also be a covariate
+        it is given."""
+        if label_key is not None and label_key in batch_keys:
+            raise OptionError(f"{{opt}} '{label_key}' is also the label column: the c*GMΔVAE "
+                              "predicts the labels, so giving them as a covariate as well "
+                              "would hand it the answer; drop that batch key (or use another "
+                              "label column)", param="batch_key")
 
     def complete_config(self) -> None:
         opts = self.config.model_options

@@ -18,6 +18,25 @@ from geovae.nn.likelihoods import LIKELIHOODS
 
 #: posterior families on the sphere
 SPHERE_POSTERIORS = ("vmf", "power-spherical")
+#: the largest sizes geovae builds, checked before anything is allocated (a shared model
+#: directory's config.json must not be able to exhaust a node's memory)
+LIMITS = {"latent_dim": 1024, "n_hidden": 16384, "n_layers": 64,
+          "model_options.n_clusters": 1000, "model_options.w_dim": 1024,
+          "latent_options.flow": 64}
+#: hidden layers hold at most this many weights (n_layers x n_hidden^2: 1 GiB of float32)
+MAX_HIDDEN_WEIGHTS = 2 ** 28
+#: seeds run from 0 to this (numpy's and torch's seeds, with room for geovae's offsets)
+MAX_SEED = 2 ** 31 - 1
+
+
+def check_size(name: str, value: Any, low: int = 1) -> int:
+    """A whole number between ``low`` and ``LIMITS[name]`` (one error naming both)."""
+    high = LIMITS.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (
+            high is not None and value > high):
+        limit = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise OptionError(f"{{opt}} must be a whole number {limit}, got {value!r}", param=name)
+    return value
 
 
 def keyword_options(fn: Any, skip: int = 0, keyword_only: bool = False) -> dict[str, Any]:
@@ -80,14 +99,19 @@ def validate(*, model: str = "vae", latent: str = "euclidean", latent_dim: int =
     if likelihood != "auto" and likelihood not in LIKELIHOODS:
         raise OptionError(f"unknown {{opt}} '{likelihood}': use auto, " + ", ".join(LIKELIHOODS),
                           param="likelihood")
-    for name, value, low in (("latent_dim", latent_dim, 1), ("n_hidden", n_hidden, 1),
-                             ("n_layers", n_layers, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise OptionError(f"{{opt}} must be a whole number >= {low}, got {value!r}",
-                              param=name)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise OptionError(f"{{opt}} must be a whole number, got {seed!r}", param="seed")
-    if not 0 <= float(dropout) < 1:
+    for name, value in (("latent_dim", latent_dim), ("n_hidden", n_hidden),
+                        ("n_layers", n_layers)):
+        check_size(name, value)
+    if n_layers * n_hidden ** 2 > MAX_HIDDEN_WEIGHTS:
+        raise OptionError(f"{{opt}}: {n_layers} hidden layers of {n_hidden} units hold "
+                          f"{n_layers * n_hidden ** 2:,} weights, more than the limit "
+                          f"{MAX_HIDDEN_WEIGHTS:,} (n_layers x n_hidden^2): use fewer or "
+                          "narrower layers", param="n_hidden")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise OptionError(f"{{opt}} must be a whole number between 0 and {MAX_SEED}, got "
+                          f"{seed!r}", param="seed")
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) \
+            or not 0 <= float(dropout) < 1:
         raise OptionError(f"{{opt}} must be in [0, 1), got {dropout!r}", param="dropout")
     latent_options = dict(latent_options or {})
     allowed = latent_option_names(latent)
@@ -101,10 +125,7 @@ def validate(*, model: str = "vae", latent: str = "euclidean", latent_dim: int =
         raise OptionError(f"unknown option(s) {unknown} for latent '{latent}' in {{opt}}; "
                           f"known: {sorted(allowed) or 'none'}", param="latent_options")
     if "flow" in latent_options:
-        flow = latent_options["flow"]
-        if not isinstance(flow, int) or isinstance(flow, bool) or flow < 0:
-            raise OptionError(f"{{opt}} must be a whole number >= 0, got {flow!r}",
-                              param="latent_options.flow")
+        check_size("latent_options.flow", latent_options["flow"], low=0)
     if latent_options.get("posterior", "vmf") not in SPHERE_POSTERIORS:
         raise OptionError(f"unknown {{opt}} '{latent_options['posterior']}': use "
                           + " or ".join(SPHERE_POSTERIORS), param="latent_options.posterior")
@@ -124,6 +145,9 @@ def validate(*, model: str = "vae", latent: str = "euclidean", latent_dim: int =
     if unknown:
         raise OptionError(f"unknown option(s) {unknown} for model '{model}' in {{opt}}; "
                           f"known: {sorted(known) or 'none'}", param="model_options")
+    for name in ("n_clusters", "w_dim"):
+        if model_options.get(name) is not None:
+            check_size(f"model_options.{name}", model_options[name])
     return ModelConfig(model=model, latent=latent, latent_dim=int(latent_dim),
                        likelihood=likelihood, n_hidden=int(n_hidden), n_layers=int(n_layers),
                        dropout=float(dropout), seed=int(seed), latent_options=latent_options,

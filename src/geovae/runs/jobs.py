@@ -40,7 +40,9 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
     plan = fit_plan(input_path, out, model_dir, plot, umap, metrics_json, n_neighbors)
     out_p, model_p = plan.out, plan.model_dir
     from geovae.runs.describe import counts_hint, describe_fit
-    from geovae.tools.fit import fit
+    from geovae.tools.fit import check_fit_options, fit
+
+    check_fit_options(**fit_kwargs)  # before any data is read
     from geovae.tools.record import update_record
     from geovae.training.distributed import is_main
 

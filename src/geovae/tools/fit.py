@@ -130,6 +130,31 @@ def fit(
     return trained
 
 
+def check_fit_options(*, model: str = "vae", latent: str = "euclidean", latent_dim: int = 10,
+                      likelihood: str = "auto", n_hidden: int = 128, n_layers: int = 1,
+                      dropout: float = 0.1, seed: int = 0,
+                      latent_options: dict[str, Any] | None = None,
+                      model_options: dict[str, Any] | None = None,
+                      batch_key: str | list[str] | None = None, label_key: str | None = None,
+                      epochs: int | None = None, batch_size: int = 128, lr: float = 1e-3,
+                      precision: str = "auto", **_: Any) -> None:
+    """The checks of `fit`'s options that need no data (sizes within their limits, seed,
+    learning rate, the roles of the obs columns), for a run to make before reading its input;
+    `fit` makes them again."""
+    from geovae.models.config import validate
+    from geovae.training import TrainSettings
+
+    cls = model_class(model)
+    validate(model=model, latent=latent, latent_dim=latent_dim, likelihood=likelihood,
+             n_hidden=n_hidden, n_layers=n_layers, dropout=dropout, seed=seed,
+             latent_options=latent_options, model_options=model_options,
+             known_model_options=cls.module_options())
+    batch_keys = [batch_key] if isinstance(batch_key, str) else list(batch_key or [])
+    cls.check_keys(batch_keys, label_key)
+    TrainSettings(epochs=1 if epochs is None else epochs, batch_size=batch_size, lr=lr,
+                  precision=precision).check()
+
+
 def train_model(adata: ad.AnnData, *, model: str = "vae", epochs: int | None = None,
                 batch_size: int = 128, lr: float = 1e-3, device: str = "auto",
                 progress: bool = True, precision: str = "auto", torch_compile: bool = False,

@@ -84,8 +84,9 @@ class TrainSettings:
             raise OptionError("{opt} must be at least 1", param="epochs")
         if self.batch_size < 2:
             raise OptionError("{opt} must be at least 2", param="batch_size")
-        if not self.lr > 0:
-            raise OptionError("{opt} must be positive", param="lr")
+        if not 0 < self.lr < float("inf"):
+            raise OptionError(f"{{opt}} must be a positive finite number, got {self.lr!r}",
+                              param="lr")
         if self.precision != "auto" and self.precision not in PRECISIONS:
             raise OptionError(f"unknown {{opt}} '{self.precision}': use auto, "
                               + ", ".join(PRECISIONS), param="precision")
