@@ -141,6 +141,9 @@ RECORD_FIELDS: dict[str, str] = {
     "elbo_terms": "cgmvae: last epoch's five -ELBO terms",
     "cluster": "method, representation, resolution, neighbours, metric, number of clusters",
     "command": "the command line that produced the file",
+    "commands": "every command line that made the file, first to last (e.g. fit, transfer, "
+    "cluster; a transfer with --reference starts from the reference output's)",
+    "dataset": "the name of the input file the cells came from (kept by later commands)",
     "label_agreement": "command line with labels (--label-key; transfer: --eval-key): ARI "
     "and NMI of geovae_cluster against the labels on labelled cells, their numbers of "
     "clusters, labels and cells, and the accuracy of geovae_label where the model predicts "

@@ -8,7 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from geovae.report.palette import MISSING, OKABE_ITO, is_missing, new_figure, style
+from geovae.report.palette import (
+    MISSING,
+    OKABE_ITO,
+    PAGE_WIDTH,
+    is_missing,
+    new_figure,
+    style,
+)
 from geovae.report.plot import (
     ColorSpec,
     panel_grid,
@@ -59,7 +66,8 @@ def sphere_figure(z: np.ndarray, specs: list[ColorSpec]) -> Any:
     true), one panel per colouring."""
     lonlat = sphere_lonlat(z)
     with style():
-        fig, axes = panel_grid(len(specs), specs, ncols=2, projection="hammer")
+        fig, axes = panel_grid(len(specs), specs, ncols=2, projection="hammer",
+                               max_width=PAGE_WIDTH)
         for ax, spec in zip(axes, specs, strict=True):
             ax.grid(True, color="#CCCCCC", linewidth=0.6)
             ax.set_xticklabels([])
@@ -101,7 +109,7 @@ def geodesic_grid(distances: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)) -> list[n
 def poincare_figure(ball: np.ndarray, specs: list[ColorSpec]) -> Any:
     """The hyperbolic latent in the Poincaré disk with a grid of geodesics."""
     with style():
-        fig, axes = panel_grid(len(specs), specs, ncols=2)
+        fig, axes = panel_grid(len(specs), specs, ncols=2, max_width=PAGE_WIDTH)
         theta = np.linspace(0, 2 * np.pi, 400)
         for ax, spec in zip(axes, specs, strict=True):
             for line in geodesic_grid():
@@ -118,7 +126,8 @@ def poincare_figure(ball: np.ndarray, specs: list[ColorSpec]) -> Any:
 # ------------------------------------------------------------------ training
 def curves_figure(history: dict[str, Any], best_epoch: int | None) -> Any:
     """-ELBO (train and validation) and each loss term per epoch, the KL warm-up shaded and
-    the kept (best) epoch marked."""
+    the kept (best) epoch marked. The legend above the panels names what every panel draws;
+    a line only some panels draw (validation: the -ELBO only) is named in those panels."""
     train = np.asarray(history.get("train", []), dtype=float)
     validation = np.asarray(history.get("validation", []), dtype=float)
     given = history.get("terms") or {}
@@ -129,7 +138,7 @@ def curves_figure(history: dict[str, Any], best_epoch: int | None) -> Any:
     cols = min(n, 3)
     rows = -(-n // cols)
     with style():
-        fig = new_figure(4.6 * cols, 3.3 * rows)
+        fig = new_figure(4.4 * cols, 3.4 * rows)
         axes = fig.subplots(rows, cols, squeeze=False).ravel()
         for ax in axes[n:]:
             ax.set_visible(False)
@@ -151,9 +160,16 @@ def curves_figure(history: dict[str, Any], best_epoch: int | None) -> Any:
             ax.set_xlim(0, max(len(train), 1) + 0.5)
         for ax in axes[::cols]:
             ax.set_ylabel("nats per cell")
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside upper center", ncol=len(labels),
-                   frameon=False)  # above the panels, never over a curve
+        drawn = [dict(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+                 for ax in axes[:n]]
+        common = [label for label in drawn[0] if all(label in d for d in drawn)]
+        for ax, d in zip(axes, drawn, strict=False):
+            own = [label for label in d if label not in common]
+            if own:
+                ax.legend([d[label] for label in own], own, frameon=False, loc="upper right",
+                          fontsize=10)
+        fig.legend([drawn[0][label] for label in common], common, loc="outside lower center",
+                   ncol=len(common), frameon=False)  # under the panels, never over a curve
     return fig
 
 
@@ -211,7 +227,8 @@ def confusion_figure(truth: np.ndarray, pred: np.ndarray, truth_name: str,
     rows, cols, table = confusion_table(np.asarray(truth, str), np.asarray(pred, str))
     frac = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
     with style():
-        fig = new_figure(max(5.0, 0.55 * len(cols) + 3.5), max(3.5, 0.42 * len(rows) + 2.2))
+        fig = new_figure(min(PAGE_WIDTH, max(5.0, 0.55 * len(cols) + 3.5)),
+                         max(3.5, 0.42 * len(rows) + 2.2))
         ax = fig.subplots()
         im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1, aspect="auto")
         slanted = max(len(str(c)) for c in cols) > 3
@@ -255,7 +272,7 @@ def transfer_figure(ref_xy: np.ndarray, query_xy: np.ndarray, ref_spec: ColorSpe
     pad = 0.04 * (hi - lo)
     size = point_size(len(both))
     with style():
-        fig, axes = panel_grid(len(specs), specs, ncols=3)
+        fig, axes = panel_grid(len(specs), specs, ncols=3, max_width=PAGE_WIDTH)
         scatter_categories(axes[0], ref_xy, ref_spec, size=size,
                            title=f"Reference ({len(ref_xy):,} cells): {ref_spec.title.lower()}")
         scatter_categories(axes[1], query_xy, query_spec, background=ref_xy, size=size,

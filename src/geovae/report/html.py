@@ -34,7 +34,7 @@ word-break:break-word}
 figure{margin:10px 0 22px}figure img{max-width:100%;height:auto;display:block}
 figcaption{color:#444;font-size:14px;max-width:1000px;margin-top:6px}
 nav{font-size:14px;margin:10px 0 0}nav a{margin-right:14px;color:#0072B2}
-ul.notes{font-size:14px;color:#444}
+h3{font-size:16px;margin:18px 0 4px}ul.notes{font-size:14px;color:#444;margin-top:4px}
 """
 
 
@@ -59,6 +59,15 @@ def _latent_words(latent: Any) -> str | None:
 
 def _versions(v: Any) -> str | None:
     return " · ".join(f"{k} {val}" for k, val in v.items()) if isinstance(v, dict) else None
+
+
+def command_chain(info: dict[str, Any]) -> list[str]:
+    """The commands that made the file, first to last (``commands``; files written before
+    it was recorded: the last ``command`` only), numbered where there are several."""
+    chain = [str(c) for c in np.atleast_1d(info.get("commands", [])) if str(c)]
+    if not chain and info.get("command"):  # the writer: geovae.tools.record.command_chain
+        chain = [str(info["command"])]
+    return [f"{i}. {c}" for i, c in enumerate(chain, 1)] if len(chain) > 1 else chain
 
 
 def header_facts(ctx: Context) -> list[tuple[str, Any]]:
@@ -93,7 +102,8 @@ def header_facts(ctx: Context) -> list[tuple[str, Any]]:
                      "leiden" else ")")
     used = f", {int(info['n_features']):,} used by the model" if info.get("n_features") else ""
     shape = f"{a.n_obs:,} × {a.n_vars:,}{used}" if a.n_vars else f"{a.n_obs:,} cells"
-    return [("command", info.get("command")),
+    chain = command_chain(info)
+    return [("commands" if len(chain) > 1 else "command", chain or None),
             ("model", MODEL_NAMES.get(str(model), model) if model else None),
             ("latent", _latent_words(info.get("latent"))),
             ("likelihood", LIKELIHOODS.get(str(info.get("likelihood")),
@@ -117,7 +127,7 @@ def build_html(adata: Any, *, reference: Any = None, label_key: str | None = Non
     if label_key and label_key not in adata.obs:
         raise InputError(f"--label-key '{label_key}' is not a column of obs: choose one of "
                          + ", ".join(map(str, adata.obs.columns[:20])))
-    ctx = Context.of(adata, reference, label_key)
+    ctx = Context.of(adata, reference, label_key, name)
     sections: list[Section] = [s for s in (f(ctx) for f in SECTIONS) if s is not None]
     from geovae import __version__
 
@@ -135,7 +145,7 @@ def build_html(adata: Any, *, reference: Any = None, label_key: str | None = Non
         '<section id="run"><h2>Run</h2>' + table(header_facts(ctx)),
     ]
     if notes:
-        parts.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>"
+        parts.append('<h3>Notes</h3><ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>"
                                                      for n in notes) + "</ul>")
     parts.append("<nav>" + "".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>'
                                    for s in sections) + "</nav></section>")

@@ -26,6 +26,9 @@ TOL_12 = ["#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44
 #: colour of cells without a call (unknown, unlabelled, missing)
 MISSING = "#BBBBBB"
 MISSING_NAMES = {"unknown", "nan", "none", "", "unlabelled", "unlabeled", "na"}
+#: inches a report picture may be wide: the report's column at a 1,400-px-wide window (96 px
+#: per inch); a browser shrinks wider pictures, and their 10-point legends below slide size
+PAGE_WIDTH = 13.5
 #: categories up to which the palette is colour-blind safe (names are written on the
 #: picture beyond this)
 SAFE_UP_TO = 12

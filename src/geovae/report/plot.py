@@ -119,6 +119,25 @@ def color_specs(adata: Any, columns: list[str], label_key: str | None = None,
     return specs
 
 
+def headline(adata: Any, name: str | None = None) -> str:
+    """The title line of a run's figures: data set, model and latent, agreement with the
+    known labels (ARI of the clusters; accuracy of transferred labels)."""
+    info = record_of(adata)
+    model = {"vae": "VAE", "cgmvae": "c*GMΔVAE"}.get(str(info.get("model")), info.get("model"))
+    latent = info.get("latent") if isinstance(info.get("latent"), dict) else {}
+    parts = [str(info.get("dataset") or name or "")]
+    if model:
+        geometry = latent.get("geometry")
+        parts.append(f"{model}, {geometry} latent" if geometry else str(model))
+    agreement = info.get("label_agreement")
+    if isinstance(agreement, dict) and agreement.get("ari") is not None:
+        parts.append(f"ARI {float(agreement['ari']):.2f} vs {agreement.get('label_key')}")
+    transfer = info.get("transfer")
+    if isinstance(transfer, dict) and transfer.get("accuracy") is not None:
+        parts.append(f"transferred labels: accuracy {float(transfer['accuracy']):.2f}")
+    return " · ".join(p for p in parts if p)
+
+
 def point_size(n: int) -> float:
     """Marker area (points²) that keeps a few hundred to a million cells readable."""
     return float(np.clip(15000.0 / max(n, 1), 0.5, 30.0))
@@ -217,19 +236,35 @@ def umap_of(adata: Any) -> np.ndarray | None:
 
 def legend_width(spec: ColorSpec) -> float:
     """Inches the legend of ``spec`` takes beside its panel."""
-    shown = [c for c in spec.colors if np.any(spec.values == c)][:LEGEND_MAX]
-    longest = max([len(_short(c)) + 9 for c in shown] or [10])
-    return (0.45 + 0.078 * longest) * (1 if len(shown) <= 14 else 2)
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextPath
+
+    from geovae.report.palette import STYLE
+
+    values = spec.values
+    shown = [c for c in spec.colors if np.any(values == c)][:LEGEND_MAX]
+    size, font = STYLE["legend.fontsize"], FontProperties()
+    longest = max([TextPath((0, 0), f"{_short(c)} ({int(np.sum(values == c)):,})", size=size,
+                            prop=font).get_extents().width / 72 for c in shown] or [0.5])
+    ncol = 1 if len(shown) <= 14 else 2
+    return ncol * (0.45 + longest) + (ncol - 1) * 0.12  # marker and padding, column gap
 
 
 def panel_grid(n: int, specs: list[ColorSpec], ncols: int = 3, height: float = 4.2,
-               projection: str | None = None) -> tuple[Any, list[Any]]:
+               projection: str | None = None, max_width: float | None = None
+               ) -> tuple[Any, list[Any]]:
     """A figure of ``n`` scatter panels (one per spec), each column as wide as its panels'
-    legends need, so the points keep the same size in every panel."""
+    legends need, so the points keep the same size in every panel; with ``max_width``
+    (inches) fewer columns where the figure would be wider (a page shrinks a wider picture,
+    and its text with it)."""
     cols = max(1, min(n, ncols))
+    while True:
+        widths = [4.4 + max(legend_width(specs[i]) for i in range(j, n, cols))
+                  for j in range(cols)]
+        if max_width is None or cols == 1 or sum(widths) <= max_width:
+            break
+        cols -= 1
     rows = -(-n // cols)
-    widths = [4.4 + max(legend_width(specs[i]) for i in range(j, n, cols))
-              for j in range(cols)]
     fig = new_figure(sum(widths), rows * height)
     subs = fig.subfigures(rows, cols, width_ratios=widths, squeeze=False).ravel()
     return fig, [subs[i].add_subplot(projection=projection) for i in range(n)]

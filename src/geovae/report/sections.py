@@ -50,14 +50,18 @@ class Context:
     #: (reference UMAP, reference labels, query UMAP, predictions, known labels or None)
     pair: tuple[Any, ...] | None = None
     label_colors: dict[str, str] = field(default_factory=dict)
+    #: the title line of every figure: data set, model, agreement with the labels
+    headline: str = ""
 
     @classmethod
-    def of(cls, adata: Any, reference: Any = None, label_key: str | None = None) -> Context:
+    def of(cls, adata: Any, reference: Any = None, label_key: str | None = None,
+           name: str | None = None) -> Context:
         from geovae.report.palette import categories, category_colors
-        from geovae.report.plot import label_columns
+        from geovae.report.plot import headline, label_columns
 
         label, batches = roles(adata, label_key)
         ctx = cls(adata, reference, label, record_of(adata), batches)
+        ctx.headline = headline(adata, name)
         ctx.pair = _reference_and_query(ctx)
         groups = [categories(adata.obs[c]) for c in label_columns(adata, label)]
         if ctx.pair is not None:
@@ -68,6 +72,13 @@ class Context:
     def specs(self, columns: list[str]) -> list[ColorSpec]:
         return color_specs(self.adata, columns, self.label_key, self.batch_keys,
                            self.label_colors)
+
+    def figure(self, fig: Any, caption: str, title: str | None = None) -> str:
+        """`figure` with the figure titled: ``title`` (what it shows) over the headline."""
+        heading = "\n".join(t for t in (title, self.headline) if t)
+        if heading:
+            fig.suptitle(heading, fontsize=12, fontweight="bold")
+        return figure(fig, caption)
 
     @property
     def panels(self) -> list[ColorSpec]:
@@ -102,17 +113,17 @@ def umap_section(ctx: Context) -> Section | None:
     specs = ctx.panels
     if xy is None or not specs:
         return None
-    from geovae.report.palette import style
+    from geovae.report.palette import PAGE_WIDTH, style
 
     with style():
-        fig, axes = panel_grid(len(specs), specs, ncols=2)
+        fig, axes = panel_grid(len(specs), specs, ncols=2, max_width=PAGE_WIDTH)
         for ax, spec in zip(axes, specs, strict=True):
             scatter_categories(ax, xy, spec)
             style_embedding(ax)
     key = K.UMAP_GEOVAE if K.UMAP_GEOVAE in ctx.adata.obsm else K.UMAP
     text = (f"UMAP of the latent's kNN graph (obsm['{key}']), {len(xy):,} cells. The same "
             "category has the same colour in every panel; grey: unknown or unlabelled.")
-    return Section("umap", "Cells on the UMAP", figure(fig, text), 1)
+    return Section("umap", "Cells on the UMAP", ctx.figure(fig, text), 1)
 
 
 def latent_section(ctx: Context) -> Section | None:
@@ -131,7 +142,7 @@ def latent_section(ctx: Context) -> Section | None:
         text = (f"The sphere latent{first} on a Hammer equal-area map: areas, hence the "
                 "density of cells, are shown true. Rotated so that the cells' mean direction "
                 "is the centre; grid lines every 30°.")
-        return Section("latent", "The latent on the sphere", figure(fig, text), 1)
+        return Section("latent", "The latent on the sphere", ctx.figure(fig, text), 1)
     ball = F.poincare_of(ctx.adata)
     first = (f" (the first two of its {ball.shape[1]} Poincaré-ball coordinates)"
              if np.asarray(ctx.adata.obsm[K.REP]).shape[1] > 3 else "")
@@ -141,7 +152,7 @@ def latent_section(ctx: Context) -> Section | None:
             "diameters and the geodesics crossing them at right angles at hyperbolic "
             "distances 0.5, 1, 2 and 3 from the centre. Distances grow without bound towards "
             "the rim.")
-    return Section("latent", "The latent in the Poincaré disk", figure(fig, text), 1)
+    return Section("latent", "The latent in the Poincaré disk", ctx.figure(fig, text), 1)
 
 
 def epochs_text(epochs: float) -> str:
@@ -158,8 +169,19 @@ def training_section(ctx: Context) -> Section | None:
     best = ctx.info.get("best_epoch")
     fig = F.curves_figure(history, int(best) if best else None)
     warm = history.get("warmup_epochs")
-    text = ("Mean loss per cell and epoch. Train losses use the KL weight of the moment "
-            "(it rises linearly during the warm-up); validation uses the full weight. ")
+    transfer = ctx.info.get("transfer")
+    heading, text = "Training", ""
+    if isinstance(transfer, dict) and transfer.get("epochs_run"):
+        heading = "Training of the query mapping"
+        text = ("The query mapping (geovae transfer): the weights it trained ("
+                + (trained_words(transfer) or "see Reference and query") + ") on the query "
+                "cells. The reference model's own training is in the reference's report. ")
+    elif isinstance(transfer, dict):  # nothing trained: the record keeps the reference's
+        heading = "Training of the reference model"
+        text = ("The query mapping trained nothing (" + (trained_words(transfer) or "")
+                + "): these are the reference model's training curves. ")
+    text += ("Mean loss per cell and epoch. Train losses use the KL weight of the moment "
+             "(it rises linearly during the warm-up); validation uses the full weight. ")
     if warm is None:
         text += "The KL warm-up of this model's training is not recorded here. "
     elif float(warm) > 0:
@@ -169,7 +191,9 @@ def training_section(ctx: Context) -> Section | None:
     if best:
         text += (f"Dashed: epoch {int(best)}, whose weights were kept"
                  + (" (training stopped early)." if ctx.info.get("stopped_early") else "."))
-    return Section("training", "Training", figure(fig, text), 1)
+    title = {"Training of the query mapping": "Query mapping (transfer): training on the "
+             "query cells"}.get(heading, heading)
+    return Section("training", heading, ctx.figure(fig, text, title), 1)
 
 
 def sizes_section(ctx: Context) -> Section | None:
@@ -177,7 +201,7 @@ def sizes_section(ctx: Context) -> Section | None:
     if not specs:
         return None
     fig = F.sizes_figure(specs[0])
-    body = figure(fig, "Cells in each cluster (obs['geovae_cluster']).")
+    body = ctx.figure(fig, "Cells in each cluster (obs['geovae_cluster']).")
     empty = ctx.info.get("empty_components")
     mixture = (ctx.info.get("cluster") or {}).get("method") == "mixture"
     if mixture and empty is not None and np.size(empty):
@@ -197,7 +221,7 @@ def confusion_section(ctx: Context) -> Section | None:
             pred = obs[col].astype(str).to_numpy()
             fig = F.confusion_figure(truth, pred, f"known label ({key})", name,
                                      _scores(truth, pred, col))
-            parts.append(figure(fig, f"Known labels (obs['{key}'], rows) against the "
+            parts.append(ctx.figure(fig, f"Known labels (obs['{key}'], rows) against the "
                                      f"{name}s (obs['{col}'], columns): the fraction of each "
                                      "label's cells in each column; numbers are cells. "
                                      "Unlabelled cells are left out."))
@@ -230,7 +254,7 @@ def volume_section(ctx: Context) -> Section | None:
     text = ("obs['geovae_volume'] = log √det JᵀJ of the decoder's Jacobian at each cell's "
             "latent: how much the decoder stretches a small patch of the latent. Colours "
             "span the 1st to 99th percentile.")
-    return Section("volume", "Decoder volume element", figure(fig, text), 1)
+    return Section("volume", "Decoder volume element", ctx.figure(fig, text), 1)
 
 
 def transfer_section(ctx: Context) -> Section | None:
@@ -248,7 +272,7 @@ def transfer_section(ctx: Context) -> Section | None:
         t_spec = ColorSpec("label", f"Known label ({ctx.label_key})", truth, colors) \
             if truth is not None else None
         fig = F.transfer_figure(ref_xy, query_xy, ref_spec, q_spec, t_spec)
-        parts.append(figure(fig, "Reference and query cells on the same UMAP axes (the "
+        parts.append(ctx.figure(fig, "Reference and query cells on the same UMAP axes (the "
                                  "query placed on the reference's UMAP); in the query panels "
                                  "the reference cells are drawn light grey underneath. Same "
                                  "label, same colour."))
@@ -260,7 +284,7 @@ def transfer_section(ctx: Context) -> Section | None:
     obs = ctx.adata.obs
     if K.LABEL_CONFIDENCE in obs:
         threshold = float(info.get("unknown_threshold", 0.5))
-        parts.append(figure(F.confidence_figure(obs[K.LABEL_CONFIDENCE].to_numpy(), threshold),
+        parts.append(ctx.figure(F.confidence_figure(obs[K.LABEL_CONFIDENCE].to_numpy(), threshold),
                             "Confidence of each query cell's transferred label; below the "
                             "threshold the label is 'unknown'."))
         n += 1
@@ -270,9 +294,45 @@ def transfer_section(ctx: Context) -> Section | None:
              ("cells evaluated", _int(info.get("n_evaluated"))),
              ("features matched", _int(info.get("n_features_matched"))),
              ("features missing (zero-filled)", _int(info.get("n_missing_features"))),
-             ("weights trained", info.get("freeze")),
-             ("epochs", _int(info.get("epochs_run")))]
+             ("weights trained", trained_words(info)),
+             ("epochs", _int(info.get("epochs_run"))), *mixing_facts(info)]
     return Section("transfer", "Reference and query", table(facts) + "".join(parts), n)
+
+
+def trained_words(info: dict[str, Any]) -> str | None:
+    """What the query mapping trained, in words (``--freeze all`` trains only the new
+    covariate categories' columns, not all weights)."""
+    freeze = info.get("freeze")
+    if freeze is None:
+        return None
+    n = info.get("n_trainable_weights")
+    count = f"{int(n):,} weights" if n is not None else "weights"
+    added = info.get("new_categories") if isinstance(info.get("new_categories"), dict) else {}
+    new = "; ".join(f"{k}: {', '.join(str(c) for c in np.atleast_1d(v))}"
+                    for k, v in added.items() if np.size(v))
+    if freeze == "all":
+        if not n:
+            return ("none: the reference's weights as they are (--freeze all, no new "
+                    "covariate categories)")
+        return (f"only the new covariate categories' columns ({new}), {count}; every weight "
+                "of the reference kept (--freeze all)")
+    if freeze == "covariates":
+        return (f"the layers the covariates enter, {count}"
+                + (f" (new categories {new})" if new else "") + " (--freeze covariates)")
+    return f"every weight, {count} (--freeze none)"
+
+
+def mixing_facts(info: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The scIB mixing scores of the query against the reference (``transfer.mixing``)."""
+    mix = info.get("mixing")
+    if not isinstance(mix, dict):
+        return []
+    cells = f"; {int(mix['n_cells']):,} cells" if mix.get("n_cells") is not None else ""
+    return [(f"iLISI, query with reference (1 = fully mixed{cells})", _num(mix.get("ilisi"))),
+            ("iLISI within labels", _num(mix.get("ilisi_per_label"))),
+            ("kBET acceptance within labels", _num(mix.get("kbet"))),
+            ("batch silhouette within labels (1 = mixed)", _num(mix.get("batch_asw"))),
+            ("label silhouette (1 = types apart)", _num(mix.get("label_asw")))]
 
 
 def _reference_and_query(ctx: Context) -> tuple[Any, ...] | None:
@@ -323,9 +383,15 @@ def _int(v: Any) -> str | None:
 
 
 def table(rows: list[tuple[str, Any]]) -> str:
-    """A two-column table of the rows that have a value."""
-    cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                    for k, v in rows if v not in (None, ""))
+    """A two-column table of the rows that have a value (a list: one line each)."""
+    def cell(v: Any) -> str:
+        if isinstance(v, (list, tuple)):
+            return "<br>".join(html.escape(str(x)) for x in v)
+        return html.escape(str(v))
+
+    cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{cell(v)}</td></tr>"
+                    for k, v in rows if v is not None and len(v if isinstance(v, (list, tuple))
+                                                              else str(v)))
     return f'<table class="facts">{cells}</table>' if cells else ""
 
 

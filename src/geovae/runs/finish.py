@@ -87,7 +87,7 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
     from geovae.models.persistence import is_model_dir, write_atlas, write_model_files
     from geovae.report.plot import save_figure, umap_figure
     from geovae.tools.cluster import cluster
-    from geovae.tools.record import drop_fields, update_record
+    from geovae.tools.record import command_chain, drop_fields, update_record
 
     saved = _set_aside(adata)
     log.debug(f"clustering obsm['{graph.use_rep}'] ({graph.method}, resolution "
@@ -114,8 +114,11 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
         if model is not None and plan.model_dir is not None:
             atlas = getattr(model, "atlas", None) or reference_cells(model, adata)
         where = _put_umap(adata, saved, graph.umap, result)
-        update_record(adata, command=job.command or " ".join(sys.argv), umap=where,
-                      label_agreement=agreement)
+        command = job.command or " ".join(sys.argv)
+        info = adata.uns.get(K.UNS)
+        update_record(adata, command=command, umap=where, label_agreement=agreement,
+                      commands=[*command_chain(info), command],
+                      dataset=(info or {}).get("dataset") or job.input.name)
         with job.timings.phase("write"):
             if model is not None and plan.model_dir is not None:
                 directory = outputs.stage(plan.model_dir, directory=True,

@@ -74,6 +74,10 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
         else:
             query.obsm[K.UMAP] = own_umap
         result = RunResult(out=out_p, plot=plan.plot, model_dir=model_p, metrics=plan.metrics)
+        if ref is not None:  # the chain of commands goes on from the reference's
+            from geovae.tools.record import command_chain, update_record
+
+            update_record(query, commands=command_chain(ref.uns.get(K.UNS)) or None)
         info = query.uns[K.UNS]["transfer"]
         note(result, *[str(n) for n in query.uns[K.UNS].get("notes", [])])
         note(result, _summary(info))

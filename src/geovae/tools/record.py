@@ -44,3 +44,14 @@ def drop_fields(adata: ad.AnnData, *names: str) -> None:
     if isinstance(info, dict):
         for name in names:
             info.pop(name, None)
+
+
+def command_chain(info: dict[str, Any] | None) -> list[str]:
+    """The commands that made a file so far (``commands``; a file from before they were
+    recorded: its last ``command``)."""
+    if not isinstance(info, dict):
+        return []
+    chain = [str(c) for c in np.atleast_1d(info.get("commands", [])) if str(c)]
+    if not chain and info.get("command"):
+        chain = [str(info["command"])]
+    return chain
