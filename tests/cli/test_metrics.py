@@ -117,6 +117,19 @@ def test_the_log_says_what_was_read_and_chosen_before_training(
     assert "done in" in err and "train" in err
 
 
+def test_every_long_phase_says_when_it_starts(fitted: tuple[Path, object]) -> None:
+    err = fitted[1].stderr
+    phases = ["held-out log-likelihood (IWAE): 100 importance samples",
+              "posterior predictive check on up to", "kNN graph: 10 neighbours of 240 cells",
+              "Leiden clustering (resolution 1)", "UMAP of 240 cells", "plotting f.umap.png",
+              "writing "]
+    at = [err.index(p) for p in phases]  # each one there, in the order the run goes
+    assert at == sorted(at) and err.index("epoch 1/3") < at[0]
+    for p in phases:
+        assert re.search(rf"^\d\d:\d\d:\d\d {re.escape(p)}", err, re.M), p
+    assert err.index("writing ") < err.index("done in")
+
+
 def test_the_users_umap_is_kept(fitted: tuple[Path, object], counts: Path) -> None:
     d, res = fitted
     src, out = ad.read_h5ad(counts), ad.read_h5ad(d / "f.h5ad")

@@ -106,6 +106,7 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
         drop_fields(adata, "label_agreement")
     with OutputSet() as outputs:
         if plan.plot is not None:
+            log.info(f"plotting {plan.plot.name}")
             with job.timings.phase("plot"):
                 save_figure(umap_figure(adata, [c for c in graph.colors if c],
                                         label_key=graph.label_key),
@@ -119,6 +120,8 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
         update_record(adata, command=command, umap=where, label_agreement=agreement,
                       commands=[*command_chain(info), command],
                       dataset=(info or {}).get("dataset") or job.input.name)
+        log.info(f"writing {plan.out}" + (" and the model" if model is not None and
+                                          plan.model_dir is not None else ""))
         with job.timings.phase("write"):
             if model is not None and plan.model_dir is not None:
                 directory = outputs.stage(plan.model_dir, directory=True,

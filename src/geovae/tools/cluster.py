@@ -3,6 +3,7 @@ mixture's argmax, plus UMAP from the same graph."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anndata as ad
@@ -16,6 +17,8 @@ from geovae.tools.neighbors import ANN_THRESHOLD, ApproxKNN, knn_recall, knn_tra
 from geovae.tools.record import update_record
 
 METHODS = ("leiden", "mixture")
+
+log = logging.getLogger("geovae.tools")
 
 
 def cluster(
@@ -102,6 +105,9 @@ def cluster(
     transformer = knn_transformer(geometry, n_neighbors, n_obs=adata.n_obs,
                                   ann_threshold=ann_threshold, seed=seed, n_jobs=threads)
     scanpy_slot_free = _scanpy_slot_free(adata)
+    log.info(f"kNN graph: {n_neighbors} neighbours of {adata.n_obs} cells "
+             f"({'approximate, pynndescent' if isinstance(transformer, ApproxKNN) else 'exact'}"
+             f", {geometry} distance)")
     sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=use_rep, key_added=K.NEIGHBORS,
                     transformer=transformer, random_state=seed)
     torch.set_num_threads(threads)  # scanpy's neighbours reset torch's thread count
@@ -114,11 +120,13 @@ def cluster(
         knn_info = {"knn_method": "pynndescent", "knn_recall": recall,
                     "knn_recall_cells": n_queries, "ann_threshold": int(ann_threshold)}
     if method == "leiden":
+        log.info(f"Leiden clustering (resolution {resolution:g})")
         sc.tl.leiden(adata, resolution=resolution, key_added=key_added, random_state=seed,
                      neighbors_key=K.NEIGHBORS, flavor="igraph", n_iterations=2,
                      directed=False)
         adata.obs[key_added] = categorical(adata.obs[key_added].astype(str).to_numpy())
     if umap:
+        log.info(f"UMAP of {adata.n_obs} cells")
         sc.tl.umap(adata, neighbors_key=K.NEIGHBORS, random_state=seed)
     update_record(adata, cluster={"method": method, "use_rep": use_rep,
                                   "resolution": float(resolution),

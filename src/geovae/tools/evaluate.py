@@ -14,6 +14,7 @@ predictive checks for counts, and a comparison of latent geometries over seeds.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,8 @@ import pandas as pd
 
 from geovae.models import GeoVAE
 from geovae.nn.likelihoods import COUNT_LIKELIHOODS
+
+log = logging.getLogger("geovae.tools")
 
 #: importance samples per cell of the held-out log-likelihood
 HELDOUT_SAMPLES = 100
@@ -116,10 +119,14 @@ def model_checks(model: GeoVAE, n_samples: int = HELDOUT_SAMPLES,
     fields: dict[str, Any] = {}
     notes: list[str] = []
     if n_samples > 0:
+        log.info(f"held-out log-likelihood (IWAE): {n_samples} importance samples for each of "
+                 f"up to {max_cells:,} validation cells")
         try:
             fields["heldout_loglik"] = heldout_loglik(model, n_samples, max_cells)
         except NotImplementedError as err:
             notes.append(f"no held-out log-likelihood: {err}")
+    if model.spec.likelihood in COUNT_LIKELIHOODS:
+        log.info(f"posterior predictive check on up to {max_cells:,} cells")
     fields["ppc"] = posterior_predictive_check(model, max_cells)
     return fields, notes
 

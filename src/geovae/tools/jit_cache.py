@@ -16,16 +16,22 @@ parameters named in `FUNCTION_PARAMETERS`): numba keys their cache by that funct
 identity, which differs in every process, so caching them would only add a file per run.
 Saving to the cache never fails a run: an ``OSError`` while writing (a full disk, a quota) is
 ignored, as numba itself does on Windows. ``GEOVAE_NUMBA_CACHE=0`` turns all this off.
+
+Compiling takes tens of seconds of silence, so `import_umap` first logs why when numba's cache
+holds no compiled code of these packages yet (`cache_ready`), or caching is off.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 import sys
 import threading
 from collections.abc import Callable
+
+log = logging.getLogger("geovae.tools")
 
 #: the packages whose numba functions are compiled with cache=True
 PACKAGES = ("pynndescent", "umap")
@@ -91,11 +97,19 @@ def import_umap() -> None:
     cache (no writable cache folder), the packages are imported the ordinary way.
     """
     if os.environ.get("GEOVAE_NUMBA_CACHE") == "0":
+        if not any(p in sys.modules for p in PACKAGES):
+            log.info("compiling umap-learn's and pynndescent's numba functions (tens of "
+                     "seconds): GEOVAE_NUMBA_CACHE=0 keeps no cache, so every run compiles")
         return
     with _lock:
         if any(p in sys.modules for p in PACKAGES):
             return
         import numba
+
+        if not cache_ready():
+            log.info("compiling umap-learn's and pynndescent's numba functions once (tens of "
+                     "seconds, for the kNN graph and UMAP); later runs reuse numba's on-disk "
+                     "cache")
 
         njit, jit = numba.njit, numba.jit
         numba.njit, numba.jit = _with_cache(njit), _with_cache(jit)
@@ -109,3 +123,45 @@ def import_umap() -> None:
         if not all(p in sys.modules for p in PACKAGES):
             import pynndescent  # noqa: F401
             import umap.umap_  # noqa: F401,F811
+
+
+#: a module of each package whose functions numba compiles (at import or first use)
+_PROBES = (("pynndescent", "utils.py"), ("umap", "layouts.py"))
+
+
+def cache_ready() -> bool:
+    """Whether numba's on-disk cache holds compiled code of every package in `PACKAGES`
+    (index files ``<module>.<function>-<line>.pyXY.nbi`` where numba's locator for the
+    module's source file puts them). Never raises: False when it cannot tell."""
+    import importlib.util
+
+    try:
+        from numba.core import caching
+
+        impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+
+        tag = f".py{sys.version_info[0]}{sys.version_info[1]}"
+        for package, module in _PROBES:
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.origin:
+                return False
+            source = os.path.join(os.path.dirname(spec.origin), module)
+            stem = os.path.splitext(module)[0] + "."
+            for locator_class in impl._locator_classes:
+                locator = locator_class.from_function(_probe, source)
+                if locator is not None:
+                    break
+            else:
+                return False
+            folder = locator.get_cache_path()
+            if not os.path.isdir(folder) or not any(
+                    name.startswith(stem) and name.endswith(tag + ".nbi")
+                    for name in os.listdir(folder)):
+                return False
+        return True
+    except Exception:  # noqa: BLE001 - a guess for a log line must never fail a run
+        return False
+
+
+def _probe() -> None:
+    """A stand-in function for numba's cache locators (they read its line number)."""

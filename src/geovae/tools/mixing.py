@@ -12,12 +12,15 @@ array shape (each cell type's graph), against well under a second here.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from geovae.tools.neighbors import knn
+
+log = logging.getLogger("geovae.tools")
 
 #: neighbours of the kNN graphs (scIB's benchmark uses 90; LISI's perplexity is a third)
 N_NEIGHBORS = 90
@@ -200,6 +203,8 @@ def query_mixing(ref_latent: np.ndarray, ref_labels: np.ndarray, query_latent: n
         raise ValueError(f"too few cells of labels shared by reference and query ({n})")
     rng = np.random.default_rng(seed)
     r, q = np.sort(rng.choice(r, n, replace=False)), np.sort(rng.choice(q, n, replace=False))
+    log.info(f"scoring the query's mixing with the reference (iLISI, kBET, silhouettes) on "
+             f"{n:,} cells of each")
     latent = np.concatenate([ref_latent[r], query_latent[q]])
     source = np.repeat(["reference", "query"], n)
     labels = np.concatenate([ref_labels[r], query_labels[q]])
