@@ -39,8 +39,17 @@ def is_missing(name: Any) -> bool:
     return str(name).strip().lower() in MISSING_NAMES
 
 
-def palette(n: int) -> list[str]:
-    """``n`` distinct colours (see the module docstring for which palette)."""
+#: how far apart (RGB distance, 0-1 scale) a colour must be from every avoided one
+APART = 0.2
+
+
+def palette(n: int, avoid: Iterable[str] = ()) -> list[str]:
+    """``n`` distinct colours (see the module docstring for which palette); with ``avoid``,
+    none within `APART` of those (e.g. the labels' colours, for the clusters): from the
+    Okabe-Ito, Tol and tab20 colours in that order, repeated where they run out."""
+    avoid = [str(a) for a in avoid]
+    if avoid:
+        return _apart(n, avoid)
     if n <= len(OKABE_ITO):
         return OKABE_ITO[:n]
     if n <= len(TOL_12):
@@ -54,9 +63,31 @@ def palette(n: int) -> list[str]:
     return [colours[i % len(colours)] for i in range(n)]
 
 
-def category_colors(*groups: Iterable[Any]) -> dict[str, str]:
+def _apart(n: int, avoid: list[str]) -> list[str]:
+    """``n`` colours of the pool (Okabe-Ito, Tol, tab20), each `APART` from the ``avoid``
+    colours, grey and one another, taken greedily; the distance is halved where the pool
+    runs out, and the colours repeat where even that is not enough."""
+    import numpy as np
+    from matplotlib.colors import to_rgb
+
+    pool = list(dict.fromkeys([*OKABE_ITO, *TOL_12, *palette(54)]))
+    taken = [np.array(to_rgb(c)) for c in [*avoid, MISSING]]
+    chosen: list[str] = []
+    for apart in (APART, APART / 2, APART / 4):
+        for c in pool:
+            rgb = np.array(to_rgb(c))
+            if len(chosen) < n and c not in chosen and \
+                    min(np.linalg.norm(t - rgb) for t in taken) > apart:
+                chosen.append(c)
+                taken.append(rgb)
+    chosen = chosen or palette(n)
+    return [chosen[i % len(chosen)] for i in range(n)]
+
+
+def category_colors(*groups: Iterable[Any], avoid: Iterable[str] = ()) -> dict[str, str]:
     """One colour per category name over every column drawn with it (e.g. known labels and
-    predicted labels), in first-seen order; "unknown"-like names get `MISSING`."""
+    predicted labels), in first-seen order, none like the ``avoid`` colours; "unknown"-like
+    names get `MISSING`."""
     names: list[str] = []
     for group in groups:
         for name in group:
@@ -64,9 +95,30 @@ def category_colors(*groups: Iterable[Any]) -> dict[str, str]:
             if s not in names:
                 names.append(s)
     real = [s for s in names if not is_missing(s)]
-    colours = dict(zip(real, palette(len(real)), strict=True))
+    colours = dict(zip(real, palette(len(real), avoid), strict=True))
     colours.update({s: MISSING for s in names if is_missing(s)})
     return colours
+
+
+#: distinct values above which a numeric column of integers is drawn as a colour scale
+#: (fewer: codes of categories, as labels often are)
+MAX_INTEGER_CODES = 30
+
+
+def is_continuous(values: Any) -> bool:
+    """Whether a column is drawn as a colour scale rather than as categories: numbers (not
+    categorical, not booleans) that are not all integers, or integers with more than
+    `MAX_INTEGER_CODES` distinct values (e.g. counts per cell)."""
+    import numpy as np
+    import pandas as pd
+
+    s = pd.Series(values)
+    if isinstance(s.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(s) \
+            or pd.api.types.is_bool_dtype(s):
+        return False
+    x = s.to_numpy(dtype=float)
+    x = x[np.isfinite(x)]
+    return bool(np.any(x != np.round(x)) or len(np.unique(x)) > MAX_INTEGER_CODES)
 
 
 def categories(values: Any) -> list[str]:

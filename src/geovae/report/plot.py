@@ -22,6 +22,7 @@ from geovae.report.palette import (
     SAFE_UP_TO,
     categories,
     category_colors,
+    is_continuous,
     is_missing,
     new_figure,
     style,
@@ -43,11 +44,15 @@ class ColorSpec:
     title: str
     values: np.ndarray
     colors: dict[str, str]
+    #: numbers drawn on a colour scale (``values`` are floats, ``colors`` empty)
+    continuous: bool = False
 
     @property
     def names_on_plot(self) -> bool:
         """Write category names at their centres: clusters, and palettes beyond the safe
         size."""
+        if self.continuous:
+            return False
         n = sum(not is_missing(c) for c in self.colors)
         return self.column == K.CLUSTER or n > SAFE_UP_TO
 
@@ -93,8 +98,10 @@ def title_of(column: str, label_key: str | None, batch_keys: list[str],
 
 
 def label_columns(adata: Any, label_key: str | None) -> list[str]:
-    """The columns holding cell-type names: known, predicted, joint labels."""
-    return [c for c in (label_key, K.LABEL, "label") if c and c in adata.obs.columns]
+    """The columns holding cell-type names: known, predicted, joint labels (not numbers
+    drawn on a colour scale)."""
+    return [c for c in (label_key, K.LABEL, "label")
+            if c and c in adata.obs.columns and not is_continuous(adata.obs[c])]
 
 
 def color_specs(adata: Any, columns: list[str], label_key: str | None = None,
@@ -102,7 +109,8 @@ def color_specs(adata: Any, columns: list[str], label_key: str | None = None,
                 label_colors: dict[str, str] | None = None) -> list[ColorSpec]:
     """`ColorSpec` of each present column; the known labels and the predicted labels share
     one colour map, ``label_colors`` where given (the same cell type has the same colour in
-    every panel)."""
+    every panel); the clusters' colours are none of the labels'; numeric columns
+    (`is_continuous`) are drawn on a colour scale, as scanpy does."""
     info = record_of(adata)
     batch_keys = batch_keys or []
     present = [c for c in dict.fromkeys(columns) if c and c in adata.obs.columns]
@@ -110,12 +118,17 @@ def color_specs(adata: Any, columns: list[str], label_key: str | None = None,
     shared = label_colors or category_colors(*[categories(adata.obs[c]) for c in label_like])
     specs = []
     for col in present:
+        title = title_of(col, label_key, batch_keys, info)
+        if is_continuous(adata.obs[col]):
+            specs.append(ColorSpec(col, title, adata.obs[col].to_numpy(dtype=float), {},
+                                   continuous=True))
+            continue
         cats = categories(adata.obs[col])
         if col == K.SOURCE:  # the reference first: the colour of the first condition
             cats = sorted(cats, key=lambda c: c != "reference")
-        colors = shared if col in label_like else category_colors(cats)
-        specs.append(ColorSpec(col, title_of(col, label_key, batch_keys, info),
-                               adata.obs[col].astype(str).to_numpy(), colors))
+        avoid = shared.values() if col == K.CLUSTER else ()
+        colors = shared if col in label_like else category_colors(cats, avoid=avoid)
+        specs.append(ColorSpec(col, title, adata.obs[col].astype(str).to_numpy(), colors))
     return specs
 
 
@@ -130,7 +143,9 @@ def headline(adata: Any, name: str | None = None) -> str:
         geometry = latent.get("geometry")
         parts.append(f"{model}, {geometry} latent" if geometry else str(model))
     agreement = info.get("label_agreement")
-    if isinstance(agreement, dict) and agreement.get("ari") is not None:
+    key = agreement.get("label_key") if isinstance(agreement, dict) else None
+    numbers = key in adata.obs.columns and is_continuous(adata.obs[key])  # no ARI to show
+    if isinstance(agreement, dict) and agreement.get("ari") is not None and not numbers:
         parts.append(f"ARI {float(agreement['ari']):.2f} vs {agreement.get('label_key')}")
     transfer = info.get("transfer")
     if isinstance(transfer, dict) and transfer.get("accuracy") is not None:
@@ -161,8 +176,14 @@ def scatter_categories(ax: Any, xy: np.ndarray, spec: ColorSpec, *, title: str |
                        legend_title: str | None = None) -> None:
     """Cells coloured by category: unknown-like cells grey and underneath, the rest in a
     seeded random order (no category hides another by drawing order), a legend outside the
-    axes with each category's cell count; ``background`` points light grey under all."""
+    axes with each category's cell count; ``background`` points light grey under all.
+    A continuous spec is drawn on a colour scale (`scatter_values`)."""
     xy = np.asarray(xy, dtype=float)[:, :2]
+    if spec.continuous:
+        scatter_values(ax.figure, ax, xy if mask is None else xy[mask],
+                       spec.values if mask is None else spec.values[mask],
+                       title=title or spec.title, label=spec.column)
+        return
     values = spec.values if mask is None else spec.values[mask]
     pts = xy if mask is None else xy[mask]
     size = point_size(len(xy) + (0 if background is None else len(background))) \
@@ -235,7 +256,9 @@ def umap_of(adata: Any) -> np.ndarray | None:
 
 
 def legend_width(spec: ColorSpec) -> float:
-    """Inches the legend of ``spec`` takes beside its panel."""
+    """Inches the legend (or colour bar) of ``spec`` takes beside its panel."""
+    if spec.continuous:
+        return 1.3
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextPath
 
@@ -271,10 +294,12 @@ def panel_grid(n: int, specs: list[ColorSpec], ncols: int = 3, height: float = 4
 
 
 def umap_figure(adata: Any, extra_colors: list[str], label_key: str | None = None,
-                batch_keys: list[str] | None = None) -> Any:
+                batch_keys: list[str] | None = None, name: str | None = None) -> Any:
     """UMAP panels: clusters, the given obs columns (known labels, batches) and predicted
-    labels. Writes each panel's colours to ``uns['<column>_colors']`` (scanpy's convention,
-    so scanpy's own plots use the same colours)."""
+    labels, titled with the data set (the record's, else ``name``), model and agreement
+    with the labels (`headline`). Writes each categorical panel's colours to
+    ``uns['<column>_colors']`` (scanpy's convention, so scanpy's own plots use the same
+    colours)."""
     xy = umap_of(adata)
     if xy is None:
         raise ValueError("no UMAP to plot: obsm has neither X_geovae_umap nor X_umap")
@@ -286,6 +311,9 @@ def umap_figure(adata: Any, extra_colors: list[str], label_key: str | None = Non
         for ax, spec in zip(axes, specs, strict=True):
             scatter_categories(ax, xy, spec)
             style_embedding(ax)
+        title = headline(adata, name)
+        if title:
+            fig.suptitle(title, fontsize=13, fontweight="bold")
     for spec in specs:
         _store_colors(adata, spec)
     return fig
@@ -295,7 +323,7 @@ def _store_colors(adata: Any, spec: ColorSpec) -> None:
     import pandas as pd
 
     col = adata.obs[spec.column]
-    if isinstance(col.dtype, pd.CategoricalDtype):
+    if isinstance(col.dtype, pd.CategoricalDtype) and not spec.continuous:
         adata.uns[f"{spec.column}_colors"] = np.asarray(
             [spec.colors.get(str(c), MISSING) for c in col.cat.categories], dtype=object)
 

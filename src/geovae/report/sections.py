@@ -13,6 +13,7 @@ import numpy as np
 
 from geovae import _keys as K
 from geovae.report import figures as F
+from geovae.report.palette import is_continuous
 from geovae.report.plot import (
     ColorSpec,
     color_specs,
@@ -212,7 +213,7 @@ def sizes_section(ctx: Context) -> Section | None:
 
 def confusion_section(ctx: Context) -> Section | None:
     key, obs = ctx.label_key, ctx.adata.obs
-    if not key or key not in obs:
+    if not key or key not in obs or is_continuous(obs[key]):  # numbers: no confusion table
         return None
     truth = obs[key].astype(str).to_numpy()
     parts, n = [], 0

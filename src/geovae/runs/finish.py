@@ -104,6 +104,9 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
         note(result, describe_agreement(agreement))
     else:
         drop_fields(adata, "label_agreement")
+    info = adata.uns.get(K.UNS)
+    update_record(adata, label_agreement=agreement,  # before the plot: its title shows them
+                  dataset=(info or {}).get("dataset") or job.input.name)
     with OutputSet() as outputs:
         if plan.plot is not None:
             log.info(f"plotting {plan.plot.name}")
@@ -116,10 +119,8 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
             atlas = getattr(model, "atlas", None) or reference_cells(model, adata)
         where = _put_umap(adata, saved, graph.umap, result)
         command = job.command or " ".join(sys.argv)
-        info = adata.uns.get(K.UNS)
-        update_record(adata, command=command, umap=where, label_agreement=agreement,
-                      commands=[*command_chain(info), command],
-                      dataset=(info or {}).get("dataset") or job.input.name)
+        update_record(adata, command=command, umap=where,
+                      commands=[*command_chain(adata.uns.get(K.UNS)), command])
         log.info(f"writing {plan.out}" + (" and the model" if model is not None and
                                           plan.model_dir is not None else ""))
         with job.timings.phase("write"):
