@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,3 +162,122 @@ def test_stale_temporary_with_glob_characters_is_removed(tmp_path: Path) -> None
     other.write_bytes(b"half")
     clean_stale(tmp_path / "[x].h5ad")
     assert not stale.exists() and other.exists()
+
+
+# ---------------------------------------------------------------- report: the same plan
+def test_report_metrics_json_onto_a_folder_is_refused(tmp_path: Path, tiny_model: Path) -> None:
+    fitted = tiny_model.parent / "fit.h5ad"
+    folder = tmp_path / "results.json"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("the user's file")
+    before = _files(tmp_path)
+    res = run_cli("report", fitted, "--out", tmp_path / "r.html", "--metrics-json", folder)
+    assert res.exit_code == 2, res.output
+    assert "--metrics-json" in res.stderr and "is a folder" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert _files(tmp_path) == before
+
+
+def test_report_takes_the_lock_and_checks_before_reading(tmp_path: Path,
+                                                         tiny_model: Path) -> None:
+    import fcntl
+
+    fitted = tiny_model.parent / "fit.h5ad"
+    fd = os.open(tmp_path / ".r.html.geovae-lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        res = run_cli("report", fitted, "--out", tmp_path / "r.html")
+        assert res.exit_code == 2 and "another geovae run is writing" in res.stderr, res.output
+    finally:
+        os.close(fd)
+    res = run_cli("report", fitted, "--out", tmp_path / "r.html", "--metrics-json",
+                  tmp_path / "nope" / "m.json")
+    assert res.exit_code == 2 and "does not exist" in res.stderr, res.output
+    assert not (tmp_path / "r.html").exists()
+
+
+# ---------------------------------------------------------------- full and read-only disks
+def _first_outputs(tmp_path: Path, folder: Path) -> tuple[Path, dict[str, str]]:
+    data = _counts_csv(tmp_path / "x.csv", n=40)
+    res = run_cli("fit", data, "--out", folder / "o.h5ad", "--epochs", "1", "--quiet")
+    assert res.exit_code == 0, res.output
+    return data, _files(folder)
+
+
+def test_disk_full_while_writing_is_one_line(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC from the write itself (after the free-space check): rc 2, one line naming the
+    output and the cause, earlier outputs untouched, no temporary left."""
+    import errno
+
+    import geovae.io.backed as backed
+
+    data, before = _first_outputs(tmp_path, tmp_path)
+
+    def full(adata: object, path: Path) -> None:
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(backed, "write_any", full)
+    res = run_cli("fit", data, "--out", tmp_path / "o.h5ad", "--epochs", "1", "--seed", "3",
+                  "--quiet")
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "no space left on the device" in err[0], err
+    assert str(tmp_path / "o.h5ad") in err[0] and "earlier outputs are untouched" in err[0]
+    assert _files(tmp_path) == before
+
+
+def test_too_little_free_space_is_refused_before_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import geovae.io.write as write
+
+    data, before = _first_outputs(tmp_path, tmp_path)
+    monkeypatch.setattr(write, "free_bytes", lambda folder: 100_000)
+    res = run_cli("fit", data, "--out", tmp_path / "o.h5ad", "--epochs", "1", "--seed", "3",
+                  "--quiet")
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "not enough free space in" in err[0] and "MiB free" in err[0], err
+    assert _files(tmp_path) == before
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Path:
+    """An 8 MiB tmpfs (tests run as root where mounting is allowed; skipped elsewhere)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)],
+            capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.slow
+def test_nearly_full_tmpfs(tmp_path: Path, tmpfs: Path) -> None:
+    """A real full disk (issue 25: exit 139, a segfault after 1,552 lines of h5py errors):
+    rc 2 and one line, earlier outputs intact, no temporaries."""
+    data, before = _first_outputs(tmp_path, tmpfs)
+    free = shutil.disk_usage(tmpfs).free
+    with open(tmpfs / "filler", "wb") as fh:
+        fh.write(b"\0" * (free - (64 << 10)))  # 64 KiB left: less than the outputs need
+    before = _files(tmpfs)
+    proc = subprocess.run([sys.executable, "-m", "geovae", "fit", str(data), "--out",
+                           str(tmpfs / "o.h5ad"), "--epochs", "1", "--seed", "3", "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "no space left on the device" in err[0], err
+    assert _files(tmpfs) == before
+
+
+def test_read_only_file_system_is_named(tmp_path: Path, tmpfs: Path) -> None:
+    data, before = _first_outputs(tmp_path, tmpfs)
+    assert subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)]).returncode == 0
+    res = run_cli("fit", data, "--out", tmpfs / "o.h5ad", "--epochs", "1", "--quiet")
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "is on a read-only file system" in err[0], err
+    assert str(tmpfs) in err[0] and _files(tmpfs) == before

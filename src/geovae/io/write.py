@@ -162,7 +162,10 @@ def write_failure(exc: BaseException, path: Path) -> OptionError | None:
     a read-only file system, a quota; also as h5py reports them), else None."""
     import re
 
-    if not isinstance(exc, OSError):
+    if not isinstance(exc, OSError):  # torch: "unexpected pos", h5py: RuntimeError
+        if isinstance(exc, (RuntimeError, ValueError)) and path.parent.is_dir() \
+                and free_bytes(path.parent) < (1 << 20):
+            return write_failure(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)
         return None
     code = exc.errno
     if code is None:  # h5py: "... errno = 28, error message = 'No space left on device'"
@@ -174,6 +177,68 @@ def write_failure(exc: BaseException, path: Path) -> OptionError | None:
     return OptionError(f"could not write '{where}': {_CAUSES[code]} ({os.strerror(code)}); "
                        "nothing was replaced and earlier outputs are untouched: free space "
                        "or choose another output folder")
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes this process may still write into ``folder``'s file system."""
+    st = os.statvfs(folder)
+    return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+
+
+def read_only(folder: Path) -> bool:
+    """Whether ``folder`` lies on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def h5ad_bytes(adata: ad.AnnData) -> int:
+    """About how many bytes ``adata`` takes as an uncompressed .h5ad (its arrays and tables;
+    a backed AnnData's matrices count as its file's size)."""
+    import numpy as np
+    import pandas as pd
+    from scipy import sparse
+
+    def size(x: object) -> int:
+        if sparse.issparse(x):
+            return int(x.data.nbytes + x.indices.nbytes + x.indptr.nbytes)
+        if isinstance(x, pd.DataFrame):
+            return int(x.memory_usage(deep=True).sum())
+        return int(getattr(x, "nbytes", 0) or np.asarray(x).nbytes) if x is not None else 0
+
+    total = size(adata.obs) + size(adata.var)
+    if adata.isbacked or adata.X is None:
+        file = getattr(adata, "filename", None)
+        total += os.path.getsize(file) if file and os.path.exists(file) else 0
+    else:
+        total += size(adata.X)
+    for store in (adata.layers, adata.obsm, adata.varm, adata.obsp, adata.varp):
+        total += sum(size(v) for v in store.values())
+    if adata.raw is not None:
+        total += size(adata.raw.X)
+    return total
+
+
+def check_space(needs: list[tuple[Path, int]]) -> None:
+    """Refuse (one error naming the folder, what is needed and what is free) when the outputs
+    ``needs`` ((output path, bytes) pairs) would not fit where they go, before anything is
+    written: a write that fills a disk can crash h5py rather than fail cleanly."""
+    by_device: dict[int, tuple[Path, int]] = {}
+    for path, nbytes in needs:
+        folder = path.parent
+        dev = os.stat(folder).st_dev
+        first, total = by_device.get(dev, (folder, 0))
+        by_device[dev] = (first, total + nbytes)
+    for folder, nbytes in by_device.values():
+        need = int(nbytes * 1.1) + (1 << 20)  # HDF5's own structures, the plot, config.json
+        free = free_bytes(folder)
+        if free < need:
+            raise OptionError(f"not enough free space in '{folder}' for the outputs: about "
+                              f"{need / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free "
+                              "(no space left on the device); nothing was written and earlier "
+                              "outputs are untouched: free space or choose another output "
+                              "folder")
 
 
 @contextlib.contextmanager
@@ -311,10 +376,10 @@ class OutputSet:
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         where = self.staged[-1][1] if self.staged else None
+        failure = write_failure(exc, where) if exc is not None and where else None
         for tmp, final, _, _ in self.staged:
             if tmp != final:
                 _remove(tmp)
         self.staged = []
-        failure = write_failure(exc, where) if exc is not None and where else None
         if failure is not None:
             raise failure from None

@@ -83,7 +83,7 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
     then stage the plot, the model (with its reference cells), the h5ad, any ``extras``
     (path, writer(tmp)) and the metrics, and commit them together."""
     from geovae.io.backed import write_any
-    from geovae.io.write import OutputSet
+    from geovae.io.write import OutputSet, check_space, h5ad_bytes
     from geovae.models.persistence import is_model_dir, write_atlas, write_model_files
     from geovae.report.plot import save_figure, umap_figure
     from geovae.tools.cluster import cluster
@@ -107,6 +107,11 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
     info = adata.uns.get(K.UNS)
     update_record(adata, label_agreement=agreement,  # before the plot: its title shows them
                   dataset=(info or {}).get("dataset") or job.input.name)
+    weights = sum(t.numel() * t.element_size() for t in model.module.state_dict().values()
+                  ) if model is not None and plan.model_dir is not None else 0
+    cells = min(adata.n_obs, 50_000) * 256  # the reference cells a model directory keeps
+    check_space([(plan.out, h5ad_bytes(adata)),
+                 *([(plan.model_dir, 2 * weights + cells)] if weights else [])])
     with OutputSet() as outputs:
         if plan.plot is not None:
             log.info(f"plotting {plan.plot.name}")

@@ -36,6 +36,8 @@ class OutputPlan:
     model_dir: Path | None = None
     extra: list[tuple[str, Path | None]] = field(default_factory=list)
     metrics: Path | None = None
+    #: what --out may end in (a report: .html)
+    out_suffixes: tuple[str, ...] = (".h5ad",)
 
     def outputs(self) -> list[tuple[str, Path]]:
         named = [("--out", self.out), ("--plot", self.plot), ("--model-dir", self.model_dir),
@@ -46,6 +48,7 @@ class OutputPlan:
         """Each output: right suffix, a writable existing folder, not an input, not another
         output, not a folder holding an input, and a model directory only where geovae may
         replace it."""
+        from geovae.io.write import read_only
         from geovae.models.persistence import is_model_dir
 
         inputs = [p.resolve() for p in self.inputs]
@@ -73,6 +76,9 @@ class OutputPlan:
             if not parent.is_dir():
                 raise OptionError(f"output folder '{parent}' of {flag} does not exist: create "
                                   "it first")
+            if read_only(parent):
+                raise OptionError(f"output folder '{parent}' of {flag} is on a read-only file "
+                                  f"system: choose another {flag}")
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise OptionError(f"output folder '{parent}' of {flag} is not writable: choose "
                                   f"another {flag} or fix its permissions")
@@ -81,8 +87,8 @@ class OutputPlan:
             if path.exists() and not path.is_dir() and not os.access(path, os.W_OK):
                 raise OptionError(f"{flag} '{path}' exists and is read-only: choose another "
                                   f"{flag}")
-        if self.out.suffix.lower() != ".h5ad":
-            raise OptionError(f"--out '{self.out}' must end in .h5ad")
+        if self.out.suffix.lower() not in self.out_suffixes:
+            raise OptionError(f"--out '{self.out}' must end in " + " or ".join(self.out_suffixes))
         if self.metrics is not None and self.metrics.suffix.lower() != ".json":
             raise OptionError(f"--metrics-json '{self.metrics}' must end in .json")
         if self.plot is not None and self.plot.suffix.lower() not in PLOT_FORMATS:

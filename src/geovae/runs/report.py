@@ -8,28 +8,15 @@ import os
 from pathlib import Path
 
 from geovae import _keys as K
-from geovae.errors import InputError, OptionError
+from geovae.errors import InputError
 from geovae.io.read import input_stem
 
 log = logging.getLogger("geovae.runs")
 
 
 def report_path(input_path: Path, out: str | os.PathLike | None) -> Path:
-    """``--out``, else INPUT_STEM.report.html beside the input; checked before reading."""
-    out_p = Path(out) if out else input_path.with_name(f"{input_stem(input_path)}.report.html")
-    if out_p.suffix.lower() not in (".html", ".htm"):
-        raise OptionError(f"--out '{out_p}' must end in .html")
-    if out_p.exists() and out_p.resolve() == input_path.resolve():
-        raise OptionError(f"--out '{out_p}' is the input: geovae never overwrites its input")
-    if out_p.is_dir():
-        raise OptionError(f"--out '{out_p}' is a folder: give a file name")
-    if not out_p.parent.is_dir():
-        raise OptionError(f"output folder '{out_p.parent}' of --out does not exist: create it "
-                          "first")
-    if not os.access(out_p.parent, os.W_OK | os.X_OK):
-        raise OptionError(f"output folder '{out_p.parent}' of --out is not writable: choose "
-                          "another --out")
-    return out_p
+    """``--out``, else INPUT_STEM.report.html beside the input."""
+    return Path(out) if out else input_path.with_name(f"{input_stem(input_path)}.report.html")
 
 
 def run_report(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
@@ -40,40 +27,44 @@ def run_report(input_path: str | os.PathLike, out: str | os.PathLike | None = No
     output the reference cells come from ``reference`` (the reference's fit output or the
     joint object), else from OUT_STEM.joint.h5ad beside the input when it is there. With
     ``metrics_json``, also the metrics JSON (same schema as the other commands: timings,
-    cluster sizes, label agreement, versions)."""
+    cluster sizes, label agreement, versions). The outputs go through the same plan (checked
+    before reading), lock and commit as every other command's."""
     from geovae.io.write import OutputSet
     from geovae.report.html import build_html, read_output
     from geovae.runs.metrics import Timings, write_json
+    from geovae.runs.plan import OutputPlan
 
     timings = Timings()
     p = Path(input_path)
     if not p.exists():
         raise InputError(f"input file '{p}' does not exist: check the path")
-    out_p = report_path(p, out)
-    if metrics_json is not None and Path(metrics_json).suffix.lower() != ".json":
-        raise OptionError(f"--metrics-json '{metrics_json}' must end in .json")
-    if metrics_json is not None and not Path(metrics_json).parent.is_dir():
-        raise OptionError(f"output folder '{Path(metrics_json).parent}' of --metrics-json does "
-                          "not exist: create it first")
     if reference is not None and not Path(reference).exists():
         raise InputError(f"--reference '{reference}' does not exist: check the path")
-    with timings.phase("read"):
-        adata = read_output(p)
-        ref = read_output(reference) if reference is not None else None
-        info = adata.uns.get(K.UNS)
-        if ref is None and isinstance(info, dict) and "transfer" in info:
-            joint = p.with_name(f"{input_stem(p)}.joint.h5ad")
-            if joint.is_file():
+    joint = p.with_name(f"{input_stem(p)}.joint.h5ad")
+    inputs = [p, *([Path(reference)] if reference is not None else []),
+              *([joint] if joint.is_file() else [])]
+    plan = OutputPlan(inputs, report_path(p, out),
+                      metrics=Path(metrics_json) if metrics_json is not None else None,
+                      out_suffixes=(".html", ".htm"))
+    plan.check()
+    out_p = plan.out
+    with plan.lock():
+        with timings.phase("read"):
+            adata = read_output(p)
+            ref = read_output(reference) if reference is not None else None
+            info = adata.uns.get(K.UNS)
+            if ref is None and isinstance(info, dict) and "transfer" in info \
+                    and joint.is_file():
                 log.info(f"reference cells from {joint}")
                 ref = read_output(joint)
-    with timings.phase("plot"):
-        text = build_html(adata, reference=ref, label_key=label_key, name=p.name)
-    with OutputSet() as outputs:  # the report and its metrics: both or neither
-        outputs.stage(out_p).write_text(text, encoding="utf-8")
-        if metrics_json is not None:
-            write_json(_metrics(adata, p, out_p, Path(metrics_json), label_key, command,
-                                timings), outputs.stage(metrics_json))
-        outputs.commit()
+        with timings.phase("plot"):
+            text = build_html(adata, reference=ref, label_key=label_key, name=p.name)
+        with OutputSet() as outputs:  # the report and its metrics: both or neither
+            outputs.stage(out_p).write_text(text, encoding="utf-8")
+            if plan.metrics is not None:
+                write_json(_metrics(adata, p, out_p, plan.metrics, label_key, command,
+                                    timings), outputs.stage(plan.metrics))
+            outputs.commit()
     return out_p
 
 
