@@ -1,19 +1,55 @@
 """Errors that geovae reports to users as one clear line.
 
-An `OptionError` knows the Python parameter it is about (``param``): its message names the
-parameter for library users (``latent_dim``) and `cli_message` names the command-line flag
-(``--latent-dim``). Messages write ``{opt}`` where the option's name goes.
+Messages name Python parameters, never command-line flags: ``{opt}`` stands for the error's
+own parameter (``param``), ``{name}`` for another parameter and ``{name=value}`` for a
+parameter set to a value (``value`` written as Python: ``'raw'``, ``False``, ``0.5``).
+``str(error)`` renders them for library users (```layer```, ``layer='raw'``); the command
+line renders the same message with its own flag names (``--layer``, ``--layer raw``) through
+`GeoVAEError.render`, so the map from parameters to flags lives in the CLI alone.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 
-class GeoVAEError(Exception):
+#: ``{opt}``, ``{name}`` or ``{name=value}`` in a message
+REFERENCE = re.compile(r"\{([A-Za-z_][\w.]*)(?:=([^{}]*))?\}")
+
+
+def python_name(param: str, value: str | None = None) -> str:
+    """How a library user sees a parameter reference: ```layer``` or ``layer='raw'``."""
+    return f"`{param}`" if value is None else f"{param}={value}"
+
+
+class Referencing:
+    """An error whose message may reference Python parameters (see the module docstring);
+    ``param`` is the parameter the error is about, if any (``{opt}`` in the message)."""
+
+    def __init__(self, message: str, param: str | None = None):
+        self.message, self.param = message, param
+        super().__init__(self.render(python_name))
+
+    def render(self, name: Callable[[str, str | None], str]) -> str:
+        """The message with every parameter reference written by ``name(param, value)``."""
+
+        def one(match: re.Match[str]) -> str:
+            ref, value = match.group(1), match.group(2)
+            if ref == "opt":
+                if not self.param:
+                    return match.group(0)
+                ref = self.param
+            return name(ref, value)
+
+        return REFERENCE.sub(one, self.message)
+
+
+class GeoVAEError(Referencing, Exception):
     """Base class for errors caused by the user's input or options (CLI exit code 2)."""
 
-    def cli_message(self) -> str:
-        """The message as the command line shows it."""
-        return str(self)
+
+class DivergedError(Referencing, FloatingPointError):
+    """Training produced a non-finite loss (CLI exit code 1)."""
 
 
 class InputError(GeoVAEError):
@@ -22,28 +58,3 @@ class InputError(GeoVAEError):
 
 class OptionError(GeoVAEError):
     """An option is invalid or inconsistent with the data; ``param`` is its Python name."""
-
-    def __init__(self, message: str, param: str | None = None):
-        self.message, self.param = message, param
-        super().__init__(message.replace("{opt}", f"`{param}`") if param else message)
-
-    def cli_message(self) -> str:
-        if not self.param:
-            return self.message
-        return self.message.replace("{opt}", flag_of(self.param))
-
-
-#: Python parameters whose command-line flag is not ``--`` + the name with ``-`` for ``_``
-FLAGS = {"batch_key": "--batch-key", "latent_options": "--flow/--posterior",
-         "model_options": "--n-clusters/--dirichlet-alpha",
-         # Python only (no flag): name the dictionary entry
-         "latent_options.decoder_input": "latent_options['decoder_input']",
-         "model_options.delete_moves": "--delete-moves/--no-delete-moves"}
-
-
-def flag_of(param: str) -> str:
-    """The command-line flag of a Python parameter: ``latent_dim`` -> ``--latent-dim``;
-    ``latent_options.flow`` -> ``--flow``."""
-    if param in FLAGS:
-        return FLAGS[param]
-    return "--" + param.rsplit(".", 1)[-1].replace("_", "-")

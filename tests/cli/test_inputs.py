@@ -226,7 +226,7 @@ def test_layer_raw(counts: sp.csr_matrix) -> None:
     assert not np.asarray(get_matrix(a, "raw")).any()
     with pytest.raises(OptionError, match="no .raw and no layer named raw"):
         get_matrix(ad.AnnData(counts.copy()), "raw")
-    with pytest.raises(OptionError, match=r"\.raw: --layer raw"):
+    with pytest.raises(OptionError, match=r"\.raw: layer='raw'"):
         get_matrix(_lognorm(counts), "counts")
     b = _lognorm(counts)
     b.var_names = [f"x{j}" for j in range(b.n_vars)]

@@ -169,9 +169,9 @@ def test_streaming_checks_find_problems_in_later_chunks(tmp_path: Path, monkeypa
 
 
 def test_backed_options_and_formats_refused_clearly(tmp_path: Path, counts_file: Path) -> None:
-    with pytest.raises(OptionError, match="n_top_genes.*--backed"):
+    with pytest.raises(OptionError, match="n_top_genes.*backed=True"):
         GeoVAE(read_backed(counts_file), n_top_genes=10)
-    with pytest.raises(OptionError, match="layer raw is not supported with --backed"):
+    with pytest.raises(OptionError, match="layer='raw' is not supported with backed=True"):
         GeoVAE(read_backed(counts_file), layer="raw")
     with pytest.raises(OptionError, match="layer 'counts' not found"):
         GeoVAE(read_backed(counts_file), layer="counts")

@@ -50,12 +50,12 @@ from geovae.cli._common import (  # noqa: E402
     Verbose,
     _check_device,
     _command_line,
-    _fit_options,
     _relaunch,
     _report,
     _set_threads,
     guarded,
 )
+from geovae.cli._flags import fit_options  # noqa: E402
 from geovae.cli._types import (  # noqa: E402
     Command,
     Freeze,
@@ -172,16 +172,7 @@ def fit(
               lambda: fit_plan(input, out, model_dir, plot, not no_umap, metrics_json,
                                n_neighbors))
     _set_threads(threads)
-    kwargs = _fit_options(model=value(model), latent=value(latent), latent_dim=latent_dim,
-                          posterior=value(posterior), flow=flow, likelihood=value(likelihood),
-                          layer=layer, batch_key=batch_key, label_key=label_key,
-                          n_clusters=n_clusters, dirichlet_alpha=dirichlet_alpha,
-                          mixture_weights=mixture_weights and value(mixture_weights),
-                          condition_prior=condition_prior, delete_moves=delete_moves,
-                          n_top_genes=n_top_genes,
-                          epochs=epochs, batch_size=batch_size, lr=lr, precision=value(precision),
-                          torch_compile=compile, threads=threads,
-                          device=_check_device(device), seed=seed, volume=volume, quiet=quiet)
+    kwargs = {**fit_options(ctx), "device": _check_device(device)}
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
                      command=_command_line(ctx), obs_columns=obs_columns or [], backed=backed,
                      n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json, **kwargs)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from geovae.cli._flags import message
 from geovae.cli._log import err, error, setup
 from geovae.cli._types import MixtureWeights, PrecisionChoice
 
@@ -202,7 +203,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 err.print_exception()
             if not rank:  # every rank read the same input and options: rank 0 says it
-                error(exc.cli_message())
+                ctx = kwargs.get("ctx") or next(
+                    (a for a in args if isinstance(a, typer.Context)), None)
+                error(message(exc, ctx.command if ctx is not None else None))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             error("no output was written (earlier outputs are untouched)", tag="interrupted")
@@ -210,7 +213,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except FloatingPointError as exc:
             if debug:
                 err.print_exception()
-            error(str(exc))
+            error(message(exc))
             raise typer.Exit(1) from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence for users
             if debug:
@@ -235,28 +238,3 @@ def _report(result: Any) -> None:
         log.info("wrote model to %s/", result.model_dir)
     if getattr(result, "metrics", None):
         log.info("wrote metrics to %s", result.metrics)
-
-
-def _fit_options(*, latent: str, posterior: str, flow: int, n_clusters: int | None,
-                 dirichlet_alpha: float | None, mixture_weights: str | None,
-                 condition_prior: bool | None, quiet: bool, delete_moves: bool | None = None,
-                 **rest: Any) -> dict[str, Any]:
-    """Map the flat CLI options onto `geovae.fit` keyword arguments (checked there)."""
-    latent_options: dict[str, Any] = {}
-    if latent == "sphere" or posterior != "vmf":
-        latent_options["posterior"] = posterior
-    if flow:
-        latent_options["flow"] = flow
-    model_options: dict[str, Any] = {}
-    if mixture_weights is not None:
-        model_options["mixture_weights"] = mixture_weights.replace("-", "_")
-    if condition_prior is not None:
-        model_options["condition_prior"] = condition_prior
-    if delete_moves is not None:
-        model_options["delete_moves"] = delete_moves
-    if n_clusters is not None:
-        model_options["n_clusters"] = n_clusters
-    if dirichlet_alpha is not None:
-        model_options["dirichlet_alpha"] = dirichlet_alpha
-    return {"latent": latent, "latent_options": latent_options,
-            "model_options": model_options, "progress": not quiet, **rest}

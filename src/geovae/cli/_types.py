@@ -61,6 +61,11 @@ class MixtureWeights(Choice):
     global_ = "global"
     per_cell = "per-cell"
 
+    @property
+    def python(self) -> str:
+        """The Python API's spelling (``per_cell``)."""
+        return self.value.replace("-", "_")
+
 
 class Method(Choice):
     leiden = "leiden"

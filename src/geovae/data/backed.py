@@ -25,9 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from geovae.data.batch import Batch
-from geovae.data.h5 import BackedPrepared, align
-from geovae.data.sources import one_hot
+from geovae.data.batch import Batch, one_hot
+from geovae.data.h5 import align
+from geovae.data.prepare import BackedPrepared
 
 #: rows per block: the unit read from disk in one go
 BLOCK_ROWS = 1024

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 
 @dataclass
@@ -18,3 +19,14 @@ class Batch:
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+
+def one_hot(codes: torch.Tensor, idx: torch.Tensor, n_categories: list[int]
+            ) -> torch.Tensor | None:
+    """One-hot covariates of the rows ``idx`` of ``codes`` (cells, keys), concatenated over
+    covariate keys; None without covariates."""
+    if not n_categories:
+        return None
+    blocks = [nn.functional.one_hot(codes[idx, k], n).float()
+              for k, n in enumerate(n_categories)]
+    return torch.cat(blocks, dim=-1)

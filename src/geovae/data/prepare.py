@@ -1,29 +1,21 @@
 """Model-ready arrays for one AnnData under a `DataSpec`: features aligned by name, covariate
-and label codes. Done once per AnnData per run; the sources read minibatches from the result."""
+and label codes, and the matrix in memory (`Prepared`) or on disk (`BackedPrepared`). Built
+once per AnnData per run by `geovae.data.setup`; the sources read minibatches from them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from geovae.data.checks import (
-    category_strings,
-    check_finite,
-    check_obs_key,
-    check_unique_features,
-    choose_likelihood,
-    get_matrix,
-    is_unlabelled,
-)
+from geovae.data.checks import category_strings, check_obs_key, is_unlabelled
+from geovae.data.h5 import H5Matrix
+from geovae.data.spec import DataSpec
 from geovae.errors import InputError
-
-if TYPE_CHECKING:
-    from geovae.data.spec import DataSpec
 
 
 @dataclass
@@ -61,43 +53,6 @@ def match_features(adata: ad.AnnData, spec: DataSpec, new_data: bool
     return idx, missing
 
 
-def prepare(adata: ad.AnnData, spec: DataSpec, *, new_data: bool = False) -> Prepared:
-    """Align ``adata`` to ``spec`` (features by name), check it and return model-ready arrays.
-
-    With ``new_data`` missing features are filled with zeros and reported, extra features are
-    dropped; no shared feature is an error.
-    """
-    from geovae.data.h5 import is_backed, prepare_backed
-
-    if is_backed(adata):
-        return prepare_backed(adata, spec, new_data=new_data)
-    check_unique_features(adata)
-    X = get_matrix(adata, spec.layer)
-    idx, missing = match_features(adata, spec, new_data)
-    if missing:
-        present = idx >= 0
-        cols = X[:, idx[present]]
-        if sp.issparse(X):
-            cols = sp.csr_matrix(cols)
-            X = sp.csr_matrix((cols.data, np.flatnonzero(present)[cols.indices], cols.indptr),
-                              shape=(X.shape[0], len(spec.features)))
-        else:
-            full = np.zeros((X.shape[0], len(spec.features)), dtype=np.float32)
-            full[:, present] = cols
-            X = full
-    else:
-        X = X[:, idx]
-    if sp.issparse(X):
-        X = sp.csr_matrix(X)
-    features = pd.Index(spec.features)
-    check_finite(X, adata.obs_names, features)
-    choose_likelihood(X, adata.obs_names, features, spec.likelihood)
-    out = prepare_aligned(adata, spec, X)
-    out.n_missing_features, out.missing_features = len(missing), missing
-    out.n_extra_features = int(adata.n_vars - (len(spec.features) - len(missing)))
-    return out
-
-
 def prepare_aligned(adata: ad.AnnData, spec: DataSpec, X: np.ndarray | sp.csr_matrix
                     ) -> Prepared:
     """`Prepared` from a matrix already aligned to ``spec.features`` and checked."""
@@ -120,3 +75,12 @@ def prepare_aligned(adata: ad.AnnData, spec: DataSpec, X: np.ndarray | sp.csr_ma
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float32)
     return Prepared(X=X, batch=batch, labels=labels)
+
+
+class BackedPrepared(Prepared):
+    """`Prepared` whose ``X`` is an `H5Matrix` on disk (with a column map to the features)."""
+
+    def __init__(self, X: H5Matrix, batch: np.ndarray, labels: np.ndarray, n_features: int,
+                 columns: np.ndarray | None = None, **facts: Any):
+        super().__init__(X=X, batch=batch, labels=labels, **facts)  # type: ignore[arg-type]
+        self.n_features, self.columns = n_features, columns

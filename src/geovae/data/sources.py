@@ -3,7 +3,8 @@ and the models only use ``n_obs``, ``device``, ``take``, ``batches`` and ``shuff
 
 `InMemorySource` keeps the matrix on the device once (CSR parts or dense) and densifies only
 the requested rows with a vectorised gather: no per-cell Python and no host-to-device copy per
-step. `geovae.data.backed.BackedSource` (out of core) implements the same methods.
+step. `geovae.data.backed.BackedSource` (out of core) implements the same methods;
+`geovae.data.setup.make_source` picks one.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import nn
 
-from geovae.data.batch import Batch
+from geovae.data.batch import Batch, one_hot
 from geovae.data.prepare import Prepared
 
 
@@ -87,30 +87,6 @@ class InMemorySource:
         n = len(idx) - (len(idx) % batch_size if drop_last else 0)
         for start in range(0, n, batch_size):
             yield self.take(idx[start:start + batch_size])
-
-
-def one_hot(codes: torch.Tensor, idx: torch.Tensor, n_categories: list[int]
-            ) -> torch.Tensor | None:
-    """One-hot covariates of the rows ``idx`` of ``codes`` (cells, keys), concatenated over
-    covariate keys; None without covariates."""
-    if not n_categories:
-        return None
-    blocks = [nn.functional.one_hot(codes[idx, k], n).float()
-              for k, n in enumerate(n_categories)]
-    return torch.cat(blocks, dim=-1)
-
-
-def make_source(prepared: Prepared, n_categories: list[int], device: torch.device
-                ) -> DataSource:
-    """The source for prepared data: `InMemorySource`, or `BackedSource` for a matrix on
-    disk (`geovae.data.h5.BackedPrepared`)."""
-    from geovae.data.h5 import BackedPrepared
-
-    if isinstance(prepared, BackedPrepared):
-        from geovae.data.backed import BackedSource
-
-        return BackedSource(prepared, n_categories, device)
-    return InMemorySource(prepared, n_categories, device)
 
 
 def map_batches(source: DataSource, fn: Callable[[Batch], torch.Tensor],

@@ -91,9 +91,9 @@ def read(path: str | os.PathLike, obs_columns: list[str] | tuple[str, ...] = (),
     suffix, gz = _suffixes(p)
     fmt = input_format(p)
     if backed and (fmt != "h5ad" or gz):
-        raise InputError(f"--backed reads .h5ad files only, not '{p.name}' ({fmt}): convert it "
-                         "once (geovae fit reads it in memory; or anndata's write_h5ad) or drop "
-                         "--backed")
+        raise InputError(f"{{backed=True}} reads .h5ad files only, not '{p.name}' ({fmt}): "
+                         "convert it once (geovae fit reads it in memory; or anndata's "
+                         "write_h5ad) or use {backed=False}")
     if backed:
         from geovae.io.backed import read_backed
 

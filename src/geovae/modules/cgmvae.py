@@ -140,8 +140,8 @@ class CGMVAEModule(VAEModule):
                  prior_uses_w: bool = True):
         if not isinstance(latent, SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
-                              f"{latent.geometry!r} latent: use --latent euclidean, sphere or "
-                              f"hyperbolic")
+                              f"{latent.geometry!r} latent: use {{latent='euclidean'}}, "
+                              "sphere or hyperbolic")
         if n_clusters < max(n_labels, 1):
             raise OptionError(f"{{opt}}={n_clusters} must be at least the number of label "
                               f"categories ({n_labels}) and at least 1", param="n_clusters")

@@ -10,49 +10,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import scipy.sparse as sp
 
+from geovae.data.checks import auto_likelihood, auto_note, value_kind
 from geovae.errors import GeoVAEError
 
 log = logging.getLogger("geovae.runs")
-#: values checked at a time (and at most, for a layer that is only a candidate)
-CHUNK = 10_000_000
-
-
-def _values(X: Any, limit: int | None = None) -> Any:
-    """Stored values of a matrix (all, or about the first ``limit``), in chunks."""
-    if hasattr(X, "chunks") and hasattr(X, "nnz"):  # a matrix on disk (backed run)
-        seen = 0
-        for _, block in X.chunks():
-            vals = block.data if sp.issparse(block) else np.asarray(block).ravel()
-            yield vals
-            seen += vals.size
-            if limit is not None and seen >= limit:
-                return
-        return
-    if sp.issparse(X):
-        data = X.data if limit is None else X.data[:limit]
-        for i in range(0, len(data), CHUNK):
-            yield np.asarray(data[i:i + CHUNK])
-        return
-    rows = X.shape[0] if limit is None else max(1, min(X.shape[0], limit // max(X.shape[1], 1)))
-    step = max(1, CHUNK // max(X.shape[1], 1))
-    for i in range(0, rows, step):
-        yield np.asarray(X[i:min(i + step, rows)]).ravel()
-
-
-def value_kind(X: Any, limit: int | None = None) -> str:
-    """``counts`` (non-negative integers), ``non-negative`` (e.g. log-normalised) or
-    ``signed`` (e.g. scaled), from all values or about the first ``limit``."""
-    kind = "counts"
-    with np.errstate(invalid="ignore"):  # NaN/Inf are the data checks' to report
-        for chunk in _values(X, limit):
-            if chunk.size and chunk.min() < 0:
-                return "signed"
-            if kind == "counts" and chunk.size and np.any(np.mod(chunk, 1) != 0):
-                kind = "non-negative"
-    return kind
+#: values checked at most for a matrix that is only a candidate (a layer, .raw)
+HINT_VALUES = 1_000_000
 
 
 def matrix_of(adata: Any, layer: str | None) -> Any:
@@ -98,8 +63,7 @@ def describe_fit(adata: Any, options: dict[str, Any]) -> list[str]:
     try:
         kind = value_kind(matrix_of(adata, layer))
         if likelihood == "auto":
-            likelihood = ("auto → nb (non-negative integer counts)" if kind == "counts" else
-                          f"auto → gaussian ({kind} non-count values)")
+            likelihood = auto_note(kind, detail=True)
     except (GeoVAEError, KeyError, ValueError, TypeError):
         pass
     latent = options.get("latent", "euclidean")
@@ -153,15 +117,15 @@ def counts_hint(adata: Any, layer: str | None, likelihood: str) -> str | None:
     if layer not in (None, "X") or str(likelihood) not in ("auto", "nb", "zinb"):
         return None
     try:
-        kind = value_kind(matrix_of(adata, None), limit=CHUNK // 10)
+        kind = value_kind(matrix_of(adata, None), limit=HINT_VALUES)
     except (GeoVAEError, TypeError, ValueError):
         return None
-    if kind == "counts":
+    if auto_likelihood(kind) == "nb":  # X is what auto models as counts
         return None
     what = "looks log-normalised" if kind == "non-negative" else "holds negative values (scaled?)"
     for name in sorted(adata.layers.keys(), key=lambda n: n not in ("counts", "raw_counts")):
         try:
-            if value_kind(adata.layers[name], limit=CHUNK // 10) == "counts":
+            if value_kind(adata.layers[name], limit=HINT_VALUES) == "counts":
                 return (f"X {what}; raw counts are in layers['{name}']: add --layer {name} "
                         "to model the counts")
         except (TypeError, ValueError):
@@ -169,7 +133,7 @@ def counts_hint(adata: Any, layer: str | None, likelihood: str) -> str | None:
     raw = adata.raw
     if raw is not None and adata.var_names.isin(raw.var_names).all():
         try:
-            if value_kind(raw.X, limit=CHUNK // 10) == "counts":
+            if value_kind(raw.X, limit=HINT_VALUES) == "counts":
                 return (f"X {what}; raw counts are in .raw: add --layer raw to model the "
                         "counts")
         except (TypeError, ValueError):

@@ -52,7 +52,7 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
     main = is_main()  # under torchrun every rank trains; rank 0 alone locks and writes
     with plan.lock() if main else contextlib.nullcontext():
         adata = job.read(input_path, obs_columns=obs_columns, keys=[k for k in keys if k],
-                         backed=backed)
+                         backed=backed, check=lambda a: _check_fit_input(a, fit_kwargs))
         result = RunResult(out=out_p, model_dir=model_p, plot=plan.plot, metrics=plan.metrics)
         hint = counts_hint(adata, fit_kwargs.get("layer"), fit_kwargs.get("likelihood", "auto"))
         if hint:
@@ -202,22 +202,31 @@ def resolve_backed(backed: bool | None, path: Path, layer: str | None) -> bool:
     return False
 
 
+def _check_fit_input(adata: Any, options: dict[str, Any]) -> None:
+    """The layer and obs columns a fit names are in the file (before anything is logged)."""
+    from geovae.data import check_names
+
+    check_names(adata, options.get("layer"), options.get("batch_key"),
+                options.get("label_key"))
+
+
 def _check_labels(adata: Any, label_key: str | None) -> None:
     """A label column given to score the clusters is in the file (before any work)."""
-    from geovae.data.checks import check_obs_key
+    from geovae.data import check_names
 
-    if label_key is not None:
-        check_obs_key(adata, label_key, "label_key")
+    check_names(adata, label_key=label_key)
 
 
 def _check_cluster_input(adata: Any, use_rep: str, label_key: str | None) -> None:
     """The embedding and the label column are in the file (before any work)."""
+    from geovae.data.checks import did_you_mean
     from geovae.errors import OptionError
 
     if use_rep not in adata.obsm:
         avail = ", ".join(adata.obsm.keys()) or "none"
         raise OptionError(f"representation '{use_rep}' not in obsm (available: {avail}); "
-                          "run `geovae fit` first or pass {opt}", param="use_rep")
+                          "run `geovae fit` first or pass {opt}"
+                          + did_you_mean(use_rep, adata.obsm.keys()), param="use_rep")
     _check_labels(adata, label_key)
 
 

@@ -54,12 +54,16 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
     job = Job("transfer", query_path, command)
     keys = [*model.spec.batch_keys, transfer_kwargs.get("label_key"),
             transfer_kwargs.get("eval_key")]
+    from geovae.data import check_names
     from geovae.runs.jobs import resolve_backed
 
     backed = resolve_backed(backed, query_path, model.spec.layer)
     with plan.lock():
         query = job.read(query_path, obs_columns=obs_columns, keys=[k for k in keys if k],
-                         backed=backed)
+                         backed=backed, check=lambda a: check_names(
+                             a, batch_keys=transfer_kwargs.get("batch_key")
+                             or model.spec.batch_keys, label_key=transfer_kwargs.get(
+                                 "label_key"), eval_key=transfer_kwargs.get("eval_key")))
         ref = _geovae_umap(job.read(Path(reference), backed=backed)) if reference else None
         log.info(f"transfer onto the model in {model_dir}: {model.name}, "
                  f"{model.config.latent} latent, {model.spec.n_features} features; freeze "

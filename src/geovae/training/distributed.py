@@ -80,8 +80,8 @@ def local_device(device: torch.device) -> torch.device:
     n_gpus = torch.cuda.device_count()
     if n_local > n_gpus:
         raise OptionError(f"{n_local} processes on this node but {n_gpus} visible GPU(s): start "
-                          f"at most {n_gpus} per node (torchrun --nproc-per-node, or geovae "
-                          "fit --devices), or train on the CPU with --device cpu")
+                          f"at most {n_gpus} per node (torchrun's --nproc-per-node, or "
+                          "{devices}), or train on the CPU with {device='cpu'}")
     return torch.device("cuda", _env_int("LOCAL_RANK", 0))
 
 

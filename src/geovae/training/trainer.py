@@ -18,7 +18,7 @@ from torch import nn
 
 from geovae._rng import seeded
 from geovae.data.sources import DataSource
-from geovae.errors import OptionError
+from geovae.errors import DivergedError, OptionError
 from geovae.nn.layers import PRECISIONS, low_precision
 from geovae.training import distributed
 from geovae.training.parts import (
@@ -165,9 +165,9 @@ class Trainer:
                 read = ranks.all_sum(torch.stack([p.double() for p in parts])).tolist()
                 train_loss = read[0] / (steps_per_epoch * ranks.world)
                 if not math.isfinite(train_loss):
-                    raise FloatingPointError(
+                    raise DivergedError(
                         f"training diverged (non-finite loss) at epoch {epoch + 1}; "
-                        "try a lower learning rate (--lr)")
+                        "try a lower learning rate ({lr})")
                 hist.train.append(train_loss)
                 for k, v in zip(sums, read[1:], strict=False):
                     hist.terms.setdefault(k, []).append(v / (steps_per_epoch * ranks.world))
