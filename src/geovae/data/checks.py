@@ -78,16 +78,18 @@ def _locate(X: np.ndarray | sp.csr_matrix, flat: int) -> tuple[int, int]:
     return divmod(flat, X.shape[1])
 
 
-#: what a matrix's values are, from narrowest to widest
-KINDS = ("counts", "non-negative", "signed")
+#: what a matrix's values are, from narrowest to widest (NaN/Inf: `check_finite` refuses)
+KINDS = ("counts", "non-negative", "signed", "non-finite")
 #: values looked at per piece when a matrix's kind is read piece by piece
 KIND_CHUNK = 10_000_000
 
 
 def kind_of_values(vals: np.ndarray) -> str:
     """``counts`` (non-negative integers; also no values), ``non-negative`` (e.g.
-    log-normalised) or ``signed`` (e.g. scaled)."""
-    with np.errstate(invalid="ignore"):  # NaN/Inf are `check_finite`'s to report
+    log-normalised), ``signed`` (e.g. scaled) or ``non-finite`` (NaN or Inf somewhere)."""
+    if vals.size and not np.isfinite(vals).all():
+        return "non-finite"
+    with np.errstate(invalid="ignore"):
         if vals.size and vals.min() < 0:
             return "signed"
         if vals.size and np.any(np.mod(vals, 1) != 0):
@@ -129,7 +131,7 @@ def value_kind(X: Any, limit: int | None = None) -> str:
     kind = "counts"
     for piece in _pieces(X, limit):
         kind = wider_kind(kind, kind_of_values(piece))
-        if kind == "signed":
+        if kind in KINDS[2:]:
             break
     return kind
 

@@ -62,7 +62,7 @@ def describe_fit(adata: Any, options: dict[str, Any]) -> list[str]:
     likelihood = str(options.get("likelihood", "auto"))
     try:
         kind = value_kind(matrix_of(adata, layer))
-        if likelihood == "auto":
+        if likelihood == "auto" and kind != "non-finite":
             likelihood = auto_note(kind, detail=True)
     except (GeoVAEError, KeyError, ValueError, TypeError):
         pass
@@ -120,7 +120,7 @@ def counts_hint(adata: Any, layer: str | None, likelihood: str) -> str | None:
         kind = value_kind(matrix_of(adata, None), limit=HINT_VALUES)
     except (GeoVAEError, TypeError, ValueError):
         return None
-    if auto_likelihood(kind) == "nb":  # X is what auto models as counts
+    if auto_likelihood(kind) == "nb" or kind == "non-finite":  # counts; or the checks refuse X
         return None
     what = "looks log-normalised" if kind == "non-negative" else "holds negative values (scaled?)"
     for name in sorted(adata.layers.keys(), key=lambda n: n not in ("counts", "raw_counts")):
