@@ -250,3 +250,18 @@ def test_usage_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_no_arguments_still_show_the_help() -> None:
     res = run_cli()
     assert res.exit_code == 2 and "Usage" in res.output and "fit" in res.output
+
+
+@pytest.mark.parametrize("args", [
+    ["cluster", "in.h5ad", "--out", "o.h5ad", "--seed", "-1"],
+    ["transfer", "model", "in.h5ad", "--out", "o.h5ad", "--seed", "99999999999999999999999"],
+    ["simulate", "o.h5ad", "--seed", "-5"],
+])
+def test_every_commands_seed_is_checked_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              args: list[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # the inputs need not exist: the seed is checked first
+    res = run_cli(*args)
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "--seed must be a whole number between 0 and" in err[0], err
+    assert list(tmp_path.iterdir()) == []

@@ -193,6 +193,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             if quiet and verbose:
                 raise OptionError("--quiet and --verbose contradict each other: give one")
+            _check_common(kwargs)
             if world > 1 and fn.__name__ != "fit":
                 raise OptionError(f"only `geovae fit` runs on several processes (torchrun); "
                                   f"run `geovae {fn.__name__}` once, without torchrun")
@@ -227,6 +228,22 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             warnings.showwarning = shown
 
     return wrapper
+
+
+def _check_common(options: dict[str, Any]) -> None:
+    """Options several commands share, checked before any work: ``--seed`` (numpy's and
+    torch's range) and ``--lr`` (positive, finite)."""
+    import math
+
+    from geovae.errors import OptionError
+    from geovae.models.config import MAX_SEED
+
+    seed = options.get("seed")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise OptionError(f"--seed must be a whole number between 0 and {MAX_SEED}, got {seed}")
+    lr = options.get("lr")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise OptionError(f"--lr must be a positive finite number, got {lr}")
 
 
 def _report(result: Any) -> None:
