@@ -16,6 +16,8 @@ CLUSTER = "geovae_cluster"
 CLUSTER_PROBS = "geovae_cluster_probs"
 LABEL = "geovae_label"
 CLUSTER_ENTROPY = "geovae_cluster_entropy"
+CLUSTER_NAME = "geovae_cluster_name"
+MARKERS = "rank_genes_groups"
 VOLUME = "geovae_volume"
 NEIGHBORS = "geovae_neighbors"
 SCANPY_NEIGHBORS = "neighbors"
@@ -51,6 +53,14 @@ KEYS: tuple[Key, ...] = (
         "cluster probabilities; high = uncertain cell (log K = no idea)"),
     Key("obs", CLUSTER, ("fit", "embed", "cluster"), "categorical cluster: Leiden on the latent "
         "kNN graph, or the mixture's argmax for cgmvae"),
+    Key("obs", CLUSTER_NAME, ("geovae fit", "geovae embed", "geovae cluster",
+                              "geovae transfer"), "each cluster's name: number and majority "
+        "known label (\"3: CD14 Mono\"; without labels, its top marker gene)"),
+    Key("uns", MARKERS, ("geovae fit", "geovae embed", "geovae cluster", "geovae transfer"),
+        "scanpy's rank_genes_groups of geovae_cluster (t-test against the rest, 50 genes, on "
+        "log-normalised expression of a seeded subsample of at most 5,000 cells; not for "
+        "--backed runs): `sc.pl.rank_genes_groups(adata)`; in `geovae_rank_genes_groups` "
+        "where the input holds a ranking of its own"),
     Key("obs", LABEL, ("fit", "embed", "transfer"), "predicted label of every cell (cgmvae with "
         "labels; transfer: 'unknown' below --unknown-threshold)"),
     Key("obs", LABEL_CONFIDENCE, ("transfer",), "confidence of the transferred label (classifier "
@@ -140,6 +150,11 @@ RECORD_FIELDS: dict[str, str] = {
     "dirichlet_alpha": "cgmvae: Dirichlet prior concentration",
     "elbo_terms": "cgmvae: last epoch's five -ELBO terms",
     "cluster": "method, representation, resolution, neighbours, metric, number of clusters",
+    "cluster_names": "command line: per cluster (`cluster`) its majority label (`label`, "
+    "`label_share` of its labelled cells, `label_key`) and top 5 marker genes (`markers`), "
+    "how they were ranked (`markers_from`: uns key, cells, expression, seed) and the "
+    "report's dot plot (`dotplot`: top 2 markers per cluster, fraction of cells expressing "
+    "each and mean log-normalised expression)",
     "command": "the command line that produced the file",
     "commands": "every command line that made the file, first to last (e.g. fit, transfer, "
     "cluster; a transfer with --reference starts from the reference output's)",

@@ -184,7 +184,7 @@ def sizes_figure(spec: ColorSpec) -> Any:
         ax = fig.subplots()
         y = np.arange(len(names))
         ax.barh(y, counts, color=[spec.colors.get(str(c), MISSING) for c in names])
-        ax.set_yticks(y, [str(c) for c in names])
+        ax.set_yticks(y, [spec.legend_name(str(c)) for c in names])  # "3: CD14 Mono"
         ax.invert_yaxis()
         for yi, c in zip(y, counts, strict=True):
             ax.text(c, yi, f" {c:,} ({c / counts.sum():.1%})", va="center", fontsize=9)

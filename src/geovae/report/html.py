@@ -13,7 +13,13 @@ import numpy as np
 
 from geovae import _keys as K
 from geovae.errors import InputError
-from geovae.report.sections import SECTIONS, Context, Section, table
+from geovae.report import sections as S
+from geovae.report.names import names_section
+from geovae.report.sections import Context, Section, table
+
+#: the report's sections, in order
+SECTIONS = (S.umap_section, S.latent_section, S.training_section, S.sizes_section,
+            names_section, S.confusion_section, S.volume_section, S.transfer_section)
 
 MODEL_NAMES = {"vae": "VAE", "cgmvae": "c*GMΔVAE (Gaussian-mixture VAE, Dirichlet prior)"}
 LIKELIHOODS = {"nb": "negative binomial", "zinb": "zero-inflated negative binomial",
@@ -35,6 +41,11 @@ figure{margin:10px 0 22px}figure img{max-width:100%;height:auto;display:block}
 figcaption{color:#444;font-size:14px;max-width:1000px;margin-top:6px}
 nav{font-size:14px;margin:10px 0 0}nav a{margin-right:14px;color:#0072B2}
 h3{font-size:16px;margin:18px 0 4px}ul.notes{font-size:14px;color:#444;margin-top:4px}
+table.names{border-collapse:collapse;font-size:14px;margin:8px 0}
+table.names th{text-align:left;border-bottom:1px solid #999;padding:4px 14px 4px 0}
+table.names td{padding:3px 14px 3px 0;border-bottom:1px solid #eee}
+.swatch{display:inline-block;width:11px;height:11px;border-radius:6px;margin-right:6px}
+p.caption{color:#444;font-size:14px;max-width:1000px}
 """
 
 

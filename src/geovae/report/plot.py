@@ -46,6 +46,11 @@ class ColorSpec:
     colors: dict[str, str]
     #: numbers drawn on a colour scale (``values`` are floats, ``colors`` empty)
     continuous: bool = False
+    #: the legend's name of a category where it is not the category (clusters' names)
+    names: dict[str, str] | None = None
+
+    def legend_name(self, category: str) -> str:
+        return (self.names or {}).get(category, category)
 
     @property
     def names_on_plot(self) -> bool:
@@ -128,7 +133,11 @@ def color_specs(adata: Any, columns: list[str], label_key: str | None = None,
             cats = sorted(cats, key=lambda c: c != "reference")
         avoid = shared.values() if col == K.CLUSTER else ()
         colors = shared if col in label_like else category_colors(cats, avoid=avoid)
-        specs.append(ColorSpec(col, title, adata.obs[col].astype(str).to_numpy(), colors))
+        values = adata.obs[col].astype(str).to_numpy()
+        names = None
+        if col == K.CLUSTER and K.CLUSTER_NAME in adata.obs.columns:  # "3: CD14 Mono"
+            names = dict(zip(values, adata.obs[K.CLUSTER_NAME].astype(str), strict=True))
+        specs.append(ColorSpec(col, title, values, colors, names=names))
     return specs
 
 
@@ -201,7 +210,7 @@ def scatter_categories(ax: Any, xy: np.ndarray, spec: ColorSpec, *, title: str |
     if spec.names_on_plot:
         _names_on_plot(ax, pts[~missing], values[~missing])
     if legend:
-        _legend(ax, values, spec.colors, legend_title)
+        _legend(ax, values, spec, legend_title)
 
 
 def _names_on_plot(ax: Any, xy: np.ndarray, values: np.ndarray) -> None:
@@ -216,13 +225,15 @@ def _names_on_plot(ax: Any, xy: np.ndarray, values: np.ndarray) -> None:
                     fontweight="bold", path_effects=halo)
 
 
-def _legend(ax: Any, values: np.ndarray, colors: dict[str, str], title: str | None) -> None:
+def _legend(ax: Any, values: np.ndarray, spec: ColorSpec, title: str | None) -> None:
     from matplotlib.lines import Line2D
 
+    colors = spec.colors
     counts = {c: int(np.sum(values == c)) for c in colors}
     shown = [c for c in colors if counts[c]]
     handles = [Line2D([], [], ls="", marker="o", markersize=7, color=colors[c],
-                      label=f"{_short(c)} ({counts[c]:,})") for c in shown[:LEGEND_MAX]]
+                      label=f"{_short(spec.legend_name(c))} ({counts[c]:,})")
+               for c in shown[:LEGEND_MAX]]
     if len(shown) > LEGEND_MAX:
         handles.append(Line2D([], [], ls="", label=f"… {len(shown) - LEGEND_MAX} more"))
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
@@ -267,7 +278,8 @@ def legend_width(spec: ColorSpec) -> float:
     values = spec.values
     shown = [c for c in spec.colors if np.any(values == c)][:LEGEND_MAX]
     size, font = STYLE["legend.fontsize"], FontProperties()
-    longest = max([TextPath((0, 0), f"{_short(c)} ({int(np.sum(values == c)):,})", size=size,
+    longest = max([TextPath((0, 0), f"{_short(spec.legend_name(c))} "
+                            f"({int(np.sum(values == c)):,})", size=size,
                             prop=font).get_extents().width / 72 for c in shown] or [0.5])
     ncol = 1 if len(shown) <= 14 else 2
     return ncol * (0.45 + longest) + (ncol - 1) * 0.12  # marker and padding, column gap

@@ -394,7 +394,3 @@ def table(rows: list[tuple[str, Any]]) -> str:
                     for k, v in rows if v is not None and len(v if isinstance(v, (list, tuple))
                                                               else str(v)))
     return f'<table class="facts">{cells}</table>' if cells else ""
-
-
-SECTIONS = (umap_section, latent_section, training_section, sizes_section, confusion_section,
-            volume_section, transfer_section)

@@ -1,0 +1,116 @@
+"""Clusters have names (issue 27, item 4): the majority known label of each cluster, its top
+marker genes from scanpy's rank_genes_groups on log-normalised expression of a seeded,
+bounded subsample (under scanpy's usual key, a user's own ranking left alone), shown in the
+UMAP legend and as a table in the report."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import geovae
+from geovae import _keys as K
+from geovae.tools.markers import majority_labels, name_clusters
+from geovae.tools.record import update_record
+
+
+def counts_with_markers(n: int = 900, k: int = 3, genes: int = 40, seed: int = 0
+                        ) -> ad.AnnData:
+    """Poisson counts; the cells of cluster c express gene ``g{c}`` 20 times as much."""
+    rng = np.random.default_rng(seed)
+    cluster = rng.integers(0, k, n)
+    rate = np.full((n, genes), 2.0)
+    rate[np.arange(n), cluster] = 40.0
+    obs = pd.DataFrame({K.CLUSTER: pd.Categorical(cluster.astype(str)),
+                        "cell_type": np.array(["T", "B", "NK"])[cluster]},
+                       index=[f"c{i}" for i in range(n)])
+    a = ad.AnnData(X=rng.poisson(rate).astype(np.float32), obs=obs,
+                   var=pd.DataFrame(index=[f"g{j}" for j in range(genes)]))
+    a.obsm[K.UMAP] = rng.normal(size=(n, 2))
+    return a
+
+
+def test_majority_label_and_its_share_leave_unlabelled_cells_out() -> None:
+    clusters = ["0"] * 6 + ["1"] * 4 + ["2"] * 2
+    labels = ["B", "B", "T", "unknown", "unknown", "unknown",  # 0: B, 2 of 3 labelled
+              "NK", "NK", "NK", "T",                            # 1: NK, 3 of 4
+              "nan", "unknown"]                                 # 2: nothing labelled
+    names, majority, share = majority_labels(clusters, labels)
+    assert names == ["0", "1", "2"]
+    assert majority == ["B", "NK", ""]
+    assert share == pytest.approx([2 / 3, 3 / 4, 0.0])
+
+
+def test_marker_genes_under_scanpys_key_on_a_seeded_subsample() -> None:
+    import scanpy as sc
+
+    a = counts_with_markers()
+    record = name_clusters(a, "cell_type", max_cells=300, seed=3)
+    assert record["markers"][0].split(", ")[0] == "g0"
+    assert [m.split(", ")[0] for m in record["markers"]] == ["g0", "g1", "g2"]
+    assert record["label"] == ["T", "B", "NK"] and record["label_share"] == [1.0, 1.0, 1.0]
+    how = record["markers_from"]
+    assert how == {"key": "rank_genes_groups", "n_cells": 300, "seed": 3, "method": "t-test",
+                   "expression": "log1p of X scaled to 10,000 counts per cell"}
+    assert a.uns["rank_genes_groups"]["params"]["groupby"] == K.CLUSTER
+    assert list(a.obs[K.CLUSTER_NAME].cat.categories) == ["0: T", "1: B", "2: NK"]
+    sc.pl.rank_genes_groups(a, n_genes=3, show=False)  # scanpy's own plot reads it
+    b = counts_with_markers()
+    again = name_clusters(b, "cell_type", max_cells=300, seed=3)  # same seed, same result
+    assert np.array_equal(again.pop("dotplot")["mean"], record.pop("dotplot")["mean"])
+    assert again == record
+    names = a.uns["rank_genes_groups"]["names"]
+    assert np.array_equal(names["0"], b.uns["rank_genes_groups"]["names"]["0"])
+
+
+def test_a_users_own_ranking_is_left_alone() -> None:
+    import scanpy as sc
+
+    a = counts_with_markers()
+    sc.tl.rank_genes_groups(a, "cell_type", use_raw=False)
+    own = a.uns["rank_genes_groups"]
+    record = name_clusters(a, None)
+    assert a.uns["rank_genes_groups"] is own and own["params"]["groupby"] == "cell_type"
+    assert record["markers_from"]["key"] == "geovae_rank_genes_groups"
+    assert a.uns["geovae_rank_genes_groups"]["params"]["groupby"] == K.CLUSTER
+    assert "label" not in record  # no labels: clusters named by their top marker
+    assert list(a.obs[K.CLUSTER_NAME].cat.categories) == ["0: g0", "1: g1", "2: g2"]
+
+
+def test_backed_data_gets_label_names_without_markers(tmp_path: Path) -> None:
+    from geovae.io.backed import read_backed
+
+    counts_with_markers().write_h5ad(tmp_path / "a.h5ad")
+    a = read_backed(tmp_path / "a.h5ad")
+    record = name_clusters(a, "cell_type")
+    assert "markers_from" not in record and record["label"] == ["T", "B", "NK"]
+    assert "rank_genes_groups" not in a.uns
+
+
+def test_report_and_umap_legend_show_the_names(tmp_path: Path) -> None:
+    from geovae.report.plot import umap_figure
+
+    a = counts_with_markers()
+    update_record(a, cluster_names=name_clusters(a, "cell_type"), model="vae")
+    legend = [t.get_text() for ax in umap_figure(a, []).axes if ax.get_legend()
+              for t in ax.get_legend().get_texts()]
+    n = a.obs[K.CLUSTER].value_counts()
+    assert legend == [f"0: T ({n['0']})", f"1: B ({n['1']})", f"2: NK ({n['2']})"], legend
+    text = geovae.report(a, tmp_path / "r.html").read_text()
+    body = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', text, re.S))["names"]
+    rows = re.findall(r"<tr><td>.*?</tr>", body)
+    assert len(rows) == 3
+    assert "<td>T (100%)</td><td>g0, " in rows[0]
+    assert "sc.pl.rank_genes_groups(adata)" in body
+    assert len(re.findall(r"<img ", body)) == 1  # the dot plot
+    dots = a.uns[K.UNS]["cluster_names"]["dotplot"]
+    genes = list(dots["genes"])
+    assert genes[0] == "g0" and {"g1", "g2"} <= set(genes)  # two top markers per cluster
+    assert dots["fraction"].shape == dots["mean"].shape == (3, len(genes))
+    g1 = genes.index("g1")
+    assert dots["mean"][1, g1] > 2 + max(dots["mean"][0, g1], dots["mean"][2, g1])  # log1p
