@@ -213,7 +213,9 @@ def test_counts_hint(counts: sp.csr_matrix) -> None:
     assert counts_hint(plain, None, "auto") is None  # X is counts
     no_counts = _lognorm(counts)
     no_counts.raw = None
-    assert counts_hint(no_counts, None, "auto") is None
+    hint = counts_hint(no_counts, None, "auto")  # a Gaussian for want of counts: say so
+    assert "no layer or .raw holds counts" in hint and "layers['counts']" in hint
+    assert counts_hint(no_counts, None, "gaussian") is None  # the user chose it
 
 
 def test_layer_raw(counts: sp.csr_matrix) -> None:
