@@ -91,13 +91,13 @@ KEYS: tuple[Key, ...] = (
     Key("uns", "<column>_colors", ("fit", "embed", "cluster"), "colours of each plotted obs "
         "column (scanpy's convention; written with the plot)"),
     Key("uns", UNS, ("fit", "embed", "cluster"), "the run record (fields below)"),
-    Key("obsm", UMAP_GEOVAE, ("geovae fit", "geovae embed", "geovae cluster",
-                              "geovae transfer"), "the command line's UMAP, always here "
+    Key("obsm", UMAP_GEOVAE, ("cluster", "geovae fit", "geovae embed", "geovae cluster",
+                              "geovae transfer"), "geovae's UMAP, always here "
         "(`sc.pl.embedding(adata, basis='geovae_umap')`); copied to `X_umap` (and its "
         "parameters to `uns['umap']`) only when the input holds no `X_umap` of its own: a "
         "user's `X_umap` and `uns['umap']` are never changed"),
-    Key("uns", UMAP_PARAMS, ("geovae fit", "geovae embed", "geovae cluster"), "scanpy's "
-        "UMAP parameters of `X_geovae_umap`"),
+    Key("uns", UMAP_PARAMS, ("cluster", "geovae fit", "geovae embed", "geovae cluster"),
+        "scanpy's UMAP parameters of `X_geovae_umap`"),
     Key("model dir", MODEL_CONFIG, ("fit", "transfer"), "format, model config, data spec "
         "(features, likelihood, covariate and label categories), training parameters, versions"),
     Key("model dir", MODEL_WEIGHTS, ("fit", "transfer"), "the module's weights (torch, weights "
@@ -163,8 +163,8 @@ RECORD_FIELDS: dict[str, str] = {
     "and NMI of geovae_cluster against the labels on labelled cells, their numbers of "
     "clusters, labels and cells, and the accuracy of geovae_label where the model predicts "
     "labels",
-    "umap": "command line: whether this run computed a UMAP (not with --no-umap) and the "
-    "obsm/uns keys it wrote it to",
+    "umap": "whether this run computed a UMAP (not with --no-umap or umap=False) and the "
+    "obsm/uns keys it wrote it to (one policy: geovae.tools.umap_keys)",
     "transfer": "transfer: features matched/missing, new categories, frozen weights, epochs, "
     "unknown-call rate, accuracy and macro-F1 against --eval-key; with --reference, `mixing`: "
     "scIB scores of the query against the reference cells of the same labels (iLISI overall "

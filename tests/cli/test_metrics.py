@@ -162,6 +162,42 @@ def test_geovae_umap_is_also_x_umap_when_free_and_replaced_by_the_next_run(
     assert not np.array_equal(c2.obsm["X_umap"], c1.obsm["X_umap"])
 
 
+@pytest.mark.parametrize("users_umap", [True, False])
+def test_cluster_command_and_python_cluster_write_the_same_keys(
+        fitted: tuple[Path, object], tmp_path: Path, users_umap: bool) -> None:
+    """One UMAP key policy (geovae.tools.umap_keys): `geovae cluster` and `geovae.cluster`
+    write the same keys, with and without a UMAP of the user's own in X_umap, and the same
+    values (same seed, same graph)."""
+    import geovae
+
+    d, _ = fitted
+    given = ad.read_h5ad(d / "f.h5ad")  # holds the user's X_umap and geovae's X_geovae_umap
+    if not users_umap:
+        del given.obsm["X_umap"], given.uns["umap"]
+    given.write_h5ad(tmp_path / "in.h5ad")
+    res = run_cli("cluster", tmp_path / "in.h5ad", "--out", tmp_path / "c.h5ad", "--seed", "2",
+                  "--n-neighbors", "8", "--quiet")
+    assert res.exit_code == 0, res.output
+    cli = ad.read_h5ad(tmp_path / "c.h5ad")
+    python = geovae.cluster(ad.read_h5ad(tmp_path / "in.h5ad"), seed=2, n_neighbors=8)
+
+    def keys(a: ad.AnnData) -> dict[str, set[str]]:
+        return {"obs": set(a.obs), "obsm": set(a.obsm), "obsp": set(a.obsp),
+                "uns": {k for k in a.uns if not k.endswith("_colors")},  # the CLI's plot
+                "record": set(a.uns["geovae"]) - {"command"}}  # the command line itself
+
+    assert keys(cli) == keys(python)
+    assert K.UMAP_GEOVAE in python.obsm and K.UMAP_PARAMS in python.uns
+    for key in (K.UMAP, K.UMAP_GEOVAE):
+        np.testing.assert_array_equal(cli.obsm[key], python.obsm[key])
+    if users_umap:  # the user's UMAP stays, in both
+        np.testing.assert_array_equal(python.obsm[K.UMAP], given.obsm["X_umap"])
+        assert python.uns["umap"]["params"]["a"] == 1.5
+    else:  # geovae's UMAP is also X_umap where that is free, in both
+        np.testing.assert_array_equal(python.obsm[K.UMAP], python.obsm[K.UMAP_GEOVAE])
+    assert list(cli.uns["geovae"]["umap"]["obsm"]) == list(python.uns["geovae"]["umap"]["obsm"])
+
+
 def test_cluster_no_umap_label_key_and_metrics(fitted: tuple[Path, object],
                                                tmp_path: Path) -> None:
     d, _ = fitted

@@ -1,12 +1,10 @@
-"""How every file job ends: cluster on the latent kNN graph, UMAP (unless --no-umap), score
-the clusters against known labels, plot, then stage the plot, the model, the h5ad, any extra
-outputs and the metrics JSON and commit them together.
+"""How every file job ends, in named steps: `cluster_cells` (Leiden or the mixture on the
+latent kNN graph, and the UMAP unless --no-umap) -> `place_umap` (coordinates given by the
+job, e.g. transfer's placement) -> `score_clusters` (against known labels) -> `write_outputs`
+(stage the plot, the model with its reference cells, the h5ad, any extra outputs and the
+metrics JSON, and commit them together). `finish` runs them in that order.
 
-UMAP keys: geovae's UMAP always goes to ``obsm['X_geovae_umap']`` (parameters
-``uns['geovae_umap']``) and is copied to scanpy's default ``obsm['X_umap']`` /
-``uns['umap']`` only when the input holds no UMAP of its own there; an ``X_umap`` that is
-geovae's own copy (equal to the input's ``X_geovae_umap``) is geovae's to replace. A user's
-keys are never changed.
+UMAP keys: one policy for the commands and `geovae.cluster`, in `geovae.tools.umap_keys`.
 """
 
 from __future__ import annotations
@@ -16,8 +14,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from geovae import _keys as K
 from geovae.runs.metrics import Timings, build, describe_agreement, label_agreement, write_json
@@ -79,34 +75,80 @@ def note(result: RunResult, *messages: str, level: int = logging.INFO) -> None:
 def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResult,
            model: Any = None, umap: Any = None,
            extras: list[tuple[Path, Any]] | None = None) -> None:
-    """Cluster (and UMAP, unless ``umap`` coordinates are given or ``graph.umap`` is off),
-    then stage the plot, the model (with its reference cells), the h5ad, any ``extras``
-    (path, writer(tmp)) and the metrics, and commit them together."""
-    from geovae.io.backed import write_any
-    from geovae.io.write import OutputSet, check_space, h5ad_bytes
-    from geovae.models.persistence import is_model_dir, write_atlas, write_model_files
-    from geovae.report.plot import save_figure, umap_figure
-    from geovae.tools.cluster import cluster
-    from geovae.tools.record import command_chain, drop_fields, update_record
+    """End a file job: `cluster_cells`, `place_umap` (``umap``: coordinates to use instead of
+    computing a UMAP), `score_clusters`, then `write_outputs` (the plot, the model with its
+    reference cells, the h5ad, any ``extras`` (path, writer(tmp)) and the metrics)."""
+    cluster_cells(adata, graph, job, compute_umap=umap is None)
+    if graph.umap and umap is not None:
+        place_umap(adata, umap)
+    agreement = score_clusters(adata, graph, result)
+    umap_notes(adata, result)
+    write_outputs(adata, plan, graph, job, result, model, extras, agreement)
+    log.info(job.timings.summary())
 
-    saved = _set_aside(adata)
+
+def cluster_cells(adata: Any, graph: Graph, job: Job, compute_umap: bool = True) -> None:
+    """Clusters on the kNN graph of ``obsm[graph.use_rep]`` and, with ``graph.umap`` (and
+    ``compute_umap``), a UMAP under geovae's UMAP keys (`geovae.tools.cluster`)."""
+    from geovae.tools.cluster import cluster
+
     log.debug(f"clustering obsm['{graph.use_rep}'] ({graph.method}, resolution "
               f"{graph.resolution}, {graph.n_neighbors} neighbours, UMAP "
               f"{'yes' if graph.umap else 'no'})")
     with job.timings.phase("cluster_umap"):
         cluster(adata, use_rep=graph.use_rep, resolution=graph.resolution, seed=graph.seed,
                 method=graph.method, n_neighbors=graph.n_neighbors,
-                umap=graph.umap and umap is None)
-    if graph.umap and umap is not None:
-        adata.obsm[K.UMAP] = np.asarray(umap)
+                umap=graph.umap and compute_umap)
+
+
+def place_umap(adata: Any, coords: Any) -> None:
+    """Given UMAP coordinates under the same keys as a computed UMAP (`umap_keys.place`)."""
+    from geovae.tools.record import update_record
+    from geovae.tools.umap_keys import place
+
+    update_record(adata, umap=place(adata, coords))
+
+
+def umap_notes(adata: Any, result: RunResult) -> None:
+    """Say where the UMAP went when it is not in ``X_umap``, or that there is none."""
+    from geovae.tools.umap_keys import users_umap_kept
+
+    where = adata.uns[K.UNS]["umap"]
+    if users_umap_kept(adata, where):
+        note(result, f"the input's own obsm['{K.UMAP}'] is kept; geovae's UMAP is in "
+                     f"obsm['{K.UMAP_GEOVAE}'] (scanpy: sc.pl.embedding(adata, "
+                     "basis='geovae_umap'))")
+    elif not where["computed"]:
+        note(result, "no UMAP and no plot (--no-umap)")
+
+
+def score_clusters(adata: Any, graph: Graph, result: RunResult) -> dict[str, Any] | None:
+    """ARI and NMI of the clusters against ``graph.label_key``, noted and recorded (None
+    without labels: `cluster` dropped an earlier run's agreement)."""
+    from geovae.tools.record import update_record
+
     agreement = label_agreement(adata, graph.label_key)
     if agreement is not None:
         note(result, describe_agreement(agreement))
-    else:
-        drop_fields(adata, "label_agreement")
+    update_record(adata, label_agreement=agreement)
+    return agreement
+
+
+def write_outputs(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResult,
+                  model: Any = None, extras: list[tuple[Path, Any]] | None = None,
+                  agreement: dict[str, Any] | None = None) -> None:
+    """Stage the plot (titled with the data set and the agreement), the model (with its
+    reference cells), the h5ad, any ``extras`` and the metrics, then commit them together;
+    the record gets the command and the chain of commands that made the file."""
+    from geovae.io.backed import write_any
+    from geovae.io.write import OutputSet, check_space, h5ad_bytes
+    from geovae.models.persistence import is_model_dir, write_atlas, write_model_files
+    from geovae.report.plot import save_figure, umap_figure
+    from geovae.tools.record import command_chain, update_record
+
     info = adata.uns.get(K.UNS)
-    update_record(adata, label_agreement=agreement,  # before the plot: its title shows them
-                  dataset=(info or {}).get("dataset") or job.input.name)
+    update_record(adata, dataset=(info or {}).get("dataset") or job.input.name)
+    command = job.command or " ".join(sys.argv)
     weights = sum(t.numel() * t.element_size() for t in model.module.state_dict().values()
                   ) if model is not None and plan.model_dir is not None else 0
     cells = min(adata.n_obs, 50_000) * 256  # the reference cells a model directory keeps
@@ -122,9 +164,7 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
         atlas = None
         if model is not None and plan.model_dir is not None:
             atlas = getattr(model, "atlas", None) or reference_cells(model, adata)
-        where = _put_umap(adata, saved, graph.umap, result)
-        command = job.command or " ".join(sys.argv)
-        update_record(adata, command=command, umap=where,
+        update_record(adata, command=command,
                       commands=[*command_chain(adata.uns.get(K.UNS)), command])
         log.info(f"writing {plan.out}" + (" and the model" if model is not None and
                                           plan.model_dir is not None else ""))
@@ -139,13 +179,12 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
                 writer(outputs.stage(path))
             write_any(adata, outputs.stage(plan.out))
         if plan.metrics is not None:
-            write_json(build(job.verb, adata, command=job.command or " ".join(sys.argv),
-                             input_path=job.input, result=result, timings=job.timings,
-                             input_shape=job.shape, input_format=job.fmt,
-                             history=job.history, device=job.device, agreement=agreement,
-                             umap=where), outputs.stage(plan.metrics))
+            write_json(build(job.verb, adata, command=command, input_path=job.input,
+                             result=result, timings=job.timings, input_shape=job.shape,
+                             input_format=job.fmt, history=job.history, device=job.device,
+                             agreement=agreement, umap=adata.uns[K.UNS]["umap"]),
+                       outputs.stage(plan.metrics))
         outputs.commit()
-    log.info(job.timings.summary())
 
 
 def reference_cells(model: Any, adata: Any) -> dict[str, Any] | None:
@@ -155,62 +194,3 @@ def reference_cells(model: Any, adata: Any) -> dict[str, Any] | None:
     from geovae.models.persistence import reference_cells as cells
 
     return cells(model, adata.obsm.get(K.REP), adata.obsm.get(K.UMAP))
-
-
-def _same(a: Any, b: Any) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and bool(np.array_equal(a, b))
-
-
-def _set_aside(adata: Any) -> dict[str, Any]:
-    """Before clustering: take the user's ``X_umap`` / ``uns['umap']`` out of the way (to be
-    put back), and drop geovae's own earlier UMAP (this run makes a new one or none)."""
-    obsm, uns = adata.obsm, adata.uns
-    saved: dict[str, Any] = {}
-    own = K.UMAP in obsm and K.UMAP_GEOVAE in obsm and _same(obsm[K.UMAP], obsm[K.UMAP_GEOVAE])
-    if own:
-        del obsm[K.UMAP]
-        uns.pop("umap", None)
-    else:
-        if K.UMAP in obsm:
-            saved["obsm"] = obsm[K.UMAP]
-            del obsm[K.UMAP]
-        if "umap" in uns:
-            saved["uns"] = uns.pop("umap")
-    if K.UMAP_GEOVAE in obsm:
-        del obsm[K.UMAP_GEOVAE]
-    uns.pop(K.UMAP_PARAMS, None)
-    return saved
-
-
-def _put_umap(adata: Any, saved: dict[str, Any], computed: bool,
-              result: RunResult) -> dict[str, Any]:
-    """After plotting: geovae's UMAP to its own keys (and to ``X_umap`` where that is free),
-    the user's keys back in place. Returns the record's ``umap`` field."""
-    obsm, uns = adata.obsm, adata.uns
-    where: dict[str, Any] = {"computed": computed, "obsm": [], "uns": []}
-    if computed and K.UMAP in obsm:
-        coords, params = obsm[K.UMAP], uns.pop("umap", None)
-        del obsm[K.UMAP]
-        obsm[K.UMAP_GEOVAE] = coords
-        where["obsm"].append(K.UMAP_GEOVAE)
-        if params is not None:
-            uns[K.UMAP_PARAMS] = params
-            where["uns"].append(K.UMAP_PARAMS)
-        if not saved:
-            obsm[K.UMAP] = coords
-            where["obsm"].append(K.UMAP)
-            if params is not None:
-                uns["umap"] = dict(params)
-                where["uns"].append("umap")
-        elif "obsm" in saved:
-            note(result, f"the input's own obsm['{K.UMAP}'] is kept; geovae's UMAP is in "
-                         f"obsm['{K.UMAP_GEOVAE}'] (scanpy: sc.pl.embedding(adata, "
-                         "basis='geovae_umap'))")
-    elif not computed:
-        note(result, "no UMAP and no plot (--no-umap)")
-    if "obsm" in saved:
-        obsm[K.UMAP] = saved["obsm"]
-    if "uns" in saved:
-        uns["umap"] = saved["uns"]
-    return where

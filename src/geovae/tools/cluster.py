@@ -14,7 +14,8 @@ from geovae import _keys as K
 from geovae.errors import InputError, OptionError
 from geovae.tools.jit_cache import import_umap
 from geovae.tools.neighbors import ANN_THRESHOLD, ApproxKNN, knn_recall, knn_transformer
-from geovae.tools.record import update_record
+from geovae.tools.record import drop_fields, update_record
+from geovae.tools.umap_keys import put_back, set_aside
 
 METHODS = ("leiden", "mixture")
 
@@ -50,7 +51,10 @@ def cluster(
     seed
         Seed of Leiden and UMAP.
     umap
-        Also compute ``obsm['X_umap']``.
+        Also compute a UMAP from the graph: ``obsm['X_geovae_umap']``, copied to scanpy's
+        ``obsm['X_umap']`` where the input holds no UMAP of its own (a user's ``X_umap`` and
+        ``uns['umap']`` are never changed; `geovae.tools.umap_keys`, the same keys as the
+        ``geovae`` commands). geovae's earlier UMAP is dropped also without one.
     method
         ``leiden``, or ``mixture`` (argmax of ``obsm['geovae_cluster_probs']`` of a cgmvae).
     ann_threshold
@@ -67,11 +71,13 @@ def cluster(
 
     Sets the following fields
     -------------------------
-    ``adata.obs['geovae_cluster']``, ``adata.obsm['X_umap']``,
+    ``adata.obs['geovae_cluster']``, ``adata.obsm['X_geovae_umap']`` (and ``['X_umap']``
+    where free), ``adata.uns['geovae_umap']`` (and ``['umap']``),
     ``adata.obsp['geovae_neighbors_distances']``, ``adata.obsp['geovae_neighbors_connectivities']``,
-    ``adata.uns['geovae']['cluster']``; and the same graph under scanpy's default keys
-    (``uns['neighbors']``, ``obsp['connectivities']``, ``obsp['distances']``, so
-    ``sc.tl.leiden(adata)`` works) unless they hold a graph of the user's.
+    ``adata.uns['geovae']['cluster']``, ``adata.uns['geovae']['umap']``; and the same graph
+    under scanpy's default keys (``uns['neighbors']``, ``obsp['connectivities']``,
+    ``obsp['distances']``, so ``sc.tl.leiden(adata)`` works) unless they hold a graph of the
+    user's.
     """
     import scanpy as sc
 
@@ -125,14 +131,21 @@ def cluster(
                      neighbors_key=K.NEIGHBORS, flavor="igraph", n_iterations=2,
                      directed=False)
         adata.obs[key_added] = categorical(adata.obs[key_added].astype(str).to_numpy())
-    if umap:
-        log.info(f"UMAP of {adata.n_obs} cells")
-        sc.tl.umap(adata, neighbors_key=K.NEIGHBORS, random_state=seed)
+    saved = set_aside(adata)  # where the UMAP goes: `geovae.tools.umap_keys`
+    try:
+        if umap:
+            log.info(f"UMAP of {adata.n_obs} cells")
+            sc.tl.umap(adata, neighbors_key=K.NEIGHBORS, random_state=seed)
+    except BaseException:
+        put_back(adata, saved, computed=False)  # the user's UMAP keys back in place
+        raise
+    where = put_back(adata, saved, computed=umap)
+    drop_fields(adata, "label_agreement")  # it scored earlier clusters
     update_record(adata, cluster={"method": method, "use_rep": use_rep,
                                   "resolution": float(resolution),
                                   "n_neighbors": int(n_neighbors), "metric": geometry,
                                   "n_clusters": int(adata.obs[key_added].nunique()),
-                                  **knn_info})
+                                  **knn_info}, umap=where)
     return adata
 
 
