@@ -119,3 +119,22 @@ def test_a_users_graph_left_on_disk_by_a_backed_read_is_kept(tmp_path: Path) -> 
     assert "connectivities" not in b.obsp  # on disk only
     geovae.cluster(b, umap=False)
     assert "neighbors" not in b.uns and "connectivities" not in b.obsp
+
+
+def test_marker_genes_say_when_they_start(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from geovae.datasets import simulate_counts
+    from geovae.tools.markers import rank_markers
+
+    a = simulate_counts(n_cells=120, n_genes=20, n_types=2, n_conditions=1, seed=0)
+    a.obs["geovae_cluster"] = a.obs["cell_type"].astype(str).astype("category")
+    logger = logging.getLogger("geovae")  # the CLI's tests may have stopped propagation
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="geovae"):
+            assert rank_markers(a) is not None
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "marker genes: scanpy's rank_genes_groups (t-test) of 2 clusters on 120 cells" \
+        in caplog.text

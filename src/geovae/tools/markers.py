@@ -91,6 +91,8 @@ def rank_markers(adata: Any, groupby: str = K.CLUSTER, layer: str | None = None,
     sub = ad.AnnData(X=x[idx].astype(np.float32), obs=pd.DataFrame(
         {groupby: pd.Categorical(groups)}, index=adata.obs_names[idx]),
         var=pd.DataFrame(index=adata.var_names))
+    log.info(f"marker genes: scanpy's rank_genes_groups (t-test) of {len(ranked)} clusters on "
+             f"{len(idx):,} cells")
     if how.startswith("log1p"):
         sc.pp.normalize_total(sub, target_sum=1e4)
         sc.pp.log1p(sub)
