@@ -111,3 +111,25 @@ def test_fit_and_embed_train_with_the_threads_asked_and_restore_them(
     assert inside == [3] and torch.get_num_threads() == 1
     with pytest.raises(OptionError, match="`threads`"):
         geovae.transfer(adata.copy(), model, threads=-2)
+
+
+def test_compare_latents_accepts_fits_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from geovae.models import GeoVAE
+
+    seen: list[int] = []
+    train = GeoVAE.train
+
+    def spy(self: GeoVAE, **kwargs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return train(self, **kwargs)
+
+    monkeypatch.setattr(GeoVAE, "train", spy)
+    torch.set_num_threads(1)
+    adata = make_blobs(n_cells=150, n_features=6, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = geovae.compare_latents(adata, latents=("euclidean",), seeds=(0,), n_samples=2,
+                                       likelihood="gaussian", epochs=1, threads=2)
+    assert seen == [2] and torch.get_num_threads() == 1 and len(table) == 1

@@ -153,6 +153,7 @@ def compare_latents(adata: ad.AnnData,
     """
     from scipy import stats
 
+    from geovae._threads import using
     from geovae.tools.fit import train_model
 
     if "latent" in fit_kwargs or "seed" in fit_kwargs:
@@ -161,12 +162,14 @@ def compare_latents(adata: ad.AnnData,
     n_samples = fit_kwargs.pop("heldout_samples", n_samples)  # `fit`'s names, accepted too
     max_cells = fit_kwargs.pop("check_cells", max_cells)
     fit_kwargs.setdefault("progress", False)
+    threads = fit_kwargs.pop("threads", 0)  # as `fit`'s: torch's threads while training
     values: dict[str, list[float]] = {}
     facts: dict[str, dict[str, Any]] = {}
     for latent in latents:
         for seed in seeds:
             t0 = time.perf_counter()
-            model = train_model(adata, latent=latent, seed=seed, **fit_kwargs)
+            with using(threads):
+                model = train_model(adata, latent=latent, seed=seed, **fit_kwargs)
             record = heldout_loglik(model, n_samples, max_cells)
             values.setdefault(latent, []).append(record["per_cell"])
             f = facts.setdefault(latent, {"seconds": 0.0, "n_cells": record["n_cells"],
