@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from geovae.data.checks import category_strings, check_obs_key, is_unlabelled
+from geovae.data.checks import category_strings, is_unlabelled
 from geovae.data.h5 import H5Matrix
 from geovae.data.spec import DataSpec
 from geovae.errors import InputError
@@ -55,10 +55,10 @@ def match_features(adata: ad.AnnData, spec: DataSpec, new_data: bool
 
 def prepare_aligned(adata: ad.AnnData, spec: DataSpec, X: np.ndarray | sp.csr_matrix
                     ) -> Prepared:
-    """`Prepared` from a matrix already aligned to ``spec.features`` and checked."""
+    """`Prepared` from a matrix already aligned to ``spec.features`` and checked, for an
+    AnnData whose covariate columns `geovae.data.setup.check_names` found."""
     batch = np.zeros((adata.n_obs, len(spec.batch_keys)), dtype=np.int64)
     for k, (key, cats) in enumerate(zip(spec.batch_keys, spec.batch_categories, strict=True)):
-        check_obs_key(adata, key, "batch_key")
         values = category_strings(adata.obs[key])
         codes = pd.Index(cats).get_indexer(values)
         if (codes < 0).any():

@@ -192,6 +192,7 @@ def prepare(adata: ad.AnnData, spec: DataSpec, *, new_data: bool = False) -> Pre
     With ``new_data`` missing features are filled with zeros and reported, extra features are
     dropped; no shared feature is an error.
     """
+    check_names(adata, batch_keys=spec.batch_keys)
     check_unique_features(adata)
     m = open_matrix(adata, spec.layer)
     idx, missing = match_features(adata, spec, new_data)

@@ -2,7 +2,8 @@
 
 `DataSpec` is everything needed to turn *any* AnnData into the same tensors again (it is saved
 with the model), so `embed` on new data matches features by name, never by position.
-`obs_setup` reads and checks the covariate and label columns it names.
+`obs_setup` reads the covariate and label columns it names (checked by
+`geovae.data.setup.check_names` first).
 """
 
 from __future__ import annotations
@@ -12,12 +13,7 @@ from dataclasses import dataclass, field
 
 import anndata as ad
 
-from geovae.data.checks import (
-    category_strings,
-    check_label_column,
-    check_obs_key,
-    is_unlabelled,
-)
+from geovae.data.checks import category_strings, is_unlabelled
 from geovae.errors import InputError
 
 #: the smallest data geovae fits: fewer cells cannot give a neighbour graph and a held-out split
@@ -71,11 +67,11 @@ class DataSpec:
 
 def obs_setup(adata: ad.AnnData, batch_keys: list[str] | None, label_key: str | None
               ) -> tuple[list[str], list[list[str]], list[str]]:
-    """(batch keys, their categories, label categories) of ``adata.obs``, checked."""
+    """(batch keys, their categories, label categories) of ``adata.obs`` (columns that
+    `geovae.data.setup.check_names` found)."""
     batch_keys = list(batch_keys or [])
     categories = []
     for key in batch_keys:
-        check_obs_key(adata, key, "batch_key")
         col = adata.obs[key]
         if col.isna().any():
             raise InputError(f"batch key '{key}' has missing values in "
@@ -83,7 +79,6 @@ def obs_setup(adata: ad.AnnData, batch_keys: list[str] | None, label_key: str | 
         categories.append(sorted(set(category_strings(col))))
     labels: list[str] = []
     if label_key is not None:
-        check_label_column(adata, label_key, "label_key")
         col = adata.obs[label_key]
         labels = sorted(set(category_strings(col[~is_unlabelled(col)])))
         if not labels:

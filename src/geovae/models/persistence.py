@@ -140,7 +140,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Any:
     p = Path(path)
     if not (p / K.MODEL_CONFIG).is_file() or not (p / K.MODEL_WEIGHTS).is_file():
         raise InputError(f"'{p}' is not a geovae model directory (expected {K.MODEL_CONFIG} "
-                         f"and {K.MODEL_WEIGHTS}; create one with geovae fit --model-dir)")
+                         f"and {K.MODEL_WEIGHTS}; create one with geovae fit or model.save(path))")
     try:
         meta = json.loads((p / K.MODEL_CONFIG).read_text())
         if not isinstance(meta, dict):

@@ -101,7 +101,7 @@ def cluster(
         probs = adata.obsm.get(K.CLUSTER_PROBS)
         if probs is None:
             raise OptionError(f"{{opt}} mixture needs obsm['{K.CLUSTER_PROBS}'] from a "
-                              "`geovae fit --model cgmvae` run; use leiden otherwise",
+                              "{model='cgmvae'} fit; use leiden otherwise",
                               param="method")
         adata.obs[key_added] = categorical(np.asarray(probs).argmax(1).astype(str))
     n_neighbors = max(2, min(n_neighbors, adata.n_obs - 1))
