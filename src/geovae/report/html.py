@@ -135,9 +135,10 @@ def build_html(adata: Any, *, reference: Any = None, label_key: str | None = Non
         raise InputError(f"{name or 'the AnnData'} holds no geovae outputs (no "
                          "uns['geovae'], obsm['X_geovae'] or obs['geovae_cluster']): report "
                          "on a file written by geovae fit, embed, cluster or transfer")
-    if label_key and label_key not in adata.obs:
-        raise InputError(f"--label-key '{label_key}' is not a column of obs: choose one of "
-                         + ", ".join(map(str, adata.obs.columns[:20])))
+    if label_key:
+        from geovae.data.checks import check_obs_key
+
+        check_obs_key(adata, label_key, "label_key")
     ctx = Context.of(adata, reference, label_key, name)
     sections: list[Section] = [s for s in (f(ctx) for f in SECTIONS) if s is not None]
     from geovae import __version__
