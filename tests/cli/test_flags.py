@@ -117,3 +117,21 @@ def test_cli_errors_name_flags(tmp_path: Path, args: list[str], line: str) -> No
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and line in lines[0], res.stderr
+
+
+def test_every_fit_flag_has_a_home() -> None:
+    """Each flag of ``geovae fit`` is a `geovae.fit` parameter, an entry a model or latent
+    declares, a `run_fit` parameter or a command-line one: a new flag needs no table."""
+    import inspect
+
+    from geovae.cli._flags import CLI_FLAGS, PYTHON_NAMES, RUN_FLAGS, nested_in
+    from geovae.runs import run_fit
+    from geovae.tools.fit import fit
+
+    fit_params = set(inspect.signature(fit).parameters)
+    run_params = set(inspect.signature(run_fit).parameters) | {"input", "no_umap"}
+    homeless = [p.name for p in _command("fit").params
+                if p.name not in CLI_FLAGS and not (p.name in RUN_FLAGS and p.name in run_params)
+                and nested_in(p.name) is None
+                and PYTHON_NAMES.get(p.name, p.name) not in fit_params]
+    assert not homeless, homeless
