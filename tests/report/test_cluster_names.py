@@ -114,3 +114,26 @@ def test_report_and_umap_legend_show_the_names(tmp_path: Path) -> None:
     assert dots["fraction"].shape == dots["mean"].shape == (3, len(genes))
     g1 = genes.index("g1")
     assert dots["mean"][1, g1] > 2 + max(dots["mean"][0, g1], dots["mean"][2, g1])  # log1p
+
+
+def test_fit_names_its_clusters(cg_fit: Path, tmp_path: Path) -> None:
+    """``geovae fit --label-key``: the output holds the names, scanpy's ranking and the
+    record; the report has the names table and dot plot."""
+    a = ad.read_h5ad(cg_fit)
+    info = a.uns[K.UNS]["cluster_names"]
+    assert info["label_key"] == "bulk_labels"
+    assert list(info["cluster"]) == list(a.obs[K.CLUSTER].cat.categories)
+    truth = a.obs["bulk_labels"].astype(str).to_numpy()
+    for c, label in zip(info["cluster"], info["label"], strict=True):
+        here = truth[a.obs[K.CLUSTER].astype(str).to_numpy() == c]
+        values, n = np.unique(here, return_counts=True)
+        assert label == values[np.argmax(n)]  # the majority, recomputed
+    assert a.uns["rank_genes_groups"]["params"]["groupby"] == K.CLUSTER
+    assert info["markers_from"]["n_cells"] == a.n_obs  # 700 cells: no subsample
+    first = a.obs[K.CLUSTER_NAME].astype(str).iloc[0]
+    assert first == f"{a.obs[K.CLUSTER].iloc[0]}: " \
+        f"{info['label'][list(info['cluster']).index(str(a.obs[K.CLUSTER].iloc[0]))]}"
+    text = geovae.report(cg_fit, tmp_path / "r.html").read_text()
+    body = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', text, re.S))["names"]
+    assert len(re.findall(r"<tr><td>", body)) == len(info["cluster"])
+    assert len(re.findall(r"<img ", body)) == 1

@@ -45,8 +45,8 @@ def test_cgmvae_fit_report_has_every_section(cg_fit: Path, tmp_path: Path) -> No
     text = (tmp_path / "r.html").read_text()
     check_self_contained(text)
     found = sections(text)
-    assert list(found) == ["run", "umap", "latent", "training", "sizes", "confusion",
-                           "volume"]
+    assert list(found) == ["run", "umap", "latent", "training", "sizes", "names",
+                           "confusion", "volume"]
     for name in ("umap", "latent", "training", "sizes", "volume"):
         assert len(pictures(found[name])) == 1, name
     assert len(pictures(found["confusion"])) == 2  # predicted labels and clusters
@@ -70,7 +70,7 @@ def test_sections_without_data_are_left_out(cg_fit: Path, tmp_path: Path) -> Non
     a = ad.read_h5ad(cg_fit)
     del a.obs["bulk_labels"], a.obs[K.LABEL], a.obs[K.VOLUME]
     info = a.uns[K.UNS]
-    for field in ("loss_history", "label_agreement"):
+    for field in ("loss_history", "label_agreement", "cluster_names"):
         info.pop(field)
     info["params"]["label_key"] = ""
     info["latent"]["geometry"] = "euclidean"

@@ -1,6 +1,7 @@
 """How every file job ends, in named steps: `cluster_cells` (Leiden or the mixture on the
 latent kNN graph, and the UMAP unless --no-umap) -> `place_umap` (coordinates given by the
-job, e.g. transfer's placement) -> `score_clusters` (against known labels) -> `write_outputs`
+job, e.g. transfer's placement) -> `score_clusters` (against known labels) ->
+`name_clusters` (majority label, marker genes) -> `write_outputs`
 (stage the plot, the model with its reference cells, the h5ad, any extra outputs and the
 metrics JSON, and commit them together). `finish` runs them in that order.
 
@@ -76,12 +77,14 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
            model: Any = None, umap: Any = None,
            extras: list[tuple[Path, Any]] | None = None) -> None:
     """End a file job: `cluster_cells`, `place_umap` (``umap``: coordinates to use instead of
-    computing a UMAP), `score_clusters`, then `write_outputs` (the plot, the model with its
-    reference cells, the h5ad, any ``extras`` (path, writer(tmp)) and the metrics)."""
+    computing a UMAP), `score_clusters`, `name_clusters`, then `write_outputs` (the plot, the
+    model with its reference cells, the h5ad, any ``extras`` (path, writer(tmp)) and the
+    metrics)."""
     cluster_cells(adata, graph, job, compute_umap=umap is None)
     if graph.umap and umap is not None:
         place_umap(adata, umap)
     agreement = score_clusters(adata, graph, result)
+    name_clusters(adata, graph, job)
     umap_notes(adata, result)
     write_outputs(adata, plan, graph, job, result, model, extras, agreement)
     log.info(job.timings.summary())
@@ -132,6 +135,23 @@ def score_clusters(adata: Any, graph: Graph, result: RunResult) -> dict[str, Any
         note(result, describe_agreement(agreement))
     update_record(adata, label_agreement=agreement)
     return agreement
+
+
+def name_clusters(adata: Any, graph: Graph, job: Job) -> None:
+    """Each cluster's majority ``graph.label_key`` label and top marker genes (scanpy's
+    rank_genes_groups on a seeded subsample, `geovae.tools.markers`), recorded; timed
+    with the clusters."""
+    from geovae.tools import markers
+    from geovae.tools.record import update_record
+
+    params = (adata.uns.get(K.UNS) or {}).get("params")
+    layer = params.get("layer") if isinstance(params, dict) else None
+    if adata.n_obs > markers.MAX_CELLS:  # the tool logs the ranking itself when it starts
+        log.info(f"cluster names: marker genes on a subsample of {markers.MAX_CELLS:,} of "
+                 f"{adata.n_obs:,} cells (seed {graph.seed})")
+    with job.timings.phase("cluster_umap"):
+        update_record(adata, cluster_names=markers.name_clusters(
+            adata, graph.label_key, layer, graph.seed))
 
 
 def write_outputs(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResult,
