@@ -281,3 +281,12 @@ def test_read_only_file_system_is_named(tmp_path: Path, tmpfs: Path) -> None:
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and "is on a read-only file system" in err[0], err
     assert str(tmpfs) in err[0] and _files(tmpfs) == before
+
+
+def test_simulate_checks_free_space_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import geovae.io.write as write
+
+    monkeypatch.setattr(write, "free_bytes", lambda folder: 1000)
+    res = run_cli("simulate", tmp_path / "s.h5ad", "--quiet")
+    assert res.exit_code == 2 and "not enough free space" in res.stderr, res.output
+    assert list(tmp_path.iterdir()) == []

@@ -245,11 +245,12 @@ def run_blobs(out: str | os.PathLike, **kwargs: Any) -> RunResult:
 
 
 def _write_dataset(out: Path, make: Any, kwargs: dict[str, Any]) -> RunResult:
-    from geovae.io.write import OutputSet
+    from geovae.io.write import OutputSet, check_space, h5ad_bytes
 
     plan = OutputPlan([], out)
     plan.check()
     adata = make(**kwargs)
+    check_space([(out, h5ad_bytes(adata))])
     with plan.lock(), OutputSet() as outputs:
         adata.write_h5ad(outputs.stage(out))
         outputs.commit()
