@@ -94,3 +94,27 @@ def test_cli_wrong_layer_names_the_flag(tmp_path: Path) -> None:
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "omit --layer to use X" in lines[0], res.output
+
+
+def test_cli_embed_and_transfer_check_names_first(tmp_path: Path) -> None:
+    """embed: the model's covariate column missing from the new cells; transfer: a wrong
+    --eval-key. Each is the only line (main logged the embedding/transfer plan first, and
+    transfer suggested nothing)."""
+    a = ad.read_h5ad(PBMC)
+    a.write_h5ad(tmp_path / "in.h5ad")
+    res = run_cli("fit", tmp_path / "in.h5ad", "--out", tmp_path / "f.h5ad", "--model-dir",
+                  tmp_path / "m", "--batch-key", "phase", "--epochs", "1", "--no-umap",
+                  "--quiet")
+    assert res.exit_code == 0, res.output
+    del a.obs["phase"]
+    a.write_h5ad(tmp_path / "new.h5ad")
+    res = run_cli("embed", tmp_path / "m", tmp_path / "new.h5ad", "--out", tmp_path / "e.h5ad")
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "'phase' is not a column of obs" in lines[0]
+    res = run_cli("transfer", tmp_path / "m", tmp_path / "in.h5ad", "--out",
+                  tmp_path / "t.h5ad", "--eval-key", "Bulk_labels", "--epochs", "1")
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "--eval-key 'Bulk_labels' is not a column of obs" in lines[0]
+    assert lines[0].endswith("did you mean bulk_labels?")

@@ -132,7 +132,8 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
     backed = resolve_backed(backed, input_path, model.spec.layer)
     with plan.lock():
         adata = job.read(input_path, obs_columns=obs_columns, keys=[k for k in keys if k],
-                         check=lambda a: _check_labels(a, label_key), backed=backed)
+                         check=lambda a: _check_embed_input(a, model.spec.batch_keys,
+                                                            label_key), backed=backed)
         log.info(f"embedding with the model in {model_dir}: {model.name}, "
                  f"{model.config.latent} latent (d={model.config.latent_dim}), "
                  f"{model.spec.likelihood}, {model.spec.n_features} features from "
@@ -208,6 +209,14 @@ def _check_fit_input(adata: Any, options: dict[str, Any]) -> None:
 
     check_names(adata, options.get("layer"), options.get("batch_key"),
                 options.get("label_key"))
+
+
+def _check_embed_input(adata: Any, batch_keys: list[str], label_key: str | None) -> None:
+    """The model's covariate columns and a label column given are in the file (before
+    anything is logged)."""
+    from geovae.data import check_names
+
+    check_names(adata, batch_keys=batch_keys, label_key=label_key)
 
 
 def _check_labels(adata: Any, label_key: str | None) -> None:
