@@ -37,8 +37,8 @@ Methods, each run as its own subprocess (one thread) so wall time and peak RSS a
 
 * ``geovae-<model>-<latent>``: ``geovae.fit(ref, model=..., latent=..., batch_key="stim",
   label_key="seurat_annotations", epochs=--epochs, heldout_samples=0)``, the reference cells
-  kept as ``geovae fit`` keeps them in the model directory (``geovae.runs.jobs.
-  reference_cells``: latent, labels, -ELBO), then ``geovae.transfer(query, model,
+  kept as ``geovae fit`` keeps them in the model directory (``GeoVAE.
+  get_reference_cells``: latent, labels, -ELBO), then ``geovae.transfer(query, model,
   eval_key=..., epochs=--query-epochs)`` (``--freeze all``, the default: only the new
   condition's weights train; ``--freeze covariates|none`` passes the reference's fit output
   as ``reference=`` so its cells are re-embedded, and names the rows "METHOD (freeze X)";
@@ -245,22 +245,18 @@ def _geovae(ref, query, args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     import geovae
     from geovae import _keys as K
-    from geovae.runs.jobs import reference_cells  # what `geovae fit` saves in the model dir
 
     model, latent = GEOVAE_METHODS[args.worker]
     m = geovae.fit(ref, model=model, latent=latent, batch_key=BATCH, label_key=LABEL,
                    epochs=args.epochs, seed=args.seed, progress=False, heldout_samples=0)
     torch.set_num_threads(1)
-    atlas = reference_cells(m, ref)
-    if atlas.get("umap") is None:  # no UMAP was computed (see the report: None breaks
-        atlas.pop("umap", None)    # place_on_umap); the model directory omits it the same way
-    m.atlas = atlas
     # --freeze covariates|none also trains the covariate layers; the reference cells are then
     # re-embedded by transfer (from the fit output: latent, labels, matrix), as with the CLI
     g = geovae.transfer(query, m, eval_key=LABEL, epochs=args.query_epochs, seed=args.seed,
                         progress=False, freeze=args.freeze,
                         reference=None if args.freeze == "all" else ref)
-    zr = np.asarray(ref.obsm[K.REP] if args.freeze == "all" else g.atlas["latent"][:ref.n_obs])
+    zr = np.asarray(ref.obsm[K.REP] if args.freeze == "all"
+                    else g.reference_cells.latent[:ref.n_obs])
     probs = np.asarray(query.obsm[K.LABEL_PROBS])
     cats = np.asarray(m.spec.label_categories, dtype=str)
     info = dict(query.uns[K.UNS]["transfer"])

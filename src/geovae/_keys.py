@@ -29,7 +29,7 @@ LABEL_PROBS = "geovae_label_probs"
 SOURCE = "geovae_source"
 MODEL_CONFIG = "config.json"
 MODEL_WEIGHTS = "weights.pt"
-MODEL_ATLAS = "reference.npz"
+MODEL_REFERENCE_CELLS = "reference.npz"
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,9 @@ KEYS: tuple[Key, ...] = (
         "(features, likelihood, covariate and label categories), training parameters, versions"),
     Key("model dir", MODEL_WEIGHTS, ("fit", "transfer"), "the module's weights (torch, weights "
         "only)"),
-    Key("model dir", MODEL_ATLAS, ("fit", "transfer"), "reference cells for transfer: latent, "
-        "label codes, UMAP (when there is one) and -ELBO of up to 50,000 training cells "
-        "(numpy arrays, no pickle); also written by GeoVAE.save"),
+    Key("model dir", MODEL_REFERENCE_CELLS, ("fit", "transfer"), "reference cells for "
+        "transfer: latent, label codes, UMAP (when there is one) and -ELBO of up to 50,000 "
+        "training cells (numpy arrays, no pickle); also written by GeoVAE.save"),
 )
 
 #: fields of the run record ``uns['geovae']`` -> what they hold

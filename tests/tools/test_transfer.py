@@ -129,7 +129,7 @@ def test_query_far_from_reference_gets_low_confidence(blobs_ref, check: str) -> 
     d, query = blobs_ref
     ref = geovae.GeoVAE.load(d / "ref.out.model")
     if check == "neighbours":
-        del ref.atlas["nelbo"]
+        ref.reference_cells.nelbo = None
     novel = query.copy()
     rng = np.random.default_rng(5)
     novel.X[:50] = rng.normal(8.0, 1.0, (50, novel.n_vars)).astype(np.float32)
@@ -228,7 +228,7 @@ def test_reference_file_and_saved_cells_give_the_same_calls(blobs_ref) -> None:
 def test_api_saved_model_carries_its_reference_cells(tmp_path: Path) -> None:
     """GeoVAE.save writes the same reference.npz as geovae fit (latent, labels, UMAP when
     there is one, -ELBO), and a freshly fitted model transfers labels without being saved."""
-    from geovae.models.persistence import read_atlas
+    from geovae.models.persistence import read_reference_cells
 
     a = make_blobs(n_cells=600, n_features=20, n_blobs=3, n_conditions=3, seed=1)
     ref, query = a[a.obs["condition"] != "cond2"].copy(), a[a.obs["condition"] == "cond2"].copy()
@@ -238,14 +238,14 @@ def test_api_saved_model_carries_its_reference_cells(tmp_path: Path) -> None:
                            latent_dim=3, n_hidden=32, epochs=30, progress=False,
                            heldout_samples=0)
     model.save(tmp_path / "m")
-    atlas = read_atlas(tmp_path / "m")
-    assert atlas is not None and set(atlas) == {"latent", "labels", "nelbo"}  # no UMAP yet
-    np.testing.assert_array_equal(atlas["latent"], ref.obsm[K.REP])
-    np.testing.assert_array_equal(atlas["labels"], model.prepared.labels)
-    assert np.isfinite(atlas["nelbo"]).all() and len(atlas["nelbo"]) == ref.n_obs
+    cells = read_reference_cells(tmp_path / "m")
+    assert cells is not None and set(cells.arrays()) == {"latent", "labels", "nelbo"}  # no UMAP
+    np.testing.assert_array_equal(cells.latent, ref.obsm[K.REP])
+    np.testing.assert_array_equal(cells.labels, model.prepared.labels)
+    assert np.isfinite(cells.nelbo).all() and len(cells.nelbo) == ref.n_obs
     ref.obsm[K.UMAP] = np.random.default_rng(0).normal(size=(ref.n_obs, 2)).astype(np.float32)
     model.save(tmp_path / "m")  # replaces its own model directory
-    np.testing.assert_array_equal(read_atlas(tmp_path / "m")["umap"], ref.obsm[K.UMAP])
+    np.testing.assert_array_equal(read_reference_cells(tmp_path / "m").umap, ref.obsm[K.UMAP])
     confidences = []
     for m in (model, geovae.GeoVAE.load(tmp_path / "m")):
         q = query.copy()
@@ -266,14 +266,14 @@ def test_reference_without_umap_is_transferred_with_a_note(blobs_ref) -> None:
     own UMAP)."""
     d, query = blobs_ref
     ref = geovae.GeoVAE.load(d / "ref.out.model")
-    ref.atlas = {**ref.atlas, "umap": None}
+    ref.reference_cells.umap = None
     q = query.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         new = geovae.transfer(q, ref, epochs=3, progress=False)
-    assert K.LABEL in q.obs and K.UMAP not in q.obsm and new.transfer_umap is None
+    assert K.LABEL in q.obs and K.UMAP not in q.obsm
     assert any("has no UMAP" in n for n in q.uns[K.UNS]["notes"])
-    assert "umap" not in new.atlas
+    assert new.reference_cells.umap is None
 
 
 def test_summary_shows_new_categories_as_plain_lists() -> None:
@@ -290,7 +290,7 @@ def test_combined_labels_beat_each_expert_and_follow_clear_votes() -> None:
     that err independently, their product labels more cells right than either alone; a
     unanimous vote outweighs a fairly sure classifier, and a sure classifier breaks a split
     vote."""
-    from geovae.tools.transfer import combine_votes
+    from geovae.tools._labels import combine_votes
 
     rng = np.random.default_rng(0)
     n, n_labels, k = 20_000, 5, 15

@@ -4,9 +4,8 @@ volume element, outputs, save/load. Subclasses bind another module class (`CGMVA
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,22 +25,12 @@ from geovae.data import (
     setup_data,
 )
 from geovae.models.config import ModelConfig, keyword_options, validate
+from geovae.models.persistence import load_model, save_model, versions
+from geovae.models.query import QueryMapping, load_query
+from geovae.models.reference import ReferenceCells, training_cells
 from geovae.models.registry import register
 from geovae.modules import VAEModule
 from geovae.training import History, Trainer, TrainSettings, default_epochs, resolve_device
-
-
-def versions() -> dict[str, str]:
-    """Versions of geovae and the libraries its numbers depend on."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for name in ("geovae", "torch", "anndata", "scanpy", "numpy", "scikit-learn"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "unknown"
-    return out
 
 
 def _loss_history(h: History, epochs: int | None) -> dict[str, Any]:
@@ -141,6 +130,11 @@ class GeoVAE:
         self.train_params: dict[str, Any] = {}
         self.device = torch.device("cpu")
         self._source: DataSource | None = None
+        #: the cells a query is compared with (`get_reference_cells`): set by `load` (the
+        #: model directory's reference.npz) and `load_query`; None for a model trained here
+        self.reference_cells: ReferenceCells | None = None
+        #: set by `load_query`: the model trains on a query, with what it froze
+        self.query_mapping: QueryMapping | None = None
 
     @classmethod
     def check_keys(cls, batch_keys: list[str], label_key: str | None) -> None:
@@ -162,9 +156,9 @@ class GeoVAE:
     def source(self, adata: ad.AnnData | None = None) -> DataSource:
         """Minibatch source of the training data (built once) or of ``adata`` (features
         matched by name)."""
-        if adata is None or adata is getattr(self, "adata", None):
+        if adata is None or adata is self.adata:
             if self._source is None or self._source.device != self.device:
-                if getattr(self, "prepared", None) is None:
+                if self.prepared is None:
                     raise ValueError("this model was loaded: pass the AnnData to embed")
                 self._source = self.source_of(self.prepared)
             return self._source
@@ -180,18 +174,30 @@ class GeoVAE:
 
     # ------------------------------------------------------------------ training
     def train(self, epochs: int | None = None, batch_size: int = 128, lr: float = 1e-3,
-              device: str = "auto", progress: bool = True, **settings: Any) -> History:
-        """Train on the AnnData given at construction; returns the loss history.
+              device: str = "auto", progress: bool = True, seed: int | None = None,
+              **settings: Any) -> History | None:
+        """Train on the AnnData given at construction (a `load_query` model: on the query,
+        only what its freeze policy leaves free, without KL warm-up or weight decay); returns
+        the loss history (a query model with nothing to train: the history it has).
 
-        ``settings`` go to `geovae.training.TrainSettings` (patience, warmup_fraction, ...).
+        ``seed`` seeds the training (default: the model's); ``settings`` go to
+        `geovae.training.TrainSettings` (patience, warmup_fraction, ...).
         """
         self.device = resolve_device(device)
+        query = self.query_mapping
+        if query is not None:
+            if not query.n_trainable:
+                return self.history
+            settings = query.train_settings(settings)
         epochs = default_epochs(self.prepared.n_obs) if epochs is None else epochs
         run = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr,
-                            seed=self.config.seed, progress=progress, **settings)
-        self.history = Trainer(self.module, self.source(), run).fit()
+                            seed=self.config.seed if seed is None else seed, progress=progress,
+                            **settings)
+        with nullcontext() if query is None else query.frozen(self.module):
+            self.history = Trainer(self.module, self.source(), run).fit()
         self.train_params = {"epochs": epochs, "epochs_run": len(self.history.train),
                              "batch_size": batch_size, "lr": lr, "device": str(self.device),
+                             **({} if seed is None else {"seed": seed}),
                              **settings, "precision": self.history.precision}
         return self.history
 
@@ -333,24 +339,47 @@ class GeoVAE:
         return info
 
     # ------------------------------------------------------------------ persistence
+    def get_reference_cells(self, adata: ad.AnnData | None = None,
+                            umap_key: str | None = None) -> ReferenceCells | None:
+        """The cells a query mapped onto this model is compared with, and what `save` keeps:
+        `reference_cells` when set (loaded, or query-mapped), else the training cells, with
+        the latent and the UMAP (``obsm[umap_key]``; default ``X_geovae_umap``, else
+        ``X_umap``, e.g. after `geovae.cluster`) of ``adata`` (default the training AnnData)
+        when they are there; None for a loaded model without any."""
+        if self.reference_cells is not None:
+            return self.reference_cells
+        adata = self.adata if adata is None else adata
+        obsm = {} if adata is None else adata.obsm
+        umap = obsm.get(K.UMAP_GEOVAE, obsm.get(K.UMAP)) if umap_key is None \
+            else obsm.get(umap_key)
+        return training_cells(self, obsm.get(K.REP), umap)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Save weights (weights-only torch file), config, feature list and preprocessing,
-        and the reference cells for transfer (``reference.npz``: the training cells' latent,
-        labels, UMAP when ``adata.obsm`` has one, and -ELBO), as ``geovae fit`` does.
+        and the reference cells for transfer (``reference.npz``, `get_reference_cells`), as
+        ``geovae fit`` does.
 
         An existing ``path`` is replaced only if it is itself a geovae model directory.
         """
-        from geovae.models.persistence import save_model
-
         return save_model(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> GeoVAE:
         """Load a model saved by `save` (or ``geovae fit --model-dir``); returns an instance
         of the class it was saved from."""
-        from geovae.models.persistence import load_model
-
         return load_model(path, device)
+
+    @classmethod
+    def load_query(cls, query: ad.AnnData, reference: GeoVAE | str | os.PathLike, *,
+                   freeze: str = "all", batch_key: str | list[str] | None = None,
+                   label_key: str | None = None, reference_cells: ReferenceCells | None = None,
+                   device: str = "auto") -> GeoVAE:
+        """A copy of the ``reference`` model (a model or its directory; never modified) to be
+        trained on ``query`` with `train`, as scvi-tools' ``load_query_data``: see
+        `geovae.models.query` (``freeze``: ``all``, ``covariates`` or ``none``;
+        ``reference_cells``: default the reference's, `get_reference_cells`)."""
+        return load_query(cls, query, reference, freeze=freeze, batch_key=batch_key,
+                          label_key=label_key, reference_cells=reference_cells, device=device)
 
     @classmethod
     def from_saved(cls, config: ModelConfig, spec: DataSpec) -> GeoVAE:

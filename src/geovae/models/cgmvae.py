@@ -101,10 +101,12 @@ class CGMVAE(GeoVAE):
         return super().from_saved(config, spec)
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
-        """`GeoVAE.train`, after telling the module N and the labelled share."""
+        """`GeoVAE.train`, after telling the module N and the labelled share (a query-mapped
+        model keeps the reference's: its global mixture weights are the reference's)."""
         labels = self.prepared.labels
-        self.module.set_data_facts(len(labels), float((labels >= 0).mean()) if len(labels)
-                                   else 1.0)
+        if self.query_mapping is None:
+            self.module.set_data_facts(len(labels), float((labels >= 0).mean()) if len(labels)
+                                       else 1.0)
         return super().train(*args, **kwargs)
 
     @torch.no_grad()
@@ -125,9 +127,9 @@ class CGMVAE(GeoVAE):
         labelled cells, for the predictive ``probs`` (`cluster_probs_of` of ``source``, the
         probabilities written out) and, for comparison, q(y|z) at the posterior mean: the
         validation cells of the training data (fit), or every labelled cell of new data
-        (embed); None without such cells."""
+        (embed, and a query-mapped model's query); None without such cells."""
         labels = source.labels.cpu().numpy()
-        if source is getattr(self, "_source", None):
+        if source is self._source and self.query_mapping is None:
             if self.history is None or self.history.validation_indices is None:
                 return None
             idx, which = self.history.validation_indices.cpu().numpy(), "validation"

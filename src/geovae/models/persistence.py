@@ -1,11 +1,13 @@
 """Model directories: ``config.json`` (format, config, data spec, training parameters,
-versions, history) and ``weights.pt`` (weights only). Writing is atomic; reading validates the
+versions, history), ``weights.pt`` (weights only) and ``reference.npz`` (the model's
+`ReferenceCells`, when it has any). Writing is atomic; reading validates the
 config with the same validator as the API and the CLI and says what is wrong."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import stat
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from geovae.data import DataSpec
 from geovae.errors import GeoVAEError, InputError
 from geovae.io.write import atomic_dir
 from geovae.models.config import ModelConfig
+from geovae.models.reference import ReferenceCells
 from geovae.models.registry import MODELS
 from geovae.training import History, resolve_device
 
@@ -25,9 +28,22 @@ FORMAT = "geovae-model/2"
 #: formats this release reads (1: geovae 0.1.0, spec features under "genes")
 READABLE = ("geovae-model/1", FORMAT)
 #: the files a model directory holds; a directory with anything else is not replaced
-MODEL_FILES = frozenset({K.MODEL_CONFIG, K.MODEL_WEIGHTS, K.MODEL_ATLAS})
+MODEL_FILES = frozenset({K.MODEL_CONFIG, K.MODEL_WEIGHTS, K.MODEL_REFERENCE_CELLS})
 #: at most this many reference cells are kept in the model directory for transfer
-ATLAS_CELLS = 50_000
+MAX_REFERENCE_CELLS = 50_000
+
+
+def versions() -> dict[str, str]:
+    """Versions of geovae and the libraries its numbers depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("geovae", "torch", "anndata", "scanpy", "numpy", "scikit-learn"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "unknown"
+    return out
 
 
 def is_model_dir(path: str | os.PathLike) -> bool:
@@ -49,54 +65,18 @@ def is_model_dir(path: str | os.PathLike) -> bool:
 
 def save_model(model: Any, path: str | os.PathLike) -> Path:
     """Write ``model`` to the directory ``path`` (replacing only a geovae model directory),
-    with its reference cells for transfer (`model_atlas`) when it has any."""
-    atlas = model_atlas(model)
+    with its reference cells for transfer (``model.get_reference_cells()``) when it has any."""
+    cells = model.get_reference_cells()
     with atomic_dir(path, replace_if=is_model_dir) as tmp:
         write_model_files(model, tmp)
-        if atlas is not None:
-            write_atlas(tmp, atlas, model.config.seed)
+        if cells is not None:
+            write_reference_cells(tmp, cells, model.config.seed)
     return Path(path)
-
-
-def reference_cells(model: Any, latent: np.ndarray | None = None,
-                    umap: np.ndarray | None = None) -> dict[str, Any] | None:
-    """The training cells a fitted model keeps for transfer: ``latent`` (computed when not
-    given), label codes, ``umap`` (None when there is none) and per-cell ``nelbo`` (-ELBO:
-    how well the model explains each cell). None for a model without training data (loaded)."""
-    from geovae.models.transfer import negative_elbo
-
-    if getattr(model, "prepared", None) is None:
-        return None
-    source = model.source()
-    n = source.n_obs
-    if latent is None or np.shape(latent)[0] != n:
-        latent = model.latent_of(source)
-    labels = model.prepared.labels if model.spec.label_key else None
-    if umap is not None and np.shape(umap)[0] != n:
-        umap = None
-    return {"latent": np.asarray(latent, dtype=np.float32), "labels": labels,
-            "umap": None if umap is None else np.asarray(umap, dtype=np.float32),
-            "nelbo": negative_elbo(model, source)}
-
-
-def model_atlas(model: Any) -> dict[str, Any] | None:
-    """A model's reference cells: those it was loaded or transferred with (``model.atlas``),
-    else its training cells (`reference_cells`), with the training AnnData's latent and UMAP
-    (``obsm['X_geovae_umap']``, else ``obsm['X_umap']``, e.g. after `geovae.cluster`) when
-    they are there; None for a model that has neither."""
-    atlas = getattr(model, "atlas", None)
-    if atlas:
-        return atlas
-    adata = getattr(model, "adata", None)
-    obsm = {} if adata is None else adata.obsm
-    umap = obsm.get(K.UMAP_GEOVAE, obsm.get(K.UMAP))
-    return reference_cells(model, obsm.get(K.REP), umap)
 
 
 def write_model_files(model: Any, directory: Path) -> None:
     """Write a model's files into the existing (staging) ``directory``."""
     from geovae import __version__
-    from geovae.models.base import versions
 
     torch.save({k: v.cpu() for k, v in model.module.state_dict().items()},
                directory / K.MODEL_WEIGHTS)
@@ -109,30 +89,25 @@ def write_model_files(model: Any, directory: Path) -> None:
     (directory / K.MODEL_CONFIG).write_text(json.dumps(meta, indent=1))
 
 
-def write_atlas(directory: Path, arrays: dict[str, np.ndarray | None], seed: int = 0) -> None:
-    """Save reference cells for transfer (``latent`` and, where known, ``labels`` codes,
-    ``umap`` and per-cell ``nelbo``), subsampled to at most `ATLAS_CELLS`, as plain numpy
-    arrays (read back without pickle)."""
-    n = arrays["latent"].shape[0]
-    keep = np.arange(n)
-    if n > ATLAS_CELLS:
-        keep = np.sort(np.random.default_rng(seed).choice(n, ATLAS_CELLS, replace=False))
-    out = {k: np.asarray(v)[keep] for k, v in arrays.items() if v is not None}
-    with open(directory / K.MODEL_ATLAS, "wb") as fh:
-        np.savez_compressed(fh, **out)
+def write_reference_cells(directory: Path, cells: ReferenceCells, seed: int = 0) -> None:
+    """Save reference cells for transfer as ``reference.npz`` in ``directory``, subsampled to
+    at most `MAX_REFERENCE_CELLS`, as plain numpy arrays (read back without pickle)."""
+    with open(directory / K.MODEL_REFERENCE_CELLS, "wb") as fh:
+        np.savez_compressed(fh, **cells.subsample(MAX_REFERENCE_CELLS, seed).arrays())
 
 
-def read_atlas(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
+def read_reference_cells(path: str | os.PathLike) -> ReferenceCells | None:
     """The reference cells saved with a model (None when the directory has none)."""
-    f = Path(path) / K.MODEL_ATLAS
+    f = Path(path) / K.MODEL_REFERENCE_CELLS
     if not f.is_file():
         return None
     try:
         with np.load(f, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (ValueError, OSError) as exc:
-        raise InputError(f"model directory '{path}' is damaged: {K.MODEL_ATLAS} cannot be read "
-                         f"({exc}); refit the model") from exc
+            arrays = {k: data[k] for k in data.files}
+        return ReferenceCells.from_arrays(arrays)
+    except (ValueError, OSError, TypeError) as exc:
+        raise InputError(f"model directory '{path}' is damaged: {K.MODEL_REFERENCE_CELLS} "
+                         f"cannot be read ({exc}); refit the model") from exc
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> Any:
@@ -180,7 +155,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Any:
                          ) from exc
     model.module.to(model.device).eval()
     model.train_params = meta.get("train_params", {})
-    model.atlas = read_atlas(p)
+    model.reference_cells = read_reference_cells(p)
     hist = meta.get("history")
     if isinstance(hist, dict):
         model.history = History(train=list(hist.get("train", [])),

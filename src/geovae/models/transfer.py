@@ -18,11 +18,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
 import torch
 
-from geovae._rng import seeded
 from geovae.errors import OptionError
+from geovae.modules import BaseModule
 
 FREEZE = ("all", "covariates", "none")
 
@@ -64,17 +63,14 @@ def grow(model: Any, added: list[list[str]]) -> tuple[Any, dict[str, torch.Tenso
     return grown, masks
 
 
-def apply_freeze(module: torch.nn.Module, masks: dict[str, torch.Tensor], policy: str
+def apply_freeze(module: BaseModule, masks: dict[str, torch.Tensor], policy: str
                  ) -> list[Any]:
-    """Set what trains under ``policy``; returns the gradient-hook handles (remove them after
+    """Set what trains under ``policy`` (the module's own state through its
+    ``freeze_for_query`` hook); returns the gradient-hook handles (remove them after
     training)."""
-    if policy not in FREEZE:
-        raise OptionError(f"unknown {{opt}} '{policy}': use " + ", ".join(FREEZE), param="freeze")
+    check_freeze(policy)
+    module.freeze_for_query(policy)
     handles = []
-    if hasattr(module, "update_weights"):  # the mixture's global weights: keep the
-        module.update_weights = policy == "none"  # reference's unless everything trains
-    if hasattr(module, "delete_moves"):  # never delete a reference component: the query
-        module.delete_moves = False  # may lack types the reference's cells still use
     layers = {name.rpartition(".")[0] for name in masks}
     for name, param in module.named_parameters():
         layer = name.rpartition(".")[0]
@@ -94,17 +90,15 @@ def apply_freeze(module: torch.nn.Module, masks: dict[str, torch.Tensor], policy
 
 def trainable_count(module: torch.nn.Module, masks: dict[str, torch.Tensor], policy: str
                     ) -> int:
-    """How many weights ``policy`` trains."""
+    """How many weights ``policy`` trains (what `apply_freeze` lets train)."""
     if policy == "all":
         return int(sum(int(m.sum()) for m in masks.values()))
-    return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
+    layers = {name.rpartition(".")[0] for name in masks}
+    return int(sum(p.numel() for name, p in module.named_parameters()
+                   if policy == "none" or name.rpartition(".")[0] in layers))
 
 
-def negative_elbo(model: Any, source: Any) -> np.ndarray:
-    """Per-cell -ELBO at full KL weight (fixed seed): how badly the model explains a cell.
-    The reference cells' values calibrate the query's (`geovae.tools.transfer`)."""
-    from geovae.data import map_batches
-
-    model.module.eval()
-    with torch.no_grad(), seeded(0, source.device):
-        return map_batches(source, lambda b: model.module.loss(b).negative_elbo).numpy()
+def check_freeze(policy: str) -> None:
+    """A one-line error for a freeze policy that is not one of `FREEZE`."""
+    if policy not in FREEZE:
+        raise OptionError(f"unknown {{opt}} '{policy}': use " + ", ".join(FREEZE), param="freeze")

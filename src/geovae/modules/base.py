@@ -1,18 +1,24 @@
-"""What every torch module of geovae shares: the minibatch it reads and the loss it returns.
+"""What every torch module of geovae shares: the minibatch it reads, the loss it returns, and
+the hooks the trainer and query mapping call.
 
 Modules are pure torch (no AnnData): a `Batch` in, a `LossOutput` out. The AnnData-facing
 model classes in `geovae.models` bind a module class and build it from a validated config.
+`BaseModule` declares the hooks (as scvi-tools' ``BaseModuleClass`` does with ``on_load``):
+no-ops here, overridden where a module has work to do (the c*GMΔVAE).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from geovae.data.batch import Batch
+from geovae.data.sources import DataSource
 
-__all__ = ["Batch", "LossOutput"]
+__all__ = ["BaseModule", "Batch", "LossOutput"]
 
 
 @dataclass
@@ -28,3 +34,26 @@ class LossOutput:
     def negative_elbo(self) -> torch.Tensor:
         """Per-cell -ELBO at full KL weight, (B,)."""
         return self.reconstruction + self.kl
+
+
+class BaseModule(nn.Module, ABC):
+    """A torch module the trainer fits: ``loss(batch, kl_weight)`` returns a `LossOutput`.
+
+    Hooks, no-ops unless a subclass overrides them:
+
+    * `after_training` — the trainer calls it once on the kept (best) weights;
+    * `freeze_for_query` — query mapping calls it with the freeze policy before the query
+      trains (state the gradient masks cannot express, e.g. global mixture weights).
+    """
+
+    @abstractmethod
+    def loss(self, batch: Batch, kl_weight: float = 1.0) -> LossOutput:
+        """-ELBO of a `Batch` (what the trainer calls)."""
+
+    def after_training(self, source: DataSource, idx: torch.Tensor, seed: int) -> None:
+        """A last step on the kept weights, with the training cells ``idx`` of ``source`` and
+        a seed (the same on every rank). Default: nothing."""
+
+    def freeze_for_query(self, policy: str) -> None:
+        """Prepare for query training under the freeze ``policy`` (``all``, ``covariates``,
+        ``none``; `geovae.models.transfer`). Default: nothing."""

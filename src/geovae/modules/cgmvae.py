@@ -162,9 +162,10 @@ class CGMVAEModule(VAEModule):
         self.classifier_weight, self.condition_prior = classifier_weight, condition_prior
         self.mixture_weights, self.cluster_samples = mixture_weights, cluster_samples
         self.prior_uses_w = prior_uses_w
-        #: SVI updates of the global weights' gamma during training (transfer may turn off)
+        #: SVI updates of the global weights' gamma during training (`freeze_for_query` may
+        #: turn them off)
         self.update_weights = True
-        #: delete moves after training (`delete_components`; transfer turns them off)
+        #: delete moves after training (`delete_components`; `freeze_for_query` turns them off)
         self.delete_moves = delete_moves
         self.w_head = nn.Linear(n_hidden, 2 * w_dim)  # q(w|x,c) from the shared encoder
         self.classifier = nn.Sequential(mlp(z_dim, n_hidden, n_layers, dropout),
@@ -259,6 +260,13 @@ class CGMVAEModule(VAEModule):
         rho = (pi.shape[0] / self.n_obs).clamp(0.002, 0.2)  # memory of about an epoch
         target = self.alpha + self.n_obs * pi.float().mean(0)
         self.gamma.mul_(1 - rho).add_(rho * target)
+
+    def freeze_for_query(self, policy: str) -> None:
+        """Query mapping: keep the reference's global weights (gamma) unless everything trains
+        (``policy='none'``), and never delete a component: the query may lack types the
+        reference's cells still use."""
+        self.update_weights = policy == "none"
+        self.delete_moves = False
 
     def after_training(self, source: DataSource, idx: torch.Tensor, seed: int) -> None:
         """The trainer's hook on the kept weights: delete moves. Only after training: spare

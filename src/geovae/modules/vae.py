@@ -10,10 +10,9 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
 from torch.distributions import Distribution
 
-from geovae.modules.base import Batch, LossOutput
+from geovae.modules.base import BaseModule, Batch, LossOutput
 from geovae.nn.latents import Latent, make_latent
 from geovae.nn.layers import mlp
 from geovae.nn.likelihoods import make_likelihood
@@ -25,7 +24,7 @@ def repeat_samples(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
     return None if t is None else t.repeat(n, *([1] * (t.dim() - 1)))
 
 
-class VAEModule(nn.Module):
+class VAEModule(BaseModule):
     """VAE with a swappable latent geometry and likelihood, conditional on covariates."""
 
     #: floats one importance-sampling block may hold per (row x width) tensor; bounds memory

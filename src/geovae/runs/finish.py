@@ -162,7 +162,7 @@ def write_outputs(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: 
     the record gets the command and the chain of commands that made the file."""
     from geovae.io.backed import write_any
     from geovae.io.write import OutputSet, check_space, h5ad_bytes
-    from geovae.models.persistence import is_model_dir, write_atlas, write_model_files
+    from geovae.models.persistence import is_model_dir, write_model_files, write_reference_cells
     from geovae.report.plot import save_figure, umap_figure
     from geovae.tools.record import command_chain, update_record
 
@@ -181,9 +181,9 @@ def write_outputs(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: 
                 save_figure(umap_figure(adata, [c for c in graph.colors if c],
                                         label_key=graph.label_key),
                             outputs.stage(plan.plot), plan.plot)
-        atlas = None
+        cells = None  # a fitted model's: this run's latent and UMAP (geovae's, or none)
         if model is not None and plan.model_dir is not None:
-            atlas = getattr(model, "atlas", None) or reference_cells(model, adata)
+            cells = model.get_reference_cells(adata, umap_key=K.UMAP_GEOVAE)
         update_record(adata, command=command,
                       commands=[*command_chain(adata.uns.get(K.UNS)), command])
         log.info(f"writing {plan.out}" + (" and the model" if model is not None and
@@ -193,8 +193,8 @@ def write_outputs(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: 
                 directory = outputs.stage(plan.model_dir, directory=True,
                                           replace_if=is_model_dir)
                 write_model_files(model, directory)
-                if atlas is not None:
-                    write_atlas(directory, atlas, graph.seed)
+                if cells is not None:
+                    write_reference_cells(directory, cells, graph.seed)
             for path, writer in extras or []:
                 writer(outputs.stage(path))
             write_any(adata, outputs.stage(plan.out))
@@ -205,12 +205,3 @@ def write_outputs(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: 
                              agreement=agreement, umap=adata.uns[K.UNS]["umap"]),
                        outputs.stage(plan.metrics))
         outputs.commit()
-
-
-def reference_cells(model: Any, adata: Any) -> dict[str, Any] | None:
-    """The training cells a fitted model keeps for transfer: latent, label codes, UMAP and
-    per-cell -ELBO (`geovae.models.persistence.reference_cells`, which ``GeoVAE.save`` uses
-    too), with this run's latent and UMAP."""
-    from geovae.models.persistence import reference_cells as cells
-
-    return cells(model, adata.obsm.get(K.REP), adata.obsm.get(K.UMAP))

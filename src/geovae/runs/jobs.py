@@ -17,7 +17,7 @@ from typing import Any
 
 from geovae import _keys as K
 from geovae.io.read import check_readable
-from geovae.runs.finish import Graph, Job, finish, note, reference_cells
+from geovae.runs.finish import Graph, Job, finish, note
 from geovae.runs.plan import OutputPlan, RunResult, check_graph, default_outputs, plot_path
 
 log = logging.getLogger("geovae.runs")
@@ -268,6 +268,6 @@ def _write_dataset(out: Path, make: Any, kwargs: dict[str, Any]) -> RunResult:
     return result
 
 
-__all__ = ["fit_plan", "reference_cells", "resolve_backed", "run_blobs", "run_cluster",
+__all__ = ["fit_plan", "resolve_backed", "run_blobs", "run_cluster",
            "run_embed", "run_fit",
            "run_simulate"]

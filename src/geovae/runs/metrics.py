@@ -130,7 +130,7 @@ def build(verb: str, adata: Any, *, command: str, input_path: Path, result: Any,
     """The metrics of one run (every top-level key present; null where not applicable)."""
     import torch
 
-    from geovae.models.base import versions
+    from geovae.models.persistence import versions
 
     info = adata.uns.get(K.UNS, {})
     info = info if isinstance(info, dict) else {}

@@ -69,13 +69,12 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
                  f"{model.config.latent} latent, {model.spec.n_features} features; freeze "
                  f"{transfer_kwargs.get('freeze', 'all')}, device "
                  f"{transfer_kwargs.get('device', 'auto')}")
-        own_umap = query.obsm.get(K.UMAP)  # the input's own UMAP: finish keeps it
+        own_umap = query.obsm.pop(K.UMAP, None)  # the input's own UMAP: finish keeps it
         with job.timings.phase("train"):
             new = transfer(query, model, reference=ref, n_neighbors=n_neighbors,
                            **transfer_kwargs)
-        if own_umap is None:
-            query.obsm.pop(K.UMAP, None)  # placed again by finish, under geovae's keys
-        else:
+        placed = query.obsm.pop(K.UMAP, None)  # on the reference's axes: finish writes it
+        if own_umap is not None:
             query.obsm[K.UMAP] = own_umap
         result = RunResult(out=out_p, plot=plan.plot, model_dir=model_p, metrics=plan.metrics)
         if ref is not None:  # the chain of commands goes on from the reference's
@@ -85,8 +84,8 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
         info = query.uns[K.UNS]["transfer"]
         note(result, *[str(n) for n in query.uns[K.UNS].get("notes", [])])
         note(result, _summary(info))
-        job.device = str(getattr(new, "device", "")) or None
-        placed = new.transfer_umap if umap else None
+        job.device = str(new.device)
+        placed = placed if umap else None
         if umap and placed is None:
             note(result, "the query's UMAP is computed on the query alone: its axes are not "
                          "the reference's")

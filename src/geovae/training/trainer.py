@@ -19,6 +19,7 @@ from torch import nn
 from geovae._rng import seeded
 from geovae.data.sources import DataSource
 from geovae.errors import DivergedError, OptionError
+from geovae.modules.base import BaseModule
 from geovae.nn.layers import PRECISIONS, low_precision
 from geovae.training import distributed
 from geovae.training.parts import (
@@ -102,9 +103,10 @@ class TrainSettings:
 
 
 class Trainer:
-    """Fits a module whose ``loss(batch, kl_weight)`` returns a `LossOutput`."""
+    """Fits a `BaseModule`: ``loss(batch, kl_weight)`` returns a `LossOutput`; its
+    ``after_training`` hook runs once on the kept weights."""
 
-    def __init__(self, module: nn.Module, source: DataSource, settings: TrainSettings):
+    def __init__(self, module: BaseModule, source: DataSource, settings: TrainSettings):
         settings.check()
         self.module, self.source, self.s = module, source, settings
 
@@ -182,11 +184,9 @@ class Trainer:
                 if hist.stopped_early:
                     break
         stopper.restore(module)
-        # a module's own last step on the kept weights (the c*GMΔVAE's delete moves): seeded,
-        # the same on every rank
-        after_training = getattr(module, "after_training", None)
-        if after_training is not None:
-            after_training(source, train_idx.to(device), s.seed + 7919)
+        # a module's own last step on the kept weights (`BaseModule.after_training`: the
+        # c*GMΔVAE's delete moves): seeded, the same on every rank
+        module.after_training(source, train_idx.to(device), s.seed + 7919)
         hist.best_epoch = stopper.best_epoch
         module.eval()
         return hist
@@ -217,6 +217,6 @@ def evaluate_sum(module: nn.Module, source: DataSource, idx: torch.Tensor, batch
     return total
 
 
-def train_module(module: nn.Module, source: DataSource, **settings: object) -> History:
+def train_module(module: BaseModule, source: DataSource, **settings: object) -> History:
     """Shortcut: ``Trainer(module, source, TrainSettings(**settings)).fit()``."""
     return Trainer(module, source, TrainSettings(**settings)).fit()
