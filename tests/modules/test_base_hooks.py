@@ -41,9 +41,9 @@ def _source():
 def test_a_module_without_hooks_trains() -> None:
     module = Linear(8)
     before = module.enc.weight.detach().clone()
-    settings = TrainSettings(epochs=3, progress=False)
+    settings = TrainSettings(epochs=5, lr=0.02, progress=False)
     history = Trainer(module, _source(), settings).fit()
-    assert len(history.train) == 3 and history.train[-1] < history.train[0]
+    assert len(history.train) == 5 and history.train[-1] < 0.9 * history.train[0]
     assert not torch.equal(module.enc.weight, before)
     module.freeze_for_query("all")  # the base's no-op: nothing changes, nothing raises
     assert all(p.requires_grad for p in module.parameters())
