@@ -290,3 +290,64 @@ def test_simulate_checks_free_space_too(tmp_path: Path, monkeypatch: pytest.Monk
     res = run_cli("simulate", tmp_path / "s.h5ad", "--quiet")
     assert res.exit_code == 2 and "not enough free space" in res.stderr, res.output
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- hostile model directories
+def _damaged_copy(tmp_path: Path, model: Path, damage: object) -> Path:
+    copy = tmp_path / "m"
+    shutil.copytree(model, copy)
+    damage(copy)
+    return copy
+
+
+def _history(value: object) -> object:
+    def damage(model: Path) -> None:
+        meta = json.loads((model / "config.json").read_text())
+        meta["history"] = value
+        (model / "config.json").write_text(json.dumps(meta))
+    return damage
+
+
+def _reference(**members: object) -> object:
+    def damage(model: Path) -> None:
+        import zipfile
+
+        with np.load(model / "reference.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+        raw = {k: v for k, v in members.items() if isinstance(v, bytes)}
+        arrays.update({k: v(arrays) if callable(v) else v for k, v in members.items()
+                       if not isinstance(v, bytes)})
+        for k in raw:
+            arrays.pop(k, None)
+        np.savez(model / "reference.npz", **arrays)
+        with zipfile.ZipFile(model / "reference.npz", "a") as z:
+            for k, v in raw.items():
+                z.writestr(k, v)  # a member that is not an array
+    return damage
+
+
+@pytest.mark.parametrize(("damage", "mention"), [
+    (_history({"train": "abc", "validation": 3}), "training history in config.json"),
+    (_history({"train": [1.0], "validation": [1.0], "best_epoch": 7}), "'best_epoch'"),
+    (_history([1, 2]), "is a list, not a JSON object"),
+    (_reference(latent=lambda a: a["latent"][:, :3]), "latent 3 columns wide, but the model's "
+                                                      "latent has 10 coordinates"),
+    (_reference(latent=b"not an array"), "no 2-D numeric array 'latent'"),
+    (_reference(labels=lambda a: a["latent"][:, 0]), "label codes outside"),
+    (_reference(umap=lambda a: a["latent"][:5]), "member 'umap' must be a numeric array of "
+                                                 "shape"),
+])
+@pytest.mark.parametrize("command", ["embed", "transfer"])
+def test_hostile_model_directory_is_one_line(tmp_path: Path, tiny_model: Path,
+                                             pbmc_copy: Path, damage: object, mention: str,
+                                             command: str) -> None:
+    """A damaged history or reference.npz: rc 2 and one line naming the directory before any
+    work (was an internal error, for transfer after training)."""
+    model = _damaged_copy(tmp_path, tiny_model, damage)
+    before = _files(tmp_path)
+    args = ["--epochs", "1"] if command == "transfer" else []
+    res = run_cli(command, model, pbmc_copy, "--out", tmp_path / "o.h5ad", "--quiet", *args)
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and mention in err[0] and str(model) in err[0], err
+    assert _files(tmp_path) == before

@@ -22,6 +22,7 @@ from geovae.io.write import atomic_dir
 from geovae.models.config import ModelConfig
 from geovae.models.reference import ReferenceCells
 from geovae.models.registry import MODELS
+from geovae.models.saved import check_reference_cells, checked_history
 from geovae.training import History, resolve_device
 
 FORMAT = "geovae-model/2"
@@ -156,10 +157,10 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Any:
     model.module.to(model.device).eval()
     model.train_params = meta.get("train_params", {})
     model.reference_cells = read_reference_cells(p)
-    hist = meta.get("history")
-    if isinstance(hist, dict):
-        model.history = History(train=list(hist.get("train", [])),
-                                validation=list(hist.get("validation", [])),
-                                terms=dict(hist.get("terms", {})),
-                                best_epoch=int(hist.get("best_epoch", -1)))
+    if model.reference_cells is not None:
+        check_reference_cells(model.reference_cells.arrays(), model.module.latent.embed_dim,
+                              len(model.spec.label_categories), p)
+    hist = checked_history(meta.get("history"), p)
+    if hist is not None:
+        model.history = History(**hist)
     return model
