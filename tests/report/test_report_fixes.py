@@ -124,3 +124,13 @@ def test_legend_names_only_lines_its_panels_draw() -> None:
         assert set(shared) - {"KL warm-up"} <= drawn, (ax.get_title(), shared, drawn)
     own = panels[0].get_legend()
     assert own is not None and [t.get_text() for t in own.get_texts()] == ["validation"]
+
+
+def test_epochs_row_separates_the_reference_fit_and_the_query_mapping(transferred: Path,
+                                                                      tmp_path: Path) -> None:
+    a = with_transfer(transferred, epochs_run=5)
+    a.uns[K.UNS]["params"].update(epochs_run=15, epochs=15)
+    a.uns[K.UNS]["best_epoch"] = 5
+    run = sections(geovae.report(a, tmp_path / "e.html"))["run"]
+    assert "<th>epochs</th><td>reference fit 15 of at most 15; query mapping 5; weights of " \
+        "epoch 5 kept</td>" in run, run

@@ -89,7 +89,10 @@ def header_facts(ctx: Context) -> list[tuple[str, Any]]:
     epochs = None
     if params.get("epochs_run") is not None:
         epochs = f"{int(params['epochs_run'])} of at most {int(params.get('epochs', 0))}"
-        if info.get("best_epoch"):
+        mapping = info.get("transfer") if isinstance(info.get("transfer"), dict) else None
+        if mapping is not None:  # the record's best epoch is the query mapping's
+            epochs = f"reference fit {epochs}; query mapping {int(mapping.get('epochs_run', 0))}"
+        if info.get("best_epoch") and (mapping is None or mapping.get("epochs_run")):
             epochs += f"; weights of epoch {int(info['best_epoch'])} kept"
         if info.get("stopped_early"):
             epochs += "; stopped early"
