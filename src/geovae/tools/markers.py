@@ -56,8 +56,14 @@ def majority_labels(clusters: Any, labels: Any) -> tuple[list[str], list[str], l
 def expression(adata: Any, layer: str | None) -> tuple[Any, str]:
     """The matrix to rank genes on and how it was made: ``layer`` (or X), log-normalised
     when it holds counts."""
-    x = adata.X if layer in (None, "", "X") else adata.layers[layer]
-    where = "X" if layer in (None, "", "X") else f"layers['{layer}']"
+    if layer in (None, "", "X"):
+        x, where = adata.X, "X"
+    elif layer in adata.layers:
+        x, where = adata.layers[layer], f"layers['{layer}']"
+    else:  # layer="raw": .raw's values for these features (what the model was fitted on)
+        from geovae.data.checks import get_matrix
+
+        x, where = get_matrix(adata, layer), ".raw"
     sample = x[: min(200, x.shape[0])]
     values = sample.data if hasattr(sample, "data") and not isinstance(sample, np.ndarray) \
         else np.asarray(sample).ravel()
