@@ -20,7 +20,7 @@ from geovae.errors import DivergedError, InputError, OptionError
 SRC = Path(geovae.__file__).parent
 #: layers below the CLI whose error messages must not name a command-line flag
 LOWER = ("geometry", "distributions", "nn", "modules", "data", "io", "report", "models",
-         "training")
+         "training", "tools")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
 
 

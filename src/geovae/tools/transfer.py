@@ -102,8 +102,8 @@ def transfer(
     check_freeze(freeze)
     if freeze != "all" and reference is None:
         raise OptionError(f"{{opt}} {freeze} changes weights the reference cells depend on: "
-                          "give the reference's fit output (--reference) so they are "
-                          "re-embedded, or use freeze all", param="freeze")
+                          "give the reference's fit output ({reference}) so they are "
+                          "re-embedded, or use {freeze='all'}", param="freeze")
     if not 0 <= unknown_threshold <= 1:
         raise OptionError("{opt} must be between 0 and 1", param="unknown_threshold")
     if not isinstance(model, GeoVAE):
