@@ -103,3 +103,24 @@ def test_fit_png_title_has_the_agreement(monkeypatch: pytest.MonkeyPatch,
     ari = ad.read_h5ad(tmp_path / "f.h5ad").uns[K.UNS]["label_agreement"]["ari"]
     assert seen == [f"pbmc68k_counts.h5ad · VAE, euclidean latent · ARI {ari:.2f} vs "
                     "bulk_labels"]
+
+
+def test_joint_png_is_titled_with_both_files_and_the_scores(cg_fit: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    import geovae.report.plot as plot
+
+    seen = {}
+    real = plot.save_figure
+    monkeypatch.setattr(plot, "save_figure",
+                        lambda fig, tmp, final, **k: (seen.update({Path(final).name:
+                                                                   fig._suptitle.get_text()}),
+                                                      real(fig, tmp, final, **k)))
+    res = run_cli("transfer", cg_fit.with_name("fit.model"), PBMC, "--out", tmp_path / "q.h5ad",
+                  "--reference", cg_fit, "--eval-key", "bulk_labels", "--epochs", "1",
+                  "--threads", "1", "--quiet")
+    assert res.exit_code == 0, res.output
+    acc = ad.read_h5ad(tmp_path / "q.h5ad").uns[K.UNS]["transfer"]["accuracy"]
+    title = seen["q.joint.png"]
+    assert title.startswith("reference fit.h5ad + query pbmc68k_counts.h5ad · c*GMΔVAE")
+    assert title.endswith(f"transferred labels: accuracy {acc:.2f}"), title

@@ -306,12 +306,13 @@ def panel_grid(n: int, specs: list[ColorSpec], ncols: int = 3, height: float = 4
 
 
 def umap_figure(adata: Any, extra_colors: list[str], label_key: str | None = None,
-                batch_keys: list[str] | None = None, name: str | None = None) -> Any:
+                batch_keys: list[str] | None = None, name: str | None = None,
+                title: str | None = None) -> Any:
     """UMAP panels: clusters, the given obs columns (known labels, batches) and predicted
     labels, titled with the data set (the record's, else ``name``), model and agreement
-    with the labels (`headline`). Writes each categorical panel's colours to
-    ``uns['<column>_colors']`` (scanpy's convention, so scanpy's own plots use the same
-    colours)."""
+    with the labels (`headline`; ``title`` instead where given). Writes each categorical
+    panel's colours to ``uns['<column>_colors']`` (scanpy's convention, so scanpy's own
+    plots use the same colours)."""
     xy = umap_of(adata)
     if xy is None:
         raise ValueError("no UMAP to plot: obsm has neither X_geovae_umap nor X_umap")
@@ -323,7 +324,7 @@ def umap_figure(adata: Any, extra_colors: list[str], label_key: str | None = Non
         for ax, spec in zip(axes, specs, strict=True):
             scatter_categories(ax, xy, spec)
             style_embedding(ax)
-        title = headline(adata, name)
+        title = headline(adata, name) if title is None else title
         if title:
             fig.suptitle(title, fontsize=13, fontweight="bold")
     for spec in specs:

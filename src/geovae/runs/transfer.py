@@ -94,7 +94,9 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
             both = joint_object(ref, query, model.spec.label_key, model.spec.batch_keys, placed)
             extras = [(joint, both.write_h5ad)]
             if joint_plot is not None and K.UMAP in both.obsm:
-                extras.append((joint_plot, lambda tmp: _joint_plot(both, tmp, joint_plot)))
+                title = f"reference {Path(reference).name} + query"
+                extras.append((joint_plot, lambda tmp: _joint_plot(both, tmp, joint_plot,
+                                                                   query, title)))
                 log.info(f"joint reference + query output: {joint} and {joint_plot}")
             else:
                 note(result, f"joint reference + query output: {joint}; no joint plot ("
@@ -167,13 +169,15 @@ def joint_object(ref: Any, query: Any, label_key: str | None, batch_keys: list[s
     return both
 
 
-def _joint_plot(both: Any, tmp: Path, final: Path) -> None:
-    """UMAP of reference and query together: by source, by label, by condition."""
-    from geovae.report.plot import save_figure, umap_figure
+def _joint_plot(both: Any, tmp: Path, final: Path, query: Any, title: str) -> None:
+    """UMAP of reference and query together: by source, by label, by condition; titled
+    with both files, the model and the query's scores (`geovae.report.plot.headline`)."""
+    from geovae.report.plot import headline, save_figure, umap_figure
 
     columns = [str(c) for c in both.obs.columns]
     batches = [c for c in columns if c not in (K.SOURCE, "label")]
-    save_figure(umap_figure(both, columns, label_key="label", batch_keys=batches), tmp, final)
+    save_figure(umap_figure(both, columns, label_key="label", batch_keys=batches,
+                            title=f"{title} {headline(query)}"), tmp, final)
 
 
 __all__ = ["joint_object", "run_transfer"]
