@@ -123,9 +123,14 @@ RECORD_FIELDS: dict[str, str] = {
     "best_epoch": "epoch whose weights were kept (1-based)",
     "stopped_early": "whether early stopping ended training",
     "kl_warmup_steps": "steps of linear KL warm-up",
-    "heldout_loglik": "fit: importance-sampled marginal log p(x) of the validation cells (IWAE, "
-    "encoder proposal): per_cell and per_feature means in nats, se over cells, n_samples per "
-    "cell (default 100), n_cells (at most 2,000)",
+    "heldout_loglik": "fit: importance-sampled log-likelihood of the test cells (IWAE, encoder "
+    "proposal), cells that training and early stopping never saw: min(5%, 2,000) cells drawn "
+    "with the model's seed before the validation split, so the model trains on the other ~85%; "
+    "kind: marginal (log p(x|c)) or predictive (c*GMΔVAE with global weights: p(y) the fitted "
+    "weights E_q[π]); per_cell and per_feature means in nats, se over cells, n_samples per "
+    "cell (default 20; fit's heldout_samples, --heldout-samples), n_cells, cells (test; "
+    "validation or training without a test split), gain_vs_half (IWAE(S) - IWAE(S/2), "
+    "same draws) and its se",
     "ppc": "fit, count likelihoods: posterior predictive check on up to 2,000 cells: observed "
     "vs model per-gene mean, variance and zero fraction (correlations of log means and log "
     "variances, log variance ratio, zero-fraction error; per-gene arrays up to 5,000 genes)",

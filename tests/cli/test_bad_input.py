@@ -193,6 +193,7 @@ def test_crash_leaves_no_partial_output(tmp_path: Path, pbmc_copy: Path, monkeyp
     (["--lr", "nan"], "--lr must be a positive finite number"),
     (["--latent-dim", "1000000000"], "--latent-dim must be a whole number between 1 and 1024"),
     (["--flow", "100000"], "--flow must be a whole number between 0 and 64"),
+    (["--heldout-samples", "-1"], "--heldout-samples must be a whole number >= 0"),
     (["--model", "cgmvae", "--label-key", "cell_type", "--batch-key", "cell_type"],
      "--batch-key 'cell_type' is also the label column"),
 ])

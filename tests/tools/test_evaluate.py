@@ -16,6 +16,7 @@ import geovae
 from geovae.datasets import simulate_counts
 from geovae.models import GeoVAE
 from geovae.tools import evaluate as E
+from geovae.training import evaluate
 from geovae.training.parts import split_indices
 
 
@@ -29,25 +30,70 @@ def fitted() -> tuple[ad.AnnData, GeoVAE]:
     return adata, model
 
 
-def test_fit_records_heldout_loglik_on_the_trainers_split(fitted) -> None:
+def test_fit_records_heldout_loglik_on_the_test_split(fitted) -> None:
+    """The held-out cells are the test split: 5% of the cells drawn first with the model's
+    seed, disjoint from the validation cells early stopping watched (and from training)."""
     adata, model = fitted
     rec = adata.uns["geovae"]["heldout_loglik"]
-    _, val = split_indices(adata.n_obs, 0.1, torch.Generator().manual_seed(3))
+    train, val, test = split_indices(adata.n_obs, 0.1, torch.Generator().manual_seed(3), 0.05)
+    assert (len(train), len(val), len(test)) == (255, 30, 15)
     np.testing.assert_array_equal(model.history.validation_indices.numpy(), val.numpy())
+    np.testing.assert_array_equal(model.history.test_indices.numpy(), test.numpy())
     idx, which = model.heldout_indices()
-    np.testing.assert_array_equal(idx, val.numpy())
-    assert which == rec["cells"] == "validation"
-    assert rec["n_samples"] == E.HELDOUT_SAMPLES == 100 and rec["n_cells"] == 30
+    np.testing.assert_array_equal(idx, test.numpy())
+    assert not set(idx) & set(val.numpy().tolist())
+    assert which == rec["cells"] == "test" and rec["kind"] == "marginal"
+    assert rec["n_samples"] == E.HELDOUT_SAMPLES == 20 and rec["n_cells"] == 15
     assert rec["per_feature"] == pytest.approx(rec["per_cell"] / 40)
     state = torch.random.get_rng_state()
-    ll = model.log_marginal_of(model.source(), idx, 100)  # seeded: the same numbers again
+    ll = model.log_marginal_of(model.source(), idx, 20)  # seeded: the same numbers again
     assert torch.equal(state, torch.random.get_rng_state())  # and the global RNG untouched
-    assert rec["per_cell"] == pytest.approx(ll.mean(), rel=1e-6)
-    assert rec["se"] == pytest.approx(ll.std(ddof=1) / np.sqrt(30), rel=1e-5)
-    # IWAE with 100 samples is at least the ELBO (up to Monte Carlo noise over 30 cells)
-    assert rec["per_cell"] > -adata.uns["geovae"]["final_losses"]["validation_loss"]
+    assert rec["per_cell"] == pytest.approx(ll.mean(), rel=1e-9)
+    assert rec["se"] == pytest.approx(ll.std(ddof=1) / np.sqrt(15), rel=1e-9)
+    # the gain over half the samples, from the same draws: the first 10 of the 20 weights
+    from scipy.special import logsumexp
+
+    log_w = model.log_weights_of(model.source(), idx, 20)
+    half = logsumexp(log_w[:10], axis=0) - np.log(10)
+    assert rec["gain_vs_half"] == pytest.approx((ll - half).mean(), rel=1e-9)
+    assert rec["gain_vs_half"] > -3 * rec["gain_vs_half_se"]  # IWAE rises with S
+    # the ELBO of these cells is below the IWAE (up to Monte Carlo noise over 15 cells)
+    elbo = evaluate(model.module, model.source(), torch.as_tensor(idx), 64)
+    assert rec["per_cell"] > -elbo - 3 * rec["se"]
     # ... and more samples do not lower it
-    assert model.log_marginal_of(model.source(), idx, 1000).mean() > ll.mean() - 3 * rec["se"]
+    assert model.log_marginal_of(model.source(), idx, 200).mean() > ll.mean() - 3 * rec["se"]
+    line = E.describe_heldout(rec)
+    assert line.startswith("held-out log-likelihood of 15 test cells") and "±" in line
+
+
+def test_training_never_sees_the_test_cells(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch the training steps take and every validation cell early stopping scores
+    comes from outside the test split; the c*GMΔVAE's delete moves too."""
+    import geovae.training.trainer as T
+
+    seen: list[np.ndarray] = []
+    original = T.evaluate_sum
+
+    def spy(module, source, idx, *args):  # noqa: ANN001, ANN202
+        seen.append(idx.cpu().numpy().copy())
+        return original(module, source, idx, *args)
+
+    monkeypatch.setattr(T, "evaluate_sum", spy)
+    adata = simulate_counts(n_cells=400, n_genes=20, n_types=2, n_conditions=1, seed=1)
+    model = GeoVAE(adata, latent_dim=2, n_hidden=16, seed=5)
+    source = model.source()
+    taken: list[np.ndarray] = []
+    real_take, real_batches = source.take, source.batches
+    monkeypatch.setattr(source, "take", lambda idx: (taken.append(idx.cpu().numpy().copy()),
+                                                     real_take(idx))[1])
+    monkeypatch.setattr(source, "batches", lambda idx, *a, **k: (
+        taken.append(idx.cpu().numpy().copy()), real_batches(idx, *a, **k))[1])
+    model.train(epochs=3, progress=False)
+    test = set(model.history.test_indices.numpy().tolist())
+    assert len(test) == 20  # 5% of 400
+    assert seen and not test & set(np.concatenate(seen).tolist())
+    assert taken and not test & set(np.concatenate(taken).tolist())
+    assert model.train_params["test_fraction"] == 0.05
 
 
 def test_fit_records_ppc_for_counts(fitted) -> None:
@@ -60,7 +106,8 @@ def test_fit_records_ppc_for_counts(fitted) -> None:
     np.testing.assert_allclose(ppc["per_gene"]["observed_mean"], obs.mean(0), rtol=1e-5)
     np.testing.assert_allclose(ppc["per_gene"]["observed_zero_frac"], (obs == 0).mean(0))
     np.testing.assert_allclose(ppc["per_gene"]["observed_var"], obs.var(0, ddof=1), rtol=1e-4)
-    assert ppc["log_mean_corr"] > 0.5  # 15 epochs already learn which genes are high
+    # 15 epochs already learn which genes are high (0.45 with the 5% test split held out)
+    assert ppc["log_mean_corr"] > 0.4
 
 
 def test_no_ppc_for_gaussian_and_no_split_for_tiny_data() -> None:
@@ -200,5 +247,5 @@ def test_compare_latents_end_to_end() -> None:
     assert isinstance(table, pd.DataFrame) and len(table) == 2
     assert set(table.latent) == {"euclidean", "sphere"}
     assert table.loglik_per_cell.is_monotonic_decreasing
-    assert (table.n_cells == 20).all() and (table.n_seeds == 2).all()
+    assert (table.n_cells == 10).all() and (table.n_seeds == 2).all()  # the 5% test split
     assert (set(adata.uns), set(adata.obsm)) == before  # the input is not modified

@@ -29,7 +29,13 @@ import torch
 from torch import nn
 
 from geovae.training.distributed import Ranks
-from geovae.training.parts import EarlyStopping, KLWarmup, make_optimizer, split_indices
+from geovae.training.parts import (
+    TEST_FRACTION,
+    EarlyStopping,
+    KLWarmup,
+    make_optimizer,
+    split_indices,
+)
 from geovae.training.trainer import TrainSettings, evaluate_sum
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -56,7 +62,9 @@ def _reference() -> dict:
     for r in range(WORLD):
         torch.manual_seed(s.seed + r)
         streams.append(torch.get_rng_state())
-    train_idx, val_idx = split_indices(source.n_obs, s.validation_fraction, gen)
+    # GeoVAE.train keeps the 5% test split out first
+    train_idx, val_idx, _ = split_indices(source.n_obs, s.validation_fraction, gen,
+                                          TEST_FRACTION)
     local = BATCH // WORLD
     steps = len(train_idx) // BATCH
     warmup = KLWarmup.for_run(EPOCHS * steps, s.warmup_fraction)

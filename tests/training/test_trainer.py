@@ -68,7 +68,7 @@ def test_early_stopping_restores_best_weights() -> None:
     assert hist.best_epoch >= 0
     assert hist.best_epoch < len(hist.validation) - 1  # stopped (or ended) after the best
     data = m.source()
-    _, val_idx = split_indices(a.n_obs, 0.1, torch.Generator().manual_seed(3))
+    _, val_idx, _ = split_indices(a.n_obs, 0.1, torch.Generator().manual_seed(3), 0.05)
     restored = evaluate(m.module, data, val_idx, 128)
     assert restored == pytest.approx(hist.validation[hist.best_epoch], rel=1e-5)
     assert restored < hist.validation[-1]

@@ -142,7 +142,8 @@ def fit(
         help="Use only the N most highly variable features (scanpy).")] = None,
     epochs: Annotated[int | None, typer.Option(
         help="Maximum epochs (default: scales with cell count, 400 for <=20k cells); early "
-             "stopping on a 10% held-out split restores the best weights.")] = None,
+             "stopping on a 10% validation split restores the best weights; a 5% test split "
+             "(at most 2,000 cells) is kept out of both.")] = None,
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     device: Device = "auto",
@@ -159,6 +160,9 @@ def fit(
     volume: Annotated[bool, typer.Option(
         "--volume", help="Also write obs['geovae_volume'] = log sqrt(det JᵀJ) of the "
                          "decoder.")] = False,
+    heldout_samples: Annotated[int, typer.Option(
+        help="Importance samples per test cell of the held-out log-likelihood (0: skip it); "
+             "its standard error is logged, use 100 or more for a converged bound.")] = 20,
     plot: Plot = None,
     metrics_json: MetricsJson = None,
     quiet: Quiet = False,

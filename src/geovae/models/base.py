@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import anndata as ad
 import numpy as np
 import torch
+from scipy.special import logsumexp
 
 from geovae import _keys as K
 from geovae._rng import seeded
@@ -31,6 +32,7 @@ from geovae.models.reference import ReferenceCells, training_cells
 from geovae.models.registry import register
 from geovae.modules import VAEModule
 from geovae.training import History, Trainer, TrainSettings, default_epochs, resolve_device
+from geovae.training.parts import TEST_FRACTION
 
 
 def _loss_history(h: History, epochs: int | None) -> dict[str, Any]:
@@ -181,7 +183,8 @@ class GeoVAE:
         the loss history (a query model with nothing to train: the history it has).
 
         ``seed`` seeds the training (default: the model's); ``settings`` go to
-        `geovae.training.TrainSettings` (patience, warmup_fraction, ...).
+        `geovae.training.TrainSettings` (patience, warmup_fraction, ``test_fraction``: not a
+        query model, min(5%, 2,000) test cells by default, see `heldout_indices`).
         """
         self.device = resolve_device(device)
         query = self.query_mapping
@@ -189,6 +192,8 @@ class GeoVAE:
             if not query.n_trainable:
                 return self.history
             settings = query.train_settings(settings)
+        else:
+            settings.setdefault("test_fraction", TEST_FRACTION)
         epochs = default_epochs(self.prepared.n_obs) if epochs is None else epochs
         run = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr,
                             seed=self.config.seed if seed is None else seed, progress=progress,
@@ -250,31 +255,34 @@ class GeoVAE:
             yield
 
     def heldout_indices(self, max_cells: int = 2000) -> tuple[np.ndarray, str]:
-        """(cells, which): the validation cells the trainer held out (the same seeded split
-        early stopping used), at most ``max_cells`` of them in the split's random order, and
-        ``"validation"``; with no validation split (fewer than 50 cells) every cell (at most
-        ``max_cells``) and ``"training"``."""
-        h = self.history
-        if h is None or h.validation_indices is None:
+        """(cells, which): at most ``max_cells`` test cells, kept out of training and early
+        stopping, and ``"test"``; without a test split the validation cells (early stopping's,
+        optimistic), ``"validation"``; with no split (< 50 cells) every cell, ``"training"``."""
+        if (h := self.history) is None or h.validation_indices is None:
             raise ValueError("the model has no training history: train it first")
-        idx = h.validation_indices.cpu().numpy()
-        which = "validation"
-        if len(idx) == 0:
-            idx, which = np.arange(self.source().n_obs), "training"
-        return idx[:max_cells].astype(np.int64), which
+        for cells, which in ((h.test_indices, "test"), (h.validation_indices, "validation")):
+            if cells is not None and len(cells):
+                return cells.cpu().numpy()[:max_cells].astype(np.int64), which
+        return np.arange(min(self.source().n_obs, max_cells), dtype=np.int64), "training"
 
     @torch.no_grad()
     def log_marginal_of(self, source: DataSource, idx: np.ndarray, n_samples: int = 100,
                         batch_size: int = 256) -> np.ndarray:
         """Importance-sampled log p(x|c) in nats of the cells ``idx`` of ``source``
         (`VAEModule.log_marginal`, ``n_samples`` samples per cell, the model's seed)."""
+        return logsumexp(self.log_weights_of(source, idx, n_samples, batch_size), axis=0) \
+            - np.log(n_samples)
+
+    @torch.no_grad()
+    def log_weights_of(self, source: DataSource, idx: np.ndarray, n_samples: int = 100,
+                       batch_size: int = 256) -> np.ndarray:
+        """The importance log-weights (n_samples, cells) behind `log_marginal_of`."""
         self.module.eval()
         cells = torch.as_tensor(idx, dtype=torch.long, device=source.device)
-        out = []
         with self.seeded(1):
-            for batch in source.batches(cells, batch_size):
-                out.append(self.module.log_marginal(batch, n_samples).double().cpu())
-        return torch.cat(out).numpy() if out else np.zeros(0)
+            out = [self.module.log_weights(b, n_samples).double().cpu()
+                   for b in source.batches(cells, batch_size)]
+        return torch.cat(out, dim=1).numpy() if out else np.zeros((n_samples, 0))
 
     @torch.no_grad()
     def predictive_moments(self, source: DataSource, idx: np.ndarray,

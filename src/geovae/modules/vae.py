@@ -165,6 +165,15 @@ class VAEModule(BaseModule):
         A lower bound in expectation that rises with S towards log p(x|c) (Burda et al. 2016).
         Count likelihoods condition on the observed library size; for standardised (Gaussian)
         data the Jacobian -sum(log scale) is added, so the density is that of the input values.
+        The log-sum-exp of `log_weights`; see there for blocks, mode and RNG.
+        """
+        return torch.logsumexp(self.log_weights(batch, n_samples), 0) - math.log(n_samples)
+
+    @torch.no_grad()
+    def log_weights(self, batch: Batch, n_samples: int = 100) -> torch.Tensor:
+        """The importance log-weights log p(x, z_s|c) - log q(z_s|x,c) of `log_marginal`,
+        (n_samples, B), the standardisation's Jacobian included (any subset of the samples
+        gives an IWAE estimate with fewer samples, e.g. to check convergence in S).
         Cells and samples are processed in blocks (`marginal_block_elements`), in eval mode
         (restored afterwards), with the global RNG: seed it (or fork it) for repeatable
         numbers. Subclasses change the model through `log_joint_and_proposal`.
@@ -188,13 +197,19 @@ class VAEModule(BaseModule):
                     log_joint, log_q = self.log_joint_and_proposal(
                         xb, cb, min(per, n_samples - s0))
                     log_w.append(log_joint - log_q)
-                out.append(torch.logsumexp(torch.cat(log_w), 0) - math.log(n_samples))
+                out.append(torch.cat(log_w))
         finally:
             self.train(was_training)
-        log_px = torch.cat(out)
+        log_w = torch.cat(out, dim=1) if out else x.new_zeros(n_samples, 0)
         if self.likelihood.encoder_transform == "standardize":
-            log_px = log_px - torch.log(self.scale).sum()
-        return log_px
+            log_w = log_w - torch.log(self.scale).sum()
+        return log_w
+
+    def loglik_kind(self) -> str:
+        """What `log_marginal` estimates: ``"marginal"`` (log p(x|c), every latent and
+        parameter of the prior integrated out) or ``"predictive"`` (with fitted prior
+        parameters plugged in, e.g. a mixture's weights)."""
+        return "marginal"
 
     @torch.no_grad()
     def posterior_predictive(self, batch: Batch) -> torch.Tensor:

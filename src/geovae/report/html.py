@@ -105,8 +105,11 @@ def header_facts(ctx: Context) -> list[tuple[str, Any]]:
         if agreement.get("accuracy") is not None:
             scores += f"; predicted labels accuracy {float(agreement['accuracy']):.3f}"
     held = info.get("heldout_loglik") if isinstance(info.get("heldout_loglik"), dict) else {}
+    predictive = "; predictive: fitted mixture weights" if held.get("kind") == "predictive" \
+        else ""
     loglik = (f"{float(held['per_cell']):.1f} nats per cell (± {float(held.get('se', 0)):.1f}"
-              f", {int(held.get('n_cells', 0)):,} validation cells)") if "per_cell" in held \
+              f" SE, {int(held.get('n_cells', 0)):,} {held.get('cells', 'validation')} cells, "
+              f"{int(held.get('n_samples', 0))} samples{predictive})") if "per_cell" in held \
         else None
     cluster = info.get("cluster") if isinstance(info.get("cluster"), dict) else {}
     clusters = None

@@ -70,6 +70,11 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
                 result.messages.append(msg)
             else:
                 note(result, msg)
+        held = adata.uns[K.UNS].get("heldout_loglik")
+        if isinstance(held, dict) and held.get("n_cells"):
+            from geovae.tools.evaluate import describe_heldout
+
+            note(result, describe_heldout(held))
         if hint:
             result.messages.append(hint)
             update_record(adata, notes=[*adata.uns[K.UNS].get("notes", []), hint])

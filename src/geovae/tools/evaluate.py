@@ -28,8 +28,9 @@ from geovae.nn.likelihoods import COUNT_LIKELIHOODS
 
 log = logging.getLogger("geovae.tools")
 
-#: importance samples per cell of the held-out log-likelihood
-HELDOUT_SAMPLES = 100
+#: importance samples per cell of the held-out log-likelihood by default (`fit`'s
+#: ``heldout_samples``); 100 was the default up to 0.2.0 (benchmarks/RESULTS.md, "Fixed costs")
+HELDOUT_SAMPLES = 20
 #: at most this many cells enter the held-out estimate and the predictive checks
 MAX_CELLS = 2000
 #: per-gene arrays are stored in the record up to this many features
@@ -38,26 +39,58 @@ PPC_ARRAY_FEATURES = 5000
 ALPHA = 0.05
 ESTIMATOR = ("importance sampling (IWAE bound) with the encoder q(z|x,c) as proposal; "
              "count models condition on the observed library size")
+#: what the number is, by `VAEModule.loglik_kind`
+QUANTITY = {
+    "marginal": "marginal log-likelihood log p(x|c), the latents integrated out",
+    "predictive": "predictive log-likelihood log p(x|c, fitted mixture weights): z, w and y "
+                  "integrated out, p(y) the fitted weights E_q[pi]",
+}
 
 
 def heldout_loglik(model: GeoVAE, n_samples: int = HELDOUT_SAMPLES,
                    max_cells: int = MAX_CELLS) -> dict[str, Any]:
-    """Held-out marginal log-likelihood of a trained model, for the run record.
+    """Held-out log-likelihood of a trained model, for the run record.
 
     log p(x|c) per cell by importance sampling (`VAEModule.log_marginal`, ``n_samples``
-    samples), on the trainer's validation cells (the same seeded 10% split early stopping used;
-    at most ``max_cells`` of them; every cell, flagged ``cells: training``, when the data were
-    too small for a split). ``per_cell`` is the mean over cells in nats, ``se`` its standard
-    error over cells, ``per_feature`` = per_cell / n_features (comparable across datasets).
+    samples), on the test cells the trainer kept out of training and early stopping
+    (`GeoVAE.heldout_indices`: min(5%, 2,000) cells drawn with the model's seed; at most
+    ``max_cells`` of them; ``cells`` says which cells were used when there was no test split).
+    For a c*GMΔVAE with global weights it is a predictive log-likelihood (``kind``): p(y) is
+    the fitted weights' posterior mean. ``per_cell`` is the mean over cells in nats, ``se``
+    its standard error over cells (the precision you got), ``per_feature`` = per_cell /
+    n_features (comparable across datasets); ``gain_vs_half`` = mean of IWAE(S) - IWAE(S/2)
+    per cell from the same draws, with its standard error ``gain_vs_half_se`` (the bound is
+    still rising with S where it is well above its se: raise ``heldout_samples``).
     """
+    from scipy.special import logsumexp
+
     idx, which = model.heldout_indices(max_cells)
-    ll = model.log_marginal_of(model.source(), idx, n_samples)
+    log_w = model.log_weights_of(model.source(), idx, n_samples)
+    ll = logsumexp(log_w, axis=0) - np.log(n_samples) if log_w.size else np.zeros(0)
     n = len(ll)
     per_cell = float(ll.mean()) if n else float("nan")
     se = float(ll.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    gain = gain_se = float("nan")
+    half = n_samples // 2
+    if half >= 1 and n > 1:
+        diff = ll - (logsumexp(log_w[:half], axis=0) - np.log(half))
+        gain, gain_se = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(n))
+    kind = model.module.loglik_kind()
     return {"per_cell": per_cell, "per_feature": per_cell / model.spec.n_features, "se": se,
-            "n_samples": int(n_samples), "n_cells": int(n), "cells": which, "units": "nats",
-            "estimator": ESTIMATOR}
+            "n_samples": int(n_samples), "n_cells": int(n), "cells": which, "kind": kind,
+            "quantity": QUANTITY[kind], "gain_vs_half": gain, "gain_vs_half_se": gain_se,
+            "units": "nats", "estimator": ESTIMATOR}
+
+
+def describe_heldout(held: dict[str, Any]) -> str:
+    """One line for the log: the estimate, its standard error and how it was made."""
+    name = "predictive" if held.get("kind") == "predictive" else "held-out"
+    line = (f"{name} log-likelihood of {int(held['n_cells']):,} {held['cells']} cells: "
+            f"{held['per_cell']:.2f} ± {held['se']:.2f} nats per cell (SE over cells; "
+            f"{int(held['n_samples'])} importance samples")
+    if np.isfinite(held.get("gain_vs_half", float("nan"))):
+        line += f", {held['gain_vs_half']:+.2f} nats over half as many"
+    return line + "; more: --heldout-samples, heldout_samples=)"
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -120,7 +153,7 @@ def model_checks(model: GeoVAE, n_samples: int = HELDOUT_SAMPLES,
     notes: list[str] = []
     if n_samples > 0:
         log.info(f"held-out log-likelihood (IWAE): {n_samples} importance samples for each of "
-                 f"up to {max_cells:,} validation cells")
+                 f"up to {max_cells:,} test cells")
         try:
             fields["heldout_loglik"] = heldout_loglik(model, n_samples, max_cells)
         except NotImplementedError as err:

@@ -38,12 +38,27 @@ def default_epochs(n_cells: int) -> int:
     return int(np.clip(round(20000 / max(n_cells, 1) * 400), 20, 400))
 
 
-def split_indices(n: int, fraction: float, generator: torch.Generator
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random train/validation split; no validation set for tiny data (< 50 cells)."""
+#: the test split `GeoVAE.train` keeps by default: this share of the cells, at most
+#: `TEST_CELLS` of them; neither the training steps nor early stopping ever see them
+TEST_FRACTION = 0.05
+TEST_CELLS = 2000
+#: below this many cells there is no validation or test split (every cell trains)
+MIN_SPLIT_CELLS = 50
+
+
+def split_indices(n: int, fraction: float, generator: torch.Generator,
+                  test_fraction: float = 0.0, test_cells: int = TEST_CELLS
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random (train, validation, test) split of ``n`` cells from one permutation drawn with
+    ``generator``: the first min(round(n * test_fraction), test_cells) cells of it are the
+    test split, the next round(n * fraction) the validation split, the rest train. No
+    validation or test cells for tiny data (< `MIN_SPLIT_CELLS` cells)."""
     perm = torch.randperm(n, generator=generator)
-    n_val = int(round(n * fraction)) if n >= 50 else 0
-    return perm[n_val:], perm[:n_val]
+    if n < MIN_SPLIT_CELLS:
+        return perm, perm[:0], perm[:0]
+    n_test = min(int(round(n * test_fraction)), max(int(test_cells), 0))
+    n_val = int(round(n * fraction))
+    return perm[n_test + n_val:], perm[n_test:n_test + n_val], perm[:n_test]
 
 
 def kl_weight(step: int, warmup_steps: int) -> float:

@@ -23,6 +23,7 @@ from geovae.modules.base import BaseModule
 from geovae.nn.layers import PRECISIONS, low_precision
 from geovae.training import distributed
 from geovae.training.parts import (
+    TEST_CELLS,
     EarlyStopping,
     KLWarmup,
     Progress,
@@ -45,6 +46,9 @@ class History:
     #: the held-out cells early stopping watched (CPU, in the split's random order); None when
     #: not trained here (a loaded model)
     validation_indices: torch.Tensor | None = None
+    #: the test cells (`TrainSettings.test_fraction`): neither trained on nor watched by early
+    #: stopping; empty when there is no test split, None when not trained here
+    test_indices: torch.Tensor | None = None
     #: the hidden layers' precision in the training steps ("32" or "bf16")
     precision: str = "32"
 
@@ -67,6 +71,10 @@ class TrainSettings:
     lr: float = 1e-3
     seed: int = 0
     validation_fraction: float = 0.1
+    #: cells kept out of training and early stopping alike, for an unbiased held-out score
+    #: (`split_indices`; `GeoVAE.train` sets `TEST_FRACTION`), at most ``test_cells`` of them
+    test_fraction: float = 0.0
+    test_cells: int = TEST_CELLS
     warmup_fraction: float = 0.25
     patience: int = 30
     clip_norm: float = 10.0
@@ -88,6 +96,11 @@ class TrainSettings:
         if not 0 < self.lr < float("inf"):
             raise OptionError(f"{{opt}} must be a positive finite number, got {self.lr!r}",
                               param="lr")
+        if not (0 <= self.test_fraction and 0 <= self.validation_fraction
+                and self.test_fraction + self.validation_fraction < 1):
+            raise OptionError("validation and test fractions must be >= 0 and leave cells to "
+                              f"train on, got {self.validation_fraction} and "
+                              f"{self.test_fraction}", param="test_fraction")
         if self.precision != "auto" and self.precision not in PRECISIONS:
             raise OptionError(f"unknown {{opt}} '{self.precision}': use auto, "
                               + ", ".join(PRECISIONS), param="precision")
@@ -119,14 +132,15 @@ class Trainer:
         device = source.device
         gen = torch.Generator().manual_seed(s.seed)
         torch.manual_seed(s.seed + ranks.rank)  # rank 0 draws what one process would
-        train_idx, val_idx = split_indices(source.n_obs, s.validation_fraction, gen)
+        train_idx, val_idx, test_idx = split_indices(source.n_obs, s.validation_fraction, gen,
+                                                     s.test_fraction, s.test_cells)
         n_train = len(train_idx)
         batch_size = min(s.batch_size, n_train)
         local_batch = ranks.local_batch(batch_size)  # the global batch, split over the ranks
         batch_size = local_batch * ranks.world
         steps_per_epoch = max(1, n_train // batch_size)  # drop the ragged last batch
         hist = History(total_steps=s.epochs * steps_per_epoch,
-                       validation_indices=val_idx.clone(),
+                       validation_indices=val_idx.clone(), test_indices=test_idx.clone(),
                        precision=s.resolved_precision(device))
         warmup = KLWarmup.for_run(hist.total_steps, s.warmup_fraction)
         hist.warmup_steps = warmup.warmup_steps

@@ -1,0 +1,119 @@
+"""What each per-fit extra costs next to training, measured in one process.
+
+`geovae fit` pays, besides the epochs: the held-out log-likelihood (IWAE on the test split),
+the posterior predictive check, the kNN graph + Leiden, the UMAP and the plot. This script
+trains a VAE for ``--epochs`` epochs on synthetic negative-binomial counts (``--cells`` x
+``--genes``, `geovae.datasets.simulate_counts`, batch key ``condition``), then times every
+extra at its default and the held-out estimate at the old default (100 samples) and at the
+full precision (100 samples x 2,000 cells), each as a share of the 10-epoch training time
+measured in the same process: on a shared machine only ratios within one run compare.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_fixed_costs.py --cells 20000 \\
+        --genes 2000 --epochs 10 --threads 2 [--json benchmarks/results/fixed_costs.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import geovae  # noqa: E402  (before torch: the OpenMP wait policy)
+
+
+def timed(fn: object) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cells", type=int, default=20000)
+    ap.add_argument("--genes", type=int, default=2000)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None, help="append the record here")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    import torch
+
+    torch.set_num_threads(args.threads)
+
+    from geovae import _keys as K
+    from geovae.datasets import simulate_counts
+    from geovae.models import GeoVAE
+    from geovae.report.plot import save_figure, umap_figure
+    from geovae.tools import evaluate as E
+    from geovae.tools.cluster import cluster
+
+    # numba compiles kNN / UMAP code on its first call (cached on disk for later runs): do
+    # that on a small data set first, so the timings below are what a repeat run pays
+    small = simulate_counts(n_cells=500, n_genes=50, n_types=3, n_conditions=1, seed=1)
+    small.obsm[K.REP] = small.X[:, :5].toarray() if hasattr(small.X, "toarray") \
+        else small.X[:, :5]
+    warm_s, _ = timed(lambda: cluster(small, use_rep=K.REP, umap=True, seed=0))
+    adata = simulate_counts(n_cells=args.cells, n_genes=args.genes, n_types=8,
+                            n_conditions=2, seed=0)
+    model = GeoVAE(adata, batch_key="condition", latent_dim=10, seed=0)
+    train_s, hist = timed(lambda: model.train(epochs=args.epochs, progress=False,
+                                              patience=10**9))
+    epochs = len(hist.train)
+    latent_s, _ = timed(lambda: model.write_outputs(adata, model.source()))
+    rows: dict[str, dict] = {}
+
+    def extra(name: str, fn: object, **facts: object) -> object:
+        seconds, out = timed(fn)
+        rows[name] = {"seconds": round(seconds, 3), "share_of_fit": round(seconds / train_s, 4),
+                      **facts}
+        return out
+
+    n_test = len(model.heldout_indices()[0])
+    held = extra("heldout_iwae_default", lambda: E.heldout_loglik(model),
+                 samples=E.HELDOUT_SAMPLES, cells=n_test)
+    rows["heldout_iwae_default"].update(per_cell=held["per_cell"], se=held["se"],
+                                        gain_vs_half=held["gain_vs_half"])
+    old = extra("heldout_iwae_100_samples", lambda: E.heldout_loglik(model, 100),
+                samples=100, cells=n_test)
+    rows["heldout_iwae_100_samples"].update(per_cell=old["per_cell"], se=old["se"],
+                                            gain_vs_half=old["gain_vs_half"])
+    # what 0.2.0 paid: 100 samples x 2,000 (validation) cells
+    val = model.history.validation_indices.numpy()[:2000]
+    extra("iwae_100_samples_2000_cells", lambda: model.log_marginal_of(model.source(), val, 100),
+          samples=100, cells=len(val))
+    extra("ppc", lambda: E.posterior_predictive_check(model), cells=min(adata.n_obs, 2000))
+    extra("knn_leiden", lambda: cluster(adata, use_rep=K.REP, umap=False, seed=0))
+    import scanpy as sc
+
+    extra("umap", lambda: sc.tl.umap(adata, neighbors_key=K.NEIGHBORS, random_state=0))
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "umap.png"
+        extra("plot", lambda: save_figure(umap_figure(adata, ["condition"]),
+                                          png.with_suffix(".tmp.png"), png))
+    record = {"cells": args.cells, "genes": args.genes, "epochs": epochs,
+              "threads": args.threads, "train_s": round(train_s, 2),
+              "s_per_epoch": round(train_s / epochs, 3), "latent_s": round(latent_s, 2),
+              "test_cells": n_test, "first_call_warmup_s": round(warm_s, 2),
+              "torch": torch.__version__, "geovae": geovae.__version__,
+              "extras": rows}
+    print(f"{args.cells} cells x {args.genes} genes, {epochs} epochs in {train_s:.1f} s "
+          f"({train_s / epochs:.2f} s/epoch, {args.threads} threads); test split {n_test}")
+    print(f"{'extra':<30} {'seconds':>8} {'% of fit':>9}")
+    for name, r in rows.items():
+        print(f"{name:<30} {r['seconds']:8.2f} {100 * r['share_of_fit']:8.1f}%")
+    print(f"held-out log p(x): {held['per_cell']:.2f} ± {held['se']:.2f} "
+          f"({E.HELDOUT_SAMPLES} samples; gain over half {held['gain_vs_half']:+.3f}) vs "
+          f"{old['per_cell']:.2f} ± {old['se']:.2f} (100 samples; gain over half "
+          f"{old['gain_vs_half']:+.3f})")
+    if args.json:
+        with args.json.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
