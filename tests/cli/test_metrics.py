@@ -119,7 +119,7 @@ def test_the_log_says_what_was_read_and_chosen_before_training(
 
 def test_every_long_phase_says_when_it_starts(fitted: tuple[Path, object]) -> None:
     err = fitted[1].stderr
-    phases = ["held-out log-likelihood (IWAE): 100 importance samples",
+    phases = ["held-out log-likelihood (IWAE): 20 importance samples",
               "posterior predictive check on up to", "kNN graph: 10 neighbours of 240 cells",
               "Leiden clustering (resolution 1)", "UMAP of 240 cells", "plotting f.umap.png",
               "writing "]
@@ -128,6 +128,9 @@ def test_every_long_phase_says_when_it_starts(fitted: tuple[Path, object]) -> No
     for p in phases:
         assert re.search(rf"^\d\d:\d\d:\d\d {re.escape(p)}", err, re.M), p
     assert err.index("writing ") < err.index("done in")
+    # the estimate with the precision it has: 5% of 240 cells held out of training
+    assert re.search(r"held-out log-likelihood of 12 test cells: -?[\d.]+ ± [\d.]+ nats per "
+                     r"cell \(SE over cells; 20 importance samples", err), err
 
 
 def test_the_users_umap_is_kept(fitted: tuple[Path, object], counts: Path) -> None:
