@@ -212,12 +212,6 @@ class CGMVAEModule(VAEModule):
             return torch.log(self.gamma) - torch.log(self.gamma.sum())
         return torch.full_like(self.alpha, -math.log(self.n_clusters))
 
-    def loglik_kind(self) -> str:
-        """``"predictive"`` with global weights: `log_marginal` uses p(y) = E_q(pi)[pi], the
-        fitted weights (the posterior predictive of a new cell); ``"marginal"`` with per-cell
-        weights, whose p(y) = 1/K is exact."""
-        return "predictive" if self.mixture_weights == "global" else "marginal"
-
     def mixture_weight_means(self) -> torch.Tensor | None:
         """E_q(pi)[pi] (global weights) or None (per-cell weights)."""
         if self.mixture_weights != "global":

@@ -205,11 +205,15 @@ class VAEModule(BaseModule):
             log_w = log_w - torch.log(self.scale).sum()
         return log_w
 
+    def mixture_weight_means(self) -> torch.Tensor | None:
+        """Fitted mixture weights the prior plugs in (the c*GMΔVAE's E_q[pi]); None here."""
+        return None
+
     def loglik_kind(self) -> str:
-        """What `log_marginal` estimates: ``"marginal"`` (log p(x|c), every latent and
-        parameter of the prior integrated out) or ``"predictive"`` (with fitted prior
-        parameters plugged in, e.g. a mixture's weights)."""
-        return "marginal"
+        """What `log_marginal` estimates: ``"marginal"`` (log p(x|c), every latent and prior
+        parameter integrated out) or ``"predictive"`` (fitted mixture weights plugged into
+        p(y), `mixture_weight_means`: the c*GMΔVAE with global weights)."""
+        return "marginal" if self.mixture_weight_means() is None else "predictive"
 
     @torch.no_grad()
     def posterior_predictive(self, batch: Batch) -> torch.Tensor:
