@@ -351,3 +351,13 @@ def test_hostile_model_directory_is_one_line(tmp_path: Path, tiny_model: Path,
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and mention in err[0] and str(model) in err[0], err
     assert _files(tmp_path) == before
+
+
+def test_free_space_estimate_counts_a_backed_inputs_file() -> None:
+    """A backed run's output is a copy of its input file: the estimate includes it."""
+    from helpers import PBMC
+
+    from geovae.io.backed import read_backed
+    from geovae.io.write import h5ad_bytes
+
+    assert h5ad_bytes(read_backed(PBMC)) >= PBMC.stat().st_size

@@ -207,11 +207,13 @@ def h5ad_bytes(adata: ad.AnnData) -> int:
             return int(x.memory_usage(deep=True).sum())
         return int(getattr(x, "nbytes", 0) or np.asarray(x).nbytes) if x is not None else 0
 
+    from geovae.data.h5 import backed_path, is_backed
+
     total = size(adata.obs) + size(adata.var)
-    if adata.isbacked or adata.X is None:
-        file = getattr(adata, "filename", None)
-        total += os.path.getsize(file) if file and os.path.exists(file) else 0
-    else:
+    if is_backed(adata):  # the output is a copy of the input file plus geovae's keys
+        file = backed_path(adata)
+        total += os.path.getsize(file) if file.is_file() else 0
+    elif adata.X is not None:
         total += size(adata.X)
     for store in (adata.layers, adata.obsm, adata.varm, adata.obsp, adata.varp):
         total += sum(size(v) for v in store.values())
