@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from geovae import _keys as K
+from geovae.geometry.lorentz import ann_metric
 from geovae.geometry.manifolds import Lorentz, Sphere
 from geovae.tools.cluster import cluster
 from geovae.tools.neighbors import (
     ANN_THRESHOLD,
     ApproxKNN,
     GeodesicKNN,
-    _lorentz_metric,
     knn,
     knn_recall,
     knn_transformer,
@@ -95,7 +95,8 @@ def test_recall_counts_misses() -> None:
 def test_lorentz_metric_is_the_hyperboloid_distance() -> None:
     """The numba metric pynndescent ranks with, on spatial coordinates, is geovae's
     `Lorentz.dist` (x_0 first, x_0 = sqrt(1 + |x_{1:}|^2)), near and far from the origin."""
-    metric = _lorentz_metric()
+    metric = ann_metric()
+    assert Lorentz().ann_space(np.ones((1, 3)))[1] is metric  # one function per process
     rng = np.random.default_rng(1)
     u = rng.normal(size=(400, 5)) * rng.choice([0.01, 1.0, 4.0], size=(400, 1))
     x = Lorentz().expmap0(torch.as_tensor(np.hstack([np.zeros((400, 1)), u]))).numpy()

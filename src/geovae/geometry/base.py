@@ -1,12 +1,15 @@
 """Shared pieces of the manifolds: safe norms and square roots, Taylor-branch special
 functions, float64 widening for low-precision inputs, tangent-norm caps, and the `Manifold`
-interface."""
+interface (with what the tools ask of a latent's geometry: its neighbour search, its flat
+coordinates and its chart)."""
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -82,9 +85,33 @@ def _cap(n: Tensor, u: Tensor, dtype: torch.dtype | None = None) -> tuple[Tensor
 
 
 class Manifold:
-    """Common interface. Subclasses implement the geometry on ambient coordinates."""
+    """Common interface. Subclasses implement the geometry on ambient coordinates, and say
+    how tools outside the geometry handle their points: `ann_space` (approximate kNN),
+    `exact_metric` (exact kNN), `flat_coordinates` (silhouettes, k-means), `chart` and
+    `chart_coordinates` (pictures)."""
 
     name = "manifold"
+    #: a scikit-learn metric equal to the geodesic distance (exact kNN by scikit-learn's
+    #: trees), or None: exact kNN from `cdist` in blocks
+    exact_metric: str | None = None
+    #: the picture of the latent the report draws: "plane" (none of its own: the UMAP),
+    #: "hammer" (an equal-area map of the sphere), "poincare" (the Poincaré disk)
+    chart = "plane"
+
+    def ann_space(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        """The data and the metric (a pynndescent name or a numba function) with which an
+        approximate kNN search ranks neighbours as the geodesic distance does."""
+        raise NotImplementedError
+
+    def flat_coordinates(self, x: np.ndarray) -> tuple[np.ndarray, str]:
+        """Coordinates and a scikit-learn metric for tools that work in flat space
+        (silhouettes, k-means)."""
+        raise NotImplementedError
+
+    def chart_coordinates(self, x: Tensor) -> Tensor | None:
+        """The chart's coordinates, where a model stores them beside the latent; None where
+        the chart is drawn from the points themselves."""
+        return None
 
     def embed_dim(self, dim: int) -> int:
         """Ambient dimension for an intrinsic dimension ``dim``."""

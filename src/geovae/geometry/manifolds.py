@@ -21,6 +21,7 @@ correctly rounded to a few ulps at radius 12 and beyond (tests/geometry/test_lor
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,6 +43,7 @@ class Euclidean(Manifold):
     """Flat R^d."""
 
     name = "euclidean"
+    exact_metric = "euclidean"
 
     def embed_dim(self, dim: int) -> int:
         return dim
@@ -92,11 +94,18 @@ class Euclidean(Manifold):
         ok = bool(torch.isfinite(x).all())
         return ok, None if ok else "non-finite coordinates"
 
+    def ann_space(self, x: np.ndarray) -> tuple[np.ndarray, str]:
+        return x, "euclidean"
+
+    def flat_coordinates(self, x: np.ndarray) -> tuple[np.ndarray, str]:
+        return x, "euclidean"
+
 
 class Sphere(Manifold):
     """Unit hypersphere S^d = {x in R^{d+1} : |x| = 1}."""
 
     name = "sphere"
+    chart = "hammer"
 
     def projx(self, x: Tensor) -> Tensor:
         return x / safe_norm(x).clamp_min(torch.finfo(x.dtype).tiny)
@@ -152,6 +161,15 @@ class Sphere(Manifold):
         err = ((x * x).sum(-1) - 1).abs().max().item()
         ok = err <= atol
         return ok, None if ok else f"|x|^2 - 1 = {err:.3g} > {atol:.1g}: not on the sphere"
+
+    def ann_space(self, x: np.ndarray) -> tuple[np.ndarray, str]:
+        """Cosine distance of the unit vectors: 1 - cos θ is monotone in the angle θ, so the
+        neighbours are the same."""
+        return x, "cosine"
+
+    def flat_coordinates(self, x: np.ndarray) -> tuple[np.ndarray, str]:
+        """The unit vectors with cosine distance (monotone in the great-circle distance)."""
+        return x, "cosine"
 
 
 MANIFOLDS: dict[str, type[Manifold]] = {"euclidean": Euclidean, "sphere": Sphere,

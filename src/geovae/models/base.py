@@ -31,6 +31,7 @@ from geovae.models.query import QueryMapping, load_query
 from geovae.models.reference import ReferenceCells, training_cells
 from geovae.models.registry import register
 from geovae.modules import VAEModule
+from geovae.nn.latents import LATENTS
 from geovae.training import History, Trainer, TrainSettings, default_epochs, resolve_device
 from geovae.training.parts import TEST_FRACTION
 
@@ -118,8 +119,7 @@ class GeoVAE:
     def _init(self, config: ModelConfig, spec: DataSpec) -> None:
         """Build the module; shared by construction and `load`."""
         self.config, self.spec = config, spec
-        if config.latent == "hyperbolic":  # stored explicitly: `from_saved` reads it back
-            config.latent_options.setdefault("decoder_input", "tangent")
+        LATENTS[config.latent].complete_options(config.latent_options)  # stored: from_saved
         self.complete_config()
         torch.manual_seed(config.seed)
         center = scale = None
@@ -319,8 +319,8 @@ class GeoVAE:
         for the record."""
         z = self.latent_of(source)
         adata.obsm[K.REP] = z
-        if self.config.latent == "hyperbolic":
-            ball = self.module.latent.manifold.to_plot(torch.as_tensor(z, dtype=torch.float64))
+        ball = self.module.latent.manifold.chart_coordinates(torch.as_tensor(z).double())
+        if ball is not None:  # the Poincaré ball of a hyperbolic latent
             adata.obsm[K.REP_POINCARE] = ball.numpy().astype(np.float32)
         return {}
 
@@ -392,8 +392,7 @@ class GeoVAE:
     @classmethod
     def from_saved(cls, config: ModelConfig, spec: DataSpec) -> GeoVAE:
         """An untrained instance with a saved config and spec (no training data)."""
-        if config.latent == "hyperbolic":  # saved before the option existed: Lorentz input
-            config.latent_options.setdefault("decoder_input", "lorentz")
+        LATENTS[config.latent].complete_options(config.latent_options, saved_before=True)
         model = cls.__new__(cls)
         model.adata, model.prepared, model.notes = None, None, []
         model._init(config, spec)

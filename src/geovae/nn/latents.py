@@ -9,7 +9,7 @@ this interface; geometries are added by registering a subclass in `LATENTS`.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,10 @@ class Latent(nn.Module):
     """Base class. ``intrinsic_dim`` = manifold dimension d; ``embed_dim`` = coordinates used."""
 
     geometry: ClassVar[str] = "base"
+    #: options a new model stores in its config explicitly (loading reads them back)
+    new_options: ClassVar[dict[str, Any]] = {}
+    #: options of models saved before these options existed (what those models used)
+    legacy_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, dim: int, n_hidden: int):
         super().__init__()
@@ -38,6 +42,13 @@ class Latent(nn.Module):
         self.intrinsic_dim = dim
         self.embed_dim = dim
         self.manifold: Manifold = Euclidean()
+
+    @classmethod
+    def complete_options(cls, options: dict[str, Any], saved_before: bool = False) -> None:
+        """Add the options a new model stores explicitly (`new_options`), or with
+        ``saved_before`` those a model saved before they existed used (`legacy_options`)."""
+        for name, value in (cls.legacy_options if saved_before else cls.new_options).items():
+            options.setdefault(name, value)
 
     def forward(self, h: torch.Tensor) -> Distribution:
         """Posterior q(z|x) from the encoder's hidden layer ``h``."""
@@ -165,6 +176,8 @@ class HyperbolicLatent(Latent):
     """
 
     geometry = "hyperbolic"
+    new_options: ClassVar[dict[str, Any]] = {"decoder_input": "tangent"}
+    legacy_options: ClassVar[dict[str, Any]] = {"decoder_input": "lorentz"}
 
     def __init__(self, dim: int, n_hidden: int, decoder_input: str = "tangent"):
         super().__init__(dim, n_hidden)

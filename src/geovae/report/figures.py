@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from geovae import _keys as K
 from geovae.report.palette import (
     MISSING,
     OKABE_ITO,
@@ -79,8 +80,6 @@ def sphere_figure(z: np.ndarray, specs: list[ColorSpec]) -> Any:
 def poincare_of(adata: Any) -> np.ndarray:
     """Poincaré-disk coordinates of hyperbolic latents: ``obsm['X_geovae_poincare']``, else
     from the Lorentz coordinates x ↦ x[1:] / (1 + x[0]); the first two of them."""
-    from geovae import _keys as K
-
     if K.REP_POINCARE in adata.obsm:
         ball = np.asarray(adata.obsm[K.REP_POINCARE], dtype=float)
     else:
@@ -121,6 +120,33 @@ def poincare_figure(ball: np.ndarray, specs: list[ColorSpec]) -> Any:
             ax.set_ylim(-1.03, 1.03)
             ax.axis("off")
     return fig
+
+
+def hammer_chart(adata: Any, specs: list[ColorSpec]) -> tuple[Any, str, str]:
+    """A sphere latent on the Hammer map: (figure, title, caption)."""
+    z = np.asarray(adata.obsm[K.REP])
+    first = f" (its first three of {z.shape[1]} coordinates, renormalised onto S²)" \
+        if z.shape[1] > 3 else ""
+    text = (f"The sphere latent{first} on a Hammer equal-area map: areas, hence the "
+            "density of cells, are shown true. Rotated so that the cells' mean direction "
+            "is the centre; grid lines every 30°.")
+    return sphere_figure(z, specs), "The latent on the sphere", text
+
+
+def poincare_chart(adata: Any, specs: list[ColorSpec]) -> tuple[Any, str, str]:
+    """A hyperbolic latent in the Poincaré disk: (figure, title, caption)."""
+    dim = np.asarray(adata.obsm[K.REP]).shape[1] - 1
+    first = f" (the first two of its {dim} Poincaré-ball coordinates)" if dim > 2 else ""
+    text = (f"The hyperbolic latent in the Poincaré disk{first}, mapped from the Lorentz "
+            "coordinates by x ↦ x[1:] / (1 + x[0]). Grey lines are geodesics: the two "
+            "diameters and the geodesics crossing them at right angles at hyperbolic "
+            "distances 0.5, 1, 2 and 3 from the centre. Distances grow without bound towards "
+            "the rim.")
+    return poincare_figure(poincare_of(adata), specs), "The latent in the Poincaré disk", text
+
+
+#: a manifold's chart (`geovae.geometry.Manifold.chart`) -> its picture of the latent
+CHARTS = {"hammer": hammer_chart, "poincare": poincare_chart}
 
 
 # ------------------------------------------------------------------ training

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from geovae import _keys as K
+from geovae.geometry.manifolds import MANIFOLDS, get_manifold
 from geovae.report import figures as F
 from geovae.report.palette import is_continuous
 from geovae.report.plot import (
@@ -128,32 +129,18 @@ def umap_section(ctx: Context) -> Section | None:
 
 
 def latent_section(ctx: Context) -> Section | None:
+    """The latent in its manifold's own chart (`geovae.geometry.Manifold.chart`,
+    `figures.CHARTS`): none for a flat latent (the UMAP is its picture)."""
     latent = ctx.info.get("latent") or {}
     geometry = latent.get("geometry") if isinstance(latent, dict) else None
-    if K.REP not in ctx.adata.obsm or geometry not in ("sphere", "hyperbolic"):
+    if K.REP not in ctx.adata.obsm or geometry not in MANIFOLDS:
         return None
+    draw = F.CHARTS.get(get_manifold(geometry).chart)
     specs = [s for s in ctx.panels if s.column != K.SOURCE][:2]
-    if not specs:
+    if draw is None or not specs:
         return None
-    z = np.asarray(ctx.adata.obsm[K.REP])
-    first = f" (its first three of {z.shape[1]} coordinates, renormalised onto S²)" \
-        if z.shape[1] > 3 else ""
-    if geometry == "sphere":
-        fig = F.sphere_figure(z, specs)
-        text = (f"The sphere latent{first} on a Hammer equal-area map: areas, hence the "
-                "density of cells, are shown true. Rotated so that the cells' mean direction "
-                "is the centre; grid lines every 30°.")
-        return Section("latent", "The latent on the sphere", ctx.figure(fig, text), 1)
-    ball = F.poincare_of(ctx.adata)
-    first = (f" (the first two of its {ball.shape[1]} Poincaré-ball coordinates)"
-             if np.asarray(ctx.adata.obsm[K.REP]).shape[1] > 3 else "")
-    fig = F.poincare_figure(ball, specs)
-    text = (f"The hyperbolic latent in the Poincaré disk{first}, mapped from the Lorentz "
-            "coordinates by x ↦ x[1:] / (1 + x[0]). Grey lines are geodesics: the two "
-            "diameters and the geodesics crossing them at right angles at hyperbolic "
-            "distances 0.5, 1, 2 and 3 from the centre. Distances grow without bound towards "
-            "the rim.")
-    return Section("latent", "The latent in the Poincaré disk", ctx.figure(fig, text), 1)
+    fig, title, text = draw(ctx.adata, specs)
+    return Section("latent", title, ctx.figure(fig, text), 1)
 
 
 def epochs_text(epochs: float) -> str:

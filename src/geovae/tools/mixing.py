@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geovae.geometry.manifolds import get_manifold
 from geovae.tools.neighbors import knn
 
 log = logging.getLogger("geovae.tools")
@@ -42,22 +43,6 @@ SCORES = {
     "nmi": "normalised mutual information of k-means clusters (k = labels) and labels",
     "ari": "adjusted Rand index of the same k-means clusters and labels",
 }
-
-
-def _coordinates(latent: np.ndarray, geometry: str) -> tuple[np.ndarray, str]:
-    """Coordinates and metric for the silhouettes and k-means: as is; cosine on the sphere
-    (monotone in the great-circle distance); the tangent space at the origin (log map: exact
-    distances to the origin) on the hyperboloid."""
-    if geometry == "sphere":
-        return latent, "cosine"
-    if geometry == "hyperbolic":
-        import torch
-
-        from geovae.geometry.manifolds import get_manifold
-
-        t = get_manifold("hyperbolic").logmap0(torch.as_tensor(latent, dtype=torch.float64))
-        return t.numpy(), "euclidean"
-    return latent, "euclidean"
 
 
 def lisi(dist: np.ndarray, neighbour_labels: np.ndarray, perplexity: float,
@@ -160,7 +145,7 @@ def integration_scores(latent: np.ndarray, batch: Any, labels: Any, *,
     out: dict[str, float] = {"n_cells": len(z), "n_batches": int(len(np.unique(b))),
                              "n_labels": int(len(np.unique(y))), "n_neighbors": int(k)}
     out["ilisi"] = _mixing(z, b, k, geometry)[0]
-    coords, metric = _coordinates(z, geometry)
+    coords, metric = get_manifold(geometry).flat_coordinates(z)
     per_label, asw_batch = [], []
     for label in np.unique(y):
         rows = np.flatnonzero(y == label)

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import numpy as np
@@ -67,57 +66,10 @@ class GeodesicKNN(TransformerMixin, BaseEstimator):
         return self.fit(X).transform(X)
 
 
-@functools.cache
-def _lorentz_metric():  # noqa: ANN202 - a numba function
-    """Geodesic distance on the hyperboloid for pynndescent, from the spatial parts x_{1:}
-    alone (x_0 = sqrt(1 + |x_{1:}|^2)), with ``Lorentz._chord``'s cancellation-reduced
-    |x - y|_L, accumulated in float64: 2 asinh(|x - y|_L / 2) = acosh(-<x, y>_L).
-    One function per process: numba compiles NN-descent anew for each new metric function
-    (tens of seconds)."""
-    import numba
-
-    @numba.njit(fastmath=False, cache=False)
-    def lorentz(x, y):  # noqa: ANN001, ANN202
-        xx = 0.0
-        yy = 0.0
-        dd = 0.0  # <y_s - x_s, y_s + x_s>
-        for i in range(x.shape[0]):
-            xi = np.float64(x[i])
-            yi = np.float64(y[i])
-            xx += xi * xi
-            yy += yi * yi
-            dd += (yi - xi) * (yi + xi)
-        x0 = np.sqrt(1.0 + xx)
-        y0 = np.sqrt(1.0 + yy)
-        d0 = dd / (x0 + y0)
-        a0 = x0 if x0 <= y0 else y0
-        ww = 0.0
-        for i in range(x.shape[0]):
-            xi = np.float64(x[i])
-            yi = np.float64(y[i])
-            ai = xi if x0 <= y0 else yi
-            w = (1.0 + a0) * (yi - xi) - d0 * ai
-            ww += w * w
-        c = np.sqrt(ww / ((1.0 + x0) * (1.0 + y0)))
-        return 2.0 * np.arcsinh(c / 2.0)
-
-    return lorentz
-
-
 def ann_space(geometry: str, X: np.ndarray) -> tuple[np.ndarray, object]:
-    """The data and metric pynndescent searches with, ranking as the latent's own metric:
-    euclidean as is; sphere: cosine distance of the unit vectors (1 - cos θ is monotone in
-    the angle θ, so the neighbours are the same); hyperbolic: the hyperboloid's geodesic
-    distance (a numba function; pynndescent < 0.7 has no hyperbolic metric) on the spatial
-    coordinates x_{1:}."""
-    X = np.asarray(X)
-    if geometry == "euclidean":
-        return X, "euclidean"
-    if geometry == "sphere":
-        return X, "cosine"
-    if geometry == "hyperbolic":
-        return np.ascontiguousarray(X[:, 1:]), _lorentz_metric()
-    raise ValueError(f"unknown geometry {geometry!r}")
+    """The data and metric pynndescent searches with, ranking as the latent's own metric
+    (`geovae.geometry.Manifold.ann_space`)."""
+    return get_manifold(geometry).ann_space(np.asarray(X))
 
 
 def pair_dist(geometry: str, X: np.ndarray, rows: np.ndarray, cols: np.ndarray,
@@ -198,11 +150,11 @@ def knn_transformer(geometry: str, n_neighbors: int, n_obs: int = 0,
     otherwise) up to ``ann_threshold`` cells, `ApproxKNN` (pynndescent) above."""
     if n_obs > ann_threshold:
         return ApproxKNN(geometry, n_neighbors, random_state=seed, n_jobs=n_jobs)
-    if geometry == "euclidean":
+    metric = get_manifold(geometry).exact_metric
+    if metric is not None:
         from sklearn.neighbors import KNeighborsTransformer
 
-        return KNeighborsTransformer(n_neighbors=n_neighbors, metric="euclidean",
-                                     mode="distance")
+        return KNeighborsTransformer(n_neighbors=n_neighbors, metric=metric, mode="distance")
     return GeodesicKNN(geometry, n_neighbors)
 
 
@@ -231,13 +183,13 @@ def knn(query: np.ndarray, reference: np.ndarray, k: int, geometry: str,
     """(distances, indices) of the ``k`` nearest reference rows of each query row in the
     latent's own metric, nearest first; ``exclude_self`` when query is reference."""
     k_eff = min(k + int(exclude_self), reference.shape[0])
-    if geometry == "euclidean":
+    manifold = get_manifold(geometry)
+    if manifold.exact_metric is not None:
         from sklearn.neighbors import NearestNeighbors
 
-        nn = NearestNeighbors(n_neighbors=k_eff).fit(reference)
+        nn = NearestNeighbors(n_neighbors=k_eff, metric=manifold.exact_metric).fit(reference)
         dist, idx = nn.kneighbors(query)
     else:
-        manifold = get_manifold(geometry)
         ref = torch.as_tensor(np.asarray(reference), dtype=torch.float64)
         q = torch.as_tensor(np.asarray(query), dtype=torch.float64)
         rows = _rows_per_block(ref.shape[0])
