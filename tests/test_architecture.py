@@ -1,5 +1,5 @@
 """The package's layering: no module imports from a layer above its own, no import circle
-between layers, no module over 400 lines."""
+between layers nor between modules (inside one folder too), no module over 400 lines."""
 
 from __future__ import annotations
 
@@ -68,6 +68,88 @@ def test_layers_form_no_circle() -> None:
 
     circles = [a for a in edges if reaches(a, a, {a})]
     assert not circles, circles
+
+
+def _module_graph(src: Path = SRC) -> dict[str, set[str]]:
+    """Module -> the geovae modules it imports anywhere in the file (also inside functions):
+    ``from geovae.a import b`` is an arrow to ``geovae.a.b`` where that is a module, else to
+    the package ``geovae.a`` (its ``__init__``). The root package is left out: it loads its
+    verbs lazily."""
+    files = {}
+    for p in src.rglob("*.py"):
+        parts = p.relative_to(src.parent).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        arrows = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                if module.startswith(src.name):
+                    arrows |= {f"{module}.{a.name}" if f"{module}.{a.name}" in files else module
+                               for a in node.names}
+            elif isinstance(node, ast.Import):
+                arrows |= {a.name for a in node.names if a.name.startswith(src.name)}
+        graph[name] = {a for a in arrows if a in files and a not in (name, src.name)}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles: strongly connected groups of two or more modules (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = [stack.pop()]
+            while group[-1] != v:
+                group.append(stack.pop())
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_modules_form_no_import_circle() -> None:
+    """No module reaches itself through imports, inside one folder or across folders (a
+    circle makes the import order matter and the modules impossible to read one at a time)."""
+    circles = _circles(_module_graph())
+    assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)
+
+
+def test_the_check_sees_an_import_circle(tmp_path: Path) -> None:
+    """The checker itself: a circle through a function-level import and a package
+    ``__init__`` is found, a chain is not."""
+    pkg = tmp_path / "geovae"
+    (pkg / "tools").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tools" / "__init__.py").write_text("from geovae.tools.fit import fit\n")
+    (pkg / "tools" / "fit.py").write_text("def fit():\n    from .evaluate import check\n")
+    (pkg / "tools" / "evaluate.py").write_text("from geovae.tools import fit\n")
+    (pkg / "tools" / "plain.py").write_text("import geovae.tools.evaluate\n")
+    graph = _module_graph(pkg)
+    assert graph["geovae.tools.evaluate"] == {"geovae.tools.fit"}  # a module, not __init__
+    assert _circles(graph) == [["geovae.tools.evaluate", "geovae.tools.fit"]]
+    (pkg / "tools" / "evaluate.py").write_text("import numpy\n")
+    assert _circles(_module_graph(pkg)) == []
 
 
 def test_modules_are_small() -> None:

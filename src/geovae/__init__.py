@@ -35,7 +35,7 @@ _LAZY = {
     "fit": "geovae.tools", "embed": "geovae.tools", "cluster": "geovae.tools",
     "transfer": "geovae.tools", "report": "geovae",
     "read": "geovae.io", "GeoVAE": "geovae.models", "CGMVAE": "geovae.models",
-    "datasets": "geovae", "compare_latents": "geovae.tools.evaluate",
+    "datasets": "geovae", "compare_latents": "geovae.tools.compare",
 }
 
 __all__ = ["CGMVAE", "GeoVAE", "GeoVAEError", "InputError", "OptionError", "__version__",

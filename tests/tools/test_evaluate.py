@@ -15,6 +15,7 @@ import torch
 import geovae
 from geovae.datasets import simulate_counts
 from geovae.models import GeoVAE
+from geovae.tools import compare as C
 from geovae.tools import evaluate as E
 from geovae.training import evaluate
 from geovae.training.parts import split_indices
@@ -221,7 +222,7 @@ def test_compare_latents_calls_a_difference_only_when_paired_test_says_so(monkey
               # sphere is below euclidean at every seed: worse
               "hyperbolic": list(base + np.array([0.8, -0.9, 0.7, -0.6, -0.3]))}  # noise
     _fake_run(values, monkeypatch)
-    table = E.compare_latents(None, seeds=range(5))
+    table = C.compare_latents(None, seeds=range(5))
     assert list(table.latent) == ["euclidean", "hyperbolic", "sphere"]
     row = table.set_index("latent")
     assert np.isnan(row.loc["euclidean", "p_value"]) and not row.loc["euclidean",
@@ -233,7 +234,7 @@ def test_compare_latents_calls_a_difference_only_when_paired_test_says_so(monkey
     # an unpaired view would not see the sphere difference: the seeds' spread is larger
     assert row.loc["sphere", "sd"] > abs(row.loc["sphere", "diff_vs_best"])
     assert row.loc["euclidean", "loglik_per_feature"] == pytest.approx(-10.0)
-    text = E.format_comparison(table)
+    text = C.format_comparison(table)
     assert "worse (p < 0.05)" in text and "paired t-test" in text
 
 

@@ -372,7 +372,9 @@ def blobs(
                       n_conditions=n_conditions, condition_shift=condition_shift, seed=seed))
 
 
-from geovae.cli import report as _report_command  # noqa: E402,F401  (geovae report)
+from geovae.cli.report import report  # noqa: E402
+
+app.command(cls=Command)(report)  # geovae report, listed last
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """``geovae report``: the HTML report of a geovae output (registered on the app by
-`geovae.cli`)."""
+`geovae.cli`; this module does not import it)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,11 @@ from typing import Annotated
 
 import typer
 
-from geovae.cli import app
 from geovae.cli._common import Debug, MetricsJson, Quiet, Verbose, _command_line, guarded
-from geovae.cli._types import Command
 
 log = logging.getLogger("geovae.cli")
 
 
-@app.command(cls=Command)
 @guarded
 def report(
     ctx: typer.Context,
