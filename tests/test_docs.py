@@ -89,8 +89,23 @@ def test_command_lines_parse(page: Path) -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_python_snippets_compile(page: Path) -> None:
+    """Each snippet compiles, and the geovae names it uses exist (without running it)."""
+    import ast
+    import importlib
+
+    import geovae
+
     for i, body in enumerate(_blocks(page, ("python", "py"))):
-        compile(body, f"{page.name}[python {i}]", "exec")
+        tree = ast.parse(compile(body, f"{page.name}[python {i}]", "exec",
+                                 flags=ast.PyCF_ONLY_AST))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("geovae"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name), f"{page.name}: {node.module}.{alias.name}"
+            elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                  and node.value.id in ("geovae", "gv")):
+                assert hasattr(geovae, node.attr), f"{page.name}: geovae.{node.attr}"
 
 
 def test_the_pages_have_commands_and_links() -> None:
