@@ -244,6 +244,19 @@ def check_space(needs: list[tuple[Path, int]]) -> None:
 
 
 @contextlib.contextmanager
+def failures_named(final: Path) -> Iterator[None]:
+    """An OSError while writing ``final`` (full disk, read-only folder, ...) becomes the
+    one-line error `write_failure` makes of it, naming the output; others pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        failure = write_failure(exc, final)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file beside ``path``; rename it onto ``path`` only on success."""
     final = Path(path)
@@ -251,13 +264,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise OptionError(f"output folder '{final.parent}' does not exist: create it first")
     tmp = _tmp_name(final)
     try:
-        try:
+        with failures_named(final):
             yield tmp
-        except OSError as exc:
-            failure = write_failure(exc, final)
-            if failure is None:
-                raise
-            raise failure from None
         with signals_deferred():
             check_replaceable(final)
             _publish_mode(tmp)
@@ -278,13 +286,8 @@ def atomic_dir(path: str | os.PathLike, replace_if: Callable[[Path], bool] | Non
     check_dir_target(final, replace_if)
     tmp = _tmp_name(final, directory=True)
     try:
-        try:
+        with failures_named(final):
             yield tmp
-        except OSError as exc:
-            failure = write_failure(exc, final)
-            if failure is None:
-                raise
-            raise failure from None
         with OutputSet() as outputs:
             outputs.staged.append((tmp, final, True, replace_if))
             outputs.commit()

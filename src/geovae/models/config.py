@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,16 +115,8 @@ def validate(*, model: str = "vae", latent: str = "euclidean", latent_dim: int =
             or not 0 <= float(dropout) < 1:
         raise OptionError(f"{{opt}} must be in [0, 1), got {dropout!r}", param="dropout")
     latent_options = dict(latent_options or {})
-    allowed = latent_option_names(latent)
-    unknown = sorted(set(latent_options) - set(allowed))
-    for name in unknown:
-        owners = [g for g in LATENTS if name in latent_option_names(g)]
-        if owners:
-            raise OptionError(f"{{opt}} works with latent {' or '.join(owners)} only, not "
-                              f"'{latent}'", param=f"latent_options.{name}")
-    if unknown:
-        raise OptionError(f"unknown option(s) {unknown} for latent '{latent}' in {{opt}}; "
-                          f"known: {sorted(allowed) or 'none'}", param="latent_options")
+    check_option_names("latent", latent, latent_options, latent_option_names(latent),
+                       lambda name: [g for g in LATENTS if name in latent_option_names(g)])
     if "flow" in latent_options:
         check_size("latent_options.flow", latent_options["flow"], low=0)
     if latent_options.get("posterior", "vmf") not in SPHERE_POSTERIORS:
@@ -133,18 +126,7 @@ def validate(*, model: str = "vae", latent: str = "euclidean", latent_dim: int =
         raise OptionError(f"unknown {{opt}} '{latent_options['decoder_input']}': use "
                           + " or ".join(DECODER_INPUTS), param="latent_options.decoder_input")
     model_options = dict(model_options or {})
-    known = known_model_options or {}
-    unknown = sorted(set(model_options) - set(known))
-    for name in unknown:
-        from geovae.models.registry import MODELS
-
-        owners = [m for m, cls in MODELS.items() if name in cls.module_options()]
-        if owners:
-            raise OptionError(f"{{opt}} works with model {' or '.join(owners)} only, not "
-                              f"'{model}'", param=f"model_options.{name}")
-    if unknown:
-        raise OptionError(f"unknown option(s) {unknown} for model '{model}' in {{opt}}; "
-                          f"known: {sorted(known) or 'none'}", param="model_options")
+    check_option_names("model", model, model_options, known_model_options or {}, _model_owners)
     for name in ("n_clusters", "w_dim"):
         if model_options.get(name) is not None:
             check_size(f"model_options.{name}", model_options[name])
@@ -152,3 +134,25 @@ def validate(*, model: str = "vae", latent: str = "euclidean", latent_dim: int =
                        likelihood=likelihood, n_hidden=int(n_hidden), n_layers=int(n_layers),
                        dropout=float(dropout), seed=int(seed), latent_options=latent_options,
                        model_options=model_options)
+
+
+def check_option_names(kind: str, chosen: str, given: dict[str, Any], known: Any,
+                       owners: Callable[[str], list[str]]) -> None:
+    """Every name in ``given`` (``latent_options`` / ``model_options``) is an option of the
+    chosen latent or model; an option of another one is named with its owners."""
+    unknown = sorted(set(given) - set(known))
+    for name in unknown:
+        found = owners(name)
+        if found:
+            raise OptionError(f"{{opt}} works with {kind} {' or '.join(found)} only, not "
+                              f"'{chosen}'", param=f"{kind}_options.{name}")
+    if unknown:
+        raise OptionError(f"unknown option(s) {unknown} for {kind} '{chosen}' in {{opt}}; "
+                          f"known: {sorted(known) or 'none'}", param=f"{kind}_options")
+
+
+def _model_owners(name: str) -> list[str]:
+    """The models that have ``name`` among their options."""
+    from geovae.models.registry import MODELS
+
+    return [m for m, cls in MODELS.items() if name in cls.module_options()]
