@@ -115,7 +115,8 @@ def test_backed_does_not_materialise_x(tmp_path: Path, monkeypatch) -> None:
         tracemalloc.start()
         model = make()
         if train:
-            model.train(epochs=1, progress=False, device="cpu", validation_fraction=0.0)
+            model.train(epochs=1, progress=False, device="cpu", validation_fraction=0.0,
+                        test_fraction=0.0)
             model.get_latent()
         _, top = tracemalloc.get_traced_memory()
         tracemalloc.stop()
@@ -127,7 +128,8 @@ def test_backed_does_not_materialise_x(tmp_path: Path, monkeypatch) -> None:
         _counts(n=n, g=300, dense=True).write_h5ad(paths[n])
         x_bytes[n] = n * 300 * 4  # 2.5 and 9.8 MB
     warm = _backed_model(paths[2048], 32, 128)  # import what training imports, untraced
-    warm.train(epochs=1, progress=False, device="cpu", validation_fraction=0.0)
+    warm.train(epochs=1, progress=False, device="cpu", validation_fraction=0.0,
+               test_fraction=0.0)
     mem_peak, _ = peak(lambda: GeoVAE(ad.read_h5ad(paths[8192])), train=False)
     assert mem_peak > x_bytes[8192]  # the in-memory set-up alone holds X (twice)
     small, _ = peak(lambda: _backed_model(paths[2048], 32, 128))
