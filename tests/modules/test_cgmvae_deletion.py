@@ -271,3 +271,20 @@ def test_transfer_never_deletes_a_reference_component() -> None:
                                  progress=False)
     assert torch.equal(mapped.module.active, before)
     assert torch.equal(ref.module.active, before)
+
+
+def test_the_record_and_log_say_how_many_components_ended_in_use() -> None:
+    """Issue 24 item 7: the fit's notes (printed in the CLI's log) give the components in use
+    by argmax and by weight, the same numbers as ``uns['geovae']``, once."""
+    adata = make_blobs(n_cells=300, n_blobs=3, n_conditions=1, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = geovae.fit(adata, model="cgmvae", latent_dim=2, likelihood="gaussian",
+                           model_options={"n_clusters": 6}, epochs=5, progress=False)
+    info = adata.uns["geovae"]
+    said = [n for n in info["notes"] if n.startswith("c*GMΔVAE: ")]
+    assert said == [f"c*GMΔVAE: {info['n_components_argmax']} of 6 mixture components in use "
+                    f"(the most probable component of >= 0.5% of the cells; "
+                    f"{info['n_components_used']} by weight)"]
+    model.write_outputs(adata.copy(), model.source(adata))  # again: the note is not repeated
+    assert sum(n.startswith("c*GMΔVAE: ") for n in model.notes) == 1

@@ -193,6 +193,10 @@ class CGMVAE(GeoVAE):
                     mixture_weights=np.asarray(weights, dtype=np.float32),
                     cluster_probs={"method": "predictive" if samples else "posterior_mean",
                                    "n_samples": samples, "seed": int(self.config.seed) + 3})
+        used = (f"c*GMΔVAE: {len(used_argmax)} of {n_clusters} mixture components in use (the "
+                f"most probable component of >= {USED_SHARE:.1%} of the cells; "
+                f"{n_clusters - len(empty)} by weight)")
+        self.notes = [n for n in self.notes if not n.startswith("c*GMΔVAE: ")] + [used]
         calibration = self.label_calibration(source, probs) if labels else None
         if calibration:
             info["calibration"] = calibration
