@@ -9,6 +9,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from geovae.tools.novelty import (
+    depth_pvalues,
     empirical_pvalue,
     neighbour_pvalues,
     shifted_pvalues,
@@ -74,3 +75,51 @@ def test_neighbour_pvalues_flag_cells_far_from_their_label() -> None:
                           predicted, ref_labels)
     assert roc_auc_score(novel, -p) > 0.95
     assert np.mean(p[~novel] < 0.02) < 0.06
+
+
+def _deep_cells(rng: np.random.Generator, n: int, mean_depth: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(-ELBO, log library size) of cells the reference explains equally well at every
+    depth: the -ELBO grows with the counts, and so does its spread."""
+    depth = rng.normal(mean_depth, 0.6, size=n)
+    counts = np.exp(depth)
+    return 0.8 * counts + np.sqrt(counts) * rng.gumbel(size=n), depth
+
+
+def _partial_spearman(score: np.ndarray, depth: np.ndarray) -> float:
+    return float(stats.spearmanr(score, depth)[0])
+
+
+def test_depth_pvalues_are_uniform_at_every_depth_and_not_a_depth_proxy() -> None:
+    """Query cells of the reference's distribution (deeper on average, from a new condition
+    whose extra misfit grows with the -ELBO's spread): the p-values within each depth
+    tercile are uniform (KS)
+    and their rank correlation with depth is below 0.1, where ranking the total -ELBO
+    among all reference cells (`shifted_pvalues`, the score before issue 23) is a depth
+    proxy."""
+    rng = np.random.default_rng(5)
+    ref, ref_depth = _deep_cells(rng, 6000, 7.0)
+    query, depth = _deep_cells(rng, 3000, 7.4)
+    query = query + 1.5 * np.sqrt(np.exp(depth))  # a new condition: removed by the shift
+    p = depth_pvalues(query, depth, ref, ref_depth)
+    terciles = np.quantile(depth, [1 / 3, 2 / 3])
+    for part in np.split(np.argsort(depth), 3):
+        assert stats.kstest(p[part], "uniform").pvalue > 0.001, terciles
+    assert abs(_partial_spearman(p, depth)) < 0.1
+    old = shifted_pvalues(query, ref)
+    assert abs(_partial_spearman(old, depth)) > 0.3  # the data can tell the two apart
+    assert min(stats.kstest(old[part], "uniform").pvalue
+               for part in np.split(np.argsort(depth), 3)) < 1e-6
+
+
+def test_depth_pvalues_still_flag_cells_the_reference_explains_badly() -> None:
+    rng = np.random.default_rng(6)
+    ref, ref_depth = _deep_cells(rng, 4000, 7.0)
+    query, depth = _deep_cells(rng, 2000, 7.0)
+    novel = np.zeros(2000, bool)
+    novel[:100] = True
+    query[novel] += 6.0 * np.sqrt(np.exp(depth[novel]))  # worse fit at their own depth
+    depth[novel] -= 0.8  # and shallower: the total -ELBO alone would call them typical
+    p = depth_pvalues(query, depth, ref, ref_depth)
+    assert roc_auc_score(novel, -p) > 0.95
+    assert np.mean(p[~novel] < 0.02) < 0.05

@@ -27,7 +27,7 @@ from geovae.data.checks import category_strings, check_obs_key
 from geovae.data.h5 import backed_view, is_backed
 from geovae.errors import InputError, OptionError
 from geovae.models.persistence import load_model
-from geovae.models.reference import ReferenceCells, negative_elbo
+from geovae.models.reference import ReferenceCells, log_library, negative_elbo
 from geovae.models.transfer import apply_freeze, check_freeze, grow, trainable_count
 from geovae.modules import BaseModule
 from geovae.training import resolve_device
@@ -149,4 +149,5 @@ def reembed_reference(model: Any, reference: ad.AnnData, cells: ReferenceCells,
         return cells
     nelbo = negative_elbo(model, source)
     latent = cells.latent if freeze == "all" else model.latent_of(source)
-    return dataclasses.replace(cells, latent=latent, nelbo=nelbo)
+    return dataclasses.replace(cells, latent=latent, nelbo=nelbo,
+                               log_library=log_library(source))

@@ -35,6 +35,8 @@ class ReferenceCells:
     umap: np.ndarray | None = None
     #: (cells,) -ELBO: how well the model explains each cell (calibrates the novelty check)
     nelbo: np.ndarray | None = None
+    #: (cells,) log(1 + total counts): the -ELBO is ranked among cells of similar depth
+    log_library: np.ndarray | None = None
 
     @property
     def n_cells(self) -> int:
@@ -60,21 +62,26 @@ class ReferenceCells:
         return ReferenceCells(**{k: np.asarray(v)[keep] for k, v in self.arrays().items()})
 
     def with_query(self, latent: np.ndarray, labels: np.ndarray, umap: np.ndarray | None,
-                   nelbo: np.ndarray) -> ReferenceCells:
-        """These cells followed by a mapped query's (its known labels only); the UMAP and the
-        -ELBO only where both have them."""
+                   nelbo: np.ndarray, log_library: np.ndarray | None = None
+                   ) -> ReferenceCells:
+        """These cells followed by a mapped query's (its known labels only); the UMAP, the
+        -ELBO and the log library size only where both have them."""
         old_labels = np.full(self.n_cells, -1) if self.labels is None else self.labels
         return ReferenceCells(
             latent=np.concatenate([self.latent, latent.astype(np.float32)]),
             labels=np.concatenate([old_labels, labels.astype(np.int64)]),
             umap=None if umap is None or self.umap is None else np.concatenate([self.umap,
                                                                                 umap]),
-            nelbo=None if self.nelbo is None else np.concatenate([self.nelbo, nelbo]))
+            nelbo=None if self.nelbo is None else np.concatenate([self.nelbo, nelbo]),
+            log_library=None if self.log_library is None or log_library is None
+            else np.concatenate([self.log_library, log_library]))
 
 
-def query_cells(latent: np.ndarray, labels: np.ndarray, nelbo: np.ndarray) -> ReferenceCells:
+def query_cells(latent: np.ndarray, labels: np.ndarray, nelbo: np.ndarray,
+                log_library: np.ndarray | None = None) -> ReferenceCells:
     """A mapped query's cells alone (a reference that kept no cells)."""
-    return ReferenceCells(latent.astype(np.float32), labels.astype(np.int64), None, nelbo)
+    return ReferenceCells(latent.astype(np.float32), labels.astype(np.int64), None, nelbo,
+                          log_library)
 
 
 def cells_of_output(adata: ad.AnnData, label_key: str | None,
@@ -110,7 +117,7 @@ def training_cells(model: Any, latent: np.ndarray | None = None,
         umap = None
     return ReferenceCells(np.asarray(latent, dtype=np.float32), labels,
                           None if umap is None else np.asarray(umap, dtype=np.float32),
-                          negative_elbo(model, source))
+                          negative_elbo(model, source), log_library(source))
 
 
 def negative_elbo(model: Any, source: DataSource) -> np.ndarray:
@@ -119,3 +126,13 @@ def negative_elbo(model: Any, source: DataSource) -> np.ndarray:
     model.module.eval()
     with torch.no_grad(), seeded(0, source.device):
         return map_batches(source, lambda b: model.module.loss(b).negative_elbo).numpy()
+
+
+def log_library(source: DataSource) -> np.ndarray | None:
+    """Per-cell log(1 + total counts) of the raw matrix: the depth the novelty check
+    conditions the -ELBO on (`geovae.tools.novelty.depth_pvalues`); None for data that are
+    not counts (a row summing below 0: the check then ranks among all reference cells)."""
+    total = map_batches(source, lambda b: b.x.float().sum(-1)).numpy()
+    if not (np.isfinite(total).all() and (total >= 0).all()):
+        return None
+    return np.log1p(total)

@@ -67,7 +67,7 @@ def check_reference_cells(arrays: dict[str, Any], width: int, n_labels: int,
                   f"{width} coordinates")
     if not np.isfinite(latent).all():
         raise bad("has NaN or infinite latent coordinates")
-    shapes = {"labels": (n,), "umap": (n, 2), "nelbo": (n,)}
+    shapes = {"labels": (n,), "umap": (n, 2), "nelbo": (n,), "log_library": (n,)}
     for key, shape in shapes.items():
         value = arrays.get(key)
         if value is None:

@@ -21,26 +21,48 @@ from geovae.tools.neighbors import knn
 
 #: a label with fewer reference cells than this is ranked among all reference cells
 MIN_LABEL_CELLS = 20
-#: label confidence is scaled by `soft_factor(p, UNKNOWN_TAIL)` (about 1/2 at p = UNKNOWN_TAIL),
-#: p the cell's shifted -ELBO p-value among the reference cells; on the full Kang data
+#: without reference library sizes (models saved before issue 23), label confidence is scaled
+#: by `soft_factor(p, UNKNOWN_TAIL)` (about 1/2 at p = UNKNOWN_TAIL), p the cell's shifted
+#: -ELBO p-value among all the reference cells; on the full Kang data
 #: (control -> stimulated, DC held out, freeze all, 20 + 15 epochs, six runs) 0.01 called 64%
 #: of the DC and 6% of known-type cells unknown (0.02: 74% and 8%)
 UNKNOWN_TAIL = 0.01
+#: a query cell's -ELBO is ranked among this share of the reference cells nearest in log
+#: library size (at least MIN_DEPTH_WINDOW), after a straight-line fit in that window
+#: (`depth_pvalues`). Development split: bundled Kang subset, CTRL -> STIM, DC held out,
+#: freeze all, seed 0, 100 epochs (benchmarks/bench_loto.py); one setting tried there
+DEPTH_WINDOW = 0.2
+MIN_DEPTH_WINDOW = 200
+#: `soft_factor` tail for `depth_pvalues` (development split as above, one model: tails
+#: 0.01 / 0.03 / 0.05 / 0.1 gave DC AUROC 0.68 / 0.79 / 0.83 / 0.87 with 6 / 11 / 15 / 20%
+#: of known-type cells called unknown; 0.05 called 59% of DC unknown)
+DEPTH_TAIL = 0.05
 #: the same for the check by distance, used when the reference cells have no -ELBO
 NEIGHBOUR_TAIL = 0.05
 
 
 def typicality(z: np.ndarray, nelbo: np.ndarray, cells: ReferenceCells,
-               predicted: np.ndarray | None, k: int, geometry: str) -> np.ndarray:
+               predicted: np.ndarray | None, k: int, geometry: str,
+               log_library: np.ndarray | None = None) -> np.ndarray:
     """The factor a query cell's label confidence is scaled by: `soft_factor` of its
-    `shifted_pvalues` -ELBO among the reference cells', or, when they have no -ELBO, of its
-    `neighbour_pvalues` distance (to the reference cells of its ``predicted`` label codes,
-    when given)."""
+    `depth_pvalues` -ELBO among the reference cells' of similar library size (all reference
+    cells, `shifted_pvalues`, when either side lacks finite library sizes: models saved
+    before issue 23's change, data that are not counts), or, when they have no -ELBO, of
+    its `neighbour_pvalues` distance (to the reference cells of its ``predicted`` label
+    codes, when given)."""
     if cells.nelbo is not None:
+        if _is_depth(cells.log_library) and _is_depth(log_library):
+            p = depth_pvalues(nelbo, log_library, cells.nelbo, cells.log_library)
+            return soft_factor(p, DEPTH_TAIL)
         return soft_factor(shifted_pvalues(nelbo, cells.nelbo), UNKNOWN_TAIL)
     labels = cells.labels if predicted is not None else None
     p = neighbour_pvalues(z, cells.latent, k, geometry, predicted, labels)
     return soft_factor(p, NEIGHBOUR_TAIL)
+
+
+def _is_depth(log_library: np.ndarray | None) -> bool:
+    """Library sizes to condition on: given and finite (not data with negative sums)."""
+    return log_library is not None and bool(np.isfinite(log_library).all())
 
 
 def empirical_pvalue(score: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -96,6 +118,55 @@ def shifted_pvalues(query: np.ndarray, reference: np.ndarray,
     groups = [(q_idx, query[q_idx], reference[r_idx])
               for q_idx, r_idx in _groups(predicted, ref_labels, len(query), len(reference))]
     return _shifted(groups, len(query))
+
+
+def depth_pvalues(query: np.ndarray, query_depth: np.ndarray, reference: np.ndarray,
+                  reference_depth: np.ndarray) -> np.ndarray:
+    """How badly the reference explains each query cell *given* its depth (log library
+    size; the total -ELBO grows with the counts): `empirical_pvalue` of its -ELBO among the
+    `DEPTH_WINDOW` share of reference cells nearest in depth (at least `MIN_DEPTH_WINDOW`),
+    both as residuals of a straight line fitted to that window's -ELBO against depth, in
+    units of the window's median absolute residual; the query's median excess (when
+    positive) is subtracted first, one shift for the whole query, as in `shifted_pvalues`."""
+    z_query, z_window = _window_residuals(np.asarray(query, np.float64),
+                                          np.asarray(query_depth, np.float64),
+                                          np.asarray(reference, np.float64),
+                                          np.asarray(reference_depth, np.float64))
+    if not len(z_query):
+        return np.ones(0)
+    shift = max(float(np.median(z_query - np.median(z_window, axis=1))), 0.0)
+    above = (z_window >= (z_query - shift)[:, None]).sum(1)
+    return (1 + above) / (1 + z_window.shape[1])
+
+
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares line per row: (x mean, y mean, slope), each (rows, 1)."""
+    x_mean, y_mean = x.mean(1, keepdims=True), y.mean(1, keepdims=True)
+    var = ((x - x_mean) ** 2).sum(1, keepdims=True)
+    cov = ((x - x_mean) * (y - y_mean)).sum(1, keepdims=True)
+    return x_mean, y_mean, np.where(var > 0, cov / np.maximum(var, 1e-12), 0.0)
+
+
+def _window_residuals(score: np.ndarray, depth: np.ndarray, reference: np.ndarray,
+                      reference_depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per query cell, its standardised residual and its window's (cells, window): the
+    window's -ELBO and its absolute residual fitted by lines in the library size (the
+    -ELBO is about linear in the counts, its spread grows with them)."""
+    order = np.argsort(reference_depth, kind="stable")
+    ref_depth, ref_score = reference_depth[order], reference[order]
+    n_ref = len(ref_score)
+    window = min(n_ref, max(MIN_DEPTH_WINDOW, int(round(DEPTH_WINDOW * n_ref))))
+    start = np.clip(np.searchsorted(ref_depth, depth) - window // 2, 0, n_ref - window)
+    rows = start[:, None] + np.arange(window)
+    x, y, xq = np.expm1(ref_depth[rows]), ref_score[rows], np.expm1(depth)[:, None]
+    x_mean, y_mean, slope = _line(x, y)
+    resid = y - y_mean - slope * (x - x_mean)
+    resid_q = score[:, None] - y_mean - slope * (xq - x_mean)
+    a_mean, s_mean, s_slope = _line(x, np.abs(resid))
+    floor = 1e-3 * np.maximum(s_mean, 1e-12)
+    scale = np.maximum(s_mean + s_slope * (x - a_mean), floor)
+    scale_q = np.maximum(s_mean + s_slope * (xq - a_mean), floor)
+    return (resid_q / scale_q)[:, 0], resid / scale
 
 
 def neighbour_pvalues(z: np.ndarray, reference: np.ndarray, k: int, geometry: str,

@@ -17,7 +17,13 @@ from geovae.data.checks import category_strings, check_obs_key
 from geovae.errors import OptionError
 from geovae.models import GeoVAE
 from geovae.models.query import reembed_reference
-from geovae.models.reference import ReferenceCells, cells_of_output, negative_elbo, query_cells
+from geovae.models.reference import (
+    ReferenceCells,
+    cells_of_output,
+    log_library,
+    negative_elbo,
+    query_cells,
+)
 from geovae.models.transfer import check_freeze
 from geovae.tools._labels import UNKNOWN, call_labels, label_probs, label_scores
 from geovae.tools.novelty import typicality
@@ -123,10 +129,10 @@ def transfer(
         cells = reembed_reference(mapped, reference, cells, notes)
     z, geometry = query.obsm[K.REP], mapped.config.latent
     probs, categories, conf, method = label_probs(mapped, source, cells, z, n_neighbors)
-    nelbo = negative_elbo(mapped, source)
+    nelbo, depth = negative_elbo(mapped, source), log_library(source)
     if cells is not None:  # how typical each cell is of the reference cells (novelty.py)
         codes = None if probs is None else probs.argmax(1)
-        conf = conf * typicality(z, nelbo, cells, codes, n_neighbors, geometry)
+        conf = conf * typicality(z, nelbo, cells, codes, n_neighbors, geometry, depth)
     info: dict[str, Any] = {
         "n_features_matched": spec.n_features - prepared.n_missing_features,
         "n_missing_features": prepared.n_missing_features,
@@ -155,8 +161,8 @@ def transfer(
         mixing = _mixing(query, cells, categories, pred, eval_key, geometry, seed, notes)
         if mixing is not None:
             info["mixing"] = mixing
-    mapped.reference_cells = (query_cells(z, prepared.labels, nelbo) if cells is None
-                              else cells.with_query(z, prepared.labels, umap, nelbo))
+    mapped.reference_cells = (query_cells(z, prepared.labels, nelbo, depth) if cells is None
+                              else cells.with_query(z, prepared.labels, umap, nelbo, depth))
     missing = prepared.missing_features[:1000]
     update_record(query, fresh=True, **mapped.summary(), **facts, transfer=info,
                   missing_features=np.asarray(missing, dtype=str) if missing else None,
