@@ -78,9 +78,7 @@ def transfer(
     freeze
         ``all`` (only new categories' weights train; the reference stays exactly as it was),
         ``covariates`` (also the layers the covariates enter) or ``none`` (everything). The
-        last two need ``reference`` (its cells are re-embedded with the new weights); on Kang
-        control -> stimulated ``covariates`` labelled 0.84 of cells right against 0.73 for
-        ``all`` (see benchmarks/RESULTS.md).
+        last two need ``reference`` (its cells are re-embedded with the new weights).
     unknown_threshold
         Cells whose label confidence is below it are labelled "unknown".
     n_neighbors
