@@ -154,12 +154,12 @@ def test_all_zero_matrix(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("damage", "mention"), [
-    (lambda m: m["config"].update(latent="torus"), "unknown --latent 'torus'"),
+    (lambda m: m["config"].update(latent="torus"), "config.json: unknown `latent` 'torus'"),
     (lambda m: m["config"].pop("n_hidden"), "missing model setting(s) ['n_hidden']"),
     (lambda m: m.update(format="geovae-model/99"), "has format 'geovae-model/99'"),
     # sizes are bounded before anything is allocated (issue 25: n_layers 10^6 ran 135 s)
-    (lambda m: m["config"].update(n_layers=10 ** 6), "n-layers must be a whole number "
-                                                     "between 1 and 64"),
+    (lambda m: m["config"].update(n_layers=10 ** 6), "config.json: `n_layers` must be a "
+                                                     "whole number between 1 and 64"),
     (lambda m: m["config"].update(n_hidden=10 ** 9), "between 1 and 16384"),
     (lambda m: m["config"].update(latent_dim=10 ** 9), "between 1 and 1024"),
     (lambda m: m["config"].update(n_layers=64, n_hidden=16384), "more than the limit"),

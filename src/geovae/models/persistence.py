@@ -141,11 +141,10 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Any:
         spec = DataSpec.from_dict(meta["spec"])
         model = cls.from_saved(config, spec)
     except (GeoVAEError, KeyError, TypeError, ValueError) as exc:
-        what = exc.message if isinstance(exc, GeoVAEError) else (
-            f"missing {exc}" if isinstance(exc, KeyError) else str(exc))
+        # a setting of config.json is named as its field there (`n_layers`), not as a flag
+        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
         raise InputError(f"model directory '{p}' is damaged (written by geovae {writer}): "
-                         f"{what}; refit the model",
-                         param=exc.param if isinstance(exc, GeoVAEError) else None) from exc
+                         f"{K.MODEL_CONFIG}: {what}; refit the model") from exc
     model.device = resolve_device(device)
     try:
         state = torch.load(p / K.MODEL_WEIGHTS, map_location=model.device, weights_only=True)
