@@ -3,7 +3,9 @@
 
 A cell's score (its -ELBO under the query-mapped model: how badly the model explains it; or,
 without one, the log mean distance to its k nearest reference cells of its predicted label)
-is ranked among the reference cells' own scores, as a one-sided empirical p-value. A query
+is ranked among the reference cells' own scores, as a one-sided empirical p-value. The
+-ELBO grows with a cell's counts, so it is ranked among the reference cells of similar
+library size (`depth_pvalues`) when both sides have library sizes. A query
 from a new condition scores a little worse overall, so the query's scores are first shifted
 down by their median excess over the reference's: one shift for the whole query, since a
 shift per label would also absorb a cell type the reference lacks wherever it makes up much
