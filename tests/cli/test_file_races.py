@@ -361,3 +361,21 @@ def test_free_space_estimate_counts_a_backed_inputs_file() -> None:
     from geovae.io.write import h5ad_bytes
 
     assert h5ad_bytes(read_backed(PBMC)) >= PBMC.stat().st_size
+
+
+def test_an_output_moved_aside_by_a_killed_commit_goes_back(tmp_path: Path) -> None:
+    """A run killed (SIGKILL) between moving the old output aside and moving the new one in
+    leaves the user's earlier output inside its temporary folder: the next run's clean-up
+    puts it back instead of deleting it; a leftover backup never replaces a present file."""
+    from geovae.io.write import clean_stale
+
+    final = tmp_path / "o.h5ad"
+    stale = tmp_path / ".o.h5ad.geovae-tmp-999999999-abc"  # PID 999999999 is not running
+    stale.mkdir()
+    (stale / "old").write_bytes(b"the user's earlier output")
+    clean_stale(final)
+    assert final.read_bytes() == b"the user's earlier output" and not stale.exists()
+    stale.mkdir()
+    (stale / "old").write_bytes(b"older")
+    clean_stale(final)  # final is there (a later run finished): the leftover goes
+    assert final.read_bytes() == b"the user's earlier output" and not stale.exists()

@@ -137,3 +137,15 @@ def test_fit_names_its_clusters(cg_fit: Path, tmp_path: Path) -> None:
     body = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', text, re.S))["names"]
     assert len(re.findall(r"<tr><td>", body)) == len(info["cluster"])
     assert len(re.findall(r"<img ", body)) == 1
+
+
+def test_duplicate_gene_names_are_ranked_not_a_crash() -> None:
+    """`geovae cluster` accepts any .h5ad with an embedding, also one whose gene symbols
+    were never made unique (common for 10x symbols): the ranking makes them unique for itself
+    (issue found in review: `get_indexer` raised InvalidIndexError after kNN and UMAP)."""
+    a = counts_with_markers()
+    a.var_names = ["g0", "g0"] + [f"g{j}" for j in range(2, a.n_vars)]  # g1 renamed g0
+    record = name_clusters(a, "cell_type", max_cells=300, seed=3)
+    firsts = [m.split(", ")[0] for m in record["markers"]]
+    assert firsts == ["g0", "g0-1", "g2"]  # cluster 1's marker is the second "g0"
+    assert list(a.var_names[:2]) == ["g0", "g0"]  # the user's names are not changed

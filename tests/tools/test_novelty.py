@@ -123,3 +123,19 @@ def test_depth_pvalues_still_flag_cells_the_reference_explains_badly() -> None:
     p = depth_pvalues(query, depth, ref, ref_depth)
     assert roc_auc_score(novel, -p) > 0.95
     assert np.mean(p[~novel] < 0.02) < 0.05
+
+
+def test_depth_pvalues_in_chunks_equal_one_pass(monkeypatch) -> None:
+    """Query cells are scored in chunks (memory bounded by `CHUNK_VALUES`, not by query x
+    reference cells): the p-values are exactly those of a single pass."""
+    from geovae.tools import novelty
+
+    rng = np.random.default_rng(7)
+    ref, ref_depth = _deep_cells(rng, 3000, 7.0)
+    query, depth = _deep_cells(rng, 1000, 7.3)
+    query = query + 0.5 * np.sqrt(np.exp(depth))
+    one_pass = depth_pvalues(query, depth, ref, ref_depth)
+    monkeypatch.setattr(novelty, "CHUNK_VALUES", 600 * 37)  # window 600: chunks of 37 cells
+    chunked = depth_pvalues(query, depth, ref, ref_depth)
+    assert np.array_equal(chunked, one_pass)
+    assert one_pass.min() < 0.05 < one_pass.max()  # not a trivial constant

@@ -106,7 +106,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale(final: Path) -> None:
-    """Remove temporaries of ``final`` left by a geovae process that no longer runs."""
+    """Remove temporaries of ``final`` left by a geovae process that no longer runs; an
+    earlier output such a process had moved aside (killed mid-commit) goes back to ``final``
+    when nothing is there."""
     if not final.parent.is_dir():
         return
     prefix = f".{final.name}{TMP_TAG}"  # glob characters in the name are matched literally
@@ -116,6 +118,10 @@ def clean_stale(final: Path) -> None:
         pid, sep, _ = q.name[len(prefix):].partition("-")
         if sep and pid.isdigit() and pid.isascii() and int(pid) > 0 \
                 and not _pid_alive(int(pid)):
+            old = q / "old"  # a commit killed between its two renames: the earlier output
+            if q.is_dir() and not q.is_symlink() and os.path.lexists(old) \
+                    and not os.path.lexists(final):
+                os.replace(old, final)  # goes back, never deleted
             shutil.rmtree(q, ignore_errors=True) if q.is_dir() and not q.is_symlink() \
                 else q.unlink(missing_ok=True)
 

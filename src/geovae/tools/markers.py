@@ -39,8 +39,9 @@ def majority_labels(clusters: Any, labels: Any) -> tuple[list[str], list[str], l
     c = pd.Series(np.asarray(clusters)).astype(str).to_numpy()
     y = pd.Series(np.asarray(labels)).astype(str).to_numpy()
     names, majority, share = [], [], []
+    known = ~np.array([is_missing(v) for v in y], dtype=bool)
     for cl in categories(pd.Series(clusters)):
-        here = y[(c == cl) & ~np.array([is_missing(v) for v in y])]
+        here = y[(c == cl) & known]
         names.append(cl)
         if not len(here):
             majority.append("")
@@ -94,9 +95,14 @@ def rank_markers(adata: Any, groupby: str = K.CLUSTER, layer: str | None = None,
     ranked = [g for g in categories_of(adata.obs[groupby]) if sizes.get(g, 0) >= 2]
     if len(ranked) < 2:
         return None
+    genes = adata.var_names
+    if not genes.is_unique:  # e.g. 10x gene symbols never made unique
+        genes = ad.utils.make_index_unique(pd.Index(genes).astype(str))
+        log.info("marker genes: duplicated gene names made unique for the ranking "
+                 "(suffixes -1, -2, ...)")
     sub = ad.AnnData(X=x[idx].astype(np.float32), obs=pd.DataFrame(
         {groupby: pd.Categorical(groups)}, index=adata.obs_names[idx]),
-        var=pd.DataFrame(index=adata.var_names))
+        var=pd.DataFrame(index=genes))
     log.info(f"marker genes: scanpy's rank_genes_groups (t-test) of {len(ranked)} clusters on "
              f"{len(idx):,} cells")
     if how.startswith("log1p"):
