@@ -19,7 +19,7 @@ Data (``seed`` draws the data AND seeds the model, so seeds vary both):
 
 Methods: ``cgmvae`` (the default model), ``cgmvae_gmminit`` (``gmm_init=True``: half the
 epochs as the plain VAE, then the mixture started from a GMM on the latent; an option of
-branch ``i24`` only, see RESULTS.md: it did not beat the default, so it is not on main and the
+an unmerged development option, see RESULTS.md: it did not beat the default, so it is not on main and the
 method is skipped where the module lacks the option),
 ``vae_leiden`` (geovae VAE, kNN graph on ``X_geovae``, Leiden at resolution 1),
 ``pca_leiden`` (log-normalised counts / the features as they are, PCA 50, Leiden 1.0),
@@ -67,7 +67,7 @@ def load(name: str, seed: int) -> tuple[Any, dict[str, Any], str]:
 
 
 def has_gmm_init() -> bool:
-    """Whether this geovae's c*GMΔVAE module takes ``gmm_init`` (branch i24)."""
+    """Whether this geovae's c*GMΔVAE module takes ``gmm_init`` (an unmerged development option)."""
     import inspect
 
     from geovae.modules.cgmvae import CGMVAEModule
@@ -180,7 +180,7 @@ def main() -> None:
     ks = [N_TYPES if k == "truth" else int(k) for k in args.ks]
     if "cgmvae_gmminit" in args.methods and not has_gmm_init():
         print("cgmvae_gmminit skipped: this geovae's c*GMΔVAE has no gmm_init option "
-              "(branch i24 only)", file=sys.stderr)
+              "(an unmerged development option)", file=sys.stderr)
         args.methods.remove("cgmvae_gmminit")
     for data in args.data:
         for seed in args.seeds:
