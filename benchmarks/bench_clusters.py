@@ -18,8 +18,8 @@ Data (``seed`` draws the data AND seeds the model, so seeds vary both):
   conditions; Gaussian likelihood, ``batch_key="condition"``.
 
 Methods: ``cgmvae`` (the default model), ``cgmvae_gmminit`` (``gmm_init=True``: half the
-epochs as the plain VAE, then the mixture started from a GMM on the latent; an option of
-an unmerged development option, see RESULTS.md: it did not beat the default, so it is not on main and the
+epochs as the plain VAE, then the mixture started from a GMM on the latent; an unmerged
+development option, see RESULTS.md: it did not beat the default, so geovae lacks it and the
 method is skipped where the module lacks the option),
 ``vae_leiden`` (geovae VAE, kNN graph on ``X_geovae``, Leiden at resolution 1),
 ``pca_leiden`` (log-normalised counts / the features as they are, PCA 50, Leiden 1.0),
