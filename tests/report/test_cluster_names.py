@@ -149,3 +149,25 @@ def test_duplicate_gene_names_are_ranked_not_a_crash() -> None:
     firsts = [m.split(", ")[0] for m in record["markers"]]
     assert firsts == ["g0", "g0-1", "g2"]  # cluster 1's marker is the second "g0"
     assert list(a.var_names[:2]) == ["g0", "g0"]  # the user's names are not changed
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_log_normalisation_is_scanpys(sparse: bool) -> None:
+    """The markers' expression equals scanpy's normalize_total(1e4) + log1p, computed without
+    scanpy's numba CSR kernel (it raised UnboundLocalError with NUMBA_DISABLE_JIT=1, which the
+    pipelines' tests set: fit failed after clustering; tests/workflows run that way)."""
+    import scanpy as sc
+    import scipy.sparse as sp
+
+    from geovae.tools.markers import log_normalised
+
+    a = counts_with_markers(n=200)
+    a.X[0] = 0  # a cell without counts stays zero
+    x = sp.csr_matrix(a.X) if sparse else a.X.copy()
+    ours = log_normalised(x)
+    ours = ours.toarray() if sparse else ours
+    b = ad.AnnData(a.X.copy())
+    sc.pp.normalize_total(b, target_sum=1e4)
+    sc.pp.log1p(b)
+    assert np.allclose(ours, b.X, rtol=1e-5, atol=1e-6)
+    assert not ours[0].any() and ours[1:].sum(1).min() > 0

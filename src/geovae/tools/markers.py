@@ -74,6 +74,21 @@ def expression(adata: Any, layer: str | None) -> tuple[Any, str]:
     return x, f"{where} as it is (not counts: taken as log-normalised)"
 
 
+def log_normalised(x: Any, target: float = 1e4) -> Any:
+    """log1p of each cell's counts scaled to ``target`` in all (scanpy's normalize_total +
+    log1p, done here: scanpy's CSR kernel fails when numba's JIT is off, as pipelines' tests
+    and some clusters set NUMBA_DISABLE_JIT); cells without counts stay zero."""
+    import scipy.sparse as sp
+
+    totals = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
+    scale = np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0)
+    if sp.issparse(x):
+        out = sp.csr_matrix(sp.diags(scale) @ sp.csr_matrix(x, dtype=np.float64))
+        out.data = np.log1p(out.data)
+        return out.astype(np.float32)
+    return np.log1p(np.asarray(x, dtype=np.float64) * scale[:, None]).astype(np.float32)
+
+
 def rank_markers(adata: Any, groupby: str = K.CLUSTER, layer: str | None = None,
                  seed: int = 0, max_cells: int = MAX_CELLS) -> dict[str, Any] | None:
     """``sc.tl.rank_genes_groups`` of ``obs[groupby]`` on a seeded subsample, stored in
@@ -106,8 +121,7 @@ def rank_markers(adata: Any, groupby: str = K.CLUSTER, layer: str | None = None,
     log.info(f"marker genes: scanpy's rank_genes_groups (t-test) of {len(ranked)} clusters on "
              f"{len(idx):,} cells")
     if how.startswith("log1p"):
-        sc.pp.normalize_total(sub, target_sum=1e4)
-        sc.pp.log1p(sub)
+        sub.X = log_normalised(sub.X)
     with warnings.catch_warnings():  # scanpy builds its table column by column
         warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
         sc.tl.rank_genes_groups(sub, groupby, groups=ranked, reference="rest",
