@@ -78,8 +78,8 @@ def test_default_threads_follow_omp_num_threads_else_the_cpus_capped(
             _threads.resolve(bad)
 
 
-def test_fit_and_embed_train_with_the_threads_asked_and_restore_them(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def _threads_seen_by_train(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The torch thread count at each `GeoVAE.train` call from now on (a spy)."""
     import torch
 
     from geovae.models import GeoVAE
@@ -92,6 +92,16 @@ def test_fit_and_embed_train_with_the_threads_asked_and_restore_them(
         return train(self, **kwargs)
 
     monkeypatch.setattr(GeoVAE, "train", spy)
+    return seen
+
+
+def test_fit_and_embed_train_with_the_threads_asked_and_restore_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from geovae.models import GeoVAE
+
+    seen = _threads_seen_by_train(monkeypatch)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     torch.set_num_threads(1)
     adata = make_blobs(n_cells=200, n_features=8, seed=0)
@@ -116,16 +126,8 @@ def test_fit_and_embed_train_with_the_threads_asked_and_restore_them(
 def test_compare_latents_accepts_fits_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from geovae.models import GeoVAE
 
-    seen: list[int] = []
-    train = GeoVAE.train
-
-    def spy(self: GeoVAE, **kwargs: object) -> object:
-        seen.append(torch.get_num_threads())
-        return train(self, **kwargs)
-
-    monkeypatch.setattr(GeoVAE, "train", spy)
+    seen = _threads_seen_by_train(monkeypatch)
     torch.set_num_threads(1)
     adata = make_blobs(n_cells=150, n_features=6, seed=0)
     with warnings.catch_warnings():
