@@ -134,8 +134,9 @@ def depth_pvalues(query: np.ndarray, query_depth: np.ndarray, reference: np.ndar
     units of the window's median absolute residual; the query's median excess (when
     positive) is subtracted first, one shift for the whole query, as in `shifted_pvalues`."""
     query, query_depth = np.asarray(query, np.float64), np.asarray(query_depth, np.float64)
-    reference = np.asarray(reference, np.float64)
     reference_depth = np.asarray(reference_depth, np.float64)
+    order = np.argsort(reference_depth, kind="stable")  # by depth, once for every chunk
+    reference_depth, reference = reference_depth[order], np.asarray(reference, np.float64)[order]
     n = len(query)
     if not n:
         return np.ones(0)
@@ -172,13 +173,12 @@ def _line(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return x_mean, y_mean, np.where(var > 0, cov / np.maximum(var, 1e-12), 0.0)
 
 
-def _window_residuals(score: np.ndarray, depth: np.ndarray, reference: np.ndarray,
-                      reference_depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _window_residuals(score: np.ndarray, depth: np.ndarray, ref_score: np.ndarray,
+                      ref_depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per query cell, its standardised residual and its window's (cells, window): the
     window's -ELBO and its absolute residual fitted by lines in the library size (the
-    -ELBO is about linear in the counts, its spread grows with them)."""
-    order = np.argsort(reference_depth, kind="stable")
-    ref_depth, ref_score = reference_depth[order], reference[order]
+    -ELBO is about linear in the counts, its spread grows with them). The reference cells
+    come sorted by depth."""
     n_ref = len(ref_score)
     window = _window_size(n_ref)
     start = np.clip(np.searchsorted(ref_depth, depth) - window // 2, 0, n_ref - window)
