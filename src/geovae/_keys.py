@@ -150,7 +150,8 @@ RECORD_FIELDS: dict[str, str] = {
     "cluster_probs": "cgmvae: how geovae_cluster_probs was computed (predictive q(y|x): draws "
     "of z and seed; or at the posterior mean)",
     "calibration": "cgmvae with labels: expected calibration error (15 bins) of the predicted "
-    "labels on labelled held-out cells (validation split in fit, all cells in embed), next "
+    "labels on labelled held-out cells (the test split in fit, never trained or early-stopped "
+    "on; all cells in embed), next "
     "to the ECE of q(y|z) at the posterior mean, accuracy and number of cells",
     "dirichlet_alpha": "cgmvae: Dirichlet prior concentration",
     "elbo_terms": "cgmvae: last epoch's five -ELBO terms",

@@ -210,8 +210,9 @@ def _fit_labels(part: ad.AnnData, epochs: int, seed: int = 0) -> np.ndarray:
         warnings.simplefilter("ignore")
         geovae.fit(part, model="cgmvae", latent_dim=10, label_key="bulk_labels",
                    epochs=epochs, progress=False, seed=seed)
-    cal = part.uns["geovae"]["calibration"]  # held-out labelled cells, predictive vs mean
-    assert cal["cells"] == "validation" and cal["n_cells"] > 0
+    cal = part.uns["geovae"]["calibration"]  # test cells: not trained on, not early-stopped on
+    assert cal["cells"] == "test" and cal["n_cells"] > 0
+    assert cal["n_cells"] <= round(0.05 * part.n_obs)  # the 5% test split, labelled ones
     assert 0 <= cal["ece"] <= 1 and 0 <= cal["ece_posterior_mean"] <= 1
     return part.obs["geovae_label"].astype(str).to_numpy()
 

@@ -126,13 +126,15 @@ class CGMVAE(GeoVAE):
         """Expected calibration error and accuracy of the predicted labels on held-out
         labelled cells, for the predictive ``probs`` (`cluster_probs_of` of ``source``, the
         probabilities written out) and, for comparison, q(y|z) at the posterior mean: the
-        validation cells of the training data (fit), or every labelled cell of new data
-        (embed, and a query-mapped model's query); None without such cells."""
+        test cells of the training data (fit; neither training nor early stopping saw them;
+        the validation cells when the data were too small for a test split), or every
+        labelled cell of new data (embed, and a query-mapped model's query); None without
+        such cells."""
         labels = source.labels.cpu().numpy()
         if source is self._source and self.query_mapping is None:
             if self.history is None or self.history.validation_indices is None:
                 return None
-            idx, which = self.history.validation_indices.cpu().numpy(), "validation"
+            idx, which = self.heldout_indices(max_cells=len(labels))
         else:
             idx, which = np.arange(len(labels)), "all labelled"
         truth = labels[idx]
