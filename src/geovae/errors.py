@@ -5,7 +5,8 @@ own parameter (``param``), ``{name}`` for another parameter and ``{name=value}``
 parameter set to a value (``value`` written as Python: ``'raw'``, ``False``, ``0.5``).
 ``str(error)`` renders them for library users (```layer```, ``layer='raw'``); the command
 line renders the same message with its own flag names (``--layer``, ``--layer raw``) through
-`GeoVAEError.render`, so the map from parameters to flags lives in the CLI alone.
+`GeoVAEError.render`, so the map from parameters to flags lives in the CLI alone. A `Note`
+(a logged line, a run's note) references parameters the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,39 @@ def python_name(param: str, value: str | None = None) -> str:
     return f"`{param}`" if value is None else f"{param}={value}"
 
 
+def render(message: str, name: Callable[[str, str | None], str],
+           param: str | None = None) -> str:
+    """``message`` with every parameter reference written by ``name(param, value)``
+    (``{opt}`` stands for ``param``; left as written without one)."""
+
+    def one(match: re.Match[str]) -> str:
+        ref, value = match.group(1), match.group(2)
+        if ref == "opt":
+            if not param:
+                return match.group(0)
+            ref = param
+        return name(ref, value)
+
+    return REFERENCE.sub(one, message)
+
+
+class Note(str):
+    """A logged line or run note that references Python parameters as errors do: the string
+    is the library user's rendering (```layer```, ``layer='raw'``); `render` writes the same
+    line with the command line's flags."""
+
+    message: str
+
+    def __new__(cls, message: str) -> Note:
+        note = super().__new__(cls, render(message, python_name))
+        note.message = message
+        return note
+
+    def render(self, name: Callable[[str, str | None], str]) -> str:
+        """The line with every parameter reference written by ``name(param, value)``."""
+        return render(self.message, name)
+
+
 class Referencing:
     """An error whose message may reference Python parameters (see the module docstring);
     ``param`` is the parameter the error is about, if any (``{opt}`` in the message)."""
@@ -32,16 +66,7 @@ class Referencing:
 
     def render(self, name: Callable[[str, str | None], str]) -> str:
         """The message with every parameter reference written by ``name(param, value)``."""
-
-        def one(match: re.Match[str]) -> str:
-            ref, value = match.group(1), match.group(2)
-            if ref == "opt":
-                if not self.param:
-                    return match.group(0)
-                ref = self.param
-            return name(ref, value)
-
-        return REFERENCE.sub(one, self.message)
+        return render(self.message, name, self.param)
 
 
 class GeoVAEError(Referencing, Exception):

@@ -20,7 +20,7 @@ from geovae.errors import DivergedError, InputError, OptionError
 SRC = Path(geovae.__file__).parent
 #: layers below the CLI whose error messages must not name a command-line flag
 LOWER = ("geometry", "distributions", "nn", "modules", "data", "io", "report", "models",
-         "training", "tools")
+         "training", "tools", "runs")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
 
 
@@ -43,6 +43,44 @@ def test_no_flag_in_lower_layers_errors() -> None:
                                  if f != "--nproc-per-node"]
                         found += [f"{path.relative_to(SRC)}:{node.lineno} {f}" for f in flags]
     assert not found, found
+
+
+def test_runs_name_no_flag() -> None:
+    """Nothing in `geovae.runs` (messages, notes, docstrings) spells a command-line flag: the
+    file jobs name their Python parameters, the CLI renders them."""
+    found = [f"{path.relative_to(SRC)}:{i} {flag}"
+             for path in sorted((SRC / "runs").rglob("*.py"))
+             for i, line in enumerate(path.read_text().splitlines(), 1)
+             for flag in FLAG.findall(line)]
+    assert not found, found
+
+
+def test_notes_render_as_flags() -> None:
+    """A note names parameters like an error: Python's spelling in the library, the running
+    command's flags through the CLI (the log line and the run's notes alike)."""
+    from geovae.errors import Note
+
+    hint = Note("add {layer='counts'}; or {likelihood='gaussian'}; drop {umap=False}")
+    assert hint == "add layer='counts'; or likelihood='gaussian'; drop umap=False"
+    assert message(hint, _command("fit")) == \
+        "add --layer counts; or --likelihood gaussian; drop --no-umap"
+    assert message("plain {text}", _command("fit")) == "plain {text}"
+
+
+def test_output_errors_name_the_command_flags(tmp_path: Path) -> None:
+    """`geovae.runs.plan` names parameters; each command shows its own flag (transfer's
+    ``new_model_dir`` is ``--model-dir``)."""
+    from geovae.runs.plan import OutputPlan
+
+    (tmp_path / "m").write_text("")
+    plan = OutputPlan([], tmp_path / "o.h5ad", model_dir=tmp_path / "m",
+                      model_dir_param="new_model_dir")
+    with pytest.raises(OptionError) as err:
+        plan.check()
+    assert str(err.value).startswith("`new_model_dir` '")
+    assert message(err.value, _command("transfer")) == (
+        f"--model-dir '{tmp_path / 'm'}' exists and is not a folder: choose another "
+        "--model-dir")
 
 
 def test_python_and_cli_renderings() -> None:

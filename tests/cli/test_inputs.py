@@ -197,14 +197,16 @@ def _lognorm(counts: sp.csr_matrix, extra_raw_genes: int = 0) -> ad.AnnData:
 
 
 def test_counts_hint(counts: sp.csr_matrix) -> None:
+    from geovae.cli._flags import message
     from geovae.runs.describe import counts_hint
 
     a = _lognorm(counts)
-    assert "raw counts are in .raw: add --layer raw" in counts_hint(a, None, "auto")
+    assert "raw counts are in .raw: add --layer raw" in message(counts_hint(a, None, "auto"))
+    assert "raw counts are in .raw: add layer='raw'" in counts_hint(a, None, "auto")
     a.layers["counts"] = counts.copy()
-    assert counts_hint(a, None, "auto") == ("X looks log-normalised; raw counts are in "
-                                            "layers['counts']: add --layer counts to model "
-                                            "the counts")
+    assert message(counts_hint(a, None, "auto")) == (
+        "X looks log-normalised; raw counts are in layers['counts']: add --layer counts to "
+        "model the counts")
     assert counts_hint(a, "counts", "auto") is None  # already using the counts
     assert counts_hint(a, None, "gaussian") is None  # the user chose a continuous model
     a.X = a.X - 1.0

@@ -55,7 +55,7 @@ from geovae.cli._common import (  # noqa: E402
     _set_threads,
     guarded,
 )
-from geovae.cli._flags import fit_options  # noqa: E402
+from geovae.cli._flags import fit_options, names_of  # noqa: E402
 from geovae.cli._types import (  # noqa: E402
     Command,
     Freeze,
@@ -179,7 +179,8 @@ def fit(
     kwargs = {**fit_options(ctx), "device": _check_device(device)}
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
                      command=_command_line(ctx), obs_columns=obs_columns or [], backed=backed,
-                     n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json, **kwargs)
+                     n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json,
+                     names=names_of(ctx.command), **kwargs)
     _report(result)
 
 
@@ -219,7 +220,7 @@ def embed(
                        device=_check_device(device), command=_command_line(ctx), volume=volume,
                        obs_columns=obs_columns or [], n_neighbors=n_neighbors, backed=backed,
                        umap=not no_umap, label_key=label_key, metrics_json=metrics_json,
-                       threads=threads)
+                       threads=threads, names=names_of(ctx.command))
     _report(result)
 
 
@@ -288,7 +289,8 @@ def transfer(
                           batch_key=batch_key or None, label_key=label_key, eval_key=eval_key,
                           freeze=value(freeze), epochs=epochs, seed=seed, progress=not quiet,
                           unknown_threshold=unknown_threshold, device=_check_device(device),
-                          precision=value(precision), threads=threads)
+                          precision=value(precision), threads=threads,
+                          names=names_of(ctx.command))
     _report(result)
 
 
@@ -322,7 +324,8 @@ def cluster(
     result = run_cluster(input, out, use_rep=use_rep, resolution=resolution,
                          method=value(method), plot=plot, seed=seed,
                          command=_command_line(ctx), n_neighbors=n_neighbors,
-                         umap=not no_umap, label_key=label_key, metrics_json=metrics_json)
+                         umap=not no_umap, label_key=label_key, metrics_json=metrics_json,
+                         names=names_of(ctx.command))
     _report(result)
 
 

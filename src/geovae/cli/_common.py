@@ -184,7 +184,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         debug = kwargs.get("debug", False)
         quiet, verbose = kwargs.get("quiet", False), kwargs.get("verbose", False)
         rank, world = _torchrun()
-        setup(quiet=quiet, verbose=verbose)
+        ctx = kwargs.get("ctx") or next((a for a in args if isinstance(a, typer.Context)), None)
+        command = ctx.command if ctx is not None else None
+        setup(quiet=quiet, verbose=verbose, command=command)
         if rank:  # under torchrun only rank 0 talks; the others show errors of their own
             logging.getLogger("geovae").setLevel(logging.ERROR)
         shown = warnings.showwarning
@@ -204,9 +206,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 err.print_exception()
             if not rank:  # every rank read the same input and options: rank 0 says it
-                ctx = kwargs.get("ctx") or next(
-                    (a for a in args if isinstance(a, typer.Context)), None)
-                error(message(exc, ctx.command if ctx is not None else None))
+                error(message(exc, command))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             error("no output was written (earlier outputs are untouched)", tag="interrupted")

@@ -11,6 +11,7 @@ the running command's flags. Adding an option touches its flag, its consumer and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -91,10 +92,17 @@ def flag_of(param: str, value: str | None = None, command: Any = None) -> str:
     return f"{opts[0]} {value.strip(chr(39) + chr(34))}"
 
 
-def message(exc: BaseException, command: Any = None) -> str:
-    """An error's one line as the command line shows it (flags for Python parameters)."""
-    from geovae.errors import Referencing
+def names_of(command: Any) -> Callable[[str, str | None], str]:
+    """How ``command`` names a parameter reference of a note (`geovae.runs.plan.RunResult`):
+    its flag."""
+    return lambda param, value: flag_of(param, value, command)
 
-    if isinstance(exc, Referencing):
-        return exc.render(lambda param, value: flag_of(param, value, command))
+
+def message(exc: BaseException | str, command: Any = None) -> str:
+    """An error's or a note's one line as the command line shows it (flags for Python
+    parameters, `geovae.errors`)."""
+    from geovae.errors import Note, Referencing
+
+    if isinstance(exc, (Referencing, Note)):
+        return exc.render(names_of(command))
     return str(exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
@@ -21,11 +22,20 @@ _STYLES = {logging.DEBUG: ("debug: ", "dim"), logging.INFO: ("", ""),
 
 
 class StderrHandler(logging.Handler):
-    """``HH:MM:SS [level: ]message`` on stderr, never wrapped (one record, one line)."""
+    """``HH:MM:SS [level: ]message`` on stderr, never wrapped (one record, one line); a
+    `geovae.errors.Note` names the flags of ``command`` (the running one)."""
+
+    def __init__(self, command: Any = None) -> None:
+        super().__init__()
+        self.command = command
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = record.getMessage()
+            if not record.args:
+                from geovae.cli._flags import message as rendered
+
+                message = rendered(record.msg, self.command)
             level = max([lv for lv in _STYLES if lv <= record.levelno] or [logging.DEBUG])
             tag, style = _STYLES[level]
             if getattr(record, "tag", None):
@@ -37,14 +47,15 @@ class StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-def setup(quiet: bool = False, verbose: bool = False) -> logging.Logger:
+def setup(quiet: bool = False, verbose: bool = False, command: Any = None) -> logging.Logger:
     """Send the ``geovae`` logger's records to stderr at the level the flags ask for
-    (replacing the handler of an earlier command in the same process)."""
+    (replacing the handler of an earlier command in the same process); notes name the flags
+    of ``command``."""
     logger = logging.getLogger(LOGGER)
     for handler in list(logger.handlers):
         if isinstance(handler, StderrHandler):
             logger.removeHandler(handler)
-    logger.addHandler(StderrHandler())
+    logger.addHandler(StderrHandler(command))
     logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
     return logger

@@ -13,7 +13,7 @@ from typing import Any
 import scipy.sparse as sp
 
 from geovae.data.checks import auto_likelihood, auto_note, value_kind
-from geovae.errors import GeoVAEError
+from geovae.errors import GeoVAEError, Note
 
 log = logging.getLogger("geovae.runs")
 #: values checked at most for a matrix that is only a candidate (a layer, .raw)
@@ -110,7 +110,7 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else many or one + 's'}"
 
 
-def counts_hint(adata: Any, layer: str | None, likelihood: str) -> str | None:
+def counts_hint(adata: Any, layer: str | None, likelihood: str) -> Note | None:
     """One line when X is not counts: where a layer or ``.raw`` holds counts for the same
     features (checked on about the first million values of each), or, with ``likelihood``
     auto, that none does and counts are preferred; None otherwise."""
@@ -126,21 +126,21 @@ def counts_hint(adata: Any, layer: str | None, likelihood: str) -> str | None:
     for name in sorted(adata.layers.keys(), key=lambda n: n not in ("counts", "raw_counts")):
         try:
             if value_kind(adata.layers[name], limit=HINT_VALUES) == "counts":
-                return (f"X {what}; raw counts are in layers['{name}']: add --layer {name} "
-                        "to model the counts")
+                return Note(f"X {what}; raw counts are in layers['{name}']: add "
+                            f"{{layer={name!r}}} to model the counts")
         except (TypeError, ValueError):
             continue
     raw = adata.raw
     if raw is not None and adata.var_names.isin(raw.var_names).all():
         try:
             if value_kind(raw.X, limit=HINT_VALUES) == "counts":
-                return (f"X {what}; raw counts are in .raw: add --layer raw to model the "
-                        "counts")
+                return Note(f"X {what}; raw counts are in .raw: add {{layer='raw'}} to "
+                            "model the counts")
         except (TypeError, ValueError):
             return None
     if str(likelihood) == "auto":
-        return (f"X {what} and no layer or .raw holds counts, so a Gaussian likelihood is "
-                "fitted; raw counts are preferred (negative binomial): they are usually kept in "
-                "layers['counts'] or .raw (then --layer counts or --layer raw). Data that are "
-                "not counts: --likelihood gaussian")
+        return Note(f"X {what} and no layer or .raw holds counts, so a Gaussian likelihood is "
+                    "fitted; raw counts are preferred (negative binomial): they are usually kept "
+                    "in layers['counts'] or .raw (then {layer='counts'} or {layer='raw'}). Data "
+                    "that are not counts: {likelihood='gaussian'}")
     return None

@@ -1,5 +1,5 @@
 """How every file job ends, in named steps: `cluster_cells` (Leiden or the mixture on the
-latent kNN graph, and the UMAP unless --no-umap) -> `place_umap` (coordinates given by the
+latent kNN graph, and the UMAP unless ``umap=False``) -> `place_umap` (coordinates given by the
 job, e.g. transfer's placement) -> `score_clusters` (against known labels) ->
 `name_clusters` (majority label, marker genes) -> `write_outputs`
 (stage the plot, the model with its reference cells, the h5ad, any extra outputs and the
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from geovae import _keys as K
+from geovae.errors import Note
 from geovae.runs.metrics import Timings, build, describe_agreement, label_agreement, write_json
 from geovae.runs.plan import OutputPlan, RunResult
 
@@ -68,7 +69,7 @@ class Graph:
 
 def note(result: RunResult, *messages: str, level: int = logging.INFO) -> None:
     """Log messages now and keep them in the result (and the metrics' notes)."""
-    for msg in messages:
+    for msg in map(result.say, messages):
         log.log(level, msg)
         result.messages.append(msg)
 
@@ -122,7 +123,7 @@ def umap_notes(adata: Any, result: RunResult) -> None:
                      f"obsm['{K.UMAP_GEOVAE}'] (scanpy: sc.pl.embedding(adata, "
                      "basis='geovae_umap'))")
     elif not where["computed"]:
-        note(result, "no UMAP and no plot (--no-umap)")
+        note(result, Note("no UMAP and no plot ({umap=False})"))
 
 
 def score_clusters(adata: Any, graph: Graph, result: RunResult) -> dict[str, Any] | None:

@@ -16,9 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from geovae import _keys as K
+from geovae.errors import Note
 from geovae.io.read import check_readable
 from geovae.runs.finish import Graph, Job, finish, note
-from geovae.runs.plan import OutputPlan, RunResult, check_graph, default_outputs, plot_path
+from geovae.runs.plan import (
+    Names,
+    OutputPlan,
+    RunResult,
+    check_graph,
+    default_outputs,
+    plot_path,
+)
 
 log = logging.getLogger("geovae.runs")
 
@@ -28,14 +36,15 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
             resolution: float = 1.0, command: str | None = None,
             obs_columns: list[str] | tuple[str, ...] = (), n_neighbors: int = 15,
             umap: bool = True, metrics_json: str | os.PathLike | None = None,
-            backed: bool | None = None, **fit_kwargs: Any) -> RunResult:
+            backed: bool | None = None, names: Names | None = None, **fit_kwargs: Any) -> RunResult:
     """Read ``input_path``, fit, cluster, plot; write OUT.h5ad, the plot and the model (and
     with ``metrics_json`` the run's metrics).
 
     ``obs_columns``: table columns that are metadata, not features (the batch and label
     columns always are). ``n_neighbors``, ``umap``: the kNN graph and whether to compute a
     UMAP (and the plot). ``backed``: train from the ``.h5ad`` on disk without loading X
-    (None: automatic, see `resolve_backed`)."""
+    (None: automatic, see `resolve_backed`). ``names``: how notes name parameters
+    (`RunResult.names`; the same in `run_embed`, `run_cluster`)."""
     input_path = Path(input_path)
     plan = fit_plan(input_path, out, model_dir, plot, umap, metrics_json, n_neighbors)
     out_p, model_p = plan.out, plan.model_dir
@@ -53,7 +62,8 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
     with plan.lock() if main else contextlib.nullcontext():
         adata = job.read(input_path, obs_columns=obs_columns, keys=[k for k in keys if k],
                          backed=backed, check=lambda a: _check_fit_input(a, fit_kwargs))
-        result = RunResult(out=out_p, model_dir=model_p, plot=plan.plot, metrics=plan.metrics)
+        result = RunResult(out=out_p, model_dir=model_p, plot=plan.plot, metrics=plan.metrics,
+                           names=names)
         hint = counts_hint(adata, fit_kwargs.get("layer"), fit_kwargs.get("likelihood", "auto"))
         if hint:
             log.warning(hint)
@@ -76,6 +86,7 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
 
             note(result, describe_heldout(held))
         if hint:
+            hint = result.say(hint)
             result.messages.append(hint)
             update_record(adata, notes=[*adata.uns[K.UNS].get("notes", []), hint])
         hist = model.history
@@ -115,7 +126,8 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
               volume: bool = False, obs_columns: list[str] | tuple[str, ...] = (),
               n_neighbors: int = 15, umap: bool = True, label_key: str | None = None,
               metrics_json: str | os.PathLike | None = None,
-              backed: bool | None = None, threads: int | None = 0) -> RunResult:
+              backed: bool | None = None, threads: int | None = 0,
+              names: Names | None = None) -> RunResult:
     """Embed a new file with a saved model; cluster, plot and write OUT.h5ad. ``label_key``:
     labels to score the clusters against (default: the model's, where the input has it).
     ``backed``: read the ``.h5ad`` from disk in chunks (None: automatic). ``threads``: torch's
@@ -145,7 +157,7 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
                  f"{model.spec.layer or 'X'}; {job.device}")
         with job.timings.phase("latent"):
             embed(adata, model, volume=volume, threads=threads)
-        result = RunResult(out=out_p, plot=plan.plot, metrics=plan.metrics)
+        result = RunResult(out=out_p, plot=plan.plot, metrics=plan.metrics, names=names)
         info = adata.uns[K.UNS]
         if info["n_missing_features"]:
             note(result, f"{info['n_missing_features']} of the model's "
@@ -167,8 +179,8 @@ def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
                 use_rep: str = K.REP, resolution: float = 1.0, method: str = "leiden",
                 plot: str | os.PathLike | None = None, seed: int = 0,
                 command: str | None = None, n_neighbors: int = 15, umap: bool = True,
-                label_key: str | None = None,
-                metrics_json: str | os.PathLike | None = None) -> RunResult:
+                label_key: str | None = None, metrics_json: str | os.PathLike | None = None,
+                names: Names | None = None) -> RunResult:
     """Cluster an embedding already in a file; writes OUT.h5ad and a UMAP plot.
     ``label_key``: labels to colour and to score the clusters against."""
     input_path = Path(input_path)
@@ -183,7 +195,7 @@ def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
     with plan.lock():
         adata = job.read(input_path, check=lambda a: _check_cluster_input(a, use_rep,
                                                                           label_key))
-        result = RunResult(out=out_p, plot=plan.plot, metrics=plan.metrics)
+        result = RunResult(out=out_p, plot=plan.plot, metrics=plan.metrics, names=names)
         graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
                       seed=seed, use_rep=use_rep, label_key=label_key, colors=[label_key or ""])
         finish(adata, plan, graph, job, result)
@@ -191,7 +203,7 @@ def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
 
 
 def resolve_backed(backed: bool | None, path: Path, layer: str | None) -> bool:
-    """``--backed`` as given, or automatic (None): an ``.h5ad`` whose matrix would take more
+    """``backed`` as given, or automatic (None): an ``.h5ad`` whose matrix would take more
     than half the available memory in memory (`geovae.data.h5.should_back`)."""
     from geovae.io.read import input_format
 
@@ -202,8 +214,8 @@ def resolve_backed(backed: bool | None, path: Path, layer: str | None) -> bool:
     from geovae.data.h5 import should_back
 
     if should_back(path, layer):
-        log.info(f"{path} is large for this machine's free memory: reading it backed (from "
-                 "disk in chunks); --no-backed to load it")
+        log.info(Note(f"{path} is large for this machine's free memory: reading it backed "
+                      "(from disk in chunks); {backed=False} to load it"))
         return True
     return False
 

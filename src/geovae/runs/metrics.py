@@ -1,4 +1,4 @@
-"""``--metrics-json``: one JSON file of a run's numbers for pipelines, with the same top-level
+"""``metrics_json``: one JSON file of a run's numbers for pipelines, with the same top-level
 keys for every command (null where a command has no such number), plus the phase timings and
 the label agreement the runs measure. The keys are documented in docs/metrics.md."""
 

@@ -15,7 +15,7 @@ log = logging.getLogger("geovae.runs")
 
 
 def report_path(input_path: Path, out: str | os.PathLike | None) -> Path:
-    """``--out``, else INPUT_STEM.report.html beside the input."""
+    """``out``, else INPUT_STEM.report.html beside the input."""
     return Path(out) if out else input_path.with_name(f"{input_stem(input_path)}.report.html")
 
 
@@ -39,7 +39,7 @@ def run_report(input_path: str | os.PathLike, out: str | os.PathLike | None = No
     if not p.exists():
         raise InputError(f"input file '{p}' does not exist: check the path")
     if reference is not None and not Path(reference).exists():
-        raise InputError(f"--reference '{reference}' does not exist: check the path")
+        raise InputError(f"{{reference}} '{reference}' does not exist: check the path")
     joint = p.with_name(f"{input_stem(p)}.joint.h5ad")
     inputs = [p, *([Path(reference)] if reference is not None else []),
               *([joint] if joint.is_file() else [])]

@@ -1,5 +1,5 @@
 """``geovae transfer`` as a file job: query file in; query output, new model directory, and
-(with --reference) a joint reference + query object and plot out. The reference's model
+(with ``reference``) a joint reference + query object and plot out. The reference's model
 directory is an input and is never written."""
 
 from __future__ import annotations
@@ -10,9 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from geovae import _keys as K
+from geovae.errors import Note
 from geovae.io.read import check_readable
 from geovae.runs.finish import Graph, Job, finish, note
-from geovae.runs.plan import OutputPlan, RunResult, check_graph, default_outputs, plot_path
+from geovae.runs.plan import (
+    Names,
+    OutputPlan,
+    RunResult,
+    check_graph,
+    default_outputs,
+    plot_path,
+)
 
 log = logging.getLogger("geovae.runs")
 
@@ -25,11 +33,13 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
                  command: str | None = None, obs_columns: list[str] | tuple[str, ...] = (),
                  n_neighbors: int = 15, umap: bool = True,
                  metrics_json: str | os.PathLike | None = None,
-                 backed: bool | None = None, **transfer_kwargs: Any) -> RunResult:
+                 backed: bool | None = None, names: Names | None = None,
+                 **transfer_kwargs: Any) -> RunResult:
     """Map the query file onto the model in ``model_dir``; see `geovae.tools.transfer`.
     ``n_neighbors`` is also the transfer's; with ``umap`` off there is no UMAP and no plot
     (the joint object is still written, without the joint plot). ``backed``: read the query
-    (and the reference output) from disk in chunks (None: automatic)."""
+    (and the reference output) from disk in chunks (None: automatic). ``names``: how notes
+    name parameters (`geovae.runs.plan.RunResult.names`)."""
     from geovae.models import GeoVAE
 
     query_path = Path(query_path)
@@ -43,7 +53,8 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
     plan = OutputPlan(inputs, out_p, plot_path(out_p, plot, umap), model_p,
                       extra=[("joint output", joint), ("joint plot", joint_plot)]
                       if reference else [],
-                      metrics=Path(metrics_json) if metrics_json else None)
+                      metrics=Path(metrics_json) if metrics_json else None,
+                      model_dir_param="new_model_dir")
     plan.check()
     check_readable(query_path)
     if reference:
@@ -76,7 +87,8 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
         placed = query.obsm.pop(K.UMAP, None)  # on the reference's axes: finish writes it
         if own_umap is not None:
             query.obsm[K.UMAP] = own_umap
-        result = RunResult(out=out_p, plot=plan.plot, model_dir=model_p, metrics=plan.metrics)
+        result = RunResult(out=out_p, plot=plan.plot, model_dir=model_p, metrics=plan.metrics,
+                           names=names)
         if ref is not None:  # the chain of commands goes on from the reference's
             from geovae.tools.record import command_chain, update_record
 
@@ -99,8 +111,9 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
                                                                    query, title)))
                 log.info(f"joint reference + query output: {joint} and {joint_plot}")
             else:
-                note(result, f"joint reference + query output: {joint}; no joint plot ("
-                             + ("--no-umap)" if not umap else "the reference has no UMAP)"))
+                note(result, Note(f"joint reference + query output: {joint}; no joint plot ("
+                                  + ("{umap=False})" if not umap
+                                     else "the reference has no UMAP)")))
         method = "mixture" if K.CLUSTER_PROBS in query.obsm else "leiden"
         label = transfer_kwargs.get("eval_key") or transfer_kwargs.get("label_key")
         graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
