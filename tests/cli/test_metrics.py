@@ -41,7 +41,7 @@ def fitted(counts: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
     d = tmp_path_factory.mktemp("fit")
     res = run_cli("fit", counts, "--out", d / "f.h5ad", "--label-key", "cell_type",
                   "--epochs", "3", "--n-neighbors", "10", "--metrics-json", d / "f.json",
-                  "--threads", "1")
+                  "--threads", "1", "--umap-epochs", "30")
     assert res.exit_code == 0, res.output
     return d, res
 
@@ -87,7 +87,7 @@ def test_fit_metrics_json(fitted: tuple[Path, object], counts: Path) -> None:
     assert m["timings"]["total"] >= m["timings"]["train"] + m["timings"]["cluster_umap"]
     assert m["device"] == "cpu" and m["threads"] == 1
     assert m["versions"]["geovae"] and m["versions"]["scanpy"]
-    assert m["umap"]["computed"] is True
+    assert m["umap"]["computed"] is True and m["umap"]["n_epochs"] == 30
 
 
 def test_label_agreement_in_the_record_and_the_log(fitted: tuple[Path, object]) -> None:

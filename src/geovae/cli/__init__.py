@@ -47,6 +47,7 @@ from geovae.cli._common import (  # noqa: E402
     Quiet,
     Resolution,
     Threads,
+    UmapEpochs,
     Verbose,
     _check_device,
     _command_line,
@@ -157,6 +158,7 @@ def fit(
     resolution: Resolution = 1.0,
     n_neighbors: NNeighbors = 15,
     no_umap: NoUmap = False,
+    umap_epochs: UmapEpochs = 100,
     volume: Annotated[bool, typer.Option(
         "--volume", help="Also write obs['geovae_volume'] = log sqrt(det JᵀJ) of the "
                          "decoder.")] = False,
@@ -179,8 +181,8 @@ def fit(
     kwargs = {**fit_options(ctx), "device": _check_device(device)}
     result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
                      command=_command_line(ctx), obs_columns=obs_columns or [], backed=backed,
-                     n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json,
-                     names=names_of(ctx.command), **kwargs)
+                     n_neighbors=n_neighbors, umap=not no_umap, umap_epochs=umap_epochs,
+                     metrics_json=metrics_json, names=names_of(ctx.command), **kwargs)
     _report(result)
 
 
@@ -203,6 +205,7 @@ def embed(
     resolution: Resolution = 1.0,
     n_neighbors: NNeighbors = 15,
     no_umap: NoUmap = False,
+    umap_epochs: UmapEpochs = 100,
     device: Device = "cpu",
     threads: Threads = 0,
     backed: Backed = None,
@@ -219,8 +222,8 @@ def embed(
     result = run_embed(model_dir, input, out=out, plot=plot, resolution=resolution,
                        device=_check_device(device), command=_command_line(ctx), volume=volume,
                        obs_columns=obs_columns or [], n_neighbors=n_neighbors, backed=backed,
-                       umap=not no_umap, label_key=label_key, metrics_json=metrics_json,
-                       threads=threads, names=names_of(ctx.command))
+                       umap=not no_umap, umap_epochs=umap_epochs, label_key=label_key,
+                       metrics_json=metrics_json, threads=threads, names=names_of(ctx.command))
     _report(result)
 
 
@@ -267,6 +270,7 @@ def transfer(
         help="Neighbours per cell: the kNN graph of clusters and UMAP, and the reference cells "
              "each query cell's label and UMAP place come from.")] = 15,
     no_umap: NoUmap = False,
+    umap_epochs: UmapEpochs = 100,
     device: Device = "auto",
     precision: Precision = "auto",
     threads: Threads = 0,
@@ -285,7 +289,8 @@ def transfer(
     result = run_transfer(model_dir, query, out=out, new_model_dir=new_model_dir,
                           reference=reference, plot=plot, resolution=resolution, backed=backed,
                           command=_command_line(ctx), obs_columns=obs_columns or [],
-                          n_neighbors=n_neighbors, umap=not no_umap, metrics_json=metrics_json,
+                          n_neighbors=n_neighbors, umap=not no_umap, umap_epochs=umap_epochs,
+                          metrics_json=metrics_json,
                           batch_key=batch_key or None, label_key=label_key, eval_key=eval_key,
                           freeze=value(freeze), epochs=epochs, seed=seed, progress=not quiet,
                           unknown_threshold=unknown_threshold, device=_check_device(device),
@@ -311,6 +316,7 @@ def cluster(
     resolution: Resolution = 1.0,
     n_neighbors: NNeighbors = 15,
     no_umap: NoUmap = False,
+    umap_epochs: UmapEpochs = 100,
     seed: Annotated[int, typer.Option(help="Random seed for Leiden and UMAP.")] = 0,
     plot: Plot = None,
     metrics_json: MetricsJson = None,
@@ -324,8 +330,8 @@ def cluster(
     result = run_cluster(input, out, use_rep=use_rep, resolution=resolution,
                          method=value(method), plot=plot, seed=seed,
                          command=_command_line(ctx), n_neighbors=n_neighbors,
-                         umap=not no_umap, label_key=label_key, metrics_json=metrics_json,
-                         names=names_of(ctx.command))
+                         umap=not no_umap, umap_epochs=umap_epochs, label_key=label_key,
+                         metrics_json=metrics_json, names=names_of(ctx.command))
     _report(result)
 
 

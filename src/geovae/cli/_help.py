@@ -24,7 +24,7 @@ PANELS: dict[str, tuple[str, ...]] = {
               "volume"),
     "Query mapping": ("freeze", "unknown_threshold"),
     "Training": ("epochs", "batch_size", "lr", "seed"),
-    "Clusters and UMAP": ("method", "resolution", "n_neighbors", "no_umap"),
+    "Clusters and UMAP": ("method", "resolution", "n_neighbors", "no_umap", "umap_epochs"),
     "Performance": ("device", "devices", "precision", "compile", "threads"),
     "Outputs": ("out", "model_dir", "new_model_dir", "reference", "plot", "metrics_json",
                 "heldout_samples"),

@@ -61,6 +61,8 @@ class Graph:
     resolution: float = 1.0
     n_neighbors: int = 15
     umap: bool = True
+    #: UMAP optimisation epochs (`geovae.tools.cluster.UMAP_EPOCHS`; 0: umap-learn's default)
+    umap_epochs: int = 100
     seed: int = 0
     use_rep: str = K.REP
     label_key: str | None = None
@@ -102,7 +104,7 @@ def cluster_cells(adata: Any, graph: Graph, job: Job, compute_umap: bool = True)
     with job.timings.phase("cluster_umap"):
         cluster(adata, use_rep=graph.use_rep, resolution=graph.resolution, seed=graph.seed,
                 method=graph.method, n_neighbors=graph.n_neighbors,
-                umap=graph.umap and compute_umap)
+                umap=graph.umap and compute_umap, umap_epochs=graph.umap_epochs)
 
 
 def place_umap(adata: Any, coords: Any) -> None:

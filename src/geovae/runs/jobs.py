@@ -36,13 +36,15 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
             resolution: float = 1.0, command: str | None = None,
             obs_columns: list[str] | tuple[str, ...] = (), n_neighbors: int = 15,
             umap: bool = True, metrics_json: str | os.PathLike | None = None,
-            backed: bool | None = None, names: Names | None = None, **fit_kwargs: Any) -> RunResult:
+            backed: bool | None = None, names: Names | None = None, umap_epochs: int = 100,
+            **fit_kwargs: Any) -> RunResult:
     """Read ``input_path``, fit, cluster, plot; write OUT.h5ad, the plot and the model (and
     with ``metrics_json`` the run's metrics).
 
     ``obs_columns``: table columns that are metadata, not features (the batch and label
     columns always are). ``n_neighbors``, ``umap``: the kNN graph and whether to compute a
-    UMAP (and the plot). ``backed``: train from the ``.h5ad`` on disk without loading X
+    UMAP (and the plot); ``umap_epochs`` its optimisation epochs (0: umap-learn's default).
+    ``backed``: train from the ``.h5ad`` on disk without loading X
     (None: automatic, see `resolve_backed`). ``names``: how notes name parameters
     (`RunResult.names`; the same in `run_embed`, `run_cluster`)."""
     input_path = Path(input_path)
@@ -96,6 +98,7 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
         job.device, job.history = model.train_params.get("device"), hist
         method = "mixture" if K.CLUSTER_PROBS in adata.obsm else "leiden"
         graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
+                      umap_epochs=umap_epochs,
                       seed=fit_kwargs.get("seed", 0), label_key=model.spec.label_key,
                       colors=[model.spec.label_key or "", *model.spec.batch_keys])
         finish(adata, plan, graph, job, result, model=model)
@@ -127,7 +130,7 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
               n_neighbors: int = 15, umap: bool = True, label_key: str | None = None,
               metrics_json: str | os.PathLike | None = None,
               backed: bool | None = None, threads: int | None = 0,
-              names: Names | None = None) -> RunResult:
+              names: Names | None = None, umap_epochs: int = 100) -> RunResult:
     """Embed a new file with a saved model; cluster, plot and write OUT.h5ad. ``label_key``:
     labels to score the clusters against (default: the model's, where the input has it).
     ``backed``: read the ``.h5ad`` from disk in chunks (None: automatic). ``threads``: torch's
@@ -169,6 +172,7 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
         method = "mixture" if K.CLUSTER_PROBS in adata.obsm else "leiden"
         labels = label_key or model.spec.label_key
         graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
+                      umap_epochs=umap_epochs,
                       seed=model.config.seed, label_key=labels,
                       colors=[labels or "", *model.spec.batch_keys])
         finish(adata, plan, graph, job, result)
@@ -180,7 +184,7 @@ def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
                 plot: str | os.PathLike | None = None, seed: int = 0,
                 command: str | None = None, n_neighbors: int = 15, umap: bool = True,
                 label_key: str | None = None, metrics_json: str | os.PathLike | None = None,
-                names: Names | None = None) -> RunResult:
+                names: Names | None = None, umap_epochs: int = 100) -> RunResult:
     """Cluster an embedding already in a file; writes OUT.h5ad and a UMAP plot.
     ``label_key``: labels to colour and to score the clusters against."""
     input_path = Path(input_path)
@@ -197,6 +201,7 @@ def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
                                                                           label_key))
         result = RunResult(out=out_p, plot=plan.plot, metrics=plan.metrics, names=names)
         graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
+                      umap_epochs=umap_epochs,
                       seed=seed, use_rep=use_rep, label_key=label_key, colors=[label_key or ""])
         finish(adata, plan, graph, job, result)
     return result

@@ -34,10 +34,11 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
                  n_neighbors: int = 15, umap: bool = True,
                  metrics_json: str | os.PathLike | None = None,
                  backed: bool | None = None, names: Names | None = None,
-                 **transfer_kwargs: Any) -> RunResult:
+                 umap_epochs: int = 100, **transfer_kwargs: Any) -> RunResult:
     """Map the query file onto the model in ``model_dir``; see `geovae.tools.transfer`.
     ``n_neighbors`` is also the transfer's; with ``umap`` off there is no UMAP and no plot
-    (the joint object is still written, without the joint plot). ``backed``: read the query
+    (the joint object is still written, without the joint plot); ``umap_epochs``: a computed
+    UMAP's optimisation epochs (0: umap-learn's default). ``backed``: read the query
     (and the reference output) from disk in chunks (None: automatic). ``names``: how notes
     name parameters (`geovae.runs.plan.RunResult.names`)."""
     from geovae.models import GeoVAE
@@ -117,7 +118,7 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
         method = "mixture" if K.CLUSTER_PROBS in query.obsm else "leiden"
         label = transfer_kwargs.get("eval_key") or transfer_kwargs.get("label_key")
         graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
-                      seed=transfer_kwargs.get("seed", 0), label_key=label,
+                      umap_epochs=umap_epochs, seed=transfer_kwargs.get("seed", 0), label_key=label,
                       colors=[*model.spec.batch_keys])
         finish(query, plan, graph, job, result, model=new, umap=placed, extras=extras)
     return result

@@ -1,0 +1,64 @@
+"""The UMAP's optimisation epochs: geovae's default, umap-learn's with 0, recorded, checked."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from geovae import _keys as K
+from geovae.errors import OptionError
+from geovae.tools.cluster import UMAP_EPOCHS, cluster, umap_learn_epochs
+
+
+@pytest.fixture
+def epochs_run(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ``n_epochs`` umap-learn's optimiser is called with (scanpy imports it per call)."""
+    import umap.umap_ as U
+
+    real, seen = U.simplicial_set_embedding, []
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(kwargs["n_epochs"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(U, "simplicial_set_embedding", spy)
+    return seen
+
+
+def blobs(n: int = 240) -> ad.AnnData:
+    rng = np.random.default_rng(0)
+    a = ad.AnnData(np.zeros((n, 1), np.float32))
+    a.obsm[K.REP] = (rng.normal(size=(n, 4)) + 4 * (np.arange(n) % 3)[:, None]).astype(
+        np.float32)
+    return a
+
+
+@pytest.mark.parametrize(("asked", "used"), [(None, UMAP_EPOCHS), (7, 7), (0, 500)])
+def test_umap_runs_and_records_the_epochs(epochs_run: list[int], asked: int | None,
+                                          used: int) -> None:
+    a = blobs()
+    kwargs = {} if asked is None else {"umap_epochs": asked}
+    cluster(a, seed=0, **kwargs)
+    assert epochs_run == [used]
+    assert a.uns[K.UNS]["umap"]["n_epochs"] == used
+    assert a.obsm[K.UMAP_GEOVAE].shape == (a.n_obs, 2)
+
+
+def test_fewer_epochs_change_the_picture_and_the_seed_repeats_it() -> None:
+    a, b, c = blobs(), blobs(), blobs()
+    cluster(a, seed=0, umap_epochs=5)
+    cluster(b, seed=0, umap_epochs=5)
+    cluster(c, seed=0, umap_epochs=0)
+    assert np.array_equal(a.obsm[K.UMAP_GEOVAE], b.obsm[K.UMAP_GEOVAE])
+    assert not np.allclose(a.obsm[K.UMAP_GEOVAE], c.obsm[K.UMAP_GEOVAE])
+
+
+def test_umap_learn_default_by_size() -> None:
+    assert (umap_learn_epochs(10000), umap_learn_epochs(10001)) == (500, 200)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True])
+def test_a_bad_epoch_count_is_refused(bad: object) -> None:
+    with pytest.raises(OptionError, match="umap_epochs"):
+        cluster(blobs(), umap_epochs=bad)  # type: ignore[arg-type]
