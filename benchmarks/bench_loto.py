@@ -1,82 +1,117 @@
-"""Leave-one-type-out benchmark of `geovae transfer`'s "unknown" call (issue 23).
+"""Leave-one-type-out benchmark of `geovae transfer`'s labels and "unknown" call (issue 23).
 
-For each pair (reference, query) and every cell type with at least ``--min-cells`` cells in
-both: fit a reference without that type, map the query with the transfer defaults
-(``freeze='all'``, no ``reference``: the saved training cells calibrate the check; the Python
-API with the CLI's defaults), and score the unseen type. Data draws vary with the seed: the
-cells of both sides are resampled (``--fraction`` of each type, with the seed) as well as the
-model seed. Beside geovae's label confidence, two baselines score the same cells: library
-size alone (both directions, the better reported) and the classifier's maximum probability
-alone (before the novelty factor). Accuracy is reported the way users meet it ("unknown"
-counted wrong for a known type), with known-type accuracy among called cells, macro-F1, the
-unknown call's precision and recall at the default threshold, and the partial Spearman
-correlation of the confidence with log library size given the predicted type among the
-known-type cells (|r| < 0.1 is the target: the call is not a depth proxy).
+Development vs report split: the novelty constants (`geovae.tools.novelty`: DEPTH_WINDOW,
+MIN_DEPTH_WINDOW, DEPTH_TAIL) were chosen on the bundled Kang subset (data/kang_counts.h5ad,
+3,000 cells). The REPORTED pairs use only cells that never chose a setting:
 
-Pairs: ``kang_ctrl_stim`` and ``kang_stim_ctrl`` (bundled Kang subset; CTRL -> STIM with DC
-held out is the DEVELOPMENT split the novelty constants were chosen on: report it apart),
-``kang_pbmc68k`` (Kang CTRL reference, bundled pbmc68k query on the shared genes, labels
-coarsened to the types both name). scANVI is not installed here and is left out.
+* ``kang_ctrl_stim`` / ``kang_stim_ctrl``: the full Kang et al. 2018 data
+  (``data/build_data.py:load_full_kang``) minus the 3,000 bundled cells (by cell name):
+  4,859 CTRL and 5,717 STIM cells; genes: ``--n-top-genes`` HVGs chosen on the reference cells
+  (after the type is left out; `bench_transfer.reference_hvgs`).
+* ``kang_pbmc68k`` (cross-study): reference = the same Kang CTRL report cells, query = the
+  bundled pbmc68k (700 cells, another lab and donor, 10x v1), on the genes both have; labels
+  harmonised by `KANG_TO_SHARED` / `PBMC_TO_SHARED`. A type without a counterpart on the other
+  side (Kang's CD16 Mono and T activated, pbmc68k's CD34+) stays as it is: in the query it is
+  unseen in every run.
 
-    python benchmarks/bench_loto.py --seeds 0 --epochs 30 --types DC,NK --out /tmp/loto.jsonl
+Per seed, each side keeps min(``--cap``, 80 %) of every type's cells, drawn with the seed
+(so every type is resampled), and the seed also seeds the models. Every type with at least
+``--min-ref`` cells in the subsampled reference and ``--min-query`` in the query is left out
+of the reference in turn; the unseen cells are the query cells of every type the reference
+lacks. geovae: ``geovae.fit(ref, batch_key, label_key, epochs=--epochs)`` (vae, Euclidean;
+heldout_samples 0) then ``geovae.transfer(query, model, epochs=--query-epochs)`` with the
+CLI's defaults (``--freeze all``, no ``--reference``: the model's training cells calibrate
+the check; threshold 0.5), one thread. scANVI (`bench_transfer.SCANVI_SCRIPT`, scvi-tools
+venv ``GEOVAE_SCVI_PYTHON``, one thread): ``scANVI (budget)`` = scvi's defaults with early
+stopping, every stage also stopped at geovae's fit + map seconds of the same run
+(60/15/25 %); ``scANVI (defaults)`` = scvi's default max_epochs heuristic and early stopping
+for SCVI, SCANVI and the query, no time limit (slow: ``--defaults-seeds``).
+
+Per run and method: AUROC of (1 - confidence) for unseen vs known-type query cells; beside
+it library size alone (log total counts, both directions, the better) and the classifier's
+maximum probability alone (geovae: the label probabilities before the novelty factor;
+scANVI: its confidence is its max probability); accuracy of the label with "unknown" counted
+wrong (known-type cells), macro-F1 over all query cells (unseen cells' true label
+"unknown"), known-type accuracy among cells not called unknown, the unknown call's precision
+and recall, and the partial Spearman r of confidence with log library size given the
+predicted type among known-type cells (target |r| < 0.1).
+
+    nice -n 10 python benchmarks/bench_loto.py --out benchmarks/results/loto_DATE.jsonl \
+        --shard 0/2 &   # and --shard 1/2; then
+    python benchmarks/bench_loto.py --table benchmarks/results/loto_DATE.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
 import warnings
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 from scipy import stats
 from sklearn.metrics import f1_score, roc_auc_score
 
-import geovae
-from geovae import _keys as K
-from geovae.tools.novelty import UNKNOWN_TAIL, shifted_pvalues, soft_factor
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, SCVI_PYTHON  # noqa: E402
+from bench_transfer import SCANVI_SCRIPT, THREAD_ENV, reference_hvgs  # noqa: E402
+from paired_stats import fmt_p, mean_sd, paired  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-KANG_KEY = "seurat_annotations"
-#: coarse types shared by Kang's seurat_annotations and pbmc68k's bulk_labels
-KANG_COARSE = {"B": "B", "B Activated": "B", "CD4 Memory T": "CD4 T", "CD4 Naive T": "CD4 T",
-               "CD8 T": "CD8 T", "CD14 Mono": "CD14 Mono", "DC": "DC", "NK": "NK"}
-PBMC_COARSE = {"CD19+ B": "B", "CD4+/CD25 T Reg": "CD4 T", "CD4+/CD45RO+ Memory": "CD4 T",
-               "CD4+/CD45RA+/CD25- Naive T": "CD4 T", "CD8+ Cytotoxic T": "CD8 T",
-               "CD8+/CD45RA+ Naive Cytotoxic": "CD8 T", "CD14+ Monocyte": "CD14 Mono",
-               "Dendritic": "DC", "CD56+ NK": "NK"}
-
-
-def load_pair(name: str) -> tuple[ad.AnnData, ad.AnnData]:
-    """(reference, query), both with a 'type' column and a 'batch' column."""
-    kang = ad.read_h5ad(DATA / "kang_counts.h5ad")
-    kang.obs["type"] = kang.obs[KANG_KEY].astype(str)
-    kang.obs["batch"] = kang.obs["stim"].astype(str)
-    ctrl, stim = kang[kang.obs["stim"] == "CTRL"].copy(), kang[kang.obs["stim"] == "STIM"].copy()
-    if name == "kang_ctrl_stim":
-        return ctrl, stim
-    if name == "kang_stim_ctrl":
-        return stim, ctrl
-    if name == "kang_pbmc68k":
-        pbmc = ad.read_h5ad(DATA / "pbmc68k_counts.h5ad")
-        genes = ctrl.var_names.intersection(pbmc.var_names)
-        ref = ctrl[ctrl.obs["type"].isin(list(KANG_COARSE)), genes].copy()
-        ref.obs["type"] = ref.obs["type"].map(KANG_COARSE).astype(str)
-        query = pbmc[pbmc.obs["bulk_labels"].isin(list(PBMC_COARSE)), genes].copy()
-        query.obs["type"] = query.obs["bulk_labels"].astype(str).map(PBMC_COARSE).astype(str)
-        query.obs["batch"] = "pbmc68k"
-        return ref, query
-    raise SystemExit(f"unknown pair '{name}': use kang_ctrl_stim, kang_stim_ctrl, kang_pbmc68k")
+PAIRS = ("kang_ctrl_stim", "kang_stim_ctrl", "kang_pbmc68k")
+#: Kang's seurat_annotations and pbmc68k's bulk_labels, named alike where they match
+KANG_TO_SHARED = {"B": "B", "B Activated": "B", "CD4 Memory T": "CD4 T", "CD4 Naive T": "CD4 T",
+                  "CD8 T": "CD8 T", "CD14 Mono": "CD14 Mono", "DC": "DC", "NK": "NK"}
+PBMC_TO_SHARED = {"CD19+ B": "B", "CD4+/CD25 T Reg": "CD4 T", "CD4+/CD45RO+ Memory": "CD4 T",
+                  "CD4+/CD45RA+/CD25- Naive T": "CD4 T", "CD8+ Cytotoxic T": "CD8 T",
+                  "CD8+/CD45RA+ Naive Cytotoxic": "CD8 T", "CD14+ Monocyte": "CD14 Mono",
+                  "Dendritic": "DC", "CD56+ NK": "NK"}
+GEOVAE, BUDGET, DEFAULTS = "geovae", "scANVI (budget)", "scANVI (defaults)"
 
 
-def resample(adata: ad.AnnData, fraction: float, rng: np.random.Generator) -> ad.AnnData:
-    """``fraction`` of each type's cells, drawn without replacement (the data draw)."""
+def report_cells() -> ad.AnnData:
+    """Full Kang cells that are not in the bundled (development) subset; obs type, batch."""
+    sys.path.insert(0, str(ROOT / "data"))
+    from build_data import load_full_kang
+
+    full = load_full_kang()
+    dev = ad.read_h5ad(ROOT / "data" / "kang_counts.h5ad", backed="r").obs_names
+    full = full[~full.obs_names.isin(dev)].copy()
+    full.obs["type"] = full.obs["seurat_annotations"].astype(str)
+    full.obs["batch"] = full.obs["stim"].astype(str)
+    return full
+
+
+def draw(adata: ad.AnnData, cap: int, rng: np.random.Generator) -> ad.AnnData:
+    """min(cap, 80 %) of each type's cells, without replacement (the seed's data draw)."""
     keep = []
-    for t in np.unique(adata.obs["type"]):
-        idx = np.flatnonzero(adata.obs["type"].to_numpy() == t)
-        keep.append(rng.choice(idx, max(1, int(round(fraction * len(idx)))), replace=False))
+    types = adata.obs["type"].to_numpy()
+    for t in np.unique(types):
+        idx = np.flatnonzero(types == t)
+        keep.append(rng.choice(idx, min(cap, int(round(0.8 * len(idx)))), replace=False))
     return adata[np.sort(np.concatenate(keep))].copy()
+
+
+def pair_draw(kang: ad.AnnData, pair: str, seed: int, cap: int) -> tuple[ad.AnnData, ad.AnnData]:
+    """(reference, query) of one pair and seed, all genes of the pair."""
+    rng = np.random.default_rng(seed)
+    ctrl = draw(kang[kang.obs["batch"] == "CTRL"], cap, rng)
+    if pair == "kang_pbmc68k":
+        pbmc = ad.read_h5ad(ROOT / "data" / "pbmc68k_counts.h5ad")
+        pbmc.obs["type"] = [PBMC_TO_SHARED.get(t, t) for t in pbmc.obs["bulk_labels"].astype(str)]
+        pbmc.obs["batch"] = "pbmc68k"
+        genes = ctrl.var_names.intersection(pbmc.var_names)
+        ref = ctrl[:, genes].copy()
+        ref.obs["type"] = [KANG_TO_SHARED.get(t, t) for t in ref.obs["type"]]
+        return ref, draw(pbmc, cap, rng)[:, genes].copy()
+    stim = draw(kang[kang.obs["batch"] == "STIM"], cap, rng)
+    return (ctrl, stim) if pair == "kang_ctrl_stim" else (stim, ctrl)
 
 
 def partial_spearman(score: np.ndarray, depth: np.ndarray, groups: np.ndarray) -> float:
@@ -88,102 +123,230 @@ def partial_spearman(score: np.ndarray, depth: np.ndarray, groups: np.ndarray) -
         r1[m] -= r1[m].mean()
         r2[m] -= r2[m].mean()
     den = np.sqrt((r1 ** 2).sum() * (r2 ** 2).sum())
-    return float((r1 * r2).sum() / den) if den > 0 else 0.0
+    return float((r1 * r2).sum() / den) if den > 0 else float("nan")
 
 
-def score(query: ad.AnnData, held_out: str, mapped: geovae.GeoVAE | None = None
-          ) -> dict[str, float]:
-    """The unseen type's AUROC for geovae and the baselines, and user-facing accuracy; with
-    the ``mapped`` model, also the score before issue 23 (the total -ELBO ranked among all
-    reference cells, `shifted_pvalues`) on the same model."""
-    truth = query.obs["type"].to_numpy().astype(str)
-    novel = truth == held_out
-    pred = query.obs[K.LABEL].astype(str).to_numpy()
-    conf = query.obs[K.LABEL_CONFIDENCE].to_numpy()
-    maxprob = np.asarray(query.obsm[K.LABEL_PROBS]).max(1)
-    depth = np.log1p(np.asarray(query.X.sum(1)).ravel())
-    lib_auc = roc_auc_score(novel, depth)
+def score(truth: np.ndarray, pred: np.ndarray, conf: np.ndarray, maxprob: np.ndarray,
+          depth: np.ndarray, ref_types: set[str], threshold: float = 0.5) -> dict:
+    """The metrics of one method on one run (see the module docstring)."""
+    novel = ~np.isin(truth, sorted(ref_types))
     known = ~novel
-    unknown = pred == "unknown"
-    called = known & ~unknown
-    old = {}
-    cells = None if mapped is None else mapped.reference_cells
-    if cells is not None and cells.nelbo is not None:
-        n_ref = cells.n_cells - query.n_obs
-        old_conf = maxprob * soft_factor(shifted_pvalues(cells.nelbo[n_ref:],
-                                                         cells.nelbo[:n_ref]), UNKNOWN_TAIL)
-        old = {"auroc_old_score": roc_auc_score(novel, -old_conf),
-               "partial_r_depth_old_score": partial_spearman(old_conf[known], depth[known],
-                                                             pred[known])}
+    unknown = conf < threshold
+    called = np.where(unknown, "unknown", pred)
+    lib = roc_auc_score(novel, depth)
     return {
-        **old,
         "auroc": roc_auc_score(novel, -conf),
-        "auroc_library": max(lib_auc, 1 - lib_auc), "library_direction": "high" if lib_auc >= 0.5
-        else "low",
+        "auroc_library": max(lib, 1 - lib), "library_direction": "high" if lib >= 0.5 else "low",
         "auroc_maxprob": roc_auc_score(novel, -maxprob),
         "partial_r_depth": partial_spearman(conf[known], depth[known], pred[known]),
-        "partial_r_depth_maxprob": partial_spearman(maxprob[known], depth[known], pred[known]),
-        "accuracy_user": float(np.mean(pred[known] == truth[known])),
-        "accuracy_known_called": float(np.mean(pred[called] == truth[called])),
-        "macro_f1_user": float(f1_score(np.where(novel, "unknown", truth), pred,
+        "accuracy_user": float(np.mean(called[known] == truth[known])),
+        "accuracy_argmax": float(np.mean(pred[known] == truth[known])),
+        "accuracy_known_called": float(np.mean((called == truth)[known & ~unknown])),
+        "macro_f1_user": float(f1_score(np.where(novel, "unknown", truth), called,
                                         average="macro")),
         "unknown_precision": float(novel[unknown].mean()) if unknown.any() else float("nan"),
         "unknown_recall": float(unknown[novel].mean()),
+        "known_called_unknown": float(unknown[known].mean()),
     }
 
 
-def run_one(pair: str, held_out: str, seed: int, args: argparse.Namespace) -> dict:
-    ref, query = load_pair(pair)
-    rng = np.random.default_rng(seed)
-    ref, query = resample(ref, args.fraction, rng), resample(query, args.fraction, rng)
-    ref = ref[ref.obs["type"] != held_out].copy()
+def run_geovae(ref: ad.AnnData, query: ad.AnnData, seed: int, args) -> tuple[dict, float]:
+    import geovae
+    from geovae import _keys as K
+
+    t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = geovae.fit(ref, batch_key="batch", label_key="type", seed=seed,
-                           epochs=args.epochs, progress=False, heldout_samples=0)
+                           epochs=args.epochs, progress=False, heldout_samples=0, threads=1)
         mapped = geovae.transfer(query, model, epochs=args.query_epochs, seed=seed,
-                                 progress=False)
-    if args.dump is not None and mapped.reference_cells is not None:  # to re-score offline
-        c = mapped.reference_cells
-        np.savez(args.dump / f"{pair}_{held_out}_{seed}.npz", nelbo=c.nelbo,
-                 log_library=c.log_library, n_query=query.n_obs,
-                 maxprob=np.asarray(query.obsm[K.LABEL_PROBS]).max(1),
-                 pred=query.obs[K.LABEL].astype(str).to_numpy(),
-                 truth=query.obs["type"].astype(str).to_numpy())
-    return {"pair": pair, "held_out": held_out, "seed": seed, "n_ref": ref.n_obs,
-            "n_query": query.n_obs, "n_novel": int((query.obs["type"] == held_out).sum()),
-            "epochs": args.epochs, "query_epochs": args.query_epochs,
-            **score(query, held_out, mapped)}
+                                 progress=False, threads=1)
+    sec = time.perf_counter() - t0
+    probs = np.asarray(query.obsm[K.LABEL_PROBS])
+    cats = np.asarray(list(mapped.spec.label_categories), dtype=str)
+    return {"pred": cats[probs.argmax(1)], "conf": query.obs[K.LABEL_CONFIDENCE].to_numpy(),
+            "maxprob": probs.max(1),
+            "unknown": query.obs[K.LABEL].astype(str).to_numpy() == "unknown"}, sec
+
+
+def run_scanvi(ref: ad.AnnData, query: ad.AnnData, seed: int, mode: str, workdir: Path
+               ) -> tuple[dict | None, float, str]:
+    """scANVI through `bench_transfer.SCANVI_SCRIPT` in the scvi-tools venv."""
+    paths = []
+    for name, a in (("ref", ref), ("query", query)):
+        obs = pd.DataFrame({"stim": a.obs["batch"].astype(str).to_numpy(),
+                            "seurat_annotations": a.obs["type"].astype(str).to_numpy()},
+                           index=a.obs_names)
+        p = workdir / f"{name}.h5ad"
+        ad.AnnData(X=a.X.copy(), obs=obs, var=pd.DataFrame(index=a.var_names)).write_h5ad(p)
+        paths.append(p)
+    out = workdir / "scanvi.npz"
+    out.unlink(missing_ok=True)
+    env = {**os.environ, **THREAD_ENV, "PYTHONWARNINGS": "ignore"}
+    t0 = time.perf_counter()
+    for drop_last in ("0", "1"):
+        run = subprocess.run([SCVI_PYTHON, "-c", SCANVI_SCRIPT, *map(str, paths), str(out),
+                              str(seed), "0", "0", "0", drop_last, mode], env=env,
+                             capture_output=True, text=True, check=False)
+        if run.returncode == 0 and out.exists():
+            break
+    wall = time.perf_counter() - t0
+    if not out.exists():
+        return None, wall, " | ".join((run.stderr or run.stdout).strip().splitlines()[-2:])
+    with np.load(out) as d:
+        res = {"pred": d["pred"].astype(str), "conf": d["conf"], "maxprob": d["conf"],
+               "sec": float(d["sec"]), "info": str(d["info"])}
+    return res, wall, ""
+
+
+def tasks(kang: ad.AnnData, args) -> list[tuple[str, int, str, ad.AnnData, ad.AnnData]]:
+    """(pair, seed, held-out type, reference without it, query), seed-major."""
+    out = []
+    for seed in args.seeds:
+        for pair in args.pairs:
+            ref, query = pair_draw(kang, pair, seed, args.cap)
+            n_ref, n_q = ref.obs["type"].value_counts(), query.obs["type"].value_counts()
+            for t in sorted(n_ref.index):
+                if n_ref[t] >= args.min_ref and n_q.get(t, 0) >= args.min_query and \
+                        (not args.types or t in args.types):
+                    out.append((pair, seed, t, ref, query))
+    return out
+
+
+def run_all(args) -> None:
+    kang = report_cells()
+    todo = tasks(kang, args)
+    shard, n_shards = (int(x) for x in args.shard.split("/"))
+    scvi_ok = Path(SCVI_PYTHON).exists()
+    # phase 1: geovae on every run, seed by seed; phase 2: scANVI (budget) on every run, then
+    # scANVI (defaults) on the --defaults-seeds runs, both a type of each pair over the seeds
+    # at a time (a partial phase still pairs the seeds within each pair)
+    rank: dict[tuple[str, int], int] = {}
+    keys = []
+    for j, t in enumerate(todo):
+        k = rank[t[:2]] = rank.get(t[:2], -1) + 1
+        keys.append((k, t[1], args.pairs.index(t[0]), j))
+    by_type = [todo[j] for *_, j in sorted(keys)]
+    queue = [(t, GEOVAE) for t in todo] * (args.phase != 2)
+    if scvi_ok and args.phase != 1:
+        queue += [(t, BUDGET) for t in by_type]
+        queue += [(t, DEFAULTS) for t in by_type if t[1] in args.defaults_seeds]
+    for i, ((pair, seed, held_out, ref_all, query_all), method) in enumerate(queue):
+        done = recorded(args.out)
+        key = (pair, seed, held_out)
+        if i % n_shards != shard or (*key, method) in done or \
+                (method == BUDGET and (*key, GEOVAE) not in done):
+            continue
+        ref = ref_all[ref_all.obs["type"] != held_out].copy()
+        query = query_all.copy()
+        if pair != "kang_pbmc68k":
+            cols = reference_hvgs(ref.X, args.n_top_genes)
+            ref, query = ref[:, cols].copy(), query[:, cols].copy()
+        truth = query.obs["type"].astype(str).to_numpy()
+        depth = np.log1p(np.asarray(query.X.sum(1)).ravel())
+        ref_types = set(ref.obs["type"].astype(str))
+        rec = {"pair": pair, "seed": seed, "held_out": held_out, "n_ref": ref.n_obs,
+               "n_query": query.n_obs, "n_unseen": int((~np.isin(truth, sorted(ref_types)))
+                                                      .sum()), "n_genes": ref.n_vars,
+               "method": method}
+        if method == GEOVAE:
+            res, sec = run_geovae(ref, query, seed, args)
+            rec.update(epochs=args.epochs, query_epochs=args.query_epochs, fit_map_s=sec)
+        else:  # budget: geovae's fit + map seconds of the same run
+            mode = "defaults" if method == DEFAULTS else f"budget={done[(*key, GEOVAE)]:.1f}"
+            with tempfile.TemporaryDirectory() as tmp:
+                res, wall, err = run_scanvi(ref, query, seed, mode, Path(tmp))
+            rec.update(wall_s=wall, mode=mode)
+            if res is None:
+                emit({**rec, "error": err}, args.out)
+                continue
+            rec.update(fit_map_s=res["sec"], info=res["info"])
+        rec.update(score(truth, res["pred"], res["conf"], res["maxprob"], depth, ref_types))
+        if "unknown" in res:  # the call geovae writes is the one scored (threshold 0.5)
+            rec["unknown_label_agrees"] = float(np.mean(res["unknown"] == (res["conf"] < 0.5)))
+        emit(rec, args.out)
+
+
+def recorded(path: Path) -> dict[tuple, float]:
+    """(pair, seed, held-out type, method) -> fit + map seconds of the runs ``path`` holds
+    (other shards' too)."""
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {(r["pair"], r["seed"], r["held_out"], r["method"]): r.get("fit_map_s", 0.0)
+            for r in rows}
+
+
+def emit(rec: dict, path: Path) -> None:
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rec.items()}),
+          flush=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(rec) + "\n")
+
+
+def table(path: Path) -> str:
+    """Markdown: per pair and method, means over runs ± sd over the per-seed means; paired
+    tests of geovae against the baselines and scANVI over seeds (per-seed means over types)."""
+    recs = pd.DataFrame([json.loads(x) for x in path.read_text().splitlines()])
+    recs = recs[recs.get("error", pd.Series(index=recs.index, dtype=object)).isna()]
+    cols = ["auroc", "auroc_library", "auroc_maxprob", "accuracy_user", "macro_f1_user",
+            "accuracy_known_called", "unknown_precision", "unknown_recall", "partial_r_depth",
+            "fit_map_s"]
+    lines = ["| pair | method | runs | " + " | ".join(cols) + " |",
+             "|---|---|---|" + "---|" * len(cols)]
+    for (pair, method), g in recs.groupby(["pair", "method"], sort=True):
+        per_seed = g.groupby("seed")[cols].mean()
+        cells = [mean_sd(per_seed[c], 2) if len(per_seed) > 1 else f"{g[c].mean():.2f}"
+                 for c in cols]
+        lines.append(f"| {pair} | {method} | {len(g)} | " + " | ".join(cells) + " |")
+    lines += ["", "| pair | comparison (per-seed means over the same runs) | diff | p (t) |",
+              "|---|---|---|---|"]
+    geo = recs[recs["method"] == GEOVAE]
+    for pair, g in geo.groupby("pair"):
+        s = g.groupby("seed").mean(numeric_only=True)
+        for name, a, b in (("AUROC − library size", s["auroc"], s["auroc_library"]),
+                           ("AUROC − max prob", s["auroc"], s["auroc_maxprob"])):
+            r = paired(a.to_numpy(), b.to_numpy())
+            lines.append(f"| {pair} | {name} | {r['diff']:+.3f} | {fmt_p(r['p_t'])} |")
+        for method in (BUDGET, DEFAULTS):
+            other = recs[(recs["pair"] == pair) & (recs["method"] == method)]
+            m = g.merge(other, on=["seed", "held_out"], suffixes=("", "_o"))
+            if m.empty:
+                continue
+            s = m.groupby("seed").mean(numeric_only=True)
+            for c in ("accuracy_user", "macro_f1_user", "auroc"):
+                r = paired(s[c].to_numpy(), s[c + "_o"].to_numpy())
+                lines.append(f"| {pair} | geovae − {method} {c} ({len(m)} runs) | "
+                             f"{r['diff']:+.3f} | {fmt_p(r['p_t'])} |")
+    mean_auc = geo["auroc"].mean()
+    lines += ["", f"mean unseen AUROC over {len(geo)} geovae runs: {mean_auc:.3f}"]
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", default="kang_ctrl_stim,kang_stim_ctrl,kang_pbmc68k")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--types", default="", help="comma-separated; default: every type "
-                        "with --min-cells in reference and query")
-    parser.add_argument("--min-cells", type=int, default=50)
-    parser.add_argument("--fraction", type=float, default=0.8, help="share of each type's "
-                        "cells drawn per seed")
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--query-epochs", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("loto.jsonl"))
-    parser.add_argument("--dump", type=Path, default=None, help="folder for per-run arrays")
-    args = parser.parse_args()
-    with args.out.open("a") as fh:
-        for pair in args.pairs.split(","):
-            ref, query = load_pair(pair)
-            counts_r, counts_q = ref.obs["type"].value_counts(), query.obs["type"].value_counts()
-            types = [t for t in counts_r.index if counts_r[t] >= args.min_cells
-                     and counts_q.get(t, 0) >= args.min_cells]
-            if args.types:
-                types = [t for t in args.types.split(",") if t in types]
-            for held_out in sorted(types):
-                for seed in (int(s) for s in args.seeds.split(",")):
-                    row = run_one(pair, held_out, seed, args)
-                    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                                      for k, v in row.items()}), flush=True)
-                    fh.write(json.dumps(row) + "\n")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=lambda s: s.split(","), default=list(PAIRS))
+    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
+    p.add_argument("--defaults-seeds", type=lambda s: [int(x) for x in s.split(",") if x],
+                   default=[0], help="seeds that also run scANVI at its defaults (slow)")
+    p.add_argument("--types", type=lambda s: s.split(","), default=[],
+                   help="only these held-out types (default: every type that qualifies)")
+    p.add_argument("--cap", type=int, default=200, help="cells per type and side at most")
+    p.add_argument("--min-ref", type=int, default=50)
+    p.add_argument("--min-query", type=int, default=20)
+    p.add_argument("--n-top-genes", type=int, default=2000)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--query-epochs", type=int, default=30)
+    p.add_argument("--phase", type=int, default=0, choices=(0, 1, 2),
+                   help="1: geovae only; 2: scANVI only (budget, then defaults); 0: all")
+    p.add_argument("--shard", default="0/1", help="i/n: run every n-th run from the i-th")
+    p.add_argument("--out", type=Path, default=Path("loto.jsonl"))
+    p.add_argument("--table", type=Path, default=None, help="print the tables of a record")
+    args = p.parse_args()
+    if args.table is not None:
+        print(table(args.table))
+        return
+    run_all(args)
 
 
 if __name__ == "__main__":

@@ -115,10 +115,13 @@ K_MIX = 15
 HEADER = "## Query mapping and label transfer (Kang 2018, full data)"
 
 # Run with --scanvi-python: argv = ref.h5ad query.h5ad out.npz seed epochs scanvi_epochs
-# query_epochs drop_last. drop_last=1 only on a retry (a 1-cell last minibatch crashes
-# scvi's BatchNorm; not expected here, the sizes are fixed).
+# query_epochs drop_last [mode]. drop_last=1 only on a retry (a 1-cell last minibatch crashes
+# scvi's BatchNorm; not expected here, the sizes are fixed). mode (bench_loto.py): "fixed"
+# (default: the epochs given), "defaults" (scvi's max_epochs heuristic and early stopping for
+# all three stages; the epochs are ignored) or "budget=SEC" (the same, each stage also stopped
+# by Lightning's max_time at 60 / 15 / 25 % of SEC seconds).
 SCANVI_SCRIPT = r"""
-import sys, time, warnings
+import datetime, sys, time, warnings
 warnings.filterwarnings("ignore")
 import torch
 torch.set_num_threads(1)
@@ -126,6 +129,19 @@ import numpy as np, anndata as ad, scvi
 ref_p, q_p, out = sys.argv[1], sys.argv[2], sys.argv[3]
 seed, ep, ep_s, ep_q = (int(x) for x in sys.argv[4:8])
 split = {"drop_last": True} if sys.argv[8] == "1" else None
+mode = sys.argv[9] if len(sys.argv) > 9 else "fixed"
+budget = float(mode.split("=")[1]) if mode.startswith("budget=") else None
+
+
+def stage(epochs, share):
+    if mode == "fixed":
+        return {"max_epochs": epochs}
+    out = {"max_epochs": None, "early_stopping": True}
+    if budget is not None:
+        out["max_time"] = datetime.timedelta(seconds=budget * share)
+    return out
+
+
 scvi.settings.seed = seed
 scvi.settings.num_threads = 1
 scvi.settings.dl_num_workers = 0
@@ -137,14 +153,14 @@ scvi.model.SCVI.setup_anndata(ref, batch_key="stim", labels_key="labels")
 arches = dict(use_layer_norm="both", use_batch_norm="none", encode_covariates=True,
               dropout_rate=0.2, n_layers=2)
 vae = scvi.model.SCVI(ref, n_latent=10, **arches)
-vae.train(max_epochs=ep, **kw)
+vae.train(**stage(ep, 0.6), **kw)
 lvae = scvi.model.SCANVI.from_scvi_model(vae, unlabeled_category="Unknown")
-lvae.train(max_epochs=ep_s, **kw)
+lvae.train(**stage(ep_s, 0.15), **kw)
 zr = lvae.get_latent_representation()
 q.obs["labels"] = "Unknown"
 scvi.model.SCANVI.prepare_query_anndata(q, lvae)
 qm = scvi.model.SCANVI.load_query_data(q, lvae)
-qm.train(max_epochs=ep_q, plan_kwargs={"weight_decay": 0.0}, **kw)
+qm.train(**stage(ep_q, 0.25), plan_kwargs={"weight_decay": 0.0}, **kw)
 zq = qm.get_latent_representation()
 soft = qm.predict(soft=True)
 soft = soft[[c for c in soft.columns if c != "Unknown"]]

@@ -21,7 +21,10 @@ UNKNOWN = "unknown"
 #: VOTE_PRIOR), the votes of the n_neighbors nearest labelled reference cells. On the full
 #: Kang data (cgmvae, freeze covariates, seeds 0-1 of both splits of bench_transfer.py) the
 #: vote raised accuracy from 0.904-0.932 (q(y|x) alone) to 0.917-0.937, and the tempered
-#: classifier kept the unseen-type AUROC of the product (0.94 / 0.68, q(y|x) alone 0.93 / 0.66)
+#: classifier kept the unseen-type AUROC of the product (0.94 / 0.68, q(y|x) alone 0.93 / 0.66).
+#: Development split: the FULL Kang data (bench_transfer.py splits A and B), which overlaps the
+#: cells benchmarks/bench_loto.py reports on; only the supervised cgmvae uses them, not the
+#: default vae that bench_loto.py measures (issue 23)
 CLASSIFIER_POWER = 0.5
 VOTE_PRIOR = 0.5
 
