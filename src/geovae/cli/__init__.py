@@ -6,8 +6,11 @@ Exit codes: 0 success, 2 bad input or usage, 1 internal error. Errors are one li
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,31 +35,31 @@ from geovae.cli._common import (  # noqa: E402
     Backed,
     Compile,
     ConditionPrior,
-    Debug,
     DeleteMoves,
     Device,
     Devices,
+    DirichletAlpha,
     LabelKey,
-    MetricsJson,
     MixtureWeightsOpt,
+    NCells,
+    NClusters,
     NNeighbors,
     NoUmap,
     ObsColumns,
-    Plot,
     Precision,
-    Quiet,
     Resolution,
+    Seed,
     Threads,
     UmapEpochs,
-    Verbose,
     _check_device,
-    _command_line,
     _relaunch,
     _report,
     _set_threads,
+    argument,
     guarded,
+    run_context,
 )
-from geovae.cli._flags import fit_options, names_of  # noqa: E402
+from geovae.cli._flags import fit_options  # noqa: E402
 from geovae.cli._types import (  # noqa: E402
     Command,
     Freeze,
@@ -71,6 +74,12 @@ from geovae.cli._types import (  # noqa: E402
 INPUT_HELP = ("Cells x features: .h5ad; .csv/.tsv (optionally .gz) with samples as rows "
               "(non-numeric named columns become obs); a 10x .h5; or a 10x Matrix Market "
               "folder (matrix.mtx, features.tsv/genes.tsv, barcodes.tsv, optionally .gz).")
+
+
+def command(fn: Callable[..., None]) -> Callable[..., None]:
+    """A ``geovae`` command: ``fn`` `guarded` (message options, one-line errors), registered
+    on the app as a `Command`."""
+    return app.command(cls=Command)(guarded(fn))
 
 
 def _version(value: bool) -> None:
@@ -89,12 +98,10 @@ def _main(
     """Fit deep generative models with latent spaces of the right shape."""
 
 
-@app.command(cls=Command)
-@guarded
+@command
 def fit(
     ctx: typer.Context,
-    input: Annotated[Path, typer.Argument(help=INPUT_HELP, metavar="INPUT",
-                                          show_default=False)],
+    input: Annotated[Path, argument("INPUT", INPUT_HELP)],
     out: Annotated[Path | None, typer.Option(
         help="Output .h5ad (default: INPUT_STEM.geovae.h5ad beside the input).")] = None,
     model_dir: Annotated[Path | None, typer.Option(
@@ -128,13 +135,8 @@ def fit(
     label_key: Annotated[str | None, typer.Option(
         help="obs column of cell-type labels: coloured in the plot, used by cgmvae, and the "
              "clusters are scored against it (ARI, NMI).", metavar="<column>")] = None,
-    n_clusters: Annotated[int | None, typer.Option(
-        help="cgmvae: number of mixture components, an upper bound (default: number of "
-             "labels, else 20).")] = None,
-    dirichlet_alpha: Annotated[float | None, typer.Option(
-        help="cgmvae: concentration α of the symmetric Dirichlet prior on the mixture weights "
-             "(default 1/K with global weights, 1 per cell); smaller empties more "
-             "components.")] = None,
+    n_clusters: NClusters = None,
+    dirichlet_alpha: DirichletAlpha = None,
     mixture_weights: MixtureWeightsOpt = None,
     condition_prior: ConditionPrior = None,
     delete_moves: DeleteMoves = None,
@@ -165,37 +167,28 @@ def fit(
     heldout_samples: Annotated[int, typer.Option(
         help="Importance samples per test cell of the held-out log-likelihood (0: skip it); "
              "its standard error is logged, use 100 or more for a converged bound.")] = 20,
-    plot: Plot = None,
-    metrics_json: MetricsJson = None,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    debug: Debug = False,
+    **outputs: Any,
 ) -> None:
     """Train a model on INPUT and write the latent, clusters, UMAP and the model."""
     from geovae.runs import fit_plan, run_fit
 
     _relaunch(ctx, devices, _check_device(device),
-              lambda: fit_plan(input, out, model_dir, plot, not no_umap, metrics_json,
-                               n_neighbors))
+              lambda: fit_plan(input, out, model_dir, outputs["plot"], not no_umap,
+                               outputs["metrics_json"], n_neighbors))
     _set_threads(threads)
     kwargs = {**fit_options(ctx), "device": _check_device(device)}
-    result = run_fit(input, out=out, model_dir=model_dir, plot=plot, resolution=resolution,
-                     command=_command_line(ctx), obs_columns=obs_columns or [], backed=backed,
-                     n_neighbors=n_neighbors, umap=not no_umap, umap_epochs=umap_epochs,
-                     metrics_json=metrics_json, names=names_of(ctx.command), **kwargs)
+    result = run_fit(input, out=out, model_dir=model_dir, resolution=resolution, **outputs,
+                     obs_columns=obs_columns or [], backed=backed, n_neighbors=n_neighbors,
+                     umap=not no_umap, umap_epochs=umap_epochs, **run_context(ctx), **kwargs)
     _report(result)
 
 
-@app.command(cls=Command)
-@guarded
+@command
 def embed(
     ctx: typer.Context,
-    model_dir: Annotated[Path, typer.Argument(help="A model directory written by geovae "
-                                                   "fit.", metavar="MODEL_DIR",
-                                              show_default=False)],
-    input: Annotated[Path, typer.Argument(help="New cells (any INPUT geovae fit reads); genes "
-                                               "are matched by name.", metavar="INPUT",
-                                          show_default=False)],
+    model_dir: Annotated[Path, argument("MODEL_DIR", "A model directory written by geovae fit.")],
+    input: Annotated[Path, argument("INPUT", "New cells (any INPUT geovae fit reads); genes are "
+                                             "matched by name.")],
     out: Annotated[Path | None, typer.Option(
         help="Output .h5ad (default: INPUT_STEM.geovae.h5ad beside the input).")] = None,
     volume: Annotated[bool, typer.Option(
@@ -209,35 +202,27 @@ def embed(
     device: Device = "cpu",
     threads: Threads = 0,
     backed: Backed = None,
-    plot: Plot = None,
-    metrics_json: MetricsJson = None,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    debug: Debug = False,
+    **outputs: Any,
 ) -> None:
     """Embed new data with a trained model (missing genes filled and reported)."""
     from geovae.runs import run_embed
 
     _set_threads(threads)
-    result = run_embed(model_dir, input, out=out, plot=plot, resolution=resolution,
-                       device=_check_device(device), command=_command_line(ctx), volume=volume,
+    result = run_embed(model_dir, input, out=out, resolution=resolution, **outputs,
+                       device=_check_device(device), volume=volume,
                        obs_columns=obs_columns or [], n_neighbors=n_neighbors, backed=backed,
                        umap=not no_umap, umap_epochs=umap_epochs, label_key=label_key,
-                       metrics_json=metrics_json, threads=threads, names=names_of(ctx.command))
+                       threads=threads, **run_context(ctx))
     _report(result)
 
 
-@app.command(cls=Command)
-@guarded
+@command
 def transfer(
     ctx: typer.Context,
-    model_dir: Annotated[Path, typer.Argument(help="The reference: a model directory written by "
-                                                   "geovae fit (never modified).",
-                                              metavar="MODEL_DIR", show_default=False)],
-    query: Annotated[Path, typer.Argument(help="Query cells (any INPUT geovae fit reads); "
-                                               "genes matched by name, missing ones "
-                                               "zero-filled.", metavar="QUERY",
-                                          show_default=False)],
+    model_dir: Annotated[Path, argument("MODEL_DIR", "The reference: a model directory written "
+                                                     "by geovae fit (never modified).")],
+    query: Annotated[Path, argument("QUERY", "Query cells (any INPUT geovae fit reads); genes "
+                                             "matched by name, missing ones zero-filled.")],
     out: Annotated[Path | None, typer.Option(
         help="Query output .h5ad (default: QUERY_STEM.geovae.h5ad beside the query).")] = None,
     new_model_dir: Annotated[Path | None, typer.Option(
@@ -275,36 +260,29 @@ def transfer(
     precision: Precision = "auto",
     threads: Threads = 0,
     backed: Backed = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    plot: Plot = None,
-    metrics_json: MetricsJson = None,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    debug: Debug = False,
+    seed: Seed = 0,
+    **outputs: Any,
 ) -> None:
     """Map a query onto a trained reference, transfer its labels, flag unexplained cells."""
     from geovae.runs import run_transfer
 
     _set_threads(threads)
     result = run_transfer(model_dir, query, out=out, new_model_dir=new_model_dir,
-                          reference=reference, plot=plot, resolution=resolution, backed=backed,
-                          command=_command_line(ctx), obs_columns=obs_columns or [],
+                          reference=reference, resolution=resolution, backed=backed, **outputs,
+                          obs_columns=obs_columns or [],
                           n_neighbors=n_neighbors, umap=not no_umap, umap_epochs=umap_epochs,
-                          metrics_json=metrics_json,
                           batch_key=batch_key or None, label_key=label_key, eval_key=eval_key,
-                          freeze=value(freeze), epochs=epochs, seed=seed, progress=not quiet,
+                          freeze=value(freeze), epochs=epochs, seed=seed,
                           unknown_threshold=unknown_threshold, device=_check_device(device),
                           precision=value(precision), threads=threads,
-                          names=names_of(ctx.command))
+                          progress=not ctx.params["quiet"], **run_context(ctx))
     _report(result)
 
 
-@app.command(cls=Command)
-@guarded
+@command
 def cluster(
     ctx: typer.Context,
-    input: Annotated[Path, typer.Argument(help="An .h5ad with an embedding in obsm.",
-                                          metavar="INPUT", show_default=False)],
+    input: Annotated[Path, argument("INPUT", "An .h5ad with an embedding in obsm.")],
     out: Annotated[Path, typer.Option(help="Output .h5ad.", show_default=False)],
     use_rep: Annotated[str, typer.Option(help="obsm key of the embedding.",
                                          metavar="<key>")] = "X_geovae",
@@ -318,67 +296,76 @@ def cluster(
     no_umap: NoUmap = False,
     umap_epochs: UmapEpochs = 100,
     seed: Annotated[int, typer.Option(help="Random seed for Leiden and UMAP.")] = 0,
-    plot: Plot = None,
-    metrics_json: MetricsJson = None,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    debug: Debug = False,
+    **outputs: Any,
 ) -> None:
     """Cluster cells on the kNN graph of an embedding (Leiden) and recompute the UMAP."""
     from geovae.runs import run_cluster
 
     result = run_cluster(input, out, use_rep=use_rep, resolution=resolution,
-                         method=value(method), plot=plot, seed=seed,
-                         command=_command_line(ctx), n_neighbors=n_neighbors,
+                         method=value(method), seed=seed, **outputs,
+                         n_neighbors=n_neighbors,
                          umap=not no_umap, umap_epochs=umap_epochs, label_key=label_key,
-                         metrics_json=metrics_json, names=names_of(ctx.command))
+                         **run_context(ctx))
     _report(result)
 
 
-@app.command(cls=Command)
-@guarded
+def dataset(out_help: str) -> Callable[[Callable[..., Any]], Callable[..., None]]:
+    """A command that writes a synthetic dataset: the OUT argument (``out_help``), the
+    generator's own options, then ``--seed``. The function takes OUT and the seed in its
+    ``**out_and_seed`` and returns its run's result, which the command reports."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., None]:
+        own = inspect.signature(fn, eval_str=True)
+        out = inspect.Parameter("out", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                annotation=Annotated[Path, argument("OUT", out_help)])
+        seed = inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, annotation=Seed,
+                                 default=0)
+        options = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+
+        @functools.wraps(fn)
+        def write(**kwargs: Any) -> None:
+            _report(fn(**kwargs))
+
+        write.__signature__ = own.replace(  # type: ignore[attr-defined]
+            parameters=[out, *options, seed], return_annotation=None)
+        return command(write)
+
+    return register
+
+
+@dataset("Output .h5ad of simulated counts.")
 def simulate(
-    out: Annotated[Path, typer.Argument(help="Output .h5ad of simulated counts.",
-                                        metavar="OUT", show_default=False)],
-    n_cells: Annotated[int, typer.Option(help="Number of cells.")] = 2000,
+    n_cells: NCells = 2000,
     n_genes: Annotated[int, typer.Option(help="Number of genes.")] = 500,
     n_types: Annotated[int, typer.Option(help="Number of cell types.")] = 5,
     n_conditions: Annotated[int, typer.Option(help="Conditions that shift every type.")] = 2,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    debug: Debug = False,
-) -> None:
+    **out_and_seed: Any,
+) -> Any:
     """Simulate negative-binomial counts with known cell types and conditions."""
     from geovae.runs import run_simulate
 
-    _report(run_simulate(out, n_cells=n_cells, n_genes=n_genes, n_types=n_types,
-                         n_conditions=n_conditions, seed=seed))
+    return run_simulate(n_cells=n_cells, n_genes=n_genes, n_types=n_types,
+                        n_conditions=n_conditions, **out_and_seed)
 
 
-@app.command(cls=Command)
-@guarded
+@dataset("Output .h5ad of conditional blobs.")
 def blobs(
-    out: Annotated[Path, typer.Argument(help="Output .h5ad of conditional blobs.",
-                                        metavar="OUT", show_default=False)],
-    n_cells: Annotated[int, typer.Option(help="Number of cells.")] = 2000,
+    n_cells: NCells = 2000,
     n_features: Annotated[int, typer.Option(help="Number of features.")] = 50,
     n_blobs: Annotated[int, typer.Option(help="Number of blobs (obs['blob']).")] = 5,
     n_conditions: Annotated[int, typer.Option(help="Conditions that shift every blob "
                                                    "(obs['condition']).")] = 3,
     condition_shift: Annotated[float, typer.Option(help="Scale of the condition shift "
                                                         "(blob scale is 1).")] = 2.0,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    debug: Debug = False,
-) -> None:
+    **out_and_seed: Any,
+) -> Any:
     """Synthetic conditional blobs, the c*GMΔVAE demo (then: geovae fit OUT --model cgmvae
     --batch-key condition --likelihood gaussian --n-clusters 5)."""
     from geovae.runs import run_blobs
 
-    _report(run_blobs(out, n_cells=n_cells, n_features=n_features, n_blobs=n_blobs,
-                      n_conditions=n_conditions, condition_shift=condition_shift, seed=seed))
+    return run_blobs(n_cells=n_cells, n_features=n_features, n_blobs=n_blobs,
+                     n_conditions=n_conditions, condition_shift=condition_shift,
+                     **out_and_seed)
 
 
 from geovae.cli.report import report  # noqa: E402

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import re
 import shlex
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from geovae.cli._flags import message
+from geovae.cli._flags import message, names_of
 from geovae.cli._log import err, error, setup
 from geovae.cli._types import MixtureWeights, PrecisionChoice
 
@@ -26,6 +27,8 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Also debug messa
                                                                "phase's time).")]
 Plot = Annotated[Path | None, typer.Option(
     help="UMAP PNG path (default: beside OUT, OUT_STEM.umap.png).")]
+Seed = Annotated[int, typer.Option(help="Random seed.")]
+NCells = Annotated[int, typer.Option(help="Number of cells.")]
 Resolution = Annotated[float, typer.Option(help="Leiden resolution (higher: more clusters).")]
 NNeighbors = Annotated[int, typer.Option(
     help="Neighbours per cell in the kNN graph the clusters and the UMAP are built from.")]
@@ -58,6 +61,12 @@ Devices = Annotated[int, typer.Option(
          "with a CUDA device, else N CPU processes sharing the cores; restarts this command "
          "through torchrun. --batch-size stays the global minibatch. Several nodes: run "
          "torchrun yourself (docs/large-data.md).", metavar="N")]
+NClusters = Annotated[int | None, typer.Option(
+    help="cgmvae: number of mixture components, an upper bound (default: number of labels, "
+         "else 20).")]
+DirichletAlpha = Annotated[float | None, typer.Option(
+    help="cgmvae: concentration α of the symmetric Dirichlet prior on the mixture weights "
+         "(default 1/K with global weights, 1 per cell); smaller empties more components.")]
 MixtureWeightsOpt = Annotated[MixtureWeights | None, typer.Option(
     case_sensitive=False,
     help="cgmvae: global: one set of mixture weights for the data (a Bayesian GMM's "
@@ -89,6 +98,11 @@ Threads = Annotated[int, typer.Option(
          "use (its CPU affinity, within a cgroup CPU quota), at most 4 (geovae's networks "
          "are small). Set it to the cores you were given (e.g. Snakemake's {threads}); "
          "oversubscribed cores slow training a lot.")]
+
+
+def argument(metavar: str, help: str) -> Any:
+    """A command's positional argument, named ``metavar`` in --help (no default shown)."""
+    return typer.Argument(help=help, metavar=metavar, show_default=False)
 
 
 def _check_device(device: str) -> str:
@@ -169,6 +183,13 @@ def _command_line(ctx: typer.Context) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def run_context(ctx: typer.Context) -> dict[str, Any]:
+    """What a file job (`geovae.runs`) takes from its command: the command line as run
+    (``command``, for the run record) and how its notes name parameters (``names``: the
+    command's flags)."""
+    return {"command": _command_line(ctx), "names": names_of(ctx.command)}
+
+
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     """Warnings as one readable line on stderr (no source line), through the log."""
     if issubclass(category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
@@ -176,16 +197,35 @@ def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__
     logging.getLogger("geovae").warning(str(message))
 
 
+def _options(*declared: tuple[str, Any, Any]) -> list[inspect.Parameter]:
+    """Keyword-only parameters (name, `Annotated` option, default) for a command signature."""
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
+                              default=default) for name, kind, default in declared]
+
+
+#: the options of every command that are about its messages, added by `guarded`
+MESSAGES = _options(("quiet", Quiet, False), ("verbose", Verbose, False),
+                    ("debug", Debug, False))
+#: the options of a command that writes a plot and a metrics file, for its ``**outputs``
+OUTPUTS = _options(("plot", Plot, None), ("metrics_json", MetricsJson, None))
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Set up the log (--quiet, --verbose), and turn errors into one stderr line and exit
-    codes 2 (input/usage) or 1 (internal)."""
+    """A command with the `MESSAGES` options (``--quiet``, ``--verbose``, ``--debug``) after
+    its own: they set up the log, and errors become one stderr line and exit codes 2
+    (input/usage) or 1 (internal). ``fn`` itself does not take them (its context's
+    ``params`` hold them). A command that ends in ``**outputs`` takes the `OUTPUTS` options
+    there (``plot``, ``metrics_json``: the names its run takes them by)."""
+    own = inspect.signature(fn, eval_str=True)
+    params = list(own.parameters.values())
+    if params and params[-1].kind is inspect.Parameter.VAR_KEYWORD:
+        params[-1:] = OUTPUTS
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from geovae.errors import GeoVAEError, OptionError
 
-        debug = kwargs.get("debug", False)
-        quiet, verbose = kwargs.get("quiet", False), kwargs.get("verbose", False)
+        quiet, verbose, debug = (kwargs.pop(p.name, False) for p in MESSAGES)
         rank, world = _torchrun()
         ctx = kwargs.get("ctx") or next((a for a in args if isinstance(a, typer.Context)), None)
         command = ctx.command if ctx is not None else None
@@ -230,6 +270,8 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             warnings.showwarning = shown
 
+    wrapper.__signature__ = own.replace(  # type: ignore[attr-defined]
+        parameters=[*params, *MESSAGES])
     return wrapper
 
 

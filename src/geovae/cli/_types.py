@@ -21,40 +21,20 @@ class Choice(str, Enum):
         return str(self.value)
 
 
-class Model(Choice):
-    vae = "vae"
-    cgmvae = "cgmvae"
+def choices(name: str, *values: str, **named: str) -> Any:
+    """A `Choice` called ``name``: a member per value (named as the value, ``-`` as ``_``),
+    then the ``named`` members (``fp32="32"``)."""
+    members = [(v.replace("-", "_"), v) for v in values] + list(named.items())
+    return Choice(name, members, module=__name__)  # type: ignore[call-overload]
 
 
-class Latent(Choice):
-    euclidean = "euclidean"
-    sphere = "sphere"
-    hyperbolic = "hyperbolic"
-
-
-class Posterior(Choice):
-    vmf = "vmf"
-    power_spherical = "power-spherical"
-
-
-class PrecisionChoice(Choice):
-    auto = "auto"
-    fp32 = "32"
-    bf16 = "bf16"
-
-
-class Likelihood(Choice):
-    auto = "auto"
-    nb = "nb"
-    zinb = "zinb"
-    gaussian = "gaussian"
-    bernoulli = "bernoulli"
-
-
-class Freeze(Choice):
-    all = "all"
-    covariates = "covariates"
-    none = "none"
+Model = choices("Model", "vae", "cgmvae")
+Latent = choices("Latent", "euclidean", "sphere", "hyperbolic")
+Posterior = choices("Posterior", "vmf", "power-spherical")
+PrecisionChoice = choices("PrecisionChoice", "auto", fp32="32", bf16="bf16")
+Likelihood = choices("Likelihood", "auto", "nb", "zinb", "gaussian", "bernoulli")
+Freeze = choices("Freeze", "all", "covariates", "none")
+Method = choices("Method", "leiden", "mixture")
 
 
 class MixtureWeights(Choice):
@@ -65,11 +45,6 @@ class MixtureWeights(Choice):
     def python(self) -> str:
         """The Python API's spelling (``per_cell``)."""
         return self.value.replace("-", "_")
-
-
-class Method(Choice):
-    leiden = "leiden"
-    mixture = "mixture"
 
 
 #: parameter name -> its choices (for the one-line error)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from geovae.cli._common import Debug, MetricsJson, Quiet, Verbose, _command_line, guarded
+from geovae.cli._common import MetricsJson, _command_line, argument, guarded
 
 log = logging.getLogger("geovae.cli")
 
@@ -17,9 +17,9 @@ log = logging.getLogger("geovae.cli")
 @guarded
 def report(
     ctx: typer.Context,
-    input: Annotated[Path, typer.Argument(
-        help="An .h5ad written by geovae fit, embed, cluster or transfer (or a transfer's "
-             "OUT_STEM.joint.h5ad).", metavar="OUT.h5ad", show_default=False)],
+    input: Annotated[Path, argument("OUT.h5ad", "An .h5ad written by geovae fit, embed, cluster "
+                                                "or transfer (or a transfer's "
+                                                "OUT_STEM.joint.h5ad).")],
     out: Annotated[Path | None, typer.Option(
         help="The report, one self-contained .html (default: INPUT_STEM.report.html beside "
              "the input).")] = None,
@@ -31,9 +31,6 @@ def report(
         help="obs column of known labels for the panels and confusion matrices (default: "
              "the run's --label-key, or transfer's --eval-key).", metavar="<column>")] = None,
     metrics_json: MetricsJson = None,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    debug: Debug = False,
 ) -> None:
     """Write one self-contained HTML report of a geovae output.
 

@@ -13,20 +13,16 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geovae import _keys as K
 from geovae.errors import Note
 from geovae.io.read import check_readable
 from geovae.runs.finish import Graph, Job, finish, note
-from geovae.runs.plan import (
-    Names,
-    OutputPlan,
-    RunResult,
-    check_graph,
-    default_outputs,
-    plot_path,
-)
+from geovae.runs.plan import OutputPlan, RunResult, check_graph, default_outputs, plot_path
+
+if TYPE_CHECKING:
+    from geovae.runs.plan import Names
 
 log = logging.getLogger("geovae.runs")
 
