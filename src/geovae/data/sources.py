@@ -18,6 +18,7 @@ import torch
 
 from geovae.data.batch import Batch, one_hot
 from geovae.data.prepare import Prepared
+from geovae.nn.likelihoods import NONZERO_POSITIONS
 
 
 class DataSource(Protocol):
@@ -53,14 +54,21 @@ class InMemorySource:
             self.indptr = torch.as_tensor(X.indptr.astype(np.int64), device=device)
             self.indices = torch.as_tensor(X.indices.astype(np.int64), device=device)
             self.data = torch.as_tensor(X.data.astype(np.float32), device=device)
+            # stored entries that are exactly the non-zeros, sorted by column in each row:
+            # a block's non-zero positions come in order from the rows themselves (`rows`)
+            self.positions_known = bool(X.has_canonical_format) and bool(
+                (self.data != 0).all())
         else:
             self.dense = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
+            self.positions_known = False
         self.batch = torch.as_tensor(prepared.batch, dtype=torch.long, device=device)
         self.labels = torch.as_tensor(prepared.labels, dtype=torch.long, device=device)
         self.n_categories = list(n_categories)
 
     def rows(self, idx: torch.Tensor) -> torch.Tensor:
-        """Dense (len(idx), n_features) float32 block of the requested rows."""
+        """Dense (len(idx), n_features) float32 block of the requested rows; from CSR rows in
+        canonical form (sorted columns, no duplicates, no stored zeros) it carries its
+        non-zeros' flat positions (`geovae.nn.likelihoods.NONZERO_POSITIONS`)."""
         if not self.sparse:
             return self.dense[idx]
         start, stop = self.indptr[idx], self.indptr[idx + 1]
@@ -69,7 +77,10 @@ class InMemorySource:
         row_of = torch.repeat_interleave(torch.arange(len(idx), device=self.device), lengths)
         offsets = torch.cumsum(lengths, 0) - lengths
         pos = torch.arange(row_of.numel(), device=self.device) - offsets[row_of] + start[row_of]
-        out[row_of, self.indices[pos]] = self.data[pos]
+        cols = self.indices[pos]
+        out[row_of, cols] = self.data[pos]
+        if self.positions_known and self.device.type == "cpu":
+            setattr(out, NONZERO_POSITIONS, row_of * self.n_features + cols)
         return out
 
     def covariates(self, idx: torch.Tensor) -> torch.Tensor | None:

@@ -12,6 +12,10 @@ from torch import nn
 from torch.distributions import Bernoulli, Distribution, Normal, constraints
 
 _EPS = 1e-8
+#: attribute a data source may set on a dense count block: the flat positions of its non-zero
+#: entries in ascending order (what ``torch.nonzero(x.reshape(-1))`` returns), known from the
+#: CSR rows it was made from, so `log_nb_positive` need not scan the block for them
+NONZERO_POSITIONS = "_geovae_nonzero_flat"
 
 
 def log_nb_positive(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -26,12 +30,15 @@ def log_nb_positive(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> t
     are the same as the dense formula's up to float rounding. On other devices the dense formula
     runs (finding the non-zeros would synchronise with the host every step). ``theta`` may be
     per feature, shape (features,): it is broadcast, and lgamma(theta) costs one value per
-    feature.
+    feature. Where ``x`` carries `NONZERO_POSITIONS` (set by `geovae.data.sources`), those are
+    the non-zero entries and the scan for them (~10 % of a CPU epoch) is skipped.
     """
     log_theta_mu = torch.log(theta + mu + _EPS)
     zero_part = theta * (torch.log(theta + _EPS) - log_theta_mu)  # the value where x = 0
     if x.device.type == "cpu" and x.shape == zero_part.shape:
-        flat = torch.nonzero(x.reshape(-1)).squeeze(1)
+        flat = getattr(x, NONZERO_POSITIONS, None)
+        if flat is None:
+            flat = torch.nonzero(x.reshape(-1)).squeeze(1)
         if 2 * flat.numel() <= x.numel():
             shape = x.shape
 
