@@ -11,6 +11,7 @@ the running command's flags. Adding an option touches its flag, its consumer and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
@@ -30,19 +31,18 @@ def python_value(val: Any) -> Any:
     return getattr(val, "python", val.value) if isinstance(val, Enum) else val
 
 
+@functools.cache
+def _nested() -> dict[str, str]:
+    import geovae.models  # noqa: F401  (registers every model)
+    from geovae.models.config import nested_options
+
+    return nested_options()
+
+
 def nested_in(name: str) -> str | None:
     """``latent_options`` or ``model_options`` when a latent geometry or a model declares an
-    option called ``name`` (`geovae.models.config`), else None."""
-    import geovae.models  # noqa: F401  (registers every model)
-    from geovae.models.config import latent_option_names
-    from geovae.models.registry import MODELS
-    from geovae.nn.latents import LATENTS
-
-    if any(name in latent_option_names(g) for g in LATENTS):
-        return "latent_options"
-    if any(name in cls.module_options() for cls in MODELS.values()):
-        return "model_options"
-    return None
+    option called ``name`` (`geovae.models.config.nested_options`, asked once), else None."""
+    return _nested().get(name)
 
 
 def fit_options(ctx: Any) -> dict[str, Any]:

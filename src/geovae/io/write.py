@@ -191,12 +191,15 @@ def free_bytes(folder: Path) -> int:
     return (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
 
 
-def read_only(folder: Path) -> bool:
-    """Whether ``folder`` lies on a file system mounted read-only."""
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
+def read_only_folders(folders: list[Path]) -> set[Path]:
+    """The folders among ``folders`` on a file system mounted read-only (asked of all at
+    once, so a plan of several outputs asks once; one that cannot be asked is not)."""
+    found = set()
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                found.add(folder)
+    return found
 
 
 def h5ad_bytes(adata: ad.AnnData) -> int:

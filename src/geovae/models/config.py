@@ -151,6 +151,16 @@ def check_option_names(kind: str, chosen: str, given: dict[str, Any], known: Any
                           f"known: {sorted(known) or 'none'}", param=f"{kind}_options")
 
 
+def nested_options() -> dict[str, str]:
+    """Each option a latent geometry or a model declares, and the dictionary of `geovae.fit`
+    it goes in: ``latent_options`` or ``model_options`` (a name both declare: the latent's)."""
+    from geovae.models.registry import MODELS
+
+    found = {name: "model_options" for cls in MODELS.values() for name in cls.module_options()}
+    found.update({name: "latent_options" for g in LATENTS for name in latent_option_names(g)})
+    return found
+
+
 def _model_owners(name: str) -> list[str]:
     """The models that have ``name`` among their options."""
     from geovae.models.registry import MODELS

@@ -47,9 +47,10 @@ class Job:
             adata = read(path, **kwargs)
         if check is not None:
             check(adata)
+        fmt = input_format(path)
         if path == self.input:
-            self.fmt, self.shape = input_format(path), (adata.n_obs, adata.n_vars)
-        log.info(describe_input(path, adata, input_format(path)))
+            self.fmt, self.shape = fmt, (adata.n_obs, adata.n_vars)
+        log.info(describe_input(path, adata, fmt))
         return adata
 
 

@@ -68,12 +68,14 @@ class OutputPlan:
         """Each output: right suffix, a writable existing folder, not an input, not another
         output, not a folder holding an input, and a model directory only where geovae may
         replace it."""
-        from geovae.io.write import read_only
+        from geovae.io.write import read_only_folders
         from geovae.models.persistence import is_model_dir
 
         inputs = [p.resolve() for p in self.inputs]
+        outputs = self.outputs()
+        read_only = read_only_folders([path.parent for _, path in outputs])
         seen: dict[Path, str] = {}
-        for name, path in self.outputs():
+        for name, path in outputs:
             target = path.resolve()
             if target in inputs:
                 raise OptionError(f"{name} '{path}' is an input of this run: geovae never "
@@ -96,7 +98,7 @@ class OutputPlan:
             if not parent.is_dir():
                 raise OptionError(f"output folder '{parent}' of {name} does not exist: create "
                                   "it first")
-            if read_only(parent):
+            if parent in read_only:
                 raise OptionError(f"output folder '{parent}' of {name} is on a read-only file "
                                   f"system: choose another {name}")
             if not os.access(parent, os.W_OK | os.X_OK):
