@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from geovae import _keys as K
+from geovae.errors import Note
 
 log = logging.getLogger("geovae.tools")
 
@@ -181,8 +182,8 @@ def name_clusters(adata: Any, label_key: str | None = None, layer: str | None = 
         record["dotplot"] = ranking.pop("dotplot")
         record["markers_from"] = ranking
     else:
-        log.info("marker genes: skipped (the expression matrix is on disk (--backed) or "
-                 "there are fewer than two clusters of two cells)")
+        log.info(Note("marker genes: skipped (the expression matrix is on disk "
+                      "({backed=True}) or there are fewer than two clusters of two cells)"))
     shown = majority or [(markers.get(c) or [""])[0] for c in names]
     full = {c: f"{c}: {m}" if m else c for c, m in zip(names, shown, strict=True)}
     adata.obs[K.CLUSTER_NAME] = pd.Categorical(clusters.astype(str).map(full),
