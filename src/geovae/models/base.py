@@ -373,7 +373,7 @@ class GeoVAE:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> GeoVAE:
-        """Load a model saved by `save` (or ``geovae fit --model-dir``); returns an instance
+        """Load a model saved by `save` (or a ``geovae fit`` model directory); returns an instance
         of the class it was saved from."""
         return load_model(path, device)
 

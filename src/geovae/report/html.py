@@ -196,7 +196,7 @@ def report(adata: Any, out: str | os.PathLike, *, reference: Any = None,
         object (``OUT_STEM.joint.h5ad``), as AnnData or path; draws reference and query side
         by side.
     label_key
-        obs column of known labels (default: the run's ``--label-key`` / ``--eval-key``).
+        obs column of known labels (default: the run's ``label_key`` / ``eval_key``).
     title
         Named in the report's heading (default: the input's file name, if a path).
 

@@ -2,7 +2,7 @@
 is made of: titles in words, legends beside the points (never on them), colour-blind-safe
 palettes (`geovae.report.palette`), one colour per category name across panels.
 
-PNGs are written at `DPI`; ``--plot x.svg`` or ``--plot x.pdf`` gives a vector file (text as
+PNGs are written at `DPI`; a plot path ending in .svg or .pdf gives a vector file (text as
 text; the points themselves are embedded as a `DPI` raster so that files of many cells stay
 small).
 """

@@ -75,7 +75,7 @@ def fit(
         seconds to tens of seconds; worth it for long runs (opt-in).
     threads
         CPU threads for torch during the call (the earlier count is restored after it), as
-        the command line's ``--threads``: 0 (default) ``OMP_NUM_THREADS`` when set, else the
+        the command line's threads option: 0 (default) ``OMP_NUM_THREADS`` when set, else the
         CPUs this process may use, at most 4 (`geovae._threads.default_threads`); on a shared
         machine, the cores you were given.
     volume

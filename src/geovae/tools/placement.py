@@ -13,7 +13,7 @@ def place_on_umap(z: np.ndarray, cells: ReferenceCells, k: int, geometry: str
     """Query UMAP coordinates on the reference's axes: the distance-weighted mean of the
     reference UMAP positions of each cell's k nearest reference cells (the initialisation
     scanpy's ingest and umap-learn's transform start from). None when the reference cells
-    have no UMAP (a reference fitted with --no-umap)."""
+    have no UMAP (a reference whose run made none)."""
     if cells.umap is None:
         return None
     dist, idx = knn(z, cells.latent, k, geometry)

@@ -87,7 +87,7 @@ def transfer(
     precision
         The query training's hidden layers: ``auto``, ``32`` or ``bf16`` (see `geovae.fit`).
     threads
-        torch's CPU threads during the call (see `geovae.fit`; ``--threads``).
+        torch's CPU threads during the call (see `geovae.fit`).
 
     Returns
     -------
@@ -100,7 +100,7 @@ def transfer(
     ``adata.obsm['X_geovae']`` (reference latent space), ``adata.obs['geovae_label']``,
     ``adata.obs['geovae_label_confidence']``, ``adata.obsm['geovae_label_probs']``,
     ``adata.obsm['X_umap']`` (placed on the reference's UMAP axes; not written when the
-    reference has no UMAP, e.g. fitted with ``--no-umap``: a note says so),
+    reference has no UMAP, e.g. its run made none: a note says so),
     ``adata.obs['geovae_cluster']``, ``adata.uns['geovae']['transfer']``.
     """
     check_freeze(freeze)
