@@ -115,9 +115,10 @@ def fit(
         case_sensitive=False,
         help="Latent geometry: sphere is S^d in R^(d+1), hyperbolic the Lorentz H^d in "
              "R^(d+1).")] = Latent.euclidean,
-    latent_dim: Annotated[int, typer.Option(
-        help="Intrinsic latent dimension d. sphere/hyperbolic latents have d+1 coordinates "
-             "in X_geovae.")] = 10,
+    latent_dim: Annotated[int | None, typer.Option(
+        help="Intrinsic latent dimension d (default 10; 20 for a CSV/TSV table). "
+             "sphere/hyperbolic latents have d+1 coordinates in X_geovae.",
+        show_default=False)] = None,
     posterior: Annotated[Posterior, typer.Option(
         case_sensitive=False,
         help="Posterior on the sphere: von Mises-Fisher or Power Spherical.")] = Posterior.vmf,
@@ -157,7 +158,7 @@ def fit(
     backed: Backed = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed + device: same "
                                            "numbers).")] = 0,
-    resolution: Resolution = 1.0,
+    resolution: Resolution = None,
     n_neighbors: NNeighbors = 15,
     no_umap: NoUmap = False,
     umap_epochs: UmapEpochs = 100,
@@ -195,7 +196,7 @@ def embed(
         "--volume", help="Also write obs['geovae_volume'] (decoder volume element).")] = False,
     label_key: LabelKey = None,
     obs_columns: ObsColumns = None,
-    resolution: Resolution = 1.0,
+    resolution: Resolution = None,
     n_neighbors: NNeighbors = 15,
     no_umap: NoUmap = False,
     umap_epochs: UmapEpochs = 100,
@@ -250,7 +251,7 @@ def transfer(
     unknown_threshold: Annotated[float, typer.Option(
         help="Cells with label confidence below this are labelled 'unknown'.")] = 0.5,
     obs_columns: ObsColumns = None,
-    resolution: Resolution = 1.0,
+    resolution: Resolution = None,
     n_neighbors: Annotated[int, typer.Option(
         help="Neighbours per cell: the kNN graph of clusters and UMAP, and the reference cells "
              "each query cell's label and UMAP place come from.")] = 15,
@@ -291,7 +292,7 @@ def cluster(
         help="leiden: the kNN graph of the embedding; mixture: a cgmvae model's "
              "argmax q(y|z).")] = Method.leiden,
     label_key: LabelKey = None,
-    resolution: Resolution = 1.0,
+    resolution: Resolution = None,
     n_neighbors: NNeighbors = 15,
     no_umap: NoUmap = False,
     umap_epochs: UmapEpochs = 100,

@@ -59,7 +59,8 @@ class Graph:
     """How clusters and the UMAP are made from the latent."""
 
     method: str = "leiden"
-    resolution: float = 1.0
+    #: a number, "auto" (`geovae.tools.resolution`) or None: auto for a table, 1 otherwise
+    resolution: float | str | None = None
     n_neighbors: int = 15
     umap: bool = True
     #: UMAP optimisation epochs (`geovae.tools.cluster.UMAP_EPOCHS`; 0: umap-learn's default)
@@ -98,12 +99,14 @@ def cluster_cells(adata: Any, graph: Graph, job: Job, compute_umap: bool = True)
     """Clusters on the kNN graph of ``obsm[graph.use_rep]`` and, with ``graph.umap`` (and
     ``compute_umap``), a UMAP under geovae's UMAP keys (`geovae.tools.cluster`)."""
     from geovae.tools.cluster import cluster
+    from geovae.tools.resolution import default_resolution
 
+    resolution = default_resolution(graph.resolution, job.fmt)
     log.debug(f"clustering obsm['{graph.use_rep}'] ({graph.method}, resolution "
-              f"{graph.resolution}, {graph.n_neighbors} neighbours, UMAP "
+              f"{resolution}, {graph.n_neighbors} neighbours, UMAP "
               f"{'yes' if graph.umap else 'no'})")
     with job.timings.phase("cluster_umap"):
-        cluster(adata, use_rep=graph.use_rep, resolution=graph.resolution, seed=graph.seed,
+        cluster(adata, use_rep=graph.use_rep, resolution=resolution, seed=graph.seed,
                 method=graph.method, n_neighbors=graph.n_neighbors,
                 umap=graph.umap and compute_umap, umap_epochs=graph.umap_epochs)
 

@@ -20,6 +20,7 @@ from geovae.errors import Note
 from geovae.io.read import check_readable
 from geovae.runs.finish import Graph, Job, finish, note
 from geovae.runs.plan import OutputPlan, RunResult, check_graph, default_outputs, plot_path
+from geovae.tools.resolution import parse_resolution
 
 if TYPE_CHECKING:
     from geovae.runs.plan import Names
@@ -29,7 +30,7 @@ log = logging.getLogger("geovae.runs")
 
 def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
             model_dir: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
-            resolution: float = 1.0, command: str | None = None,
+            resolution: float | str | None = None, command: str | None = None,
             obs_columns: list[str] | tuple[str, ...] = (), n_neighbors: int = 15,
             umap: bool = True, metrics_json: str | os.PathLike | None = None,
             backed: bool | None = None, names: Names | None = None, umap_epochs: int = 100,
@@ -44,11 +45,15 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
     (None: automatic, see `resolve_backed`). ``names``: how notes name parameters
     (`RunResult.names`; the same in `run_embed`, `run_cluster`)."""
     input_path = Path(input_path)
+    resolution = parse_resolution(resolution)
     plan = fit_plan(input_path, out, model_dir, plot, umap, metrics_json, n_neighbors)
     out_p, model_p = plan.out, plan.model_dir
     from geovae.runs.describe import counts_hint, describe_fit
-    from geovae.tools.fit import check_fit_options, fit
+    from geovae.io.read import input_format
+    from geovae.tools.fit import check_fit_options, default_latent_dim, fit
 
+    fit_kwargs["latent_dim"] = default_latent_dim(fit_kwargs.get("latent_dim"),
+                                                  input_format(input_path))
     check_fit_options(**fit_kwargs)  # before any data is read
     from geovae.tools.record import update_record
     from geovae.training.distributed import is_main
@@ -121,7 +126,8 @@ def fit_plan(input_path: Path, out: str | os.PathLike | None = None,
 
 def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
               out: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
-              resolution: float = 1.0, device: str = "cpu", command: str | None = None,
+              resolution: float | str | None = None, device: str = "cpu",
+              command: str | None = None,
               volume: bool = False, obs_columns: list[str] | tuple[str, ...] = (),
               n_neighbors: int = 15, umap: bool = True, label_key: str | None = None,
               metrics_json: str | os.PathLike | None = None,
@@ -135,6 +141,7 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
 
     input_path = Path(input_path)
     check_graph(n_neighbors)
+    resolution = parse_resolution(resolution)
     out_p = Path(out) if out else default_outputs(input_path)[0]
     plan = OutputPlan([input_path, Path(model_dir)], out_p, plot_path(out_p, plot, umap),
                       metrics=Path(metrics_json) if metrics_json else None)
@@ -176,7 +183,7 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
 
 
 def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
-                use_rep: str = K.REP, resolution: float = 1.0, method: str = "leiden",
+                use_rep: str = K.REP, resolution: float | str | None = None, method: str = "leiden",
                 plot: str | os.PathLike | None = None, seed: int = 0,
                 command: str | None = None, n_neighbors: int = 15, umap: bool = True,
                 label_key: str | None = None, metrics_json: str | os.PathLike | None = None,
@@ -185,6 +192,7 @@ def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
     ``label_key``: labels to colour and to score the clusters against."""
     input_path = Path(input_path)
     check_graph(n_neighbors)
+    resolution = parse_resolution(resolution)
     out_p = Path(out)
     plan = OutputPlan([input_path], out_p, plot_path(out_p, plot, umap),
                       metrics=Path(metrics_json) if metrics_json else None)

@@ -14,6 +14,7 @@ from geovae.errors import Note
 from geovae.io.read import check_readable
 from geovae.runs.finish import Graph, Job, finish, note
 from geovae.runs.plan import OutputPlan, RunResult, check_graph, default_outputs, plot_path
+from geovae.tools.resolution import parse_resolution
 
 if TYPE_CHECKING:
     from geovae.runs.plan import Names
@@ -25,7 +26,7 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
                  out: str | os.PathLike | None = None,
                  new_model_dir: str | os.PathLike | None = None,
                  reference: str | os.PathLike | None = None,
-                 plot: str | os.PathLike | None = None, resolution: float = 1.0,
+                 plot: str | os.PathLike | None = None, resolution: float | str | None = None,
                  command: str | None = None, obs_columns: list[str] | tuple[str, ...] = (),
                  n_neighbors: int = 15, umap: bool = True,
                  metrics_json: str | os.PathLike | None = None,
@@ -41,6 +42,7 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
 
     query_path = Path(query_path)
     check_graph(n_neighbors)
+    resolution = parse_resolution(resolution)
     out_p = Path(out) if out else default_outputs(query_path)[0]
     stem = out_p.name[: -len(".h5ad")]
     model_p = Path(new_model_dir) if new_model_dir else out_p.with_name(stem + ".model")

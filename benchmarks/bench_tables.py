@@ -1,0 +1,216 @@
+"""Clusters of `geovae fit table.csv` against PCA + Leiden and scikit-learn's Dirichlet-process
+mixture on labelled tables (issue 24, item 6).
+
+Usage::
+
+    nice -n 10 python benchmarks/bench_tables.py --seeds 0 1 2 3 4 \
+        --json benchmarks/results/tables_<date>.jsonl
+    python benchmarks/bench_tables.py --summary benchmarks/results/tables_<date>.jsonl
+
+Data: the bundled digits table (``data/digits.csv.gz``, raw pixels 0-16 as a user has them:
+the DEVELOPMENT set, on which the table defaults (latent dimension 20, resolution chosen from
+the data) were chosen) and scikit-learn's wine, breast cancer and iris tables, standardised
+with StandardScaler as a user would and written to CSV (REPORT sets: they chose nothing).
+Each seed draws a 90 % subsample of the rows (the seed also seeds every method).
+
+Methods, each a separate process measured alone (wall seconds, peak RSS):
+``pca_leiden``: scanpy defaults on the standardised table (pca, neighbors, leiden at
+resolution 1, igraph); ``bgm``: scikit-learn's BayesianGaussianMixture (Dirichlet-process
+weights, 20 components, full covariances) on the standardised table, clusters = argmax;
+``geovae_before``: ``geovae fit t.csv --latent-dim 10 --resolution 1`` (the defaults before
+this change); ``geovae``: ``geovae fit t.csv`` (the defaults now: d = 20 and
+``--resolution auto`` for a table). Both geovae fits run with ``--no-umap --heldout-samples 0
+--threads 1``. Ablation rows re-cluster the same latents in this process (no time, no RSS):
+``geovae_d10_auto`` (the before fit's latent, resolution chosen) and ``geovae_d20_r1`` (the
+default fit's latent, resolution 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, add_record_options, cpu_model, emit, launch, load_average  # noqa: E402
+from paired_stats import mean_sd, paired, table  # noqa: E402
+
+DEV = ("digits",)
+DATASETS = ("digits", "wine", "breast_cancer", "iris")
+METHODS = ("pca_leiden", "bgm", "geovae_before", "geovae_d10_auto", "geovae_d20_r1", "geovae")
+GEOVAE = [sys.executable, "-m", "geovae", "fit"]
+FIXED = ["--label-key", "label", "--no-umap", "--heldout-samples", "0", "--threads", "1", "-q"]
+
+
+def write_table(name: str, seed: int, folder: Path) -> Path:
+    """The seed's 90 % subsample of a data set as a user's CSV (a ``label`` column)."""
+    rng = np.random.default_rng(seed)
+    if name == "digits":
+        df = pd.read_csv(ROOT / "data" / "digits.csv.gz")
+        df = df.iloc[np.sort(rng.choice(len(df), int(0.9 * len(df)), replace=False))]
+        df = df.set_index("sample_id")
+    else:
+        from sklearn import datasets
+        from sklearn.preprocessing import StandardScaler
+
+        b = getattr(datasets, f"load_{name}")()
+        idx = np.sort(rng.choice(len(b.target), int(0.9 * len(b.target)), replace=False))
+        X = StandardScaler().fit_transform(b.data[idx])
+        df = pd.DataFrame(X, columns=[str(c).replace(" ", "_") for c in b.feature_names],
+                          index=[f"row{i}" for i in idx])
+        df["label"] = [str(b.target_names[t]) for t in b.target[idx]]
+    path = folder / f"{name}_{seed}.csv"
+    df.to_csv(path)
+    return path
+
+
+def baseline(method: str, csv: Path, seed: int, out: Path) -> None:
+    """One baseline on the table, run in a child process: its labels to ``out`` (.npy)."""
+    from sklearn.preprocessing import StandardScaler
+
+    warnings.filterwarnings("ignore")
+    df = pd.read_csv(csv, index_col=0)
+    X = StandardScaler().fit_transform(df.drop(columns="label").to_numpy(np.float64))
+    if method == "pca_leiden":
+        import anndata as ad
+        from baseline_pca_leiden import pca_leiden
+
+        pred = pca_leiden(ad.AnnData(X.astype(np.float32)), seed)
+    else:
+        from sklearn.mixture import BayesianGaussianMixture
+
+        bgm = BayesianGaussianMixture(n_components=20, covariance_type="full", max_iter=500,
+                                      weight_concentration_prior_type="dirichlet_process",
+                                      random_state=seed)
+        pred = bgm.fit(X).predict(X)
+    np.save(out, np.asarray(pred).astype(str))
+
+
+def score(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    return {"ari": float(adjusted_rand_score(truth, pred)),
+            "nmi": float(normalized_mutual_info_score(truth, pred)),
+            "clusters": int(len(np.unique(pred)))}
+
+
+def recluster(h5ad: Path, resolution: float | str, seed: int) -> tuple[np.ndarray, float]:
+    """The clusters of a fit's latent at another resolution (geovae.cluster, as `geovae
+    cluster` makes them); returns them and the resolution used."""
+    import anndata as ad
+
+    import geovae
+
+    adata = ad.read_h5ad(h5ad)
+    geovae.cluster(adata, resolution=resolution, seed=seed, umap=False)
+    return adata.obs["geovae_cluster"].to_numpy(), float(
+        adata.uns["geovae"]["cluster"]["resolution"])
+
+
+def run_one(name: str, seed: int, folder: Path, json_path: Path | None) -> None:
+    """Every method on one data set and seed; one record per method."""
+    csv = write_table(name, seed, folder)
+    truth = pd.read_csv(csv, index_col=0)["label"].astype(str).to_numpy()
+    base = {"data": name, "seed": seed, "role": "development" if name in DEV else "report",
+            "n_rows": len(truth), "cpu": cpu_model(), "load": load_average(3)}
+    outs: dict[str, Path] = {}
+    for method in ("pca_leiden", "bgm", "geovae_before", "geovae"):
+        usage, log = folder / "usage.txt", folder / f"{method}.log"
+        if method in ("pca_leiden", "bgm"):
+            npy = folder / f"{method}.npy"
+            cmd = [sys.executable, __file__, "--child", method, str(csv), str(seed), str(npy)]
+        else:
+            out = folder / f"{name}_{seed}_{method}.h5ad"
+            extra = ["--latent-dim", "10", "--resolution", "1"] if method == "geovae_before" \
+                else []
+            cmd = [*GEOVAE, str(csv), "--out", str(out), "--seed", str(seed), *FIXED, *extra]
+            outs[method] = out
+        with log.open("w") as fh:
+            m = launch(cmd, usage, fh, fh)
+        if m.returncode != 0:
+            raise RuntimeError(f"{method} failed on {name} seed {seed}: {log.read_text()[-800:]}")
+        rec = {**base, "method": method, "fit_s": round(m.wall_s, 2),
+               "peak_rss_mb": round(m.peak_rss_mb, 1), "command": " ".join(map(str, cmd[1:]))}
+        if method in outs:
+            import anndata as ad
+
+            a = ad.read_h5ad(outs[method])
+            pred = a.obs["geovae_cluster"].to_numpy()
+            info = a.uns["geovae"]["cluster"]
+            rec["resolution"] = float(info["resolution"])
+            rec["latent_dim"] = int(a.uns["geovae"]["latent"]["dim"]) \
+                if "dim" in a.uns["geovae"]["latent"] else None
+        else:
+            pred = np.load(folder / f"{method}.npy")
+        emit({**rec, **score(truth, pred)}, json_path)
+    for method, source, res in (("geovae_d10_auto", "geovae_before", "auto"),
+                                ("geovae_d20_r1", "geovae", 1.0)):
+        pred, used = recluster(outs[source], res, seed)
+        emit({**base, "method": method, "fit_s": None, "peak_rss_mb": None,
+              "resolution": used, "from": source, **score(truth, pred)}, json_path)
+
+
+def summarise(path: Path) -> None:
+    """Markdown tables (method x metrics, mean ± sd) and paired tests from the records."""
+    recs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    df = pd.DataFrame(recs)
+    for name in [d for d in DATASETS if d in set(df["data"])]:
+        sub = df[df["data"] == name]
+        role = sub["role"].iloc[0]
+        print(f"\n**{name}** ({role} set; {sub['n_rows'].iloc[0]} rows, "
+              f"{sub['seed'].nunique()} seeds)\n")
+        print("| method | ARI | NMI | clusters found | resolution | fit s | peak RSS MB |")
+        print("|---|---|---|---|---|---|---|")
+        for method in [m for m in METHODS if m in set(sub["method"])]:
+            r = sub[sub["method"] == method].sort_values("seed")
+            res = r["resolution"].dropna() if "resolution" in r else []
+            res_s = mean_sd(res, 2) if len(res) else "—"
+            fit = mean_sd(r["fit_s"].astype(float), 1) if r["fit_s"].notna().any() else "—"
+            rss = mean_sd(r["peak_rss_mb"].astype(float), 0) \
+                if r["peak_rss_mb"].notna().any() else "—"
+            print(f"| {method} | {mean_sd(r['ari'])} | {mean_sd(r['nmi'])} | "
+                  f"{mean_sd(r['clusters'], 1)} | {res_s} | {fit} | {rss} |")
+        rows = []
+        by = {m: sub[sub["method"] == m].sort_values("seed") for m in set(sub["method"])}
+        for a, b in (("geovae", "pca_leiden"), ("geovae", "geovae_before"), ("geovae", "bgm"),
+                     ("geovae_d10_auto", "geovae_before"), ("geovae_d20_r1", "geovae_before")):
+            if a in by and b in by:
+                for metric in ("ari", "nmi"):
+                    rows.append((f"{name} {metric.upper()}", a, b,
+                                 paired(by[a][metric].to_numpy(), by[b][metric].to_numpy())))
+        print()
+        print("\n".join(table(rows)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--data", nargs="+", default=list(DATASETS), choices=DATASETS)
+    ap.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
+    add_record_options(ap)
+    args = ap.parse_args(argv)
+    if args.child:
+        method, csv, seed, out = args.child
+        baseline(method, Path(csv), int(seed), Path(out))
+        return 0
+    if args.summary:
+        summarise(args.summary)
+        return 0
+    t0 = time.time()
+    for name in args.data:
+        for seed in args.seeds:
+            with tempfile.TemporaryDirectory() as tmp:
+                run_one(name, seed, Path(tmp), args.json)
+    print(f"# done in {time.time() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
