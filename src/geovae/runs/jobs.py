@@ -48,8 +48,8 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
     resolution = parse_resolution(resolution)
     plan = fit_plan(input_path, out, model_dir, plot, umap, metrics_json, n_neighbors)
     out_p, model_p = plan.out, plan.model_dir
-    from geovae.runs.describe import counts_hint, describe_fit
     from geovae.io.read import input_format
+    from geovae.runs.describe import counts_hint, describe_fit
     from geovae.tools.fit import check_fit_options, default_latent_dim, fit
 
     fit_kwargs["latent_dim"] = default_latent_dim(fit_kwargs.get("latent_dim"),
