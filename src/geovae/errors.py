@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-#: ``{opt}``, ``{name}`` or ``{name=value}`` in a message
-REFERENCE = re.compile(r"\{([A-Za-z_][\w.]*)(?:=([^{}]*))?\}")
+#: ``{opt}``, ``{name}`` or ``{name=value}`` in a message; or a single-quoted stretch (a path,
+#: a column, a gene as the user wrote it), matched so that it stays as written: a file
+#: ``data/{sample}.h5ad`` (an unexpanded Snakemake wildcard) is not a parameter reference
+REFERENCE = re.compile(r"\{([A-Za-z_][\w.]*)(?:=([^{}]*))?\}|(?<!\w)'[^'\n]*'(?!\w)")
 
 
 def python_name(param: str, value: str | None = None) -> str:
@@ -30,6 +32,8 @@ def render(message: str, name: Callable[[str, str | None], str],
 
     def one(match: re.Match[str]) -> str:
         ref, value = match.group(1), match.group(2)
+        if ref is None:  # quoted user text
+            return match.group(0)
         if ref == "opt":
             if not param:
                 return match.group(0)

@@ -103,6 +103,17 @@ def test_python_and_cli_renderings() -> None:
     assert str(OptionError("{opt} bad")) == "{opt} bad"  # no parameter: left as written
 
 
+def test_user_text_in_quotes_is_not_a_reference(tmp_path: Path) -> None:
+    """A path or column the user wrote with braces (an unexpanded Snakemake wildcard) is shown
+    as written, in the library's rendering and in the command line's."""
+    exc = OptionError("{opt} 'data/{sample}.h5ad' and '{out}' but not {out}", param="layer")
+    assert str(exc) == "`layer` 'data/{sample}.h5ad' and '{out}' but not `out`"
+    assert message(exc, _command("fit")) == "--layer 'data/{sample}.h5ad' and '{out}' but not --out"
+    res = run_cli("fit", tmp_path / "in_{out}.h5ad", "--quiet")
+    assert res.exit_code == 2 and "'" + str(tmp_path / "in_{out}.h5ad") + "'" in res.stderr, \
+        res.stderr
+
+
 def test_fit_options_nest_what_models_declare() -> None:
     captured = {}
 
