@@ -59,6 +59,9 @@ warnings.filterwarnings("ignore")
 import torch
 torch.set_num_threads(1)
 import scvi, scanpy as sc, anndata as ad
+import scipy.sparse as sps
+if not hasattr(sps.csr_array, "getnnz"):  # scanpy 1.11.5's neighbours call it; scipy 1.17
+    sps.csr_array.getnnz = lambda self, axis=None: self._getnnz(axis=axis)  # dropped it
 import lightning.pytorch as pl
 import matplotlib
 matplotlib.use("Agg")
