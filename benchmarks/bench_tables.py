@@ -181,10 +181,11 @@ def summarise(path: Path) -> None:
         by = {m: sub[sub["method"] == m].sort_values("seed") for m in set(sub["method"])}
         for a, b in (("geovae", "pca_leiden"), ("geovae", "geovae_before"), ("geovae", "bgm"),
                      ("geovae_d10_auto", "geovae_before"), ("geovae_d20_r1", "geovae_before")):
-            if a in by and b in by:
+            if a in by and b in by:  # paired by seed: seeds where both ran
+                both = by[a].merge(by[b], on="seed", suffixes=("_a", "_b"))
                 for metric in ("ari", "nmi"):
                     rows.append((f"{name} {metric.upper()}", a, b,
-                                 paired(by[a][metric].to_numpy(), by[b][metric].to_numpy())))
+                                 paired(both[f"{metric}_a"], both[f"{metric}_b"])))
         print()
         print("\n".join(table(rows)))
 

@@ -91,3 +91,24 @@ def test_default_fit_of_a_standardised_wine_table_finds_the_three_cultivars(tmp_
     assert adjusted_rand_score(out.obs["label"], out.obs["geovae_cluster"]) >= 0.7
     assert any(r.getMessage().startswith("Leiden resolution") and "chosen" in r.getMessage()
                for r in caplog.records)
+
+
+def test_one_cluster_does_not_win_by_being_trivially_stable() -> None:
+    """Resolutions so low that Leiden keeps all cells in one cluster, whose subsample ARI is 1
+    by convention: the chooser takes the most stable partition into 2 or more."""
+    from geovae import _keys as K
+    from geovae.tools.neighbors import knn_transformer
+    from geovae.tools.resolution import choose_resolution
+
+    X, _ = make_blobs(n_samples=300, centers=1, n_features=2, random_state=0)
+    adata = ad.AnnData(np.zeros((300, 1), np.float32))
+    adata.obsm["X_geovae"] = X.astype(np.float32)
+    geovae.cluster(adata, resolution=1.0, umap=False)  # the kNN graph
+
+    def make(k: int, n: int):
+        return knn_transformer("euclidean", k, n_obs=n)
+
+    choice = choose_resolution(adata, adata.obsm["X_geovae"], K.NEIGHBORS, make, 15,
+                               grid=(0.0001, 0.001, 0.5, 1.0, 2.0))
+    assert choice.n_clusters[0] == 1 and choice.stability[0] == 1.0  # trivial, on the grid
+    assert choice.n_clusters[choice.best] >= 2 and choice.resolution >= 0.5

@@ -5,7 +5,8 @@ For each resolution of `GRID` the kNN graph of all cells is clustered once; then
 `N_SUBSAMPLES` random 80 % subsamples get their own kNN graph (in the latent's metric) and
 Leiden clustering, and the clusters of the subsample are compared with those of all cells on
 the cells they share (adjusted Rand index). The resolution with the highest mean ARI wins;
-ties go to the one closest to 1 (on a log scale). Partitions that cut through a group of
+ties go to the one closest to 1 (on a log scale). A single cluster, stable by definition
+(ARI 1), competes only when no resolution cuts two or more. Partitions that cut through a group of
 cells move when cells are left out; partitions along real gaps do not.
 
 Chosen by measurement on the development set, the sklearn digits table
@@ -114,8 +115,11 @@ def choose_resolution(adata: ad.AnnData, rep: np.ndarray, neighbors_key: str,
         stability.append(float(np.mean(scores)))
         counts.append(len(set(labels)))
         all_labels.append(labels)
-    best = max(stability)
-    ties = [i for i, s in enumerate(stability) if s >= best - 1e-9]
+    # one cluster is trivially "stable" (ARI 1 by convention): it competes only where no
+    # resolution of the grid cuts two or more
+    compete = [i for i, k in enumerate(counts) if k >= 2] or list(range(len(grid)))
+    best = max(stability[i] for i in compete)
+    ties = [i for i in compete if stability[i] >= best - 1e-9]
     i = min(ties, key=lambda j: abs(np.log(grid[j])))
     return ResolutionChoice(resolution=float(grid[i]), grid=[float(g) for g in grid],
                             stability=stability, n_clusters=counts, labels=all_labels[i])
