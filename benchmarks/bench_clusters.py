@@ -1,33 +1,33 @@
 """Does the unsupervised c*GMΔVAE find the types, and how many there are (issue 24)? The
-mixture against its own ablation and the baselines, on development data only.
+mixture's ablation against the two-stage VAE + BayesianGaussianMixture and the Leiden
+baselines, on development data only.
 
 Run (one thread; each line of ``--json`` is one fit)::
 
-    OMP_NUM_THREADS=1 nice -n 15 python benchmarks/bench_clusters.py \
-        --data easy hard blobs --ks truth 15 --seeds 0 1 2 --epochs 60 --json clusters.jsonl
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_clusters.py --data hard rare blobs \
+        --ks truth 15 --seeds 0 1 2 --epochs 60 --json clusters.jsonl
     python benchmarks/bench_clusters.py --summary clusters.jsonl
 
 Data (``seed`` draws the data AND seeds the model, so seeds vary both):
 
-* ``easy`` / ``hard``: `geovae.datasets.simulate_counts`, 2,000 cells x 300 genes, 5 types,
-  3 conditions shifting 20% of the genes (``condition_prob=0.2``); easy = type effects on
-  10% of the genes with lognormal scale 1.0 (the defaults), hard = 5% of the genes, scale
-  0.8 (at scale 0.6 both c*GMΔVAE variants scored ARI 0 on seed 0). NB likelihood,
-  ``batch_key="condition"``.
+* ``easy`` / ``medium`` / ``hard``: `geovae.datasets.simulate_counts`, 2,000 cells x 300
+  genes, 5 types, 3 conditions shifting 20% of the genes (``condition_prob=0.2``); type
+  effects on 10% / 7% / 5% of the genes with lognormal scale 1.0 / 0.9 / 0.8. ``rare``: the
+  medium level with its first type cut to 2% of the cells. ``issue``: 4,000 x 500 at the
+  simulator's defaults (the issue's data). NB likelihood, ``batch_key="condition"``.
 * ``blobs``: `geovae.datasets.make_blobs`, 2,000 cells x 50 features, 5 blobs, 3
   conditions; Gaussian likelihood, ``batch_key="condition"``.
 
-Methods: ``cgmvae`` (the default model), ``cgmvae_gmminit`` (``gmm_init=True``: half the
-epochs as the plain VAE, then the mixture started from a GMM on the latent; an unmerged
-development option, see RESULTS.md: it did not beat the default, so geovae lacks it and the
-method is skipped where the module lacks the option),
-``vae_leiden`` (geovae VAE, kNN graph on ``X_geovae``, Leiden at resolution 1),
-``pca_leiden`` (log-normalised counts / the features as they are, PCA 50, Leiden 1.0),
-``vae_bgmm`` (scikit-learn ``BayesianGaussianMixture``, Dirichlet-process weights, diagonal,
-K components, on the same VAE fit's ``X_geovae``; its seconds include the VAE fit).
-K = ``truth`` (5) or 15 (the mixtures; Leiden has no K). Recorded: ARI, NMI against the
-types, components in use (argmax of >= 0.5% of cells, `geovae.models.cgmvae.USED_SHARE`),
-fit seconds (wall, on whatever machine: see RESULTS.md for its state).
+Methods: ``cgmvae`` (the model's defaults, whatever they are), the ablation rows
+``cgmvae_<ingredients>`` (`VARIANTS`: every ingredient set explicitly, so a row means the
+same when a default changes), ``vae_leiden`` (geovae VAE, kNN graph on ``X_geovae``, Leiden
+at resolution 1), ``pca_leiden`` (log-normalised counts / the features as they are, PCA 50,
+Leiden 1.0), ``vae_bgmm`` (scikit-learn ``BayesianGaussianMixture``, Dirichlet-process
+weights, diagonal, K components, on the VAE's ``X_geovae``; one VAE per data set and seed
+serves every K; its seconds include the VAE fit). K = ``truth`` (5) or a number (the
+mixtures; Leiden has no K). Recorded: ARI, NMI of the argmax against the types, components
+in use (argmax of >= 0.5% of cells, `geovae.models.cgmvae.USED_SHARE`; ``n_weight``: mixture
+weight >= 0.5%), fit seconds (wall, on whatever machine: see RESULTS.md for its state).
 """
 
 from __future__ import annotations
@@ -45,20 +45,43 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import add_record_options, cpu_model, cpus, emit, load_average, runs_wanted  # noqa: E402,I001
 
-METHODS = ("cgmvae", "cgmvae_gmminit", "vae_bgmm", "vae_leiden", "pca_leiden")
-METRICS = ("ari", "nmi", "n_used", "seconds")
+#: the ablation: c*GMΔVAE model options, every ingredient explicit (`mixture_start`)
+OFF = {"warm_start": 0.0, "hold": 0.0, "y_temper": 0.0}
+VARIANTS = {
+    "cgmvae_plain": OFF,  # end to end from random weights (geovae <= 0.2.0)
+    "cgmvae_warm": {**OFF, "warm_start": 0.5},  # pretrain half, GMM start, no hold
+    "cgmvae_warm_hold": {**OFF, "warm_start": 0.5, "hold": 0.25},
+    "cgmvae_temper": {**OFF, "y_temper": 0.5},  # q(y|z)'s entropy weighed in over half
+    "cgmvae_warm_hold_temper": {"warm_start": 0.5, "hold": 0.25, "y_temper": 0.75},
+    "cgmvae_alpha1": {**OFF, "dirichlet_alpha": 1.0},  # a flat Dirichlet instead of 1/K
+}
+METHODS = ("cgmvae", *VARIANTS, "vae_bgmm", "vae_leiden", "pca_leiden")
+#: the row every ablation row is paired against, and the two-stage target
+BASELINES = ("cgmvae_plain", "vae_bgmm")
+METRICS = ("ari", "nmi", "n_used", "n_weight", "seconds")
 N_TYPES = 5
+#: a component is in use at this share of the cells (`geovae.models.cgmvae.USED_SHARE`)
+USED_SHARE = 0.005
+#: simulation levels: `simulate_counts` arguments
+LEVELS = {"easy": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.1, "de_scale": 1.0},
+          "hard": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.05, "de_scale": 0.8},
+          "medium": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.07, "de_scale": 0.9},
+          "issue": {"n_cells": 4000, "n_genes": 500}}
+#: ``rare``: the medium level with its first type cut to this share of the cells
+RARE_SHARE = 0.02
 
 
 def load(name: str, seed: int) -> tuple[Any, dict[str, Any], str]:
     """(adata, fit kwargs, truth column) of a development set drawn with ``seed``."""
     from geovae.datasets import make_blobs, simulate_counts
 
-    if name in ("easy", "hard"):
-        level = {"easy": {"de_prob": 0.1, "de_scale": 1.0},
-                 "hard": {"de_prob": 0.05, "de_scale": 0.8}}[name]
-        a = simulate_counts(n_cells=2000, n_genes=300, n_types=N_TYPES, n_conditions=3,
-                            condition_prob=0.2, seed=seed, **level)
+    if name in LEVELS or name == "rare":
+        a = simulate_counts(n_types=N_TYPES, n_conditions=3, condition_prob=0.2, seed=seed,
+                            **LEVELS["medium" if name == "rare" else name])
+        if name == "rare":  # the first type cut to 2% of the cells
+            first = (a.obs["cell_type"] == a.obs["cell_type"].cat.categories[0]).to_numpy()
+            keep = int(round(RARE_SHARE * (~first).sum() / (1 - RARE_SHARE)))
+            a = a[~first | (np.cumsum(first) <= keep)].copy()
         return a, {"likelihood": "nb"}, "cell_type"
     if name == "blobs":
         a = make_blobs(n_cells=2000, n_features=50, n_blobs=N_TYPES, n_conditions=3, seed=seed)
@@ -66,18 +89,8 @@ def load(name: str, seed: int) -> tuple[Any, dict[str, Any], str]:
     raise ValueError(name)
 
 
-def has_gmm_init() -> bool:
-    """Whether this geovae's c*GMΔVAE module takes ``gmm_init`` (an unmerged development option)."""
-    import inspect
-
-    from geovae.modules.cgmvae import CGMVAEModule
-
-    return "gmm_init" in inspect.signature(CGMVAEModule.__init__).parameters
-
-
 def n_used(pred: np.ndarray) -> int:
-    from geovae.models.cgmvae import USED_SHARE
-
+    """Components that are the argmax of >= `USED_SHARE` of the cells (and >= 1)."""
     counts = np.unique(pred, return_counts=True)[1]
     return int((counts >= max(1, np.ceil(USED_SHARE * len(pred)))).sum())
 
@@ -91,6 +104,10 @@ def leiden(adata: Any, rep: str, seed: int) -> np.ndarray:
     return adata.obs["leiden"].to_numpy()
 
 
+#: (data, seed, epochs) -> (VAE latent, VAE seconds): one VAE serves every K of vae_bgmm
+_VAE_CACHE: dict[tuple[str, int, int], tuple[np.ndarray, float]] = {}
+
+
 def run(data: str, method: str, k: int, seed: int, epochs: int) -> dict[str, Any]:
     import scanpy as sc
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -102,21 +119,30 @@ def run(data: str, method: str, k: int, seed: int, epochs: int) -> dict[str, Any
     fit = {"seed": seed, "epochs": epochs, "progress": False, "device": "cpu",
            "heldout_samples": 0, "batch_key": "condition", **kw}
     t0 = time.perf_counter()
+    n_weight, options = None, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method.startswith("cgmvae"):
-            extra = {"gmm_init": True} if method == "cgmvae_gmminit" else {}
-            geovae.fit(adata, model="cgmvae", model_options={"n_clusters": k, **extra}, **fit)
+            options = {"n_clusters": k, **VARIANTS.get(method, {})}
+            geovae.fit(adata, model="cgmvae", model_options=options, **fit)
             pred = adata.obsm["geovae_cluster_probs"].argmax(1)
+            n_weight = int(adata.uns["geovae"]["n_components_used"])
         elif method.startswith("vae"):
-            geovae.fit(adata, model="vae", **fit)
+            key = (data, seed, epochs)
+            if method == "vae_leiden" or key not in _VAE_CACHE:
+                geovae.fit(adata, model="vae", **fit)
+                _VAE_CACHE[key] = (adata.obsm["X_geovae"], time.perf_counter() - t0)
+            latent, vae_seconds = _VAE_CACHE[key]
+            t0 = time.perf_counter() - vae_seconds
             if method == "vae_leiden":
                 pred = leiden(adata, "X_geovae", seed)
             else:
-                pred = BayesianGaussianMixture(
+                bgmm = BayesianGaussianMixture(
                     n_components=k, covariance_type="diag", max_iter=300,
                     weight_concentration_prior_type="dirichlet_process",
-                    random_state=seed).fit_predict(adata.obsm["X_geovae"])
+                    random_state=seed).fit(latent)
+                pred = bgmm.predict(latent)
+                n_weight = int((bgmm.weights_ >= USED_SHARE).sum())
         else:
             if kw["likelihood"] == "nb":
                 sc.pp.normalize_total(adata)
@@ -125,10 +151,13 @@ def run(data: str, method: str, k: int, seed: int, epochs: int) -> dict[str, Any
             pred = leiden(adata, "X_pca", seed)
     seconds = time.perf_counter() - t0
     labels = adata.obs[truth].to_numpy()
+    used = n_used(np.asarray(pred))
     return {"data": data, "method": method, "k": k, "seed": seed, "epochs": epochs,
+            "options": options, "n_cells": int(adata.n_obs),
             "ari": float(adjusted_rand_score(labels, pred)),
             "nmi": float(normalized_mutual_info_score(labels, pred)),
-            "n_used": n_used(np.asarray(pred)), "seconds": round(seconds, 1),
+            "n_used": used, "n_weight": used if n_weight is None else n_weight,
+            "seconds": round(seconds, 1),
             "load": load_average(3), "cpus": cpus(), "cpu": cpu_model()}
 
 
@@ -153,22 +182,23 @@ def summarise(path: Path) -> None:
                              for x in METRICS]
                     print(f"| {m}{' (no K)' if 'leiden' in m else ''} | {len(sel)} | "
                           + " | ".join(cells) + " |")
-            a = {r["seed"]: r for r in rs if r["method"] == "cgmvae_gmminit"}
-            for other in (m for m in METHODS if m != "cgmvae_gmminit"):
-                b = {r["seed"]: r for r in rs if r["method"] == other}
-                common = sorted(set(a) & set(b))
-                if len(common) >= 2:
-                    for x in ("ari", "n_used"):
-                        rows.append((f"{data} K={k}: {x}", "cgmvae_gmminit", other,
-                                     paired([a[s][x] for s in common],
-                                            [b[s][x] for s in common])))
+            for base in BASELINES:
+                b = {r["seed"]: r for r in rs if r["method"] == base}
+                for m in (m for m in METHODS if m.startswith("cgmvae") and m != base):
+                    a = {r["seed"]: r for r in rs if r["method"] == m}
+                    common = sorted(set(a) & set(b))
+                    if len(common) >= 2:
+                        for x in ("ari", "n_used"):
+                            rows.append((f"{data} K={k}: {x}", m, base,
+                                         paired([a[s][x] for s in common],
+                                                [b[s][x] for s in common])))
     print()
     print("\n".join(table(rows)))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", nargs="+", default=["easy", "hard", "blobs"])
+    ap.add_argument("--data", nargs="+", default=["hard", "rare", "blobs"])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--ks", nargs="+", default=["truth", "15"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -178,10 +208,6 @@ def main() -> None:
     if not runs_wanted(args, summarise):
         return
     ks = [N_TYPES if k == "truth" else int(k) for k in args.ks]
-    if "cgmvae_gmminit" in args.methods and not has_gmm_init():
-        print("cgmvae_gmminit skipped: this geovae's c*GMΔVAE has no gmm_init option "
-              "(an unmerged development option)", file=sys.stderr)
-        args.methods.remove("cgmvae_gmminit")
     for data in args.data:
         for seed in args.seeds:
             for method in args.methods:

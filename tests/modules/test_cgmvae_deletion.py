@@ -205,7 +205,7 @@ def test_delete_moves_on_a_subsample_keep_to_the_full_data_bound(
     the full data's (the subsample's terms scaled by 600/300), so the change they predict is
     the change of the full-data -ELBO, measured here on all 600 cells (paired draws, gamma at
     its optimum); gamma is set for 600 cells, not 300."""
-    import geovae.modules.cgmvae as cgmvae_module
+    import geovae.modules.deletion as deletion_module
 
     m, source = copy.deepcopy(trained[0]), trained[1]
     n, sub = source.n_obs, 300
@@ -222,7 +222,7 @@ def test_delete_moves_on_a_subsample_keep_to_the_full_data_bound(
         predicted["cells"] = len(logits)
         return new, deleted
 
-    monkeypatch.setattr(cgmvae_module, "greedy_deletions", recording)
+    monkeypatch.setattr(deletion_module, "greedy_deletions", recording)
     before = _elbo_part(m, source, idx, 11)
     deleted = m.delete_components(source, idx, seed=11, max_cells=sub)
     assert deleted and predicted["cells"] == sub

@@ -41,6 +41,8 @@ class BaseModule(nn.Module, ABC):
 
     Hooks, no-ops unless a subclass overrides them:
 
+    * `before_epoch` — the trainer calls it before every epoch (True: the objective changed,
+      early stopping starts again);
     * `after_training` — the trainer calls it once on the kept (best) weights;
     * `freeze_for_query` — query mapping calls it with the freeze policy before the query
       trains (state the gradient masks cannot express, e.g. global mixture weights).
@@ -49,6 +51,12 @@ class BaseModule(nn.Module, ABC):
     @abstractmethod
     def loss(self, batch: Batch, kl_weight: float = 1.0) -> LossOutput:
         """-ELBO of a `Batch` (what the trainer calls)."""
+
+    def before_epoch(self, epoch: int, epochs: int, source: DataSource, idx: torch.Tensor,
+                     seed: int) -> bool:
+        """Before epoch ``epoch`` of ``epochs`` (training cells ``idx``). Default: nothing,
+        False."""
+        return False
 
     def after_training(self, source: DataSource, idx: torch.Tensor, seed: int) -> None:
         """A last step on the kept weights, with the training cells ``idx`` of ``source`` and

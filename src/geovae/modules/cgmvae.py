@@ -64,8 +64,8 @@ fewer cells are labelled. Component k is label k for k < n_labels.
 (default latent_dim), ``mixture_weights`` (``global``/``per_cell``), ``dirichlet_alpha``
 (default 1/K global, 1 per cell), ``classifier_weight`` (default 50),
 ``condition_prior`` (default False), ``delete_moves`` (default True, global weights: see
-`delete_components`), ``cluster_samples``
-(default 32).
+`delete_components`), ``cluster_samples`` (default 32), ``warm_start`` / ``hold`` (shares of
+the epochs pretrained as a VAE / with the GMM-started components held: `mixture_start`).
 """
 
 from __future__ import annotations
@@ -77,12 +77,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Dirichlet, Distribution, Independent, Normal, kl_divergence
 
-from geovae._rng import seeded
 from geovae.data.sources import DataSource
 from geovae.distributions import PowerSpherical, VonMisesFisher, WrappedNormal
 from geovae.errors import OptionError
 from geovae.modules.base import LossOutput
-from geovae.modules.deletion import greedy_deletions, mixture_probs
+from geovae.modules.deletion import delete_components
+from geovae.modules.mixture_start import mixture_phase, pretrain_loss, set_phase
 from geovae.modules.vae import VAEModule, repeat_samples
 from geovae.nn.latents import EuclideanLatent, HyperbolicLatent, Latent, SphereLatent
 from geovae.nn.layers import mlp
@@ -136,8 +136,8 @@ class CGMVAEModule(VAEModule):
                  w_dim: int | None = None, mixture_weights: str = "global",
                  dirichlet_alpha: float | None = None, classifier_weight: float = 50.0,
                  condition_prior: bool = False, cluster_samples: int = 32,
-                 delete_moves: bool = True,
-                 prior_uses_w: bool = True):
+                 delete_moves: bool = True, prior_uses_w: bool = True,
+                 warm_start: float = 0.0, hold: float = 0.0, y_temper: float = 0.0):
         if not isinstance(latent, SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
                               f"{latent.geometry!r} latent: use {{latent='euclidean'}}, "
@@ -161,7 +161,10 @@ class CGMVAEModule(VAEModule):
         self.n_component_params = component_params(latent)
         self.classifier_weight, self.condition_prior = classifier_weight, condition_prior
         self.mixture_weights, self.cluster_samples = mixture_weights, cluster_samples
-        self.prior_uses_w = prior_uses_w
+        self.prior_uses_w, self.warm_start, self.hold = prior_uses_w, warm_start, hold
+        self.phase = "mixture"  # `mixture_start.mixture_phase` sets the warm start's phases
+        #: weight of q(y|z)'s entropy in the training loss (`mixture_start.mixture_phase`)
+        self.y_temper, self.entropy_weight = y_temper, 1.0
         #: SVI updates of the global weights' gamma during training (`freeze_for_query` may
         #: turn them off)
         self.update_weights = True
@@ -248,7 +251,7 @@ class CGMVAEModule(VAEModule):
             g = self.concentrations(z)
             e_log_d = torch.digamma(g) - torch.digamma(g.sum(-1, keepdim=True))
             return e_log_d, kl_divergence(Dirichlet(g), Dirichlet(self.alpha.to(g.dtype)))
-        if self.training and self.update_weights and kl_weight >= 1:
+        if self.training and self.update_weights and kl_weight >= 1 and self.phase != "hold":
             self._update_gamma(pi.detach())  # after the KL warm-up: components form first
         kl_global = kl_divergence(Dirichlet(self.gamma), Dirichlet(self.alpha)) / self.n_obs
         e_log = self.expected_log_weights().to(pi.dtype)
@@ -266,51 +269,27 @@ class CGMVAEModule(VAEModule):
         (``policy='none'``), and never delete a component: the query may lack types the
         reference's cells still use."""
         self.update_weights = policy == "none"
-        self.delete_moves = False
+        self.delete_moves, self.warm_start = False, 0.0
+
+    def before_epoch(self, epoch: int, epochs: int, source: DataSource, idx: torch.Tensor,
+                     seed: int) -> bool:
+        """The trainer's hook: the warm start's phases (`mixture_start.mixture_phase`)."""
+        return mixture_phase(self, epoch, epochs, source, idx, seed)
 
     def after_training(self, source: DataSource, idx: torch.Tensor, seed: int) -> None:
         """The trainer's hook on the kept weights: delete moves. Only after training: spare
         components are the reserve from which a component covering two types splits later
         in training (deleting them after each epoch cost 10 blobs ARI 0.9-1.0 -> 0.78-0.82
         in 3 of 5 seeds)."""
+        set_phase(self, "mixture")
+        self.entropy_weight = 1.0  # the -ELBO from here on
         self.delete_components(source, idx, seed)
 
-    @torch.no_grad()
     def delete_components(self, source: DataSource, idx: torch.Tensor, seed: int,
                           max_cells: int = DELETE_CELLS) -> list[int]:
-        """Delete moves (`geovae.modules.deletion`) on at most ``max_cells`` of the training
-        cells ``idx``: switch off every spare component whose removal from q(y|z) raises the
-        ELBO, and set gamma to its optimum given the new q(y). Global weights only, never the
-        label components. Seeded and run in eval mode; the global RNG is left untouched.
-        Returns the deleted components."""
-        if (self.mixture_weights != "global" or not self.update_weights
-                or not self.delete_moves or len(idx) == 0):
-            return []
-        was_training = self.training
-        self.eval()
-        gen = torch.Generator().manual_seed(seed)
-        sub = idx[torch.randperm(len(idx), generator=gen)[:max_cells].to(idx.device)]
-        logits, log_pz, onehot = [], [], []
-        with seeded(seed, source.device):
-            for batch in source.batches(sub.sort().values, 1024):
-                qz, qw, _ = self.posteriors(batch.x, batch.c)
-                z, _ = self.latent.rsample(qz)
-                logits.append(self.classifier(z).double())
-                log_pz.append(self.prior_z(qw.rsample(), batch.c).log_prob(z.unsqueeze(1))
-                              .double())
-                labels = batch.labels
-                onehot.append(F.one_hot(labels.clamp(min=0), self.n_clusters).double()
-                              * (labels >= 0)[:, None])
-        self.train(was_training)
-        logits, onehot = torch.cat(logits), torch.cat(onehot)
-        active, deleted = greedy_deletions(
-            logits, torch.cat(log_pz), self.alpha.double(), self.active,
-            float(self.n_obs) / len(sub), n_protected=self.n_labels, onehot=onehot)
-        if deleted:
-            self.active.copy_(active)
-            q = mixture_probs(logits, active, onehot)
-            self.gamma.copy_(self.alpha + self.n_obs * q.mean(0).to(self.gamma.dtype))
-        return deleted
+        """Delete moves on at most ``max_cells`` of the training cells ``idx``
+        (`geovae.modules.deletion.delete_components`); returns the deleted components."""
+        return delete_components(self, source, idx, seed, max_cells)
 
     def prior_z(self, w: torch.Tensor, c: torch.Tensor | None) -> Distribution:
         """p(z|w,y=k,c) for all k at once on z's manifold: batch shape (B, K)."""
@@ -367,6 +346,8 @@ class CGMVAEModule(VAEModule):
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, kl_weight: float = 1.0) -> LossOutput:
         """-ELBO (five closed-form terms) plus the classification loss on labelled cells."""
+        if self.phase == "pretrain":
+            return pretrain_loss(self, x, c, kl_weight)
         qz, qw, target = self.posteriors(x, c)
         z, log_qz = self.latent.rsample(qz)
         if log_qz is None:
@@ -396,5 +377,6 @@ class CGMVAEModule(VAEModule):
         ce = torch.where(labelled, -log_pi.gather(1, labels.clamp(min=0)[:, None]).squeeze(1),
                          torch.zeros_like(kl)) if labels is not None else torch.zeros_like(kl)
         weight = self.classifier_weight / self.labelled_fraction
-        loss = (reconstruction + kl_weight * kl + weight * ce).mean()
+        tempered = kl - (1 - self.entropy_weight) * neg_entropy  # = kl once the weight is 1
+        loss = (reconstruction + kl_weight * tempered + weight * ce).mean()
         return LossOutput(loss, reconstruction, kl, {**terms, "classification": ce})

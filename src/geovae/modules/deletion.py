@@ -21,7 +21,11 @@ with gamma at its optimum given q (the fixed point of the SVI update). Everythin
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch.distributions import Dirichlet, kl_divergence
+
+from geovae._rng import seeded
+from geovae.data.sources import DataSource
 
 #: components proposed for deletion are the confident choice (q(y=k|z) > CONFIDENT) of at
 #: most this share of the cells
@@ -94,3 +98,41 @@ def greedy_deletions(logits: torch.Tensor, log_pz: torch.Tensor, alpha: torch.Te
         active[best_k] = False
         deleted.append(best_k)
     return active, deleted
+
+
+@torch.no_grad()
+def delete_components(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
+                      seed: int, max_cells: int) -> list[int]:
+    """Delete moves on a `CGMVAEModule` with at most ``max_cells`` of the training cells
+    ``idx``: switch off every spare component whose removal from q(y|z) raises the
+    ELBO, and set gamma to its optimum given the new q(y). Global weights only, never the
+    label components. Seeded and run in eval mode; the global RNG is left untouched.
+    Returns the deleted components."""
+    if (module.mixture_weights != "global" or not module.update_weights
+            or not module.delete_moves or len(idx) == 0):
+        return []
+    was_training = module.training
+    module.eval()
+    gen = torch.Generator().manual_seed(seed)
+    sub = idx[torch.randperm(len(idx), generator=gen)[:max_cells].to(idx.device)]
+    logits, log_pz, onehot = [], [], []
+    with seeded(seed, source.device):
+        for batch in source.batches(sub.sort().values, 1024):
+            qz, qw, _ = module.posteriors(batch.x, batch.c)
+            z, _ = module.latent.rsample(qz)
+            logits.append(module.classifier(z).double())
+            log_pz.append(module.prior_z(qw.rsample(), batch.c).log_prob(z.unsqueeze(1))
+                          .double())
+            labels = batch.labels
+            onehot.append(F.one_hot(labels.clamp(min=0), module.n_clusters).double()
+                          * (labels >= 0)[:, None])
+    module.train(was_training)
+    logits, onehot = torch.cat(logits), torch.cat(onehot)
+    active, deleted = greedy_deletions(
+        logits, torch.cat(log_pz), module.alpha.double(), module.active,
+        float(module.n_obs) / len(sub), n_protected=module.n_labels, onehot=onehot)
+    if deleted:
+        module.active.copy_(active)
+        q = mixture_probs(logits, active, onehot)
+        module.gamma.copy_(module.alpha + module.n_obs * q.mean(0).to(module.gamma.dtype))
+    return deleted

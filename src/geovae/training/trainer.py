@@ -157,6 +157,11 @@ class Trainer:
         step = 0
         with Progress(s.progress and ranks.main, s.epochs) as progress:
             for epoch in range(s.epochs):
+                # a module's phases (`BaseModule.before_epoch`: the c*GMΔVAE's warm start);
+                # True = a new objective from here on: early stopping starts again
+                if module.before_epoch(epoch, s.epochs, source, train_idx.to(device),
+                                       s.seed + 7907):
+                    stopper = EarlyStopping(s.patience, epoch)
                 module.train()
                 perm = source.shuffle(train_idx, gen).to(device)
                 sums: dict[str, torch.Tensor] = {}

@@ -1,0 +1,156 @@
+"""Warm start of the c*GMΔVAE's mixture (issue 24): pretrain, start from a Bayesian GMM, hold.
+
+Trained end to end from random weights, the unsupervised mixture often settles in the
+symmetric state where every component p(z|w,y=k) is the same and q(y|z) is the prior weights
+for every cell (kl_y = 0, y unused: w alone explains z). The VaDE / GMVAE / scDeepCluster
+recipe, with one addition:
+
+1. **pretrain** (the first ``fraction`` of the epochs): z and w train on the VAE's loss
+   (reconstruction + KL(q(z|x) || N(0, I))); the mixture's parameters are not used;
+2. **start**: scikit-learn's ``BayesianGaussianMixture`` (Dirichlet-process weights, diagonal
+   covariances, K components) on the posterior means of at most `START_CELLS` training
+   cells; p(z|w,y=k) starts at the GMM's means and sds (the prior network's last layer's
+   weights zeroed, so w does not yet move the components), q(y|z) is distilled from the GMM's
+   responsibilities, and gamma = alpha + N x the GMM's weights;
+3. **hold** (the next ``hold`` share of the epochs): the prior network (the components) and
+   gamma stay where the GMM put them while the encoder, decoder and q(y|z) train on the full
+   -ELBO; then everything trains on the -ELBO to the end. The objective of the kept weights
+   is the thesis's -ELBO: early stopping restarts at the start (step 2), so the weights it
+   keeps were trained, and chosen, on the -ELBO alone.
+
+Euclidean latents only (the GMM lives in z's coordinates); other latents train as before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from geovae._rng import seeded
+from geovae.data.sources import DataSource
+
+#: training cells the start's GMM is fitted to
+START_CELLS = 4096
+#: Adam steps distilling q(y|z) from the GMM's responsibilities
+DISTIL_STEPS = 300
+
+
+def phase_epochs(epochs: int, fraction: float, hold: float) -> tuple[int, int]:
+    """(first epoch of the mixture phase, first epoch after the hold) for ``epochs``."""
+    start = int(round(fraction * epochs)) if fraction > 0 else 0
+    return start, min(epochs, start + int(round(hold * epochs)))
+
+
+def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+    """x with softplus(x) = y (y > 0)."""
+    return y + torch.log(-torch.expm1(-y))
+
+
+@torch.no_grad()
+def latent_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor, seed: int,
+                 max_cells: int = START_CELLS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(posterior means, one draw z ~ q(z|x,c)) of at most ``max_cells`` of the cells
+    ``idx`` (a seeded subsample; draws seeded too), float64 on the CPU."""
+    gen = torch.Generator().manual_seed(seed)
+    sub = idx[torch.randperm(len(idx), generator=gen)[:max_cells].to(idx.device)].sort().values
+    was = module.training
+    module.eval()
+    means, draws = [], []
+    with seeded(seed, source.device):
+        for b in source.batches(sub, 1024):
+            qz = module.encode(module.transform(b.x)[0], b.c)
+            means.append(module.latent.mean(qz).double().cpu())
+            draws.append(module.latent.rsample(qz)[0].double().cpu())
+    module.train(was)
+    return torch.cat(means), torch.cat(draws)
+
+
+def start_mixture(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
+                  seed: int) -> np.ndarray:
+    """Step 2 of the module docstring on ``module`` (a `CGMVAEModule` with a Euclidean
+    latent). The GMM is fitted to the posterior means; each component's mean and sd are
+    then those of the posterior draws z weighted by the GMM's responsibilities (the means
+    alone are narrower than the z the -ELBO scores: a latent dimension the VAE leaves
+    unused has means near 0 and draws of sd 1). Returns the GMM's weights."""
+    from sklearn.mixture import BayesianGaussianMixture
+
+    means, z = latent_draws(module, source, idx, seed)
+    gmm = BayesianGaussianMixture(
+        n_components=module.n_clusters, covariance_type="diag", max_iter=300,
+        random_state=seed, weight_concentration_prior_type="dirichlet_process"
+    ).fit(means.numpy())
+    resp = torch.as_tensor(gmm.predict_proba(means.numpy()))  # (n, K)
+    mass = resp.sum(0).clamp(min=1e-6)[:, None]  # (K, 1)
+    loc = resp.T @ z / mass
+    sd = ((resp.T @ z.square()) / mass - loc.square()).clamp(min=1e-4).sqrt()
+    last = module.prior_net[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        bias = torch.cat([loc, inverse_softplus(sd - 1e-3)], dim=-1)  # (K, 2d) per component
+        last.bias.copy_(bias.reshape(-1).to(last.bias))
+    distil_classifier(module, torch.cat([means, z]).to(last.bias),
+                      torch.cat([resp, resp]).to(last.bias), seed)
+    weights = np.asarray(gmm.weights_, dtype=np.float64)
+    module.gamma.copy_(module.alpha + module.n_obs * torch.as_tensor(weights).to(module.gamma))
+    return weights
+
+
+def distil_classifier(module: torch.nn.Module, z: torch.Tensor, target: torch.Tensor,
+                      seed: int, steps: int = DISTIL_STEPS) -> None:
+    """Fit q(y|z) (the classifier) to the GMM's responsibilities ``target`` at ``z`` by
+    cross-entropy, full batch, on its own Adam (the training's optimiser is not touched)."""
+    params = list(module.classifier.parameters())
+    opt = torch.optim.Adam(params, lr=1e-2)
+    was = module.training
+    module.eval()  # no dropout: a deterministic target fit
+    with seeded(seed, z.device), torch.enable_grad():
+        for _ in range(steps):
+            loss = -(target * F.log_softmax(module.classifier(z), dim=-1)).sum(-1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    for p in params:
+        p.grad = None
+    module.train(was)
+
+
+def set_phase(module: torch.nn.Module, phase: str) -> None:
+    """``pretrain``, ``hold`` (components and gamma fixed) or ``mixture`` (all trains)."""
+    module.phase = phase
+    module.prior_net.requires_grad_(phase != "hold")
+
+
+
+def mixture_phase(module: torch.nn.Module, epoch: int, epochs: int, source: DataSource,
+                  idx: torch.Tensor, seed: int) -> bool:
+    """The trainer's hook before each epoch: enter the phase ``epoch`` belongs to. True at
+    the start (step 2), where the objective changes from the VAE's to the -ELBO."""
+    from geovae.nn.latents import EuclideanLatent
+
+    if module.y_temper > 0:  # q(y|z)'s entropy weighed in from 0 to 1
+        module.entropy_weight = min(1.0, epoch / (module.y_temper * epochs))
+    if (not module.warm_start or module.n_labels
+            or not isinstance(module.latent, EuclideanLatent)):
+        return False
+    start, end = phase_epochs(epochs, module.warm_start, module.hold)
+    if epoch == 0 and start > 0:
+        set_phase(module, "pretrain")
+    if epoch == start and start > 0:
+        start_mixture(module, source, idx, seed)
+        set_phase(module, "hold" if end > start else "mixture")
+        return True
+    if epoch == end and module.phase == "hold":
+        set_phase(module, "mixture")
+    return False
+
+
+def pretrain_loss(module: torch.nn.Module, x: torch.Tensor, c: torch.Tensor | None,
+                  kl_weight: float) -> object:
+    """Step 1's loss: the VAE's -ELBO (z against N(0, I)); the mixture's terms are 0."""
+    from geovae.modules.vae import VAEModule
+
+    out = VAEModule.forward(module, x, c, None, kl_weight)
+    zero = torch.zeros_like(out.kl)
+    out.terms.update(kl_w=zero, kl_y=zero, kl_d=zero, classification=zero)
+    return out

@@ -1,0 +1,136 @@
+"""The c*GMΔVAE's warm start (`geovae.modules.mixture_start`): the GMM start sets the
+components and q(y|z) to the GMM's, the phases follow the epochs, the hold keeps the
+components still, early stopping restarts with the -ELBO, and the tempered entropy ends at
+the -ELBO's weight."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import BayesianGaussianMixture
+
+from geovae.datasets import make_blobs
+from geovae.models import GeoVAE
+from geovae.modules import mixture_start
+from geovae.modules.cgmvae import CGMVAEModule
+from geovae.nn.latents import make_latent
+from geovae.training import Trainer, TrainSettings
+from geovae.training import trainer as trainer_module
+
+
+def _blobs(n_cells: int = 400) -> tuple:
+    a = make_blobs(n_cells=n_cells, n_features=12, n_blobs=3, n_conditions=1, seed=0)
+    return a, GeoVAE(a, likelihood="gaussian").source()
+
+
+def _module(**options: object) -> CGMVAEModule:
+    torch.manual_seed(0)
+    m = CGMVAEModule(12, make_latent("euclidean", 4, 32), "gaussian", 0, n_hidden=32,
+                     n_clusters=3, **options)
+    m.set_data_facts(400)
+    return m
+
+
+def test_start_puts_components_and_q_y_at_the_gmm() -> None:
+    """After the start the components do not move with w, their means and sds are the
+    responsibility-weighted moments of the posterior draws (not the narrower means), q(y|z)
+    agrees with the GMM, and gamma = alpha + N x the GMM's weights."""
+    _, source = _blobs()
+    m = _module(warm_start=0.5)
+    Trainer(m, source, TrainSettings(epochs=6, progress=False, warmup_fraction=0.0)).fit()
+    idx = torch.arange(source.n_obs)
+    weights = mixture_start.start_mixture(m, source, idx, seed=3)
+    means, draws = mixture_start.latent_draws(m, source, idx, seed=3)
+    m.eval()
+    with torch.no_grad():
+        p1 = m.prior_z(torch.randn(2, 4), None)
+        p2 = m.prior_z(torch.zeros(2, 4), None)
+        assert torch.allclose(p1.mean, p2.mean) and torch.allclose(p1.stddev, p2.stddev)
+        assigned = m.classifier(means.float()).argmax(1).numpy()
+    loc, sd = p1.mean[0].double(), p1.stddev[0].double()
+    # each component's sd is at least the within-cluster spread of the draws around it
+    for k in np.unique(assigned):
+        rows = torch.as_tensor(assigned == k)
+        if rows.sum() > 20:
+            spread = draws[rows].std(0)
+            assert torch.allclose(sd[k], spread, rtol=0.3), (sd[k], spread)
+            assert torch.allclose(loc[k], draws[rows].mean(0), atol=0.3 * float(spread.max()))
+    gmm = BayesianGaussianMixture(n_components=3, covariance_type="diag", max_iter=300,
+                                  random_state=3,
+                                  weight_concentration_prior_type="dirichlet_process")
+    assert adjusted_rand_score(gmm.fit_predict(means.numpy()), assigned) > 0.8  # distilled
+    assert float(m.gamma.sum()) == float(m.alpha.sum() + 400)
+    np.testing.assert_allclose(m.mixture_weight_means().numpy(),
+                               (m.alpha.numpy() + 400 * weights) / (m.alpha.sum().item() + 400),
+                               rtol=1e-5)
+
+
+def test_phases_hold_and_early_stopping_follow_the_epochs(monkeypatch) -> None:  # noqa: ANN001
+    """10 epochs, warm_start 0.4, hold 0.3: epochs 0-3 pretrain (the VAE's loss), the start
+    before epoch 4, the components held in epochs 4-6, everything trains from epoch 7; the
+    kept weights come from the -ELBO epochs; after training the plain -ELBO's weights."""
+    _, source = _blobs()
+    m = _module(warm_start=0.4, hold=0.3, y_temper=0.5)
+    seen: list[tuple[int, str, float]] = []
+    prior: list[torch.Tensor] = []
+    original = m.before_epoch
+
+    def spy(epoch, epochs, src, idx, seed):  # noqa: ANN001, ANN202
+        changed = original(epoch, epochs, src, idx, seed)
+        seen.append((epoch, m.phase, m.entropy_weight))
+        prior.append(torch.cat([p.detach().flatten().clone() for p in m.prior_net.parameters()]))
+        return changed
+
+    m.before_epoch = spy
+    starts: list[int] = []
+
+    class Stopper(trainer_module.EarlyStopping):
+        def __init__(self, patience: int, start_epoch: int) -> None:
+            starts.append(start_epoch)
+            super().__init__(patience, start_epoch)
+
+    monkeypatch.setattr(trainer_module, "EarlyStopping", Stopper)
+    history = Trainer(m, source, TrainSettings(epochs=10, progress=False, patience=3,
+                                               warmup_fraction=0.1)).fit()
+    phases = [p for _, p, _ in seen]
+    assert phases == ["pretrain"] * 4 + ["hold"] * 3 + ["mixture"] * 3
+    assert torch.equal(prior[4], prior[6]) and torch.equal(prior[6], prior[7])  # held
+    assert not torch.equal(prior[7], prior[9])  # trains after the hold
+    assert [round(w, 2) for _, _, w in seen][:6] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert starts[-1] == 4  # early stopping starts again with the -ELBO ...
+    assert history.best_epoch >= 4  # ... so it never keeps the pretraining's weights
+    assert m.phase == "mixture" and m.entropy_weight == 1.0
+    assert all(p.requires_grad for p in m.prior_net.parameters())
+    # pretraining logged the mixture's terms as 0, then the -ELBO's
+    assert history.terms["kl_y"][0] == 0.0 and history.terms["kl_y"][-1] != 0.0
+
+
+def test_the_pretraining_loss_is_the_vaes() -> None:
+    """In the pretraining phase the loss is reconstruction + KL(q(z|x) || N(0, I))."""
+    _, source = _blobs(64)
+    m = _module(warm_start=0.5).eval()
+    mixture_start.set_phase(m, "pretrain")
+    batch = source.take(torch.arange(64))
+    torch.manual_seed(1)
+    out = m.loss(batch)
+    torch.manual_seed(1)
+    x_in, target, library = m.transform(batch.x)
+    q = m.encode(x_in, batch.c)
+    z, log_q = m.latent.rsample(q)
+    kl = m.latent.kl(q, z, log_q)
+    torch.testing.assert_close(out.kl, kl)
+    torch.testing.assert_close(out.terms["kl_y"], torch.zeros_like(kl))
+
+
+def test_query_mapping_and_labels_never_warm_start() -> None:
+    """A query-mapped or labelled model trains as before: no pretraining phase."""
+    _, source = _blobs(64)
+    m = _module(warm_start=0.5)
+    m.freeze_for_query("all")
+    assert not m.before_epoch(0, 10, source, torch.arange(64), 0) and m.phase == "mixture"
+    torch.manual_seed(0)
+    labelled = CGMVAEModule(12, make_latent("euclidean", 4, 32), "gaussian", 0, n_hidden=32,
+                            n_clusters=3, n_labels=3, warm_start=0.5)
+    assert not labelled.before_epoch(0, 10, source, torch.arange(64), 0)
+    assert labelled.phase == "mixture"
