@@ -165,6 +165,8 @@ def summarise(path: Path) -> None:
     from paired_stats import mean_sd, paired, table
 
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # a fit run twice (a restarted run): the last record counts
+    recs = list({(r["data"], r["method"], r["k"], r["seed"]): r for r in recs}.values())
     rows = []
     for data in dict.fromkeys(r["data"] for r in recs):
         for k in sorted({r["k"] for r in recs if r["data"] == data}):
@@ -173,15 +175,16 @@ def summarise(path: Path) -> None:
             seeds = sorted({r["seed"] for r in rs})
             print(f"\n#### {data}, K = {k} (truth {N_TYPES}; seeds {seeds}; "
                   f"{rs[0]['epochs']} epochs)\n")
-            print("| method | n | " + " | ".join(METRICS) + " |")
-            print("|---|---|" + "---|" * len(METRICS))
+            print("| method | n | " + " | ".join(METRICS) + " | in use within ±1 |")
+            print("|---|---|" + "---|" * (len(METRICS) + 1))
             for m in METHODS:
                 sel = [r for r in rs if r["method"] == m]
                 if sel:
                     cells = [mean_sd([r[x] for r in sel], 1 if x == "seconds" else 2)
                              for x in METRICS]
+                    hits = sum(abs(r["n_used"] - N_TYPES) <= 1 for r in sel)
                     print(f"| {m}{' (no K)' if 'leiden' in m else ''} | {len(sel)} | "
-                          + " | ".join(cells) + " |")
+                          + " | ".join(cells) + f" | {hits} of {len(sel)} |")
             for base in BASELINES:
                 b = {r["seed"]: r for r in rs if r["method"] == base}
                 for m in (m for m in METHODS if m.startswith("cgmvae") and m != base):

@@ -65,7 +65,8 @@ fewer cells are labelled. Component k is label k for k < n_labels.
 (default 1/K global, 1 per cell), ``classifier_weight`` (default 50),
 ``condition_prior`` (default False), ``delete_moves`` (default True, global weights: see
 `delete_components`), ``cluster_samples`` (default 32), ``warm_start`` / ``hold`` (shares of
-the epochs pretrained as a VAE / with the GMM-started components held: `mixture_start`).
+the epochs pretrained as a VAE / with the GMM-started components held, default 0.5 / 0.25,
+unsupervised Euclidean latents only: `mixture_start`), ``y_temper`` (default 0, off).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ from geovae.distributions import PowerSpherical, VonMisesFisher, WrappedNormal
 from geovae.errors import OptionError
 from geovae.modules.base import LossOutput
 from geovae.modules.deletion import delete_components
-from geovae.modules.mixture_start import mixture_phase, pretrain_loss, set_phase
+from geovae.modules.mixture_start import HOLD, WARM_START, mixture_phase, pretrain_loss, set_phase
 from geovae.modules.vae import VAEModule, repeat_samples
 from geovae.nn.latents import EuclideanLatent, HyperbolicLatent, Latent, SphereLatent
 from geovae.nn.layers import mlp
@@ -137,7 +138,7 @@ class CGMVAEModule(VAEModule):
                  dirichlet_alpha: float | None = None, classifier_weight: float = 50.0,
                  condition_prior: bool = False, cluster_samples: int = 32,
                  delete_moves: bool = True, prior_uses_w: bool = True,
-                 warm_start: float = 0.0, hold: float = 0.0, y_temper: float = 0.0):
+                 warm_start: float = WARM_START, hold: float = HOLD, y_temper: float = 0.0):
         if not isinstance(latent, SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
                               f"{latent.geometry!r} latent: use {{latent='euclidean'}}, "
