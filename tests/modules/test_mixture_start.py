@@ -157,3 +157,12 @@ def test_the_mixture_does_not_collapse_at_k_equal_to_the_truth() -> None:
     print(f"K = truth: ARI {ari:.3f}, {adata.uns['geovae']['n_components_argmax']} in use")
     assert ari >= 0.9
     assert adata.uns["geovae"]["n_components_argmax"] == 5
+
+
+@pytest.mark.parametrize("options", [{"warm_start": -0.1}, {"warm_start": 1.0},
+                                     {"warm_start": 0.8, "hold": 0.3}])
+def test_bad_shares_are_refused(options: dict) -> None:
+    from geovae.errors import OptionError
+
+    with pytest.raises(OptionError, match="shares of the epochs"):
+        _module(**options)

@@ -51,6 +51,7 @@ from geovae.cli._common import (  # noqa: E402
     Seed,
     Threads,
     UmapEpochs,
+    WarmStart,
     _check_device,
     _relaunch,
     _report,
@@ -141,6 +142,7 @@ def fit(
     mixture_weights: MixtureWeightsOpt = None,
     condition_prior: ConditionPrior = None,
     delete_moves: DeleteMoves = None,
+    warm_start: WarmStart = None,
     obs_columns: ObsColumns = None,
     n_top_genes: Annotated[int | None, typer.Option(
         help="Use only the N most highly variable features (scanpy).")] = None,

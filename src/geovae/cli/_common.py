@@ -88,6 +88,12 @@ DeleteMoves = Annotated[bool | None, typer.Option(
          "(the confident choice, q(y|z) > 0.9, of at most 0.1% of the cells) when the bound "
          "(ELBO) is higher without them, so their weight drops to the prior's share. On by "
          "default.", show_default=False)]
+WarmStart = Annotated[float | None, typer.Option(
+    min=0.0, max=0.9,
+    help="cgmvae without labels (Euclidean latent): share of the epochs that train z as a VAE "
+         "before the mixture starts from a Bayesian GMM on the latent and is held for a "
+         "quarter of the epochs (default 0.5; 0 trains the mixture end to end, as geovae "
+         "<= 0.2.0).", metavar="<share>", show_default=False)]
 Precision = Annotated[PrecisionChoice, typer.Option(
     case_sensitive=False,
     help="Hidden layers' matrix products while training: auto (bfloat16 autocast on a CUDA GPU "

@@ -153,6 +153,10 @@ class CGMVAEModule(VAEModule):
             dirichlet_alpha = 1.0 / n_clusters if mixture_weights == "global" else 1.0
         if not dirichlet_alpha > 0:
             raise OptionError("{opt} must be positive", param="dirichlet_alpha")
+        if not (0 <= warm_start < 1 and 0 <= hold < 1 and warm_start + hold <= 1
+                and y_temper >= 0):
+            raise OptionError(f"{{opt}}={warm_start} and hold={hold} must be shares of the "
+                              "epochs in [0, 1) that add up to at most 1", param="warm_start")
         if cluster_samples < 0:
             raise OptionError("{opt} must be >= 0 (0: posterior mean)", param="cluster_samples")
         super().__init__(n_features, latent, likelihood, n_covariates, n_hidden, n_layers,
