@@ -143,7 +143,8 @@ def fit(
 #: the latent dimension of a fit, and of a fit of a table (``geovae fit table.csv``): on the
 #: development set, the sklearn digits table (``data/digits.csv.gz``, 90 % subsamples, seeds
 #: 0-2), d = 20 gave Leiden clusters closer to the labels than d = 10 (ARI 0.84 vs 0.81 with
-#: the resolution chosen from the data; `benchmarks/RESULTS.md`, "Tables")
+#: the resolution chosen from the data; 5 seeds in `benchmarks/bench_tables.py`: 0.83 vs 0.81;
+#: `benchmarks/results/tables_2026-12-06.md`)
 DEFAULT_LATENT_DIM = 10
 TABLE_LATENT_DIM = 20
 
