@@ -166,3 +166,39 @@ def test_bad_shares_are_refused(options: dict) -> None:
 
     with pytest.raises(OptionError, match="shares of the epochs"):
         _module(**options)
+
+
+@pytest.mark.parametrize(("epochs", "fraction", "hold", "expected"), [
+    (2, 0.75, 0.25, (1, 1)), (1, 0.6, 0.0, (0, 0)), (10, 0.95, 0.0, (9, 9)),
+    (10, 0.5, 0.25, (5, 7)), (3, 0.1, 0.25, (0, 0))])
+def test_the_mixture_always_gets_an_epoch(epochs: int, fraction: float, hold: float,
+                                          expected: tuple[int, int]) -> None:
+    """A start that rounds up to the last epoch would leave the mixture untrained."""
+    assert mixture_start.phase_epochs(epochs, fraction, hold) == expected
+
+
+def test_no_warm_start_where_it_cannot_apply() -> None:
+    """Per-cell weights (no global gamma) and fewer training cells than components train end
+    to end instead of failing half-way; the default unsupervised mixture declares phases."""
+    _, source = _blobs()
+    idx = torch.arange(source.n_obs)
+    per_cell = _module(warm_start=0.5, mixture_weights="per_cell")
+    assert not per_cell.has_phases()
+    assert not mixture_start.mixture_phase(per_cell, 0, 10, source, idx, seed=0)
+    assert per_cell.phase == "mixture"
+    default = _module(warm_start=0.5)
+    assert default.has_phases()
+    assert not mixture_start.mixture_phase(default, 0, 10, source, idx[:2], seed=0)
+    assert default.phase == "mixture"
+
+
+def test_tiny_and_per_cell_fits_run_through(tmp_path) -> None:
+    """End to end through the model: 15 cells with the default K = 20, and per-cell weights."""
+    a, _ = _blobs(15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        geovae.fit(a, model="cgmvae", latent_dim=2, epochs=4, progress=False)
+        b, _ = _blobs(120)
+        geovae.fit(b, model="cgmvae", latent_dim=2, epochs=4, progress=False,
+                   model_options={"n_clusters": 3, "mixture_weights": "per_cell"})
+    assert a.obsm["X_geovae"].shape == (15, 2) and b.obsm["X_geovae"].shape == (120, 2)

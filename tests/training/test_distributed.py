@@ -162,6 +162,17 @@ def test_cli_devices_two_cpu_processes_write_once(tmp_path: Path) -> None:
     assert out.obsm["X_geovae"].shape == (N_CELLS, 3)
 
 
+def test_cli_devices_train_the_mixture_through_its_warm_start(tmp_path: Path) -> None:
+    """The c*GMΔVAE's warm start leaves the mixture's parameters out of the pretraining loss:
+    two processes must still average every step (DDP told to look for unused parameters)."""
+    data = tmp_path / "d.h5ad"
+    _data().write_h5ad(data)
+    run = _torchrun("-m", "geovae", "fit", str(data), "--devices", "2", "--device", "cpu",
+                    "--model", "cgmvae", "--n-clusters", "3", "--epochs", "4", "--no-umap",
+                    "--latent-dim", "3")
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
 def test_cli_devices_checks_before_starting_processes(tmp_path: Path) -> None:
     from helpers import run_cli
 

@@ -89,7 +89,7 @@ DeleteMoves = Annotated[bool | None, typer.Option(
          "(ELBO) is higher without them, so their weight drops to the prior's share. On by "
          "default.", show_default=False)]
 WarmStart = Annotated[float | None, typer.Option(
-    min=0.0, max=0.9,
+    min=0.0, max=0.75,
     help="cgmvae without labels (Euclidean latent): share of the epochs that train z as a VAE "
          "before the mixture starts from a Bayesian GMM on the latent and is held for a "
          "quarter of the epochs (default 0.5; 0 trains the mixture end to end, as geovae "

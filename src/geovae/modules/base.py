@@ -52,6 +52,11 @@ class BaseModule(nn.Module, ABC):
     def loss(self, batch: Batch, kl_weight: float = 1.0) -> LossOutput:
         """-ELBO of a `Batch` (what the trainer calls)."""
 
+    def has_phases(self) -> bool:
+        """Whether `before_epoch` changes which parameters the loss uses (several devices
+        then look for unused parameters every step). Default: False."""
+        return False
+
     def before_epoch(self, epoch: int, epochs: int, source: DataSource, idx: torch.Tensor,
                      seed: int) -> bool:
         """Before epoch ``epoch`` of ``epochs`` (training cells ``idx``). Default: nothing,

@@ -153,10 +153,11 @@ class CGMVAEModule(VAEModule):
             dirichlet_alpha = 1.0 / n_clusters if mixture_weights == "global" else 1.0
         if not dirichlet_alpha > 0:
             raise OptionError("{opt} must be positive", param="dirichlet_alpha")
-        if not (0 <= warm_start < 1 and 0 <= hold < 1 and warm_start + hold <= 1
-                and y_temper >= 0):
+        if not (0 <= warm_start < 1 and 0 <= hold < 1 and warm_start + hold <= 1):
             raise OptionError(f"{{opt}}={warm_start} and hold={hold} must be shares of the "
                               "epochs in [0, 1) that add up to at most 1", param="warm_start")
+        if not y_temper >= 0:
+            raise OptionError(f"{{opt}} must be >= 0, got {y_temper}", param="y_temper")
         if cluster_samples < 0:
             raise OptionError("{opt} must be >= 0 (0: posterior mean)", param="cluster_samples")
         super().__init__(n_features, latent, likelihood, n_covariates, n_hidden, n_layers,
@@ -275,6 +276,13 @@ class CGMVAEModule(VAEModule):
         reference's cells still use."""
         self.update_weights = policy == "none"
         self.delete_moves, self.warm_start = False, 0.0
+
+    def has_phases(self) -> bool:
+        """True with the warm start: its pretraining and hold leave the mixture's
+        parameters out of the loss."""
+        from geovae.modules.mixture_start import warm_starts
+
+        return warm_starts(self)
 
     def before_epoch(self, epoch: int, epochs: int, source: DataSource, idx: torch.Tensor,
                      seed: int) -> bool:

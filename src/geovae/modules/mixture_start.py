@@ -42,9 +42,21 @@ DISTIL_STEPS = 300
 
 
 def phase_epochs(epochs: int, fraction: float, hold: float) -> tuple[int, int]:
-    """(first epoch of the mixture phase, first epoch after the hold) for ``epochs``."""
-    start = int(round(fraction * epochs)) if fraction > 0 else 0
+    """(first epoch of the mixture phase, first epoch after the hold) for ``epochs``; the
+    mixture always gets at least the last epoch (0, 0: no warm start)."""
+    start = min(int(round(fraction * epochs)), epochs - 1) if fraction > 0 else 0
+    if start <= 0:
+        return 0, 0
     return start, min(epochs, start + int(round(hold * epochs)))
+
+
+def warm_starts(module: torch.nn.Module) -> bool:
+    """Whether ``module`` trains with the warm start: an unsupervised mixture with global
+    weights on a Euclidean latent (others train end to end)."""
+    from geovae.nn.latents import EuclideanLatent
+
+    return (bool(module.warm_start) and not module.n_labels
+            and module.mixture_weights == "global" and isinstance(module.latent, EuclideanLatent))
 
 
 def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
@@ -133,12 +145,9 @@ def mixture_phase(module: torch.nn.Module, epoch: int, epochs: int, source: Data
     the pretraining and at the start (step 2), where the objective changes from the VAE's to
     the -ELBO: early stopping starts again, so it neither ends the pretraining nor keeps its
     weights."""
-    from geovae.nn.latents import EuclideanLatent
-
     if module.y_temper > 0:  # q(y|z)'s entropy weighed in from 0 to 1
         module.entropy_weight = min(1.0, epoch / (module.y_temper * epochs))
-    if (not module.warm_start or module.n_labels
-            or not isinstance(module.latent, EuclideanLatent)):
+    if not warm_starts(module) or len(idx) < module.n_clusters:  # the GMM needs >= K cells
         return False
     start, end = phase_epochs(epochs, module.warm_start, module.hold)
     if epoch == 0 and start > 0:

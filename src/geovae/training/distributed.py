@@ -149,7 +149,10 @@ class Ranks:
         # renamed in torch 2.13)
         new = "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
         sync = {"forward_sync_buffers" if new else "broadcast_buffers": False}
-        return ddp(_LossOf(module), find_unused_parameters=bool(unused.item() > 0), **sync)
+        # a module with phases (the c*GMΔVAE's warm start) leaves other parameters out later
+        phases = bool(module.has_phases())
+        return ddp(_LossOf(module), find_unused_parameters=phases or bool(unused.item() > 0),
+                   **sync)
 
 
 class _LossOf(nn.Module):

@@ -144,7 +144,8 @@ class Trainer:
                        precision=s.resolved_precision(device))
         warmup = KLWarmup.for_run(hist.total_steps, s.warmup_fraction)
         hist.warmup_steps = warmup.warmup_steps
-        stopper = EarlyStopping(s.patience, math.ceil(warmup.warmup_steps / steps_per_epoch) - 1)
+        warmup_end = math.ceil(warmup.warmup_steps / steps_per_epoch) - 1
+        stopper = EarlyStopping(s.patience, warmup_end)
         module.to(device)
         optimizer = make_optimizer(module, s.lr, s.weight_decay)
         params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -161,7 +162,7 @@ class Trainer:
                 # True = a new objective from here on: early stopping starts again
                 if module.before_epoch(epoch, s.epochs, source, train_idx.to(device),
                                        s.seed + 7907):
-                    stopper = EarlyStopping(s.patience, epoch)
+                    stopper = EarlyStopping(s.patience, max(epoch, warmup_end))
                 module.train()
                 perm = source.shuffle(train_idx, gen).to(device)
                 sums: dict[str, torch.Tensor] = {}
