@@ -157,7 +157,7 @@ RECORD_FIELDS: dict[str, str] = {
     "elbo_terms": "cgmvae: last epoch's five -ELBO terms",
     "cluster": "method, representation, resolution, neighbours, metric, number of clusters; "
     "with a chosen resolution (`resolution_choice`): the rule, grid, stability and clusters per "
-    "grid point",
+    "grid point, the cells searched, and why resolution 1 was used instead (`fallback`)",
     "cluster_names": "command line: per cluster (`cluster`) its majority label (`label`, "
     "`label_share` of its labelled cells, `label_key`) and top 5 marker genes (`markers`), "
     "how they were ranked (`markers_from`: uns key, cells, expression, seed) and the "

@@ -112,3 +112,89 @@ def test_one_cluster_does_not_win_by_being_trivially_stable() -> None:
                                grid=(0.0001, 0.001, 0.5, 1.0, 2.0))
     assert choice.n_clusters[0] == 1 and choice.stability[0] == 1.0  # trivial, on the grid
     assert choice.n_clusters[choice.best] >= 2 and choice.resolution >= 0.5
+
+
+def _embedding(X: np.ndarray) -> ad.AnnData:
+    adata = ad.AnnData(np.zeros((len(X), 1), np.float32))
+    adata.obsm["X_geovae"] = np.asarray(X, np.float32)
+    return adata
+
+
+def _auto(adata: ad.AnnData, caplog, seed: int = 0) -> tuple[dict, str]:
+    """`geovae.cluster` with the resolution chosen: the record and the one log line."""
+    with caplog.at_level(logging.INFO, logger="geovae.tools"):
+        geovae.cluster(adata, resolution="auto", umap=False, seed=seed)
+    lines = [r.getMessage() for r in caplog.records
+             if r.getMessage().startswith("Leiden resolution")]
+    assert len(lines) == 1
+    return adata.uns["geovae"]["cluster"], lines[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_data_without_clusters_falls_back_to_resolution_1(seed, caplog) -> None:
+    """A 500 x 8 standard Gaussian has no clusters: its splits are unstable (best mean ARI
+    about 0.5, at the finest resolution, measured for seeds 0-4) and the rule chose the finest
+    before; now no split reaches `MIN_STABILITY` and the resolution is 1."""
+    from geovae.tools.resolution import GRID, MIN_STABILITY
+
+    X = np.random.default_rng(seed).normal(size=(500, 8))
+    info, line = _auto(_embedding(X), caplog, seed)
+    choice = info["resolution_choice"]
+    assert info["resolution"] == 1.0 and choice["fallback"].startswith("no split of the grid")
+    assert max(choice["stability"][i] for i, k in enumerate(choice["n_clusters"])
+               if k >= 2) < MIN_STABILITY
+    finest = choice["n_clusters"][list(choice["grid"]).index(GRID[-1])]
+    assert info["n_clusters"] < finest
+    assert line.startswith(f"Leiden resolution 1 (the default): {info['n_clusters']} clusters; "
+                           "not chosen by subsample stability: no split")
+
+
+def test_identical_rows_are_not_one_cluster_each(caplog) -> None:
+    """100 identical rows: Leiden at resolutions above 1 cuts them into near-singletons
+    (40-100 clusters, the singletons perfectly "stable"); they are trivial like one cluster."""
+    from geovae import _keys as K
+    from geovae.tools.neighbors import knn_transformer
+    from geovae.tools.resolution import choose_resolution
+
+    adata = _embedding(np.ones((100, 4)))
+    info, line = _auto(adata, caplog)
+    assert info["n_clusters"] == 1 and adata.obs["geovae_cluster"].nunique() == 1
+    assert "1 cluster;" in line or "1 cluster," in line  # singular
+
+    def make(k: int, n: int):
+        return knn_transformer("euclidean", k, n_obs=n)
+
+    choice = choose_resolution(adata, adata.obsm["X_geovae"], K.NEIGHBORS, make, 15,
+                               grid=(1.5, 2.0))
+    assert min(choice.n_clusters) > 50  # only near-singletons on this grid
+    assert choice.resolution == 1.0 and "near-singletons" in choice.fallback
+    assert len(set(choice.labels)) < 50
+
+
+def test_too_few_cells_fall_back_to_resolution_1(caplog) -> None:
+    """Below `MIN_CELLS` (50) the subsample stability means little: resolution 1, no grid
+    search."""
+    X, _ = make_blobs(n_samples=40, centers=3, n_features=2, random_state=0)
+    info, line = _auto(_embedding(X), caplog)
+    choice = info["resolution_choice"]
+    assert info["resolution"] == 1.0 and len(choice["grid"]) == 0
+    assert "too few" in choice["fallback"]
+    assert line.startswith("Leiden resolution 1 (the default): ")
+    assert "40 cells are too few to measure stability (at least 50)" in line
+
+
+def test_a_large_input_searches_the_grid_on_a_subsample(monkeypatch, caplog) -> None:
+    """Above `MAX_CELLS` the grid is searched on a seeded subsample of that many cells; the
+    chosen resolution then clusters all cells (the blobs of the first test, cap 200). The
+    resolution does not carry over exactly: 0.3 cuts the 3 blobs of 200 cells into 3 and of
+    all 600 into 6 (measured, seed 0), and the log line gives the count of all cells."""
+    import geovae.tools.resolution as resolution
+
+    monkeypatch.setattr(resolution, "MAX_CELLS", 200)
+    adata, _ = _blobs(0)
+    info, line = _auto(adata, caplog)
+    choice = info["resolution_choice"]
+    assert choice["n_cells"] == 200 and "searched on 200 of the cells" in line
+    assert choice["n_clusters"][list(choice["grid"]).index(info["resolution"])] == 3
+    assert adata.obs["geovae_cluster"].notna().all()
+    assert f"chosen: {adata.obs['geovae_cluster'].nunique()} clusters" in line

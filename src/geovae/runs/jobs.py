@@ -223,7 +223,7 @@ def resolve_backed(backed: bool | None, path: Path, layer: str | None) -> bool:
     from geovae.data.h5 import should_back
 
     if should_back(path, layer):
-        log.info(Note(f"{path} is large for this machine's free memory: reading it backed "
+        log.info(Note(f"'{path}' is large for this machine's free memory: reading it backed "
                       "(from disk in chunks); {backed=False} to load it"))
         return True
     return False

@@ -110,7 +110,7 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
                                                                    query, title)))
                 log.info(f"joint reference + query output: {joint} and {joint_plot}")
             else:
-                note(result, Note(f"joint reference + query output: {joint}; no joint plot ("
+                note(result, Note(f"joint reference + query output: '{joint}'; no joint plot ("
                                   + ("{umap=False})" if not umap
                                      else "the reference has no UMAP)")))
         method = "mixture" if K.CLUSTER_PROBS in query.obsm else "leiden"
