@@ -15,7 +15,7 @@ from geovae.errors import InputError, OptionError
 from geovae.tools.jit_cache import import_umap
 from geovae.tools.neighbors import ANN_THRESHOLD, ApproxKNN, knn_recall, knn_transformer
 from geovae.tools.record import drop_fields, update_record
-from geovae.tools.resolution import AUTO, choose_resolution
+from geovae.tools.resolution import AUTO, LEIDEN, choose_resolution
 from geovae.tools.umap_keys import put_back, set_aside
 
 METHODS = ("leiden", "mixture")
@@ -160,8 +160,7 @@ def cluster(
     elif method == "leiden":
         log.info(f"Leiden clustering (resolution {resolution:g})")
         sc.tl.leiden(adata, resolution=resolution, key_added=key_added, random_state=seed,
-                     neighbors_key=K.NEIGHBORS, flavor="igraph", n_iterations=2,
-                     directed=False)
+                     neighbors_key=K.NEIGHBORS, **LEIDEN)
         adata.obs[key_added] = categorical(adata.obs[key_added].astype(str).to_numpy())
     saved = set_aside(adata)  # where the UMAP goes: `geovae.tools.umap_keys`
     n_epochs = int(umap_epochs) or umap_learn_epochs(adata.n_obs)

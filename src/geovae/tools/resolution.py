@@ -48,6 +48,8 @@ MIN_CELLS = 50
 MAX_CELLS = 20_000
 #: the resolution where the rule does not choose (scanpy's default)
 DEFAULT = 1.0
+#: how geovae runs scanpy's Leiden, here and in `geovae.tools.cluster` (the same clusters)
+LEIDEN = {"flavor": "igraph", "n_iterations": 2, "directed": False}
 
 
 def _clusters(k: int) -> str:
@@ -103,8 +105,7 @@ def _leiden(adata: ad.AnnData, resolution: float, seed: int, neighbors_key: str)
     import scanpy as sc
 
     sc.tl.leiden(adata, resolution=resolution, key_added="_geovae_res", random_state=seed,
-                 neighbors_key=neighbors_key, flavor="igraph", n_iterations=2,
-                 directed=False)
+                 neighbors_key=neighbors_key, **LEIDEN)
     labels = adata.obs.pop("_geovae_res").astype(str).to_numpy()
     adata.uns.pop("_geovae_res", None)
     return labels
