@@ -9,8 +9,11 @@ Usage::
 
 Data: the bundled digits table (``data/digits.csv.gz``, raw pixels 0-16 as a user has them:
 the DEVELOPMENT set, on which the table defaults (latent dimension 20, resolution chosen from
-the data) were chosen) and scikit-learn's wine, breast cancer and iris tables, standardised
-with StandardScaler as a user would and written to CSV (REPORT sets: they chose nothing).
+the data) were chosen) and scikit-learn's wine, breast cancer and iris tables and the Palmer
+penguins (the 342 rows with all four measurements of ``palmerpenguins/data/penguins.csv``
+inside the palmerpenguins 0.1.6 wheel; label ``species``), standardised with StandardScaler
+as a user would and written to CSV (report sets; wine consulted the rule's stability floor and
+breast cancer exposed a rule fix, so only iris and penguins chose nothing at all).
 Each seed draws a 90 % subsample of the rows (the seed also seeds every method).
 
 Methods, each a separate process measured alone (wall seconds, peak RSS):
@@ -43,10 +46,36 @@ from _common import ROOT, add_record_options, cpu_model, emit, launch, load_aver
 from paired_stats import mean_sd, paired, table  # noqa: E402
 
 DEV = ("digits",)
-DATASETS = ("digits", "wine", "breast_cancer", "iris")
+DATASETS = ("digits", "wine", "breast_cancer", "iris", "penguins")
+#: the Palmer penguins table inside the palmerpenguins wheel (MIT; downloaded once with
+#: ``pip download --no-deps``, never installed; SHA-256 checked)
+PENGUINS_SPEC = "palmerpenguins==0.1.6"
+PENGUINS_WHEEL = "palmerpenguins-0.1.6-py3-none-any.whl"
+PENGUINS_SHA256 = "5c3be9af84dd703a25f1aaeadeac6ac770cfd38c1620d00089f581c023129ee0"
+PENGUINS_FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 METHODS = ("pca_leiden", "bgm", "geovae_before", "geovae_d10_auto", "geovae_d20_r1", "geovae")
 GEOVAE = [sys.executable, "-m", "geovae", "fit"]
 FIXED = ["--label-key", "label", "--no-umap", "--heldout-samples", "0", "--threads", "1", "-q"]
+
+
+def load_penguins() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(features, species, feature names) of the complete rows of palmerpenguins' CSV."""
+    import hashlib
+    import subprocess
+    import zipfile
+
+    cache = Path(tempfile.gettempdir()) / "geovae-data-cache"
+    wheel = cache / PENGUINS_WHEEL
+    if not wheel.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", PENGUINS_SPEC,
+                        "-d", str(cache)], check=True, stdout=subprocess.DEVNULL)
+    if hashlib.sha256(wheel.read_bytes()).hexdigest() != PENGUINS_SHA256:
+        raise ValueError(f"{wheel}: SHA-256 differs from {PENGUINS_SHA256}")
+    with zipfile.ZipFile(wheel) as whl, whl.open("palmerpenguins/data/penguins.csv") as fh:
+        df = pd.read_csv(fh).dropna(subset=PENGUINS_FEATURES)
+    return df[PENGUINS_FEATURES].to_numpy(np.float64), df["species"].to_numpy(), \
+        PENGUINS_FEATURES
 
 
 def write_table(name: str, seed: int, folder: Path) -> Path:
@@ -60,12 +89,16 @@ def write_table(name: str, seed: int, folder: Path) -> Path:
         from sklearn import datasets
         from sklearn.preprocessing import StandardScaler
 
-        b = getattr(datasets, f"load_{name}")()
-        idx = np.sort(rng.choice(len(b.target), int(0.9 * len(b.target)), replace=False))
-        X = StandardScaler().fit_transform(b.data[idx])
-        df = pd.DataFrame(X, columns=[str(c).replace(" ", "_") for c in b.feature_names],
+        if name == "penguins":
+            data, labels, features = load_penguins()
+        else:
+            b = getattr(datasets, f"load_{name}")()
+            data, labels, features = b.data, b.target_names[b.target], b.feature_names
+        idx = np.sort(rng.choice(len(labels), int(0.9 * len(labels)), replace=False))
+        X = StandardScaler().fit_transform(data[idx])
+        df = pd.DataFrame(X, columns=[str(c).replace(" ", "_") for c in features],
                           index=[f"row{i}" for i in idx])
-        df["label"] = [str(b.target_names[t]) for t in b.target[idx]]
+        df["label"] = [str(t) for t in labels[idx]]
     path = folder / f"{name}_{seed}.csv"
     df.to_csv(path)
     return path
