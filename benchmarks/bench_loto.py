@@ -38,6 +38,12 @@ with log library size given the predicted type among known-type cells (target |r
 The tables score the labels users get: ``geovae_label`` for geovae, ``predict()`` (argmax,
 no unknown call) for scANVI.
 
+``--dev`` runs the same protocol on the development split (the bundled subset, Kang pairs,
+120 cells per type and side): where the novelty score and its constants are chosen. Every
+geovae run also scores the candidate novelty scores of `loto_scores.py` from its one fit
+(``p_auroc:<name>``, ``p_r:<name>``, ...; ``--candidates`` tabulates them; ``--save-arrays``
+keeps each run's latent, -ELBO, depth and votes so ``--rescore`` recomputes them).
+
 Runs go to a JSON-lines record, one line per run and method, re-read before every run, so
 several processes can share one record (``--shard``, ``--phase``, ``--reverse``, ``--wait``)
 and a partial record still gives a table::
@@ -68,6 +74,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, SCVI_PYTHON  # noqa: E402
 from bench_transfer import SCANVI_SCRIPT, THREAD_ENV, reference_hvgs  # noqa: E402
+from loto_scores import candidate_metrics, ppc_zscore  # noqa: E402
 from paired_stats import fmt_p, mean_sd, paired  # noqa: E402
 
 PAIRS = ("kang_ctrl_stim", "kang_stim_ctrl", "kang_pbmc68k")
@@ -92,6 +99,15 @@ def report_cells() -> ad.AnnData:
     full.obs["type"] = full.obs["seurat_annotations"].astype(str)
     full.obs["batch"] = full.obs["stim"].astype(str)
     return full
+
+
+def dev_cells() -> ad.AnnData:
+    """The development split: the bundled Kang subset (data/kang_counts.h5ad, 3,000 cells,
+    150 per type and condition), obs type, batch. Only Kang pairs; it chose the constants."""
+    dev = ad.read_h5ad(ROOT / "data" / "kang_counts.h5ad")
+    dev.obs["type"] = dev.obs["seurat_annotations"].astype(str)
+    dev.obs["batch"] = dev.obs["stim"].astype(str)
+    return dev
 
 
 def draw(adata: ad.AnnData, cap: int, rng: np.random.Generator) -> ad.AnnData:
@@ -172,8 +188,16 @@ def run_geovae(ref: ad.AnnData, query: ad.AnnData, seed: int, args) -> tuple[dic
     sec = time.perf_counter() - t0
     probs = np.asarray(query.obsm[K.LABEL_PROBS])
     cats = np.asarray(list(mapped.spec.label_categories), dtype=str)
+    cells, n_ref = mapped.reference_cells, ref.n_obs  # the reference's cells, then the query's
+    arrays = {"z": np.asarray(query.obsm[K.REP]), "nelbo": cells.nelbo[n_ref:],
+              "depth": cells.log_library[n_ref:], "pred_code": probs.argmax(1),
+              "maxprob": probs.max(1), "ref_z": cells.latent[:n_ref],
+              "ref_labels": cells.labels[:n_ref], "ref_nelbo": cells.nelbo[:n_ref],
+              "ref_depth": cells.log_library[:n_ref],
+              "ppc": ppc_zscore(mapped, mapped.source()), "ref_ppc": ppc_zscore(model,
+                                                                                model.source())}
     return {"pred": cats[probs.argmax(1)], "conf": query.obs[K.LABEL_CONFIDENCE].to_numpy(),
-            "maxprob": probs.max(1),
+            "maxprob": probs.max(1), "arrays": arrays,
             "unknown": query.obs[K.LABEL].astype(str).to_numpy() == "unknown"}, sec
 
 
@@ -222,7 +246,7 @@ def tasks(kang: ad.AnnData, args) -> list[tuple[str, int, str, ad.AnnData, ad.An
 
 
 def run_all(args) -> None:
-    kang = report_cells()
+    kang = dev_cells() if args.dev else report_cells()
     todo = tasks(kang, args)
     shard, n_shards = (int(x) for x in args.shard.split("/"))
     scvi_ok = Path(SCVI_PYTHON).exists()
@@ -285,6 +309,13 @@ def run_queue(queue: list, args) -> list:
                 continue
             rec.update(fit_map_s=res["sec"], info=res["info"])
         rec.update(score(truth, res["pred"], res["conf"], res["maxprob"], depth, ref_types))
+        if "arrays" in res:  # every candidate novelty score from this one fit (loto_scores)
+            arrays = {**res["arrays"], "novel": ~np.isin(truth, sorted(ref_types))}
+            rec.update(candidate_metrics(arrays, partial_spearman))
+            if args.save_arrays is not None:
+                args.save_arrays.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(args.save_arrays / f"{pair}_{seed}_{held_out}.npz",
+                                    **arrays)
         if "unknown" in res:  # the call geovae writes is the one scored (threshold 0.5)
             rec["unknown_label_agrees"] = float(np.mean(res["unknown"] == (res["conf"] < 0.5)))
         emit(rec, args.out)
@@ -396,6 +427,47 @@ def table(path: Path) -> str:
     return "\n".join(out)
 
 
+def rescore(folder: Path) -> pd.DataFrame:
+    """Candidate metrics recomputed from saved run arrays (``--save-arrays``)."""
+    rows = []
+    for f in sorted(folder.glob("*.npz")):
+        pair, seed, held_out = f.stem.rsplit("_", 2)
+        with np.load(f) as d:
+            arrays = dict(d)
+        lib = roc_auc_score(arrays["novel"], arrays["depth"])
+        rows.append({"pair": pair, "seed": int(seed), "held_out": held_out, "method": GEOVAE,
+                     "auroc_library": max(lib, 1 - lib),
+                     "auroc_maxprob": roc_auc_score(arrays["novel"], -arrays["maxprob"]),
+                     **candidate_metrics(arrays, partial_spearman)})
+    return pd.DataFrame(rows)
+
+
+def candidate_table(recs: pd.DataFrame) -> str:
+    """Per candidate score: mean AUROC per pair (and over all runs), the partial r with
+    depth (mean, largest |r|, runs with |r| >= 0.1), for its p-value and its confidence."""
+    geo = recs[recs["method"] == GEOVAE]
+    names = [c.split(":", 1)[1] for c in geo.columns if c.startswith("p_auroc:")]
+    pairs = sorted(geo["pair"].unique())
+    out = [f"| score | {' | '.join(pairs)} | all | p: mean r, max abs r, runs >= 0.1 | "
+           "conf. AUROC (all) | conf.: mean r, max abs r, runs >= 0.1 | "
+           "sqrt conf. AUROC (all) | sqrt conf.: r |", "|---" * (len(pairs) + 7) + "|"]
+    for name in names:
+        per = [f"{geo.loc[geo['pair'] == q, f'p_auroc:{name}'].mean():.3f}" for q in pairs]
+        cells = []
+        for kind in ("p", "c", "h"):
+            r = geo[f"{kind}_r:{name}"]
+            cells.append(f"{r.mean():+.3f}, {r.abs().max():.3f}, {int((r.abs() >= 0.1).sum())}"
+                         f"/{len(r)}")
+        out.append(f"| {name} | {' | '.join(per)} | {geo[f'p_auroc:{name}'].mean():.3f} | "
+                   f"{cells[0]} | {geo[f'c_auroc:{name}'].mean():.3f} | {cells[1]} | "
+                   f"{geo[f'h_auroc:{name}'].mean():.3f} | {cells[2]} |")
+    if "auroc_library" in geo:
+        lib = geo.groupby("pair")["auroc_library"].mean().round(3).to_dict()
+        mp = geo.groupby("pair")["auroc_maxprob"].mean().round(3).to_dict()
+        out.append(f"\nLibrary size alone: {lib}; max prob alone: {mp}")
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairs", type=lambda s: s.split(","), default=list(PAIRS))
@@ -422,9 +494,20 @@ def main() -> None:
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th run from the i-th")
     p.add_argument("--out", type=Path, default=Path("loto.jsonl"))
     p.add_argument("--table", type=Path, default=None, help="print the tables of a record")
+    p.add_argument("--dev", action="store_true", help="the development split (the bundled "
+                   "Kang subset, Kang pairs only) instead of the reported cells")
+    p.add_argument("--save-arrays", type=Path, default=None, help="folder for each geovae "
+                   "run's latent, -ELBO, depth and votes (rescored with --rescore)")
+    p.add_argument("--rescore", type=Path, default=None, help="the candidate-score table "
+                   "recomputed from a --save-arrays folder")
+    p.add_argument("--candidates", type=Path, default=None, help="the candidate-score table "
+                   "of a record")
     args = p.parse_args()
     if args.table is not None:
         print(table(args.table))
+        return
+    if args.rescore is not None or args.candidates is not None:
+        print(candidate_table(rescore(args.rescore) if args.rescore else load(args.candidates)))
         return
     run_all(args)
 

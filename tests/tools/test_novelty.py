@@ -9,8 +9,11 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from geovae.tools.novelty import (
+    combine_pvalues,
     depth_pvalues,
     empirical_pvalue,
+    library_pvalues,
+    mahalanobis_pvalues,
     neighbour_pvalues,
     shifted_pvalues,
     soft_factor,
@@ -139,3 +142,53 @@ def test_depth_pvalues_in_chunks_equal_one_pass(monkeypatch) -> None:
     chunked = depth_pvalues(query, depth, ref, ref_depth)
     assert np.array_equal(chunked, one_pass)
     assert one_pass.min() < 0.05 < one_pass.max()  # not a trivial constant
+
+
+def test_combined_pvalues_hold_their_level_under_the_null() -> None:
+    """Independent uniform p-values: Fisher's combination is uniform (KS), Cauchy's and
+    Bonferroni's min keep P(p < 0.05) at or below about 0.05; a cell small in one p is small
+    after combining."""
+    rng = np.random.default_rng(8)
+    ps = [rng.uniform(size=20000) for _ in range(3)]
+    assert stats.kstest(combine_pvalues(ps, "fisher"), "uniform").pvalue > 0.01
+    assert abs(np.mean(combine_pvalues(ps, "cauchy") < 0.05) - 0.05) < 0.008
+    assert np.mean(combine_pvalues(ps, "min") < 0.05) < 0.05
+    small = [np.array([1e-4]), np.array([0.9]), np.array([1.0])]
+    for how in ("cauchy", "fisher", "min"):
+        assert combine_pvalues(small, how)[0] < 0.01, how
+
+
+def test_library_pvalues_flag_a_depth_atypical_for_the_label_not_a_shifted_query() -> None:
+    """The whole query deeper (another run): p-values stay uniform; cells predicted as label
+    0 with label 1's depth (not monotone in depth: label 1 is shallower) are flagged."""
+    rng = np.random.default_rng(9)
+    ref_labels = np.repeat([0, 1], 2000)
+    ref_depth = np.where(ref_labels == 0, 8.0, 6.5) + 0.3 * rng.normal(size=4000)
+    predicted = np.repeat([0, 1], 1500)
+    depth = np.where(predicted == 0, 8.0, 6.5) + 0.3 * rng.normal(size=3000) + 0.7
+    p = library_pvalues(depth, ref_depth, predicted, ref_labels)
+    assert stats.kstest(p, "uniform").pvalue > 0.001
+    novel = np.zeros(3000, bool)
+    novel[:100] = True
+    depth[:100] = 6.5 + 0.7 + 0.3 * rng.normal(size=100)
+    p = library_pvalues(depth, ref_depth, predicted, ref_labels)
+    assert roc_auc_score(novel, -p) > 0.95
+    assert np.mean(p[~novel] < 0.02) < 0.05
+
+
+def test_mahalanobis_pvalues_flag_cells_beside_their_label() -> None:
+    """An unseen cluster next to label 0 (inside its kNN reach, off its covariance's axis)
+    is flagged; the known query cells, from a wider new condition, are not."""
+    rng = np.random.default_rng(10)
+    scale = np.array([3.0, 0.3, 0.3])
+    ref_labels = np.repeat([0, 1], 500)
+    centres = np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]])
+    ref = centres[ref_labels] + scale * rng.normal(size=(1000, 3))
+    predicted = np.repeat([0, 1], 400)
+    query = centres[predicted] + 1.1 * scale * rng.normal(size=(800, 3))
+    novel = np.zeros(800, bool)
+    novel[:60] = True
+    query[:60] = [0.0, 1.5, 0.0] + scale * rng.normal(size=(60, 3)) / 3
+    p = mahalanobis_pvalues(query, ref, predicted, ref_labels)
+    assert roc_auc_score(novel, -p) > 0.95
+    assert np.mean(p[~novel] < 0.02) < 0.06

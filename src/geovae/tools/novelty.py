@@ -218,3 +218,64 @@ def neighbour_pvalues(z: np.ndarray, reference: np.ndarray, k: int, geometry: st
         q_d = knn(z[q_idx], ref, kk, geometry)[0].mean(1)
         groups.append((q_idx, np.log(q_d + 1e-12), np.log(r_d + 1e-12)))
     return _shifted(groups, len(z))
+
+
+def mahalanobis_pvalues(z: np.ndarray, reference: np.ndarray,
+                        predicted: np.ndarray | None = None,
+                        ref_labels: np.ndarray | None = None) -> np.ndarray:
+    """`shifted_pvalues` of the log Mahalanobis distance of each query cell's latent to the
+    reference cells of its (predicted) label — one Gaussian per label, Ledoit-Wolf shrunk
+    covariance (scikit-learn) — ranked among those reference cells' own distances."""
+    from sklearn.covariance import LedoitWolf
+
+    groups = []
+    for q_idx, r_idx in _groups(predicted, ref_labels, len(z), len(reference)):
+        ref = np.asarray(reference[r_idx], dtype=np.float64)
+        if len(ref) < 2:
+            continue
+        fit = LedoitWolf().fit(ref)
+        q_d = fit.mahalanobis(np.asarray(z[q_idx], dtype=np.float64))
+        groups.append((q_idx, 0.5 * np.log(q_d + 1e-12),
+                       0.5 * np.log(fit.mahalanobis(ref) + 1e-12)))
+    return _shifted(groups, len(z))
+
+
+def library_pvalues(log_library: np.ndarray, ref_log_library: np.ndarray,
+                    predicted: np.ndarray | None = None,
+                    ref_labels: np.ndarray | None = None) -> np.ndarray:
+    """Two-sided empirical p-value of each query cell's log library size among the reference
+    cells of its (predicted) label: a depth atypical *for the type it resembles* (not
+    monotone in depth). The query is first shifted by its median excess over its labels'
+    reference medians, up or down (another run or lab sequences deeper or shallower)."""
+    log_library = np.asarray(log_library, dtype=np.float64)
+    ref_log_library = np.asarray(ref_log_library, dtype=np.float64)
+    groups = _groups(predicted, ref_labels, len(log_library), len(ref_log_library))
+    excess = np.zeros(len(log_library))
+    for q_idx, r_idx in groups:
+        excess[q_idx] = log_library[q_idx] - np.median(ref_log_library[r_idx])
+    shift = float(np.median(excess)) if len(excess) else 0.0
+    out = np.ones(len(log_library))
+    for q_idx, r_idx in groups:
+        x, ref = log_library[q_idx] - shift, ref_log_library[r_idx]
+        high, low = empirical_pvalue(x, ref), empirical_pvalue(-x, -ref)
+        out[q_idx] = np.minimum(1.0, 2.0 * np.minimum(high, low))
+    return out
+
+
+def combine_pvalues(pvalues: list[np.ndarray], how: str = "cauchy") -> np.ndarray:
+    """One p-value per cell from several: ``cauchy`` (the Cauchy combination test, valid
+    under any dependence for small p; each p capped at 0.99), ``fisher`` (-2 sum log p
+    against chi-square with 2m degrees of freedom: assumes independence) or ``min``
+    (Bonferroni: m min p)."""
+    p = np.clip(np.stack([np.asarray(x, dtype=np.float64) for x in pvalues]), 1e-300, 1.0)
+    m = len(p)
+    if how == "cauchy":  # p capped at 0.99: one p near 1 would outweigh any small one
+        t = np.tan((0.5 - np.minimum(p, 0.99)) * np.pi).mean(0)
+        return np.clip(0.5 - np.arctan(t) / np.pi, 0.0, 1.0)
+    if how == "fisher":
+        from scipy.stats import chi2
+
+        return chi2.sf(-2.0 * np.log(p).sum(0), 2 * m)
+    if how == "min":
+        return np.minimum(1.0, m * p.min(0))
+    raise ValueError(f"unknown combination {how!r}: use cauchy, fisher or min")
