@@ -18,7 +18,8 @@ import torch
 
 from geovae.data.batch import Batch, one_hot
 from geovae.data.prepare import Prepared
-from geovae.nn.likelihoods import NONZERO_POSITIONS
+from geovae.nn.likelihoods import NONZERO_ENTRIES, NONZERO_POSITIONS
+from geovae.nn.nb_sum import NonZeros, log_factorial_table
 
 
 class DataSource(Protocol):
@@ -58,6 +59,8 @@ class InMemorySource:
             # a block's non-zero positions come in order from the rows themselves (`rows`)
             self.positions_known = bool(X.has_canonical_format) and bool(
                 (self.data != 0).all())
+            # lgamma(x + 1) of integer counts by table look-up (the NB likelihood's constant)
+            self.log_factorial = log_factorial_table(self.data) if self.positions_known else None
         else:
             self.dense = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
             self.positions_known = False
@@ -68,19 +71,27 @@ class InMemorySource:
     def rows(self, idx: torch.Tensor) -> torch.Tensor:
         """Dense (len(idx), n_features) float32 block of the requested rows; from CSR rows in
         canonical form (sorted columns, no duplicates, no stored zeros) it carries its
-        non-zeros' flat positions (`geovae.nn.likelihoods.NONZERO_POSITIONS`)."""
+        non-zeros' flat positions (`geovae.nn.likelihoods.NONZERO_POSITIONS`) and entries
+        (`NONZERO_ENTRIES`)."""
         if not self.sparse:
             return self.dense[idx]
         start, stop = self.indptr[idx], self.indptr[idx + 1]
         lengths = stop - start
         out = torch.zeros(len(idx), self.n_features, device=self.device)
         row_of = torch.repeat_interleave(torch.arange(len(idx), device=self.device), lengths)
-        offsets = torch.cumsum(lengths, 0) - lengths
+        ends = torch.cumsum(lengths, 0)
+        offsets = ends - lengths
         pos = torch.arange(row_of.numel(), device=self.device) - offsets[row_of] + start[row_of]
         cols = self.indices[pos]
-        out[row_of, cols] = self.data[pos]
+        values = self.data[pos]
+        flat = row_of * self.n_features + cols
+        out.view(-1).scatter_(0, flat, values)  # = out[row_of, cols] = values, faster
         if self.positions_known and self.device.type == "cpu":
-            setattr(out, NONZERO_POSITIONS, row_of * self.n_features + cols)
+            setattr(out, NONZERO_POSITIONS, flat)
+            table = self.log_factorial
+            setattr(out, NONZERO_ENTRIES, NonZeros(
+                row_of, cols, flat, values, ends,
+                None if table is None else table[values.long()]))
         return out
 
     def covariates(self, idx: torch.Tensor) -> torch.Tensor | None:

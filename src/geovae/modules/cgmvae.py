@@ -87,6 +87,7 @@ from geovae.modules.mixture_start import HOLD, WARM_START, mixture_phase, pretra
 from geovae.modules.vae import VAEModule, repeat_samples
 from geovae.nn.latents import EuclideanLatent, HyperbolicLatent, Latent, SphereLatent
 from geovae.nn.layers import mlp
+from geovae.nn.likelihoods import summed_log_prob
 
 TERMS = ("reconstruction", "kl_z", "kl_w", "kl_y", "kl_d")
 MIXTURE_WEIGHTS = ("global", "per_cell")
@@ -350,7 +351,7 @@ class CGMVAEModule(VAEModule):
                                  + self.log_class_prior().to(z.dtype), dim=-1)
         log_pw = Normal(torch.zeros_like(w), torch.ones_like(w)).log_prob(w).sum(-1)
         px = self.decode(z, cs, repeat_samples(library, n_samples))
-        log_px = px.log_prob(repeat_samples(target, n_samples)).sum(-1)
+        log_px = summed_log_prob(px, repeat_samples(target, n_samples))
         shape = (n_samples, len(x))
         return (log_px + log_pz + log_pw).view(shape), (log_qz + qw.log_prob(w).sum(-1)
                                                         ).view(shape)
@@ -367,7 +368,7 @@ class CGMVAEModule(VAEModule):
             log_qz = qz.log_prob(z)
         w = qw.rsample()
         library = x.sum(-1, keepdim=True)
-        reconstruction = -self.decode(z, c, library).log_prob(target).sum(-1)
+        reconstruction = -summed_log_prob(self.decode(z, c, library), target)
         log_pi = torch.log_softmax(self.logits(z), dim=-1)
         pi = log_pi.exp()
         # sum_k q log q, 0 for deleted components (q = 0; finite gradients, unlike xlogy's)

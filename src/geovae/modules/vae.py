@@ -15,7 +15,7 @@ from torch.distributions import Distribution
 from geovae.modules.base import BaseModule, Batch, LossOutput
 from geovae.nn.latents import Latent, make_latent
 from geovae.nn.layers import mlp
-from geovae.nn.likelihoods import make_likelihood
+from geovae.nn.likelihoods import make_likelihood, summed_log_prob
 
 
 def repeat_samples(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
@@ -115,7 +115,7 @@ class VAEModule(BaseModule):
         q = self.encode(x_in, c)
         z, log_q = self.latent.rsample(q)
         px = self.decode(z, c, library)
-        reconstruction = -px.log_prob(target).sum(-1)
+        reconstruction = -summed_log_prob(px, target)
         kl = self.latent.kl(q, z, log_q)
         loss = (reconstruction + kl_weight * kl).mean()
         return LossOutput(loss, reconstruction, kl,
@@ -153,7 +153,7 @@ class VAEModule(BaseModule):
         log_pz = self.latent.prior(z).log_prob(z)
         cs = repeat_samples(c, n_samples)
         px = self.decode(z, cs, repeat_samples(library, n_samples))
-        log_px = px.log_prob(repeat_samples(target, n_samples)).sum(-1)
+        log_px = summed_log_prob(px, repeat_samples(target, n_samples))
         return (log_px + log_pz).view(n_samples, len(x)), log_q.view(n_samples, len(x))
 
     @torch.no_grad()

@@ -11,11 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, Normal, constraints
 
-_EPS = 1e-8
+from geovae.nn.nb_sum import _EPS, NonZeros, nb_log_prob_sum
+
 #: attribute a data source may set on a dense count block: the flat positions of its non-zero
 #: entries in ascending order (what ``torch.nonzero(x.reshape(-1))`` returns), known from the
 #: CSR rows it was made from, so `log_nb_positive` need not scan the block for them
 NONZERO_POSITIONS = "_geovae_nonzero_flat"
+#: attribute a data source may set on a dense count block: its non-zero entries as a
+#: `geovae.nn.nb_sum.NonZeros` (rows, columns, flat positions, values, lgamma(values + 1)),
+#: for `summed_log_prob`
+NONZERO_ENTRIES = "_geovae_nonzeros"
 
 
 def log_nb_positive(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -71,6 +76,27 @@ def log_zinb_positive(
     case_zero = F.softplus(-zi_logits + log_nb0) - softplus_neg
     case_nonzero = -zi_logits - softplus_neg + log_nb_positive(x, mu, theta)
     return torch.where(x < 0.5, case_zero, case_nonzero)
+
+
+def summed_log_prob(px: Distribution, value: torch.Tensor) -> torch.Tensor:
+    """``px.log_prob(value).sum(-1)``: the log-likelihood per cell.
+
+    For a negative binomial without zero inflation, per-feature dispersion and sparse counts
+    (at most half the entries non-zero) on the CPU, through `nb_log_prob_sum`: the same value
+    up to float rounding, about half the work of the per-entry formula and its autograd.
+    The non-zeros come from the block's `NONZERO_ENTRIES` (set by `geovae.data.sources`) or a
+    scan of the block. Everywhere else, the per-entry ``log_prob``, summed.
+    """
+    if (isinstance(px, NegativeBinomial) and px.zi_logits is None
+            and value.device.type == "cpu" and value.dim() == 2
+            and px.mu.shape == value.shape and px.theta.dim() == 1
+            and px.theta.shape[0] == value.shape[1]):
+        nonzeros = getattr(value, NONZERO_ENTRIES, None)
+        if nonzeros is None and 2 * int(torch.count_nonzero(value)) <= value.numel():
+            nonzeros = NonZeros.of(value)
+        if nonzeros is not None and 2 * nonzeros.flat.numel() <= value.numel():
+            return nb_log_prob_sum(px.mu, px.theta, nonzeros)
+    return px.log_prob(value).sum(-1)
 
 
 class NegativeBinomial(Distribution):

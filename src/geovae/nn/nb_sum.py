@@ -1,0 +1,134 @@
+"""The negative binomial log-likelihood summed over features, computed from a count block's
+non-zero entries in one autograd function (the CPU training step's hot spot).
+
+Per cell b (theta per feature g, mu per entry, eps = `_EPS`):
+
+    sum_g theta_g (log(theta_g + eps) - log(theta_g + mu_bg + eps))                 (dense)
+    + sum_{x_bg > 0} x (log(mu + eps) - log(theta + mu + eps))
+                     + lgamma(x + theta_g) - lgamma(theta_g) - lgamma(x + 1)        (non-zeros)
+
+the same value as ``log_nb_positive(x, mu, theta).sum(-1)`` up to float rounding. Against
+autograd through that formula it saves: lgamma(theta) and its digamma once per feature, not
+per non-zero; lgamma(x + 1), a data constant, from a table of integer counts
+(`log_factorial_table`) instead of per entry; digamma vectorised (`digamma`); no dense
+per-entry result to scatter into and sum; a hand-written backward of four dense passes (one
+division, one product, two matrix-vector products) instead of autograd's dozen.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+_EPS = 1e-8
+#: largest count the lgamma(x + 1) table covers (a 4 MB float32 table); above, lgamma runs
+MAX_TABLE_COUNT = 2**20
+
+
+class NonZeros(NamedTuple):
+    """A dense (cells x features) count block's non-zero entries, in row-major order."""
+
+    rows: torch.Tensor  #: (nnz,) int64 row of each entry
+    cols: torch.Tensor  #: (nnz,) int64 feature of each entry
+    flat: torch.Tensor  #: (nnz,) int64 rows * features + cols
+    values: torch.Tensor  #: (nnz,) the counts
+    #: (B,) int64 number of entries in rows 0..b (the cumulative row lengths)
+    row_ends: torch.Tensor
+    #: (nnz,) lgamma(values + 1) where known (a data constant), else None
+    log_factorial: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> NonZeros:
+        """Scan a dense 2-D block for its non-zeros."""
+        flat = torch.nonzero(x.reshape(-1)).squeeze(1)
+        width = x.shape[-1]
+        rows = flat // width
+        ends = torch.cumsum(torch.bincount(rows, minlength=x.shape[0]), 0)
+        return cls(rows, flat % width, flat, x.reshape(-1).index_select(0, flat), ends)
+
+
+def log_factorial_table(data: torch.Tensor) -> torch.Tensor | None:
+    """lgamma(k + 1) for k = 0 .. max(data) in ``data``'s dtype, when every value is a
+    non-negative integer of at most `MAX_TABLE_COUNT`; else None. ``table[x.long()]`` is then
+    bit for bit ``torch.lgamma(x + 1)``."""
+    if data.numel() == 0 or not data.is_floating_point():
+        return None
+    top = float(data.max())
+    if not (float(data.min()) >= 0 and top <= MAX_TABLE_COUNT
+            and bool((data == torch.floor(data)).all())):
+        return None
+    return torch.lgamma(torch.arange(int(top) + 1, dtype=data.dtype, device=data.device) + 1)
+
+
+def digamma(y: torch.Tensor) -> torch.Tensor:
+    """psi(y) for y > 0, vectorised: psi(y) = psi(y + 6) - sum_{j<6} 1 / (y + j), with psi(y + 6)
+    from its asymptotic series (error < 3e-9 there). Within float32 rounding of
+    ``torch.digamma`` (whose CPU kernel is scalar: this is ~4x faster on 70k entries)."""
+    r = torch.reciprocal(y)
+    z = y + 1
+    for _ in range(5):
+        r += torch.reciprocal(z)
+        z += 1
+    w = torch.reciprocal(z)
+    w2 = w * w
+    series = w2 * (1 / 12 - w2 * (1 / 120 - w2 * (1 / 252)))
+    return torch.log(z) - 0.5 * w - series - r
+
+
+def row_sums(values: torch.Tensor, row_ends: torch.Tensor) -> torch.Tensor:
+    """Sums of consecutive runs of ``values`` (row b: entries row_ends[b-1] .. row_ends[b]),
+    accumulated in float64 (a running sum: cheaper than a scatter onto few rows)."""
+    total = torch.cumsum(values, 0, dtype=torch.float64)
+    at_end = torch.cat([total.new_zeros(1), total]).index_select(0, row_ends)
+    return torch.diff(at_end, prepend=at_end.new_zeros(1)).to(values.dtype)
+
+
+class _NBSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, mu: torch.Tensor, theta: torch.Tensor, rows: torch.Tensor,
+                cols: torch.Tensor, flat: torch.Tensor, values: torch.Tensor,
+                row_ends: torch.Tensor, log_factorial: torch.Tensor | None) -> torch.Tensor:
+        t = mu + theta + _EPS  # theta + mu + eps, (B, G)
+        log_theta = torch.log(theta + _EPS)
+        d = torch.sub(log_theta, torch.log(t))  # log(theta + eps) - log(theta + mu + eps)
+        # theta * d summed over features: a matrix-vector product
+        out = torch.mv(d, theta)
+        mu_nz = mu.reshape(-1).index_select(0, flat)
+        t_nz = t.reshape(-1).index_select(0, flat)
+        theta_nz = theta.index_select(0, cols)
+        y = values + theta_nz
+        lf = torch.lgamma(values + 1) if log_factorial is None else log_factorial
+        vals = (values * (torch.log(mu_nz + _EPS) - torch.log(t_nz)) + torch.lgamma(y)
+                - torch.lgamma(theta).index_select(0, cols) - lf)
+        out += row_sums(vals, row_ends)
+        ctx.save_for_backward(theta, t, d, mu_nz, t_nz, y, rows, cols, flat, values)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        theta, t, d, mu_nz, t_nz, y, rows, cols, flat, values = ctx.saved_tensors
+        g_nz = grad.index_select(0, rows)
+        q = theta / t  # theta / (theta + mu + eps), (B, G)
+        grad_mu = grad_theta = None
+        if ctx.needs_input_grad[0]:
+            grad_mu = q * (-grad)[:, None]
+            grad_mu.reshape(-1).scatter_add_(  # faster than index_add_ on the CPU
+                0, flat, g_nz * values * (1 / (mu_nz + _EPS) - 1 / t_nz))
+        if ctx.needs_input_grad[1]:
+            # d/dtheta of theta * d = d + theta / (theta + eps) - theta / t
+            grad_theta = (torch.mv(d.t(), grad) - torch.mv(q.t(), grad)
+                          + grad.sum() * (theta / (theta + _EPS)))
+            grad_theta.scatter_add_(0, cols, g_nz * (digamma(y) - values / t_nz
+                                                     - torch.digamma(theta).index_select(0, cols)))
+        return grad_mu, grad_theta, None, None, None, None, None, None
+
+
+def nb_log_prob_sum(mu: torch.Tensor, theta: torch.Tensor, nonzeros: NonZeros) -> torch.Tensor:
+    """Per-cell NB log-likelihood, (B,), of the block whose non-zeros are ``nonzeros``; ``mu``
+    (B, G), ``theta`` (G,) per feature. Same value as the dense formula summed over features
+    up to float rounding; gradients for ``mu`` and ``theta``."""
+    nz = nonzeros
+    log_factorial = None if nz.log_factorial is None else nz.log_factorial.to(mu.dtype)
+    return _NBSum.apply(mu, theta, nz.rows, nz.cols, nz.flat, nz.values.to(mu.dtype),
+                        nz.row_ends, log_factorial)
