@@ -202,3 +202,45 @@ def test_tiny_and_per_cell_fits_run_through(tmp_path) -> None:
         geovae.fit(b, model="cgmvae", latent_dim=2, epochs=4, progress=False,
                    model_options={"n_clusters": 3, "mixture_weights": "per_cell"})
     assert a.obsm["X_geovae"].shape == (15, 2) and b.obsm["X_geovae"].shape == (120, 2)
+
+
+def test_held_weights_stay_at_the_start_then_go_to_their_optimum() -> None:
+    """``hold_weights``: gamma is the start's through the hold AND the -ELBO epochs (no SVI
+    step moves it), and after training it is alpha + N mean q(y) on the kept weights; without
+    the option gamma moves after the hold."""
+    _, source = _blobs()
+    gammas: dict[bool, list[torch.Tensor]] = {}
+    for held in (True, False):
+        m = _module(warm_start=0.4, hold=0.2, hold_weights=held)
+        seen: list[torch.Tensor] = []
+        original = m.before_epoch
+
+        def spy(epoch, epochs, src, idx, seed, m=m, seen=seen, original=original):  # noqa: ANN001, ANN202
+            changed = original(epoch, epochs, src, idx, seed)
+            seen.append(m.gamma.clone())
+            return changed
+
+        m.before_epoch = spy
+        Trainer(m, source, TrainSettings(epochs=10, progress=False, warmup_fraction=0.1)).fit()
+        gammas[held] = [*seen, m.gamma.clone()]
+        assert not m.weights_fixed
+    held, free = gammas[True], gammas[False]
+    assert all(torch.equal(held[4], g) for g in held[5:10])  # start (epoch 4) to the end
+    assert not torch.equal(free[6], free[9])  # SVI steps after the hold
+    m_final = held[-1]
+    assert not torch.equal(m_final, held[9])  # refreshed after training
+    torch.testing.assert_close(m_final.sum(), torch.tensor(1.0 + 400.0), rtol=1e-4, atol=1e-3)
+
+
+def test_prior_lr_is_the_components_share_of_the_learning_rate() -> None:
+    """``prior_lr``: the optimiser has the prior network in a group at that share of the
+    learning rate, everything else at the learning rate."""
+    from geovae.training.parts import make_optimizer
+
+    m = _module(prior_lr=0.1)
+    opt = make_optimizer(m, 1e-3, 0.0)
+    prior = {id(p) for p in m.prior_net.parameters()}
+    rates = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert [round(rates[i], 12) for i in prior] == [1e-4] * len(prior)
+    assert {r for i, r in rates.items() if i not in prior} == {1e-3}
+    assert len(rates) == sum(1 for _ in m.parameters())

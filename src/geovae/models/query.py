@@ -108,9 +108,9 @@ def load_query(cls: type, query: ad.AnnData, reference: Any, *, freeze: str = "a
     grown.adata, grown.prepared = view, grown.prepare(view)
     grown.notes = [] if keys else ["the reference has no batch key: the query is embedded "
                                    "with the reference's weights as they are"]
-    for name in ("delete_moves", "warm_start"):  # off in the module; saved so too
+    for name in ("delete_moves", "merge_moves", "warm_start"):  # off in the module; saved so
         if name in grown.config.model_options:
-            grown.config.model_options[name] = False if name == "delete_moves" else 0.0
+            grown.config.model_options[name] = 0.0 if name == "warm_start" else False
     grown.query_mapping = QueryMapping(freeze, masks, added,
                                        trainable_count(grown.module, masks, freeze))
     grown.reference_cells = cells

@@ -52,6 +52,11 @@ class BaseModule(nn.Module, ABC):
     def loss(self, batch: Batch, kl_weight: float = 1.0) -> LossOutput:
         """-ELBO of a `Batch` (what the trainer calls)."""
 
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers by parameter-name prefix (the optimiser's groups).
+        Default: none, every parameter at the training's learning rate."""
+        return {}
+
     def has_phases(self) -> bool:
         """Whether `before_epoch` changes which parameters the loss uses (several devices
         then look for unused parameters every step). Default: False."""

@@ -66,7 +66,10 @@ fewer cells are labelled. Component k is label k for k < n_labels.
 ``condition_prior`` (default False), ``delete_moves`` (default True, global weights: see
 `delete_components`), ``cluster_samples`` (default 32), ``warm_start`` / ``hold`` (shares of
 the epochs pretrained as a VAE / with the GMM-started components held, default 0.5 / 0.25,
-unsupervised Euclidean latents only: `mixture_start`), ``y_temper`` (default 0, off).
+unsupervised Euclidean latents only: `mixture_start`), ``hold_weights`` (gamma held from the
+start to the end of training, then set to its optimum), ``merge_moves`` (after training,
+before the delete moves: `geovae.modules.merging`), ``prior_lr`` (the components' share of
+the learning rate, default 1), ``y_temper`` (default 0, off).
 """
 
 from __future__ import annotations
@@ -76,16 +79,22 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Dirichlet, Distribution, Independent, Normal, kl_divergence
+from torch.distributions import Dirichlet, Distribution, Normal, kl_divergence
 
 from geovae.data.sources import DataSource
-from geovae.distributions import PowerSpherical, VonMisesFisher, WrappedNormal
 from geovae.errors import OptionError
 from geovae.modules.base import LossOutput
+from geovae.modules.components import (
+    SUPPORTED_LATENTS,
+    component_params,
+    component_prior,
+    concentration,
+)
 from geovae.modules.deletion import delete_components
+from geovae.modules.merging import merge_components
 from geovae.modules.mixture_start import HOLD, WARM_START, mixture_phase, pretrain_loss, set_phase
 from geovae.modules.vae import VAEModule, repeat_samples
-from geovae.nn.latents import EuclideanLatent, HyperbolicLatent, Latent, SphereLatent
+from geovae.nn.latents import Latent
 from geovae.nn.layers import mlp
 from geovae.nn.likelihoods import summed_log_prob
 
@@ -93,39 +102,6 @@ TERMS = ("reconstruction", "kl_z", "kl_w", "kl_y", "kl_d")
 MIXTURE_WEIGHTS = ("global", "per_cell")
 #: training cells each round of delete moves looks at
 DELETE_CELLS = 4096
-
-
-def concentration(raw: torch.Tensor) -> torch.Tensor:
-    """Dirichlet concentrations from unconstrained outputs: softplus + 1e-3, at most 1e3."""
-    return (F.softplus(raw) + 1e-3).clamp(max=1e3)
-
-
-#: latents the mixture prior p(z|w,y) is defined for (see `component_prior`)
-SUPPORTED_LATENTS = (EuclideanLatent, SphereLatent, HyperbolicLatent)
-
-
-def component_params(latent: Latent) -> int:
-    """Unconstrained outputs per mixture component that `component_prior` reads."""
-    if isinstance(latent, SphereLatent):
-        return latent.embed_dim + 1  # direction (d + 1) and concentration
-    return 2 * latent.intrinsic_dim  # location (or tangent vector at the origin) and scale
-
-
-def component_prior(latent: Latent, out: torch.Tensor) -> Distribution:
-    """p(z|w,y=k,c) on z's manifold from unconstrained ``out`` (..., component_params).
-
-    Batch shape ``out.shape[:-1]``; event = z's ``embed_dim`` coordinates, so ``log_prob``
-    takes points as `Latent.rsample` returns them.
-    """
-    if isinstance(latent, SphereLatent):
-        loc = F.normalize(out[..., :-1], dim=-1)
-        kappa = (F.softplus(out[..., -1]) + 1).clamp(max=latent.max_kappa)
-        return (VonMisesFisher if latent.posterior == "vmf" else PowerSpherical)(loc, kappa)
-    a, raw = out.chunk(2, dim=-1)
-    scale = F.softplus(raw) + 1e-3
-    if isinstance(latent, HyperbolicLatent):
-        return WrappedNormal(latent.manifold.expmap0(latent.manifold.tangent0(a)), scale)
-    return Independent(Normal(a, scale), 1)
 
 
 class CGMVAEModule(VAEModule):
@@ -139,7 +115,8 @@ class CGMVAEModule(VAEModule):
                  dirichlet_alpha: float | None = None, classifier_weight: float = 50.0,
                  condition_prior: bool = False, cluster_samples: int = 32,
                  delete_moves: bool = True, prior_uses_w: bool = True,
-                 warm_start: float = WARM_START, hold: float = HOLD, y_temper: float = 0.0):
+                 warm_start: float = WARM_START, hold: float = HOLD, y_temper: float = 0.0,
+                 prior_lr: float = 1.0, merge_moves: bool = False, hold_weights: bool = False):
         if not isinstance(latent, SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
                               f"{latent.geometry!r} latent: use {{latent='euclidean'}}, "
@@ -159,6 +136,8 @@ class CGMVAEModule(VAEModule):
                               "epochs in [0, 1) that add up to at most 1", param="warm_start")
         if not y_temper >= 0:
             raise OptionError(f"{{opt}} must be >= 0, got {y_temper}", param="y_temper")
+        if not 0 < prior_lr <= 1:
+            raise OptionError(f"{{opt}} must be in (0, 1], got {prior_lr}", param="prior_lr")
         if cluster_samples < 0:
             raise OptionError("{opt} must be >= 0 (0: posterior mean)", param="cluster_samples")
         super().__init__(n_features, latent, likelihood, n_covariates, n_hidden, n_layers,
@@ -169,6 +148,11 @@ class CGMVAEModule(VAEModule):
         self.classifier_weight, self.condition_prior = classifier_weight, condition_prior
         self.mixture_weights, self.cluster_samples = mixture_weights, cluster_samples
         self.prior_uses_w, self.warm_start, self.hold = prior_uses_w, warm_start, hold
+        #: the components' (prior network's) share of the learning rate (`lr_scales`)
+        self.prior_lr = prior_lr
+        #: with the warm start, gamma stays at the start's from then to the end of training
+        #: (`mixture_start`); ``weights_fixed`` is True while it does
+        self.hold_weights, self.weights_fixed = hold_weights, False
         self.phase = "mixture"  # `mixture_start.mixture_phase` sets the warm start's phases
         #: weight of q(y|z)'s entropy in the training loss (`mixture_start.mixture_phase`)
         self.y_temper, self.entropy_weight = y_temper, 1.0
@@ -177,6 +161,8 @@ class CGMVAEModule(VAEModule):
         self.update_weights = True
         #: delete moves after training (`delete_components`; `freeze_for_query` turns them off)
         self.delete_moves = delete_moves
+        #: merge moves after training, before the delete moves (`merge_components`)
+        self.merge_moves = merge_moves
         self.w_head = nn.Linear(n_hidden, 2 * w_dim)  # q(w|x,c) from the shared encoder
         self.classifier = nn.Sequential(mlp(z_dim, n_hidden, n_layers, dropout),
                                         nn.Linear(n_hidden, n_clusters))  # f(z)
@@ -258,7 +244,8 @@ class CGMVAEModule(VAEModule):
             g = self.concentrations(z)
             e_log_d = torch.digamma(g) - torch.digamma(g.sum(-1, keepdim=True))
             return e_log_d, kl_divergence(Dirichlet(g), Dirichlet(self.alpha.to(g.dtype)))
-        if self.training and self.update_weights and kl_weight >= 1 and self.phase != "hold":
+        if (self.training and self.update_weights and kl_weight >= 1 and self.phase != "hold"
+                and not self.weights_fixed):
             self._update_gamma(pi.detach())  # after the KL warm-up: components form first
         kl_global = kl_divergence(Dirichlet(self.gamma), Dirichlet(self.alpha)) / self.n_obs
         e_log = self.expected_log_weights().to(pi.dtype)
@@ -276,7 +263,12 @@ class CGMVAEModule(VAEModule):
         (``policy='none'``), and never delete a component: the query may lack types the
         reference's cells still use."""
         self.update_weights = policy == "none"
-        self.delete_moves, self.warm_start = False, 0.0
+        self.delete_moves, self.merge_moves, self.warm_start = False, False, 0.0
+
+    def lr_scales(self) -> dict[str, float]:
+        """The prior network (the mixture components) trains at ``prior_lr`` times the
+        learning rate."""
+        return {"prior_net": self.prior_lr} if self.prior_lr != 1 else {}
 
     def has_phases(self) -> bool:
         """True with the warm start: its pretraining and hold leave the mixture's
@@ -297,7 +289,10 @@ class CGMVAEModule(VAEModule):
         in 3 of 5 seeds)."""
         set_phase(self, "mixture")
         self.entropy_weight = 1.0  # the -ELBO from here on
-        self.delete_components(source, idx, seed)
+        merge_components(self, source, idx, seed, DELETE_CELLS)
+        # held weights (``hold_weights``) go to their optimum given q(y) here
+        delete_components(self, source, idx, seed, DELETE_CELLS, refresh=self.weights_fixed)
+        self.weights_fixed = False
 
     def delete_components(self, source: DataSource, idx: torch.Tensor, seed: int,
                           max_cells: int = DELETE_CELLS) -> list[int]:

@@ -102,14 +102,15 @@ def greedy_deletions(logits: torch.Tensor, log_pz: torch.Tensor, alpha: torch.Te
 
 @torch.no_grad()
 def delete_components(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
-                      seed: int, max_cells: int) -> list[int]:
+                      seed: int, max_cells: int, refresh: bool = False) -> list[int]:
     """Delete moves on a `CGMVAEModule` with at most ``max_cells`` of the training cells
     ``idx``: switch off every spare component whose removal from q(y|z) raises the
     ELBO, and set gamma to its optimum given the new q(y). Global weights only, never the
     label components. Seeded and run in eval mode; the global RNG is left untouched.
-    Returns the deleted components."""
+    ``refresh``: set gamma to its optimum even when nothing is deleted (and with delete
+    moves off). Returns the deleted components."""
     if (module.mixture_weights != "global" or not module.update_weights
-            or not module.delete_moves or len(idx) == 0):
+            or not (module.delete_moves or refresh) or len(idx) == 0):
         return []
     was_training = module.training
     module.eval()
@@ -128,10 +129,12 @@ def delete_components(module: torch.nn.Module, source: DataSource, idx: torch.Te
                           * (labels >= 0)[:, None])
     module.train(was_training)
     logits, onehot = torch.cat(logits), torch.cat(onehot)
-    active, deleted = greedy_deletions(
-        logits, torch.cat(log_pz), module.alpha.double(), module.active,
-        float(module.n_obs) / len(sub), n_protected=module.n_labels, onehot=onehot)
-    if deleted:
+    active, deleted = module.active, []
+    if module.delete_moves:
+        active, deleted = greedy_deletions(
+            logits, torch.cat(log_pz), module.alpha.double(), module.active,
+            float(module.n_obs) / len(sub), n_protected=module.n_labels, onehot=onehot)
+    if deleted or refresh:
         module.active.copy_(active)
         q = mixture_probs(logits, active, onehot)
         module.gamma.copy_(module.alpha + module.n_obs * q.mean(0).to(module.gamma.dtype))

@@ -156,6 +156,7 @@ def mixture_phase(module: torch.nn.Module, epoch: int, epochs: int, source: Data
         return True  # early stopping must not end the pretraining: it starts again each epoch
     if epoch == start and start > 0:
         start_mixture(module, source, idx, seed)
+        module.weights_fixed = bool(module.hold_weights)  # gamma stays at the start's
         set_phase(module, "hold" if end > start else "mixture")
         return True
     if epoch == end and module.phase == "hold":

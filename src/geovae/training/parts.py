@@ -118,15 +118,22 @@ def make_optimizer(module: nn.Module, lr: float, weight_decay: float
     the same update rule, and about 11% less time per epoch on the CPU (benchmarks/RESULTS.md,
     "Where one epoch's time goes"). Otherwise the for-loop implementation.
     """
-    params = [p for p in module.parameters() if p.requires_grad]
-    if not params:
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    if not named:
         raise OptionError("nothing to train: every parameter of the model is frozen")
+    params = [p for _, p in named]
+    scales = module.lr_scales() if hasattr(module, "lr_scales") else {}
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for name, p in named:  # one group per learning rate (`BaseModule.lr_scales`)
+        scale = next((v for k, v in scales.items() if name.startswith(k + ".")), 1.0)
+        groups.setdefault(lr * scale, []).append(p)
+    spec = [{"params": ps, "lr": rate} for rate, ps in groups.items()]
     if all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
         try:
-            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+            return torch.optim.AdamW(spec, lr=lr, weight_decay=weight_decay, fused=True)
         except (RuntimeError, ValueError):  # torch < 2.4 has no fused AdamW on the CPU
             pass
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW(spec, lr=lr, weight_decay=weight_decay)
 
 
 class Progress:

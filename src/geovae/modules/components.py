@@ -1,0 +1,44 @@
+"""The c*GMΔVAE's mixture components p(z|w,y=k,c) on each latent manifold (the only
+geometry-specific piece of the mixture prior), and the Dirichlet concentrations of q(d|z)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.distributions import Distribution, Independent, Normal
+
+from geovae.distributions import PowerSpherical, VonMisesFisher, WrappedNormal
+from geovae.nn.latents import EuclideanLatent, HyperbolicLatent, Latent, SphereLatent
+
+
+def concentration(raw: torch.Tensor) -> torch.Tensor:
+    """Dirichlet concentrations from unconstrained outputs: softplus + 1e-3, at most 1e3."""
+    return (F.softplus(raw) + 1e-3).clamp(max=1e3)
+
+
+#: latents the mixture prior p(z|w,y) is defined for (see `component_prior`)
+SUPPORTED_LATENTS = (EuclideanLatent, SphereLatent, HyperbolicLatent)
+
+
+def component_params(latent: Latent) -> int:
+    """Unconstrained outputs per mixture component that `component_prior` reads."""
+    if isinstance(latent, SphereLatent):
+        return latent.embed_dim + 1  # direction (d + 1) and concentration
+    return 2 * latent.intrinsic_dim  # location (or tangent vector at the origin) and scale
+
+
+def component_prior(latent: Latent, out: torch.Tensor) -> Distribution:
+    """p(z|w,y=k,c) on z's manifold from unconstrained ``out`` (..., component_params).
+
+    Batch shape ``out.shape[:-1]``; event = z's ``embed_dim`` coordinates, so ``log_prob``
+    takes points as `Latent.rsample` returns them.
+    """
+    if isinstance(latent, SphereLatent):
+        loc = F.normalize(out[..., :-1], dim=-1)
+        kappa = (F.softplus(out[..., -1]) + 1).clamp(max=latent.max_kappa)
+        return (VonMisesFisher if latent.posterior == "vmf" else PowerSpherical)(loc, kappa)
+    a, raw = out.chunk(2, dim=-1)
+    scale = F.softplus(raw) + 1e-3
+    if isinstance(latent, HyperbolicLatent):
+        return WrappedNormal(latent.manifold.expmap0(latent.manifold.tangent0(a)), scale)
+    return Independent(Normal(a, scale), 1)
