@@ -1,15 +1,18 @@
 """geovae vs scvi-tools' SCVI on the same sparse synthetic counts: speed, memory, clusters.
 
 Run:  python benchmarks/bench_vs_scvi.py [--cells 20000] [--genes 2000] [--epochs 20]
-          [--seeds 0 1 2] [--scvi-python .venv-scvi/bin/python] [--write]
+          [--seeds 0 1 2] [--threads 1|0] [--defaults] [--scvi-python PY] [--write]
 
 Data: `geovae.datasets.simulate_counts` (negative-binomial gamma-Poisson counts, CSR), 6 cell
 types (the known labels), 2 batches (the batch key), median library size 200 and skewed gene
 means, which gives ~91-92% zeros; fixed data seed (``--data-seed``), written once to
 ``--work/synthetic_<cells>x<genes>.h5ad``.
 
-Each method runs in its own fresh process, one at a time, with 1 thread (OMP/MKL/OpenBLAS/
-numba thread counts 1, torch.set_num_threads(1)):
+Each method runs in its own fresh process, one at a time, with ``--threads`` threads (default
+1: OMP/MKL/OpenBLAS/numba thread counts 1, torch.set_num_threads(1); 0: no caps, each tool's
+own default, i.e. every core). ``--defaults`` runs each tool the way a user types it
+(``geovae fit INPUT --batch-key batch --epochs E``; ``SCVI(adata)`` with its ZINB and
+``train(max_epochs=E)``) instead of the matched settings below:
 
 - geovae: the ``geovae fit`` command (``python -m geovae fit``): Euclidean VAE, NB likelihood,
   ``--latent-dim 10 --batch-size 128 --batch-key batch --threads 1``; it trains (with its
@@ -57,7 +60,10 @@ import json, os, sys, time, warnings
 t_start = time.perf_counter()
 warnings.filterwarnings("ignore")
 import torch
-torch.set_num_threads(1)
+threads = int(os.environ.get("BENCH_THREADS", "1"))
+defaults = os.environ.get("BENCH_DEFAULTS") == "1"
+if threads:
+    torch.set_num_threads(threads)
 import scvi, scanpy as sc, anndata as ad
 import scipy.sparse as sps
 if not hasattr(sps.csr_array, "getnnz"):  # scanpy 1.11.5's neighbours call it; scipy 1.17
@@ -69,9 +75,10 @@ import matplotlib.pyplot as plt
 data, out = sys.argv[1], sys.argv[2]
 epochs, seed, batch_size = map(int, sys.argv[3:6])
 scvi.settings.seed = seed
-scvi.settings.num_threads = 1
+if threads:
+    scvi.settings.num_threads = threads
+    torch.set_num_threads(threads)
 scvi.settings.dl_num_workers = 0
-torch.set_num_threads(1)
 ph = {}
 t = time.perf_counter()
 adata = ad.read_h5ad(data)
@@ -87,12 +94,19 @@ class EpochTimer(pl.Callback):
 
 t = time.perf_counter()
 scvi.model.SCVI.setup_anndata(adata, batch_key="batch")
-model = scvi.model.SCVI(adata, n_latent=10, gene_likelihood="nb")
+if defaults:  # what a user types: n_latent 10, ZINB, batch 128, no early stopping
+    model = scvi.model.SCVI(adata)
+else:
+    model = scvi.model.SCVI(adata, n_latent=10, gene_likelihood="nb")
 ph["setup"] = time.perf_counter() - t
 timer = EpochTimer()
 t = time.perf_counter()
-model.train(max_epochs=epochs, batch_size=batch_size, accelerator="cpu", devices=1,
-            early_stopping=False, enable_progress_bar=False, callbacks=[timer])
+if defaults:
+    model.train(max_epochs=epochs, accelerator="cpu", enable_progress_bar=False,
+                callbacks=[timer])
+else:
+    model.train(max_epochs=epochs, batch_size=batch_size, accelerator="cpu", devices=1,
+                early_stopping=False, enable_progress_bar=False, callbacks=[timer])
 ph["train"] = time.perf_counter() - t
 t = time.perf_counter()
 adata.obsm["X_scVI"] = model.get_latent_representation()
@@ -115,7 +129,8 @@ ph["write"] = time.perf_counter() - t
 ph["total_in_python"] = time.perf_counter() - t_start
 print(json.dumps({"phases": ph, "epoch_times": timer.times, "epochs": epochs,
                   "version": scvi.__version__, "torch": torch.__version__,
-                  "threads": torch.get_num_threads()}))
+                  "threads": torch.get_num_threads(),
+                  "likelihood": model.module.gene_likelihood}))
 """
 
 #: ``python -m geovae`` with the training loop's epoch boundaries recorded (the progress
@@ -192,18 +207,32 @@ def scores(out_h5ad: Path, cluster_key: str) -> dict:
             "n_clusters": int(len(set(clusters)))}
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without thread caps (set per run by `thread_env`)."""
+    return {k: v for k, v in os.environ.items() if k not in THREAD_ENV}
+
+
+def thread_env(args: argparse.Namespace) -> dict[str, str]:
+    """Thread caps for a child: ``--threads N`` caps OpenMP/MKL/OpenBLAS/numba at N; 0
+    leaves each tool to its own defaults (what a user gets)."""
+    if not args.threads:
+        return {"BENCH_THREADS": "0"}
+    return {**{k: str(args.threads) for k in THREAD_ENV}, "BENCH_THREADS": str(args.threads)}
+
+
 def run_geovae(data: Path, work: Path, seed: int, args: argparse.Namespace) -> dict:
     out = work / f"geovae_s{seed}.h5ad"
     metrics = work / f"geovae_s{seed}.metrics.json"
     marks = work / f"geovae_s{seed}.epochs.json"
-    env = {**os.environ, **THREAD_ENV, "PYTHONPATH": str(ROOT / "src"),
+    env = {**clean_env(), **thread_env(args), "PYTHONPATH": str(ROOT / "src"),
            "BENCH_EPOCHS_JSON": str(marks)}
     cmd = [sys.executable, "-c", GEOVAE_CHILD, "fit", str(data), "--out", str(out),
            "--model-dir", str(work / f"geovae_s{seed}.model"), "--batch-key", "batch",
-           "--label-key", "cell_type", "--likelihood", "nb", "--latent", "euclidean",
-           "--latent-dim", "10", "--epochs", str(args.epochs), "--batch-size",
-           str(args.batch_size), "--threads", "1", "--device", "cpu", "--seed", str(seed),
-           "--metrics-json", str(metrics), "--quiet"]
+           "--epochs", str(args.epochs), "--seed", str(seed), "--metrics-json", str(metrics),
+           "--quiet", "--threads", str(args.threads)]
+    if not args.defaults:
+        cmd += ["--label-key", "cell_type", "--likelihood", "nb", "--latent", "euclidean",
+                "--latent-dim", "10", "--batch-size", str(args.batch_size), "--device", "cpu"]
     r = run_child(cmd, env, work / f"geovae_s{seed}.log")
     m = json.loads(metrics.read_text())
     t = np.diff(json.loads(marks.read_text()))
@@ -216,7 +245,7 @@ def run_geovae(data: Path, work: Path, seed: int, args: argparse.Namespace) -> d
 
 def run_scvi(data: Path, work: Path, seed: int, args: argparse.Namespace) -> dict:
     out = work / f"scvi_s{seed}.h5ad"
-    env = {**os.environ, **THREAD_ENV}
+    env = {**clean_env(), **thread_env(args), "BENCH_DEFAULTS": "1" if args.defaults else "0"}
     env.pop("PYTHONPATH", None)
     cmd = [args.scvi_python, "-c", SCVI_CHILD, str(data), str(out), str(args.epochs),
            str(seed), str(args.batch_size)]
@@ -225,7 +254,8 @@ def run_scvi(data: Path, work: Path, seed: int, args: argparse.Namespace) -> dic
     r.update(method="scvi", seed=seed, epochs=info["epochs"], phases=info["phases"],
              s_per_epoch=float(np.mean(info["epoch_times"])),
              train_call_s_per_epoch=info["phases"]["train"] / info["epochs"],
-             threads=info["threads"], versions={"scvi-tools": info["version"],
+             threads=info["threads"], likelihood=info.get("likelihood", "nb"),
+             versions={"scvi-tools": info["version"],
                                                 "torch": info["torch"]},
              **scores(out, "leiden"))
     return r
@@ -301,6 +331,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads per process (0: each tool's default, every core)")
+    ap.add_argument("--defaults", action="store_true",
+                    help="each tool at its defaults (geovae fit INPUT --batch-key batch "
+                         "--epochs E; SCVI(adata) (ZINB) and train(max_epochs=E)) instead of "
+                         "the matched settings (NB, latent 10, batch 128 for both)")
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--methods", nargs="+", default=list(RUNNERS), choices=list(RUNNERS))
     ap.add_argument("--scvi-python", default=SCVI_PYTHON,
@@ -317,6 +353,8 @@ def main() -> None:
         desc, records = saved["data"], saved["records"]
         args.seeds = list(dict.fromkeys(r["seed"] for r in records))
         args.cells, args.genes, args.epochs = desc["cells"], desc["genes"], records[0]["epochs"]
+        args.threads = records[0].get("threads_arg", 1)
+        args.defaults = records[0].get("defaults", False)
         return report(args, desc, records)
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.work / f"synthetic_{args.cells}x{args.genes}_s{args.data_seed}.h5ad"
@@ -327,7 +365,7 @@ def main() -> None:
         order = args.methods if i % 2 == 0 else args.methods[::-1]
         for pos, method in enumerate(order):
             r = RUNNERS[method](data, args.work, seed, args)
-            r["order"] = pos + 1
+            r.update(order=pos + 1, threads_arg=args.threads, defaults=args.defaults)
             r.pop("stdout", None)
             records.append(r)
             print(f"seed {seed} {method}: {r['s_per_epoch']:.2f} s/epoch (loop), "
@@ -345,22 +383,34 @@ def report(args: argparse.Namespace, desc: dict, records: list[dict]) -> None:
     """Print (and with --write, store) the markdown section."""
     versions = {m: next(r["versions"] for r in records if r["method"] == m) for m in RUNNERS}
     cmd = (f"python benchmarks/bench_vs_scvi.py --cells {args.cells} --genes {args.genes} "
-           f"--epochs {args.epochs} --seeds {' '.join(map(str, args.seeds))}"
+           f"--epochs {args.epochs} --seeds {' '.join(map(str, args.seeds))} --threads "
+           f"{args.threads}" + (" --defaults" if args.defaults else "")
            + (" --write" if args.write else ""))
+    threads = ("Every process used its tool's default threads (no OMP/MKL/numba caps; geovae "
+               "`--threads 0`, torch's default for SCVI): both cores"
+               if not args.threads else
+               f"Every process used {args.threads} thread(s) (OMP/MKL/OpenBLAS/numba "
+               f"{args.threads}, torch.set_num_threads({args.threads}))")
+    if args.defaults:
+        settings = (f"Each tool at its defaults: `geovae fit INPUT --batch-key batch --epochs "
+                    f"{args.epochs}` (NB, latent 10, batch 128, early stopping, held-out "
+                    "IWAE + PPC, kNN, Leiden, UMAP 100 epochs, plot, write) vs `SCVI(adata)` "
+                    f"(ZINB, latent 10) `.train(max_epochs={args.epochs})` (batch 128), "
+                    "latent, scanpy neighbors + Leiden + UMAP (200 epochs), plot, write.")
+    else:
+        settings = ("Both: n_latent 10, n_hidden 128, one hidden layer, NB likelihood, batch "
+                    f"size {args.batch_size}, {args.epochs} epochs, no early stopping.")
     text = "\n".join([
         SECTION, "",
         f"Command: `{cmd}` (tabulated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). "
         f"Machine: {machine()}, shared with other agents' jobs: timings are noisy; the load "
         "average (1, 5, 15 min) before and after each run is in the per-run table. "
-        "Every process used 1 thread (OMP/MKL/OpenBLAS/numba 1, torch.set_num_threads(1)); "
-        "one process at a time; the method order alternates with the seed.",
+        f"{threads}; one process at a time; the method order alternates with the seed.",
         "",
         f"Data: {desc['cells']} cells x {desc['genes']} genes of negative-binomial counts "
         f"(`simulate_counts`, seed {desc['seed']}), CSR, {100 * desc['zeros']:.1f}% zeros, "
         f"median library {desc['median_library']:.0f}, {desc['types']} cell types (the "
-        f"labels), {desc['batches']} batches (the batch key). Both: n_latent 10, n_hidden "
-        f"128, one hidden layer, NB likelihood, batch size {args.batch_size}, "
-        f"{args.epochs} epochs, no early stopping.",
+        f"labels), {desc['batches']} batches (the batch key). {settings}",
         f"Versions: geovae {versions['geovae'].get('geovae', '?')} (torch "
         f"{versions['geovae'].get('torch', '?')}); scvi-tools "
         f"{versions['scvi']['scvi-tools']} (torch {versions['scvi']['torch']}).",
