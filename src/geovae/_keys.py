@@ -172,8 +172,8 @@ RECORD_FIELDS: dict[str, str] = {
     "clusters, labels and cells, and the accuracy of geovae_label where the model predicts "
     "labels",
     "umap": "whether this run computed a UMAP (not with --no-umap or umap=False) and the "
-    "obsm/uns keys it wrote it to (one policy: geovae.tools.umap_keys), and its optimisation "
-    "epochs `n_epochs` (--umap-epochs)",
+    "obsm/uns keys it wrote it to (one policy: geovae.tools.umap_keys), its optimisation "
+    "epochs `n_epochs` (--umap-epochs) and `negative_sample_rate`",
     "transfer": "transfer: features matched/missing, new categories, frozen weights, epochs, "
     "unknown-call rate, accuracy and macro-F1 against --eval-key; with --reference, `mixing`: "
     "scIB scores of the query against the reference cells of the same labels (iLISI overall "

@@ -8,7 +8,13 @@ import pytest
 
 from geovae import _keys as K
 from geovae.errors import OptionError
-from geovae.tools.cluster import UMAP_EPOCHS, cluster, umap_learn_epochs
+from geovae.tools.cluster import (
+    UMAP_EPOCHS,
+    UMAP_LEARN_NEGATIVE_SAMPLES,
+    UMAP_NEGATIVE_SAMPLES,
+    cluster,
+    umap_learn_epochs,
+)
 
 
 @pytest.fixture
@@ -19,7 +25,7 @@ def epochs_run(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     real, seen = U.simplicial_set_embedding, []
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        seen.append(kwargs["n_epochs"])
+        seen.append((kwargs["n_epochs"], kwargs["negative_sample_rate"]))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(U, "simplicial_set_embedding", spy)
@@ -34,14 +40,17 @@ def blobs(n: int = 240) -> ad.AnnData:
     return a
 
 
-@pytest.mark.parametrize(("asked", "used"), [(None, UMAP_EPOCHS), (7, 7), (0, 500)])
-def test_umap_runs_and_records_the_epochs(epochs_run: list[int], asked: int | None,
-                                          used: int) -> None:
+@pytest.mark.parametrize(("asked", "used", "negatives"), [
+    (None, UMAP_EPOCHS, UMAP_NEGATIVE_SAMPLES), (7, 7, UMAP_NEGATIVE_SAMPLES),
+    (0, 500, UMAP_LEARN_NEGATIVE_SAMPLES)])
+def test_umap_runs_and_records_the_epochs(epochs_run: list, asked: int | None,
+                                          used: int, negatives: int) -> None:
     a = blobs()
     kwargs = {} if asked is None else {"umap_epochs": asked}
     cluster(a, seed=0, **kwargs)
-    assert epochs_run == [used]
+    assert epochs_run == [(used, negatives)]
     assert a.uns[K.UNS]["umap"]["n_epochs"] == used
+    assert a.uns[K.UNS]["umap"]["negative_sample_rate"] == negatives
     assert a.obsm[K.UMAP_GEOVAE].shape == (a.n_obs, 2)
 
 
