@@ -394,7 +394,8 @@ def table(path: Path) -> str:
             "paired t p |", "|---|---|---|---|---|"]
     for pair in sorted(geo["pair"].unique()):
         s = seed_means(recs, GEOVAE).loc[pair]
-        for name, a, b in (("AUROC − (library size + 0.10)", s["auroc"],
+        for name, a, b in (("AUROC − library size", s["auroc"], s["auroc_library"]),
+                           ("AUROC − (library size + 0.10)", s["auroc"],
                             s["auroc_library"] + 0.10),
                            ("AUROC − max prob", s["auroc"], s["auroc_maxprob"])):
             r = paired(a.to_numpy(), b.to_numpy())
@@ -500,6 +501,8 @@ def main() -> None:
                    "run's latent, -ELBO, depth and votes (rescored with --rescore)")
     p.add_argument("--rescore", type=Path, default=None, help="the candidate-score table "
                    "recomputed from a --save-arrays folder")
+    p.add_argument("--rescore-record", type=Path, default=None, help="with --rescore: "
+                   "also write the recomputed metrics there (JSON lines)")
     p.add_argument("--candidates", type=Path, default=None, help="the candidate-score table "
                    "of a record")
     args = p.parse_args()
@@ -507,7 +510,10 @@ def main() -> None:
         print(table(args.table))
         return
     if args.rescore is not None or args.candidates is not None:
-        print(candidate_table(rescore(args.rescore) if args.rescore else load(args.candidates)))
+        recs = rescore(args.rescore) if args.rescore else load(args.candidates)
+        if args.rescore_record is not None:
+            recs.to_json(args.rescore_record, orient="records", lines=True)
+        print(candidate_table(recs))
         return
     run_all(args)
 

@@ -34,7 +34,12 @@ def candidates(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """name -> p-values of the query cells, from the arrays of one run (`arrays_of`)."""
     pred, labels = a["pred_code"], a["ref_labels"]
     z, rz = a["z"].astype(np.float32), a["ref_z"].astype(np.float32)
-    p = {"maha_best": best_label_pvalues(a, "maha")}
+    from geovae.models.reference import ReferenceCells
+    from geovae.tools.novelty import novelty_pvalues
+
+    cells = ReferenceCells(rz, labels, None, a["ref_nelbo"], a["ref_depth"])
+    p = {"default": novelty_pvalues(z, a["nelbo"], a["depth"], cells, pred, K, "euclidean"),
+         "maha_best": best_label_pvalues(a, "maha")}
     p |= {
         "elbo": shifted_pvalues(a["nelbo"], a["ref_nelbo"]),
         "depth_elbo": depth_pvalues(a["nelbo"], a["depth"], a["ref_nelbo"], a["ref_depth"]),

@@ -63,8 +63,9 @@ KEYS: tuple[Key, ...] = (
         "where the input holds a ranking of its own"),
     Key("obs", LABEL, ("fit", "embed", "transfer"), "predicted label of every cell (cgmvae with "
         "labels; transfer: 'unknown' below --unknown-threshold)"),
-    Key("obs", LABEL_CONFIDENCE, ("transfer",), "confidence of the transferred label (classifier "
-        "probability, lowered for cells the model explains worse than the reference cells)"),
+    Key("obs", LABEL_CONFIDENCE, ("transfer",), "confidence of the transferred label (how typical "
+        "the cell is of the reference cells: latent distance to the best-fitting label and "
+        "-ELBO given depth; times the classifier probability for the mixture model)"),
     Key("obsm", LABEL_PROBS, ("transfer",), "probability of each reference label (cgmvae: "
         "q(y|x) combined with the vote of the 15 nearest reference cells)"),
     Key("obs", SOURCE, ("transfer",), "joint object only: reference or query"),

@@ -192,3 +192,45 @@ def test_mahalanobis_pvalues_flag_cells_beside_their_label() -> None:
     p = mahalanobis_pvalues(query, ref, predicted, ref_labels)
     assert roc_auc_score(novel, -p) > 0.95
     assert np.mean(p[~novel] < 0.02) < 0.06
+
+
+def _reference_like(rng: np.random.Generator, centres: np.ndarray, labels: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(latent, -ELBO, log library) of cells the model explains equally well at every depth
+    (the -ELBO about a line in log library size within a label, as on the Kang data)."""
+    z = centres[labels] + rng.normal(size=(len(labels), centres.shape[1]))
+    depth = rng.normal(7.0, 0.6, size=len(labels))
+    return z, 300.0 * depth + 40.0 * rng.gumbel(size=len(labels)), depth
+
+
+def test_the_default_flags_an_unseen_type_beside_a_known_one_not_deeper_cells() -> None:
+    """`novelty_pvalues` (the default): an unseen cluster 4 sd beside label 0 (nearer it than
+    any other label), explained a little worse, is flagged (AUROC > 0.9) though its votes
+    go to label 0; known cells of a new condition (shifted latent, worse -ELBO) and known
+    cells 0.8 deeper in log library size (their -ELBO as high as that depth gives) are not:
+    at most 8% below p = 0.05, and partial rank correlation with depth below 0.1."""
+    from geovae.models.reference import ReferenceCells
+    from geovae.tools.novelty import novelty_pvalues
+
+    rng = np.random.default_rng(11)
+    centres = np.array([[0.0, 0, 0, 0, 0], [6.0, 0, 0, 0, 0], [0.0, 6.0, 0, 0, 0]])
+    ref_labels = np.repeat([0, 1, 2], 600)
+    rz, rn, rd = _reference_like(rng, centres, ref_labels)
+    cells = ReferenceCells(rz.astype(np.float32), ref_labels, None, rn, rd)
+    predicted = np.repeat([0, 1, 2], 400)
+    z, nelbo, depth = _reference_like(rng, centres, predicted)
+    z += 0.3  # a new condition
+    nelbo += 20.0
+    deeper = np.zeros(1200, bool)
+    deeper[400:600] = True  # label 1, deeper: -ELBO as that depth gives
+    depth[deeper] += 0.8
+    nelbo[deeper] += 300.0 * 0.8
+    novel = np.zeros(1200, bool)
+    novel[:80] = True  # label 0's votes, 4 sd off its centre, explained a little worse
+    z[:80] = centres[0] + [0.0, 0.0, 4.0, 0.0, 0.0] + 0.5 * rng.normal(size=(80, 5))
+    nelbo[:80] += 60.0
+    p = novelty_pvalues(z, nelbo, depth, cells, predicted, 15, "euclidean")
+    assert roc_auc_score(novel, -p) > 0.9
+    assert np.mean(p[deeper] < 0.05) < 0.08 and np.mean(p[~novel] < 0.05) < 0.08
+    known = ~novel
+    assert abs(_partial_spearman(p[known], depth[known])) < 0.1

@@ -26,7 +26,7 @@ from geovae.models.reference import (
 )
 from geovae.models.transfer import check_freeze
 from geovae.tools._labels import UNKNOWN, call_labels, label_probs, label_scores
-from geovae.tools.novelty import typicality
+from geovae.tools.novelty import VOTE_POWER, is_default_check, typicality
 from geovae.tools.placement import place_on_umap
 from geovae.tools.record import update_record
 
@@ -80,7 +80,10 @@ def transfer(
         ``covariates`` (also the layers the covariates enter) or ``none`` (everything). The
         last two need ``reference`` (its cells are re-embedded with the new weights).
     unknown_threshold
-        Cells whose label confidence is below it are labelled "unknown".
+        Cells whose label confidence is below it are labelled "unknown". The confidence is
+        the novelty factor (`geovae.tools.novelty.typicality`: about 1/2 at novelty
+        p-value 0.05) times the label probability — for the default VAE's neighbour votes
+        with the default check, the factor alone (`novelty.VOTE_POWER`).
     n_neighbors
         Reference cells that vote on each query cell's label (with q(y|x) for a supervised
         cgmvae: `combine_votes`) and place it on the reference's UMAP.
@@ -130,7 +133,9 @@ def transfer(
     nelbo, depth = negative_elbo(mapped, source), log_library(source)
     if cells is not None:  # how typical each cell is of the reference cells (novelty.py)
         codes = None if probs is None else probs.argmax(1)
-        conf = conf * typicality(z, nelbo, cells, codes, n_neighbors, geometry, depth)
+        factor = typicality(z, nelbo, cells, codes, n_neighbors, geometry, depth)
+        votes_out = method == "knn" and is_default_check(cells, codes, depth)
+        conf = factor * conf ** (VOTE_POWER if votes_out else 1.0)
     info: dict[str, Any] = {
         "n_features_matched": spec.n_features - prepared.n_missing_features,
         "n_missing_features": prepared.n_missing_features,
