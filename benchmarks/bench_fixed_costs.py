@@ -23,7 +23,10 @@ import time
 import warnings
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from _common import load_average  # noqa: E402
+
 import geovae  # noqa: E402  (before torch: the OpenMP wait policy)
 
 
@@ -94,14 +97,28 @@ def main() -> None:
     extra("knn_leiden", lambda: cluster(adata, use_rep=K.REP, umap=False, seed=0))
     import scanpy as sc
 
-    from geovae.tools.cluster import UMAP_EPOCHS, umap_learn_epochs
+    from geovae.tools.cluster import (
+        UMAP_EPOCHS,
+        UMAP_LEARN_NEGATIVE_SAMPLES,
+        UMAP_NEGATIVE_SAMPLES,
+        umap_learn_epochs,
+    )
 
-    # the UMAP from the same graph: geovae's default epochs, then umap-learn's (--umap-epochs 0)
+    # the UMAP from the same graph: geovae's defaults (epochs, negative samples), then with
+    # umap-learn's negative samples, then umap-learn's defaults (--umap-epochs 0)
     extra("umap", lambda: sc.tl.umap(adata, neighbors_key=K.NEIGHBORS, random_state=0,
-                                     maxiter=UMAP_EPOCHS), epochs=UMAP_EPOCHS)
+                                     maxiter=UMAP_EPOCHS,
+                                     negative_sample_rate=UMAP_NEGATIVE_SAMPLES),
+          epochs=UMAP_EPOCHS, negative_sample_rate=UMAP_NEGATIVE_SAMPLES)
+    extra("umap_5_negative_samples", lambda: sc.tl.umap(
+        adata, neighbors_key=K.NEIGHBORS, random_state=0, maxiter=UMAP_EPOCHS,
+        negative_sample_rate=UMAP_LEARN_NEGATIVE_SAMPLES),
+          epochs=UMAP_EPOCHS, negative_sample_rate=UMAP_LEARN_NEGATIVE_SAMPLES)
     full = umap_learn_epochs(adata.n_obs)
     extra("umap_umap_learn_default", lambda: sc.tl.umap(
-        adata, neighbors_key=K.NEIGHBORS, random_state=0, maxiter=full), epochs=full)
+        adata, neighbors_key=K.NEIGHBORS, random_state=0, maxiter=full,
+        negative_sample_rate=UMAP_LEARN_NEGATIVE_SAMPLES),
+          epochs=full, negative_sample_rate=UMAP_LEARN_NEGATIVE_SAMPLES)
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "umap.png"
         extra("plot", lambda: save_figure(umap_figure(adata, ["condition"]),
@@ -112,12 +129,16 @@ def main() -> None:
               "s_per_epoch": round(train_s / epochs, 3), "latent_s": round(latent_s, 2),
               "test_cells": n_test, "first_call_warmup_s": round(warm_s, 2),
               "torch": torch.__version__, "geovae": geovae.__version__,
+              "load": load_average(3),
               "extras": rows}
     print(f"{args.cells} cells x {args.genes} genes, {epochs} epochs in {train_s:.1f} s "
-          f"({train_s / epochs:.2f} s/epoch, {args.threads} threads); test split {n_test}")
-    print(f"{'extra':<30} {'seconds':>8} {'% of fit':>9}")
+          f"({train_s / epochs:.2f} s/epoch, {train_cpu_s:.1f} CPU s, {args.threads} threads); "
+          f"test split {n_test}; load {load_average(3)}")
+    print(f"{'extra':<30} {'seconds':>8} {'% of fit':>9} {'CPU s':>7} {'% of fit CPU':>13}")
     for name, r in rows.items():
-        print(f"{name:<30} {r['seconds']:8.2f} {100 * r['share_of_fit']:8.1f}%")
+        r["share_of_fit_cpu"] = round(r["cpu_s"] / train_cpu_s, 4)
+        print(f"{name:<30} {r['seconds']:8.2f} {100 * r['share_of_fit']:8.1f}% "
+              f"{r['cpu_s']:7.2f} {100 * r['share_of_fit_cpu']:12.1f}%")
     print(f"held-out log p(x): {held['per_cell']:.2f} ± {held['se']:.2f} "
           f"({E.HELDOUT_SAMPLES} samples; gain over half {held['gain_vs_half']:+.3f}) vs "
           f"{old['per_cell']:.2f} ± {old['se']:.2f} (100 samples; gain over half "

@@ -9,6 +9,7 @@ import pytest
 from geovae import _keys as K
 from geovae.errors import OptionError
 from geovae.tools.cluster import (
+    CHEAP_UMAP_CELLS,
     UMAP_EPOCHS,
     UMAP_LEARN_NEGATIVE_SAMPLES,
     UMAP_NEGATIVE_SAMPLES,
@@ -41,7 +42,7 @@ def blobs(n: int = 240) -> ad.AnnData:
 
 
 @pytest.mark.parametrize(("asked", "used", "negatives"), [
-    (None, UMAP_EPOCHS, UMAP_NEGATIVE_SAMPLES), (7, 7, UMAP_NEGATIVE_SAMPLES),
+    (None, UMAP_EPOCHS, UMAP_LEARN_NEGATIVE_SAMPLES), (7, 7, UMAP_LEARN_NEGATIVE_SAMPLES),
     (0, 500, UMAP_LEARN_NEGATIVE_SAMPLES)])
 def test_umap_runs_and_records_the_epochs(epochs_run: list, asked: int | None,
                                           used: int, negatives: int) -> None:
@@ -52,6 +53,17 @@ def test_umap_runs_and_records_the_epochs(epochs_run: list, asked: int | None,
     assert a.uns[K.UNS]["umap"]["n_epochs"] == used
     assert a.uns[K.UNS]["umap"]["negative_sample_rate"] == negatives
     assert a.obsm[K.UMAP_GEOVAE].shape == (a.n_obs, 2)
+
+
+@pytest.mark.parametrize(("asked", "used", "negatives"), [
+    (None, UMAP_EPOCHS, UMAP_NEGATIVE_SAMPLES), (0, 200, UMAP_LEARN_NEGATIVE_SAMPLES)])
+def test_more_cells_take_fewer_negative_samples(epochs_run: list, asked: int | None,
+                                                used: int, negatives: int) -> None:
+    a = blobs(CHEAP_UMAP_CELLS + 1)
+    kwargs = {} if asked is None else {"umap_epochs": asked}
+    cluster(a, seed=0, **kwargs)
+    assert epochs_run == [(used, negatives)]
+    assert a.uns[K.UNS]["umap"]["negative_sample_rate"] == negatives
 
 
 def test_fewer_epochs_change_the_picture_and_the_seed_repeats_it() -> None:

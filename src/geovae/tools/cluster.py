@@ -25,14 +25,15 @@ METHODS = ("leiden", "mixture")
 #: seeds, 2-3% lower kNN preservation, at a half to a fifth of the time (benchmarks/RESULTS.md,
 #: "Fixed costs of a fit")
 UMAP_EPOCHS = 100
-#: negative samples per positive edge sample in the UMAP's optimiser by default (umap-learn:
-#: 5); each epoch's cost grows with 1 + this. On 20k simulated cells (a trained VAE's latent,
-#: 2 seeds), 2 halved the UMAP's CPU time (6.6 -> 3.4 s) at a trustworthiness 0.0004 lower
-#: (0.9692 vs 0.9696), a higher cell-type silhouette (0.776 vs 0.751) and 6 % fewer latent
-#: neighbours kept (benchmarks/RESULTS.md, "Fixed costs of a fit"); ``umap_epochs=0``
-#: restores umap-learn's defaults (epochs and 5 negative samples)
+#: negative samples per positive edge sample in the UMAP's optimiser above `CHEAP_UMAP_CELLS`
+#: cells (umap-learn: 5); each epoch's cost grows with 1 + this. On 20k simulated cells (a
+#: trained VAE's latent, 2 seeds), 2 halved the UMAP's CPU time (5.5-5.9 -> 3.4 s) at a
+#: trustworthiness 0.0004 lower, a higher cell-type silhouette (0.78 vs 0.75) and 6 % fewer
+#: latent neighbours kept; on 1,500 cells it lost 0.035 of trustworthiness, so smaller data
+#: keep 5 (docs/speed.md, "UMAP"). ``umap_epochs=0`` restores umap-learn's defaults
 UMAP_NEGATIVE_SAMPLES = 2
 UMAP_LEARN_NEGATIVE_SAMPLES = 5
+CHEAP_UMAP_CELLS = 10000
 
 log = logging.getLogger("geovae.tools")
 
@@ -82,10 +83,10 @@ def cluster(
         latents; its recall against exact kNN is measured on 1,000 random cells and recorded.
         0 always approximates.
     umap_epochs
-        The UMAP's optimisation epochs (default 100, with 2 negative samples per edge sample;
-        recorded in ``uns['geovae']['umap']['n_epochs']`` and ``['negative_sample_rate']``);
-        0 is umap-learn's defaults (500 epochs up to 10,000 cells, 200 above, 5 negative
-        samples): a similar picture at 4-10 times the time.
+        The UMAP's optimisation epochs (default 100, with 2 negative samples per edge sample
+        above 10,000 cells, 5 below; recorded in ``uns['geovae']['umap']['n_epochs']`` and
+        ``['negative_sample_rate']``); 0 is umap-learn's defaults (500 epochs up to 10,000
+        cells, 200 above, 5 negative samples): a similar picture at 2-5 times the time.
 
     The graph uses the latent's own distance (great-circle on the sphere, geodesic on the
     hyperboloid) when the representation comes from a curved geovae model.
@@ -172,7 +173,7 @@ def cluster(
         adata.obs[key_added] = categorical(adata.obs[key_added].astype(str).to_numpy())
     saved = set_aside(adata)  # where the UMAP goes: `geovae.tools.umap_keys`
     n_epochs = int(umap_epochs) or umap_learn_epochs(adata.n_obs)
-    negatives = UMAP_NEGATIVE_SAMPLES if umap_epochs else UMAP_LEARN_NEGATIVE_SAMPLES
+    negatives = umap_negative_samples(adata.n_obs, umap_epochs)
     try:
         if umap:
             log.info(f"UMAP of {adata.n_obs} cells ({n_epochs} optimisation epochs, "
@@ -194,6 +195,13 @@ def cluster(
                                   "n_clusters": int(adata.obs[key_added].nunique()),
                                   **knn_info}, umap=where)
     return adata
+
+
+def umap_negative_samples(n_obs: int, umap_epochs: int) -> int:
+    """Negative samples of the UMAP's optimiser: `UMAP_NEGATIVE_SAMPLES` above
+    `CHEAP_UMAP_CELLS` cells at geovae's epochs, umap-learn's 5 otherwise."""
+    cheap = umap_epochs and n_obs > CHEAP_UMAP_CELLS
+    return UMAP_NEGATIVE_SAMPLES if cheap else UMAP_LEARN_NEGATIVE_SAMPLES
 
 
 def umap_learn_epochs(n_obs: int) -> int:
