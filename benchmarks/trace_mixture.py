@@ -141,35 +141,73 @@ def fit(data: str, seed: int, k: int, opts: dict[str, Any]) -> dict[str, Any]:
             "val_best": float(info["loss_history"]["validation"][best - 1])}
 
 
-def summarise(paths: list[Path]) -> None:
-    """Per (data, K, options): mean ARI / in use at the start, the end of the hold, kept
-    (both readouts), after each move (predictive readout), and the fit's own output."""
-    from paired_stats import mean_sd
+#: what each post-hoc variant adds to a fit's own options in the summary's row names
+MOVE_NAMES = {"del": "", "merge_del": " + merge", "del_all": " + del_all"}
+#: the two-stage baseline's records (bench_clusters.py, same data and seeds)
+BGMM_RECORDS = Path(__file__).resolve().parent / "results" / "clusters_2026-12-06.jsonl"
+
+
+def label(opts: dict[str, Any]) -> str:
+    """A fit's options as a row name ("default" for none)."""
+    names = {"_freeze_gamma": "hold_weights", "hold_weights": "hold_weights"}
+    parts = [names.get(k, f"{k}={v}") for k, v in sorted(opts.items())
+             if k != "merge_moves"]
+    return " + ".join(parts) or "default"
+
+
+def rows_of(rec: dict[str, Any]) -> dict[str, tuple[float, int]]:
+    """(ARI, components in use) of each row a traced fit stands for: its options with each
+    post-hoc move (predictive readout, what ``geovae_cluster_probs`` would hold), and its
+    options with the posterior-mean readout."""
+    base = label(rec["opts"])
+    post = rec["post"]  # records of the first harness hold "del" only (the fit's own output)
+    out = {base + extra: tuple(post[key]["pred"][:2]) for key, extra in MOVE_NAMES.items()
+           if key in post}
+    if "mean" in post["del"]:
+        out[base + " (mean readout)"] = tuple(post["del"]["mean"][:2])
+    return out
+
+
+def summarise(paths: list[Path], truth: int = 5) -> None:
+    """Per (data, K): each row's mean ARI and components in use, how often within ±1 of the
+    truth, and paired tests (by seed) of ARI against the default and against VAE + BGMM."""
+    from paired_stats import mean_sd, paired, table
 
     recs = [json.loads(line) for p in paths for line in p.read_text().splitlines() if line]
-    groups: dict[tuple, list[dict]] = {}
+    cells: dict[tuple[str, int], dict[str, dict[int, tuple[float, int]]]] = {}
     for r in recs:
-        groups.setdefault((r["data"], r["k"], json.dumps(r["opts"], sort_keys=True)),
-                          []).append(r)
-    print("| data | K | options | n | start | end of hold | kept, mean | kept, pred | del_all,"
-          " pred | merge, pred | final | final in use |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for (data, k, opts), rs in groups.items():
-        def col(get: Any, rs: list[dict] = rs) -> str:
-            vals = [get(r) for r in rs]
-            vals = [v for v in vals if v is not None]
-            return mean_sd(vals, 2) if vals else "–"
-
-        def phase(r: dict, tag: str) -> float | None:
-            hits = [t[1] for t in r["trace"] if tag in t[0]]
-            return hits[-1] if hits else None
-
-        print(f"| {data} | {k} | {opts} | {len(rs)} | {col(lambda r: phase(r, 'start'))} | "
-              f"{col(lambda r: phase(r, 'hold'))} | {col(lambda r: r['post']['kept']['mean'][0])}"
-              f" | {col(lambda r: r['post']['kept']['pred'][0])} | "
-              f"{col(lambda r: r['post']['del_all']['pred'][0])} | "
-              f"{col(lambda r: r['post']['merge_del']['pred'][0])} | "
-              f"{col(lambda r: r['final'][0])} | {col(lambda r: r['final'][1])} |")
+        for name, value in rows_of(r).items():
+            cells.setdefault((r["data"], r["k"]), {}).setdefault(name, {})[r["seed"]] = value
+    if BGMM_RECORDS.exists():
+        for line in BGMM_RECORDS.read_text().splitlines():
+            b = json.loads(line)
+            if b["method"] == "vae_bgmm" and (b["data"], b["k"]) in cells:
+                cells[b["data"], b["k"]].setdefault("VAE + BGMM", {})[b["seed"]] = (
+                    b["ari"], b["n_used"])
+    tests = []
+    for (data, k), named in cells.items():
+        print(f"\n#### {data}, K = {k}\n\n| row | n | ARI | in use | within ±1 |")
+        print("|---|---|---|---|---|")
+        for name, by_seed in named.items():
+            ari = [v[0] for v in by_seed.values()]
+            used = [v[1] for v in by_seed.values()]
+            hits = sum(abs(u - truth) <= 1 for u in used)
+            print(f"| {name} | {len(ari)} | {mean_sd(ari, 2)} | {mean_sd(used, 1)} | "
+                  f"{hits} of {len(used)} |")
+        for ref in ("default", "VAE + BGMM"):
+            for name, by_seed in named.items():
+                if name == ref or ref not in named or (name, ref) == ("VAE + BGMM", "default"):
+                    continue
+                seeds = sorted(set(by_seed) & set(named[ref]))
+                if len(seeds) >= 2:
+                    tests.append((f"{data} K={k}: ARI", name, ref, paired(
+                        [by_seed[s][0] for s in seeds], [named[ref][s][0] for s in seeds])))
+                if len(seeds) >= 2 and ref == "default":  # |components in use - truth|
+                    tests.append((f"{data} K={k}: |in use - {truth}|", name, ref, paired(
+                        [abs(by_seed[s][1] - truth) for s in seeds],
+                        [abs(named[ref][s][1] - truth) for s in seeds])))
+    print()
+    print("\n".join(table(tests)))
 
 
 def main() -> None:

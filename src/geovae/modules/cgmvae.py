@@ -66,10 +66,11 @@ fewer cells are labelled. Component k is label k for k < n_labels.
 ``condition_prior`` (default False), ``delete_moves`` (default True, global weights: see
 `delete_components`), ``cluster_samples`` (default 32), ``warm_start`` / ``hold`` (shares of
 the epochs pretrained as a VAE / with the GMM-started components held, default 0.5 / 0.25,
-unsupervised Euclidean latents only: `mixture_start`), ``hold_weights`` (gamma held from the
-start to the end of training, then set to its optimum), ``merge_moves`` (after training,
-before the delete moves: `geovae.modules.merging`), ``prior_lr`` (the components' share of
-the learning rate, default 1), ``y_temper`` (default 0, off).
+unsupervised Euclidean latents only: `mixture_start`), ``hold_weights`` (default True:
+with the warm start gamma is held from the start to the end of training, then set to its
+optimum given q(y)), ``merge_moves`` (default True: after training, before the delete moves,
+unsupervised Euclidean only: `geovae.modules.merging`), ``prior_lr`` (the components' share
+of the learning rate, default 1), ``y_temper`` (default 0, off).
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class CGMVAEModule(VAEModule):
                  condition_prior: bool = False, cluster_samples: int = 32,
                  delete_moves: bool = True, prior_uses_w: bool = True,
                  warm_start: float = WARM_START, hold: float = HOLD, y_temper: float = 0.0,
-                 prior_lr: float = 1.0, merge_moves: bool = False, hold_weights: bool = False):
+                 prior_lr: float = 1.0, merge_moves: bool = True, hold_weights: bool = True):
         if not isinstance(latent, SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
                               f"{latent.geometry!r} latent: use {{latent='euclidean'}}, "

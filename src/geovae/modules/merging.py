@@ -16,7 +16,8 @@ and is accepted only when the -ELBO's q(y)- and component-dependent part (`negat
 falls, computed on a subsample of training cells with the same draws of z and w on both
 sides. Every proposal is exactly what the model then computes (no distillation), so an
 accepted merge lowers the -ELBO on those draws. Euclidean latents only (the refit is a
-Gaussian's moments); labelled components are never merged away.
+Gaussian's moments) and unsupervised mixtures only (labelled cells keep their label's
+component); turning the delete moves off (``delete_moves=False``) turns these off too.
 """
 
 from __future__ import annotations
@@ -102,14 +103,14 @@ def apply_merge(module: torch.nn.Module, i: int, j: int, a: float, sd: torch.Ten
 @torch.no_grad()
 def merge_components(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
                      seed: int, max_cells: int) -> list[tuple[int, int]]:
-    """Merge moves on a `CGMVAEModule` (global weights, Euclidean latent) with at most
-    ``max_cells`` of the training cells ``idx``; gamma set to its optimum given the new
-    q(y). Seeded, eval mode, the global RNG untouched. Returns the merges as (kept,
-    removed) pairs."""
+    """Merge moves on a `CGMVAEModule` (global weights, Euclidean latent, no labels; off
+    with the delete moves) with at most ``max_cells`` of the training cells ``idx``; gamma
+    set to its optimum given the new q(y). Seeded, eval mode, the global RNG untouched.
+    Returns the merges as (kept, removed) pairs."""
     from geovae.nn.latents import EuclideanLatent
 
-    if (module.mixture_weights != "global" or not module.update_weights
-            or not module.merge_moves or len(idx) == 0
+    if (module.mixture_weights != "global" or not module.update_weights or module.n_labels
+            or not (module.merge_moves and module.delete_moves) or len(idx) == 0
             or not isinstance(module.latent, EuclideanLatent)):
         return []
     was_training = module.training
