@@ -149,7 +149,8 @@ BGMM_RECORDS = Path(__file__).resolve().parent / "results" / "clusters_2026-12-0
 
 def label(opts: dict[str, Any]) -> str:
     """A fit's options as a row name ("default" for none)."""
-    names = {"_freeze_gamma": "hold_weights", "hold_weights": "hold_weights"}
+    names = {"_freeze_gamma": "hold_weights", "hold_weights": "hold_weights",
+             "new_default": "held weights + merges (the new defaults)"}
     parts = [names.get(k, f"{k}={v}") for k, v in sorted(opts.items())
              if k != "merge_moves"]
     return " + ".join(parts) or "default"
@@ -160,6 +161,8 @@ def rows_of(rec: dict[str, Any]) -> dict[str, tuple[float, int]]:
     post-hoc move (predictive readout, what ``geovae_cluster_probs`` would hold), and its
     options with the posterior-mean readout."""
     base = label(rec["opts"])
+    if rec["opts"].get("new_default"):  # the fit ran its own merges: its output is the row
+        return {base: tuple(rec["final"][:2])}
     post = rec["post"]  # records of the first harness hold "del" only (the fit's own output)
     out = {base + extra: tuple(post[key]["pred"][:2]) for key, extra in MOVE_NAMES.items()
            if key in post}
