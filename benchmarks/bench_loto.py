@@ -397,7 +397,11 @@ def table(path: Path) -> str:
         for name, a, b in (("AUROC − library size", s["auroc"], s["auroc_library"]),
                            ("AUROC − (library size + 0.10)", s["auroc"],
                             s["auroc_library"] + 0.10),
-                           ("AUROC − max prob", s["auroc"], s["auroc_maxprob"])):
+                           ("AUROC − max prob", s["auroc"], s["auroc_maxprob"]),
+                           ("AUROC − the check before (depth −ELBO × votes, same fits)",
+                            s["auroc"], s.get("c_auroc:depth_elbo", s["auroc"] * np.nan))):
+            if b.isna().all():
+                continue
             r = paired(a.to_numpy(), b.to_numpy())
             out.append(f"| {pair} | {name} | {len(geo[geo['pair'] == pair])} | "
                        f"{r['diff']:+.3f} | {fmt_p(r['p_t'])} |")
