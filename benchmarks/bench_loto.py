@@ -1,8 +1,9 @@
 """Leave-one-type-out benchmark of `geovae transfer`'s labels and "unknown" call (issue 23).
 
-Development vs report split: the novelty constants (`geovae.tools.novelty`: DEPTH_WINDOW,
-MIN_DEPTH_WINDOW, DEPTH_TAIL) were chosen on the bundled Kang subset (data/kang_counts.h5ad,
-3,000 cells). The REPORTED pairs use only cells that never chose a setting:
+Development vs report split: the default novelty check (`geovae.tools.novelty.novelty_pvalues`)
+and its constants (NOVELTY_TAIL, VOTE_POWER; before it DEPTH_WINDOW, MIN_DEPTH_WINDOW,
+DEPTH_TAIL) were chosen on the bundled Kang subset (data/kang_counts.h5ad, 3,000 cells;
+``--dev``). The REPORTED pairs use only cells that never chose a setting:
 
 * ``kang_ctrl_stim`` / ``kang_stim_ctrl``: the full Kang et al. 2018 data
   (``data/build_data.py:load_full_kang``) minus the 3,000 bundled cells (by cell name):
