@@ -130,6 +130,7 @@ ph["total_in_python"] = time.perf_counter() - t_start
 print(json.dumps({"phases": ph, "epoch_times": timer.times, "epochs": epochs,
                   "version": scvi.__version__, "torch": torch.__version__,
                   "threads": torch.get_num_threads(),
+                  "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
                   "likelihood": model.module.gene_likelihood}))
 """
 
@@ -243,10 +244,20 @@ def run_geovae(data: Path, work: Path, seed: int, args: argparse.Namespace) -> d
     return r
 
 
-def run_scvi(data: Path, work: Path, seed: int, args: argparse.Namespace) -> dict:
-    out = work / f"scvi_s{seed}.h5ad"
+def scvi_env(args: argparse.Namespace) -> dict[str, str]:
+    """The scVI child's environment: no thread caps but ``--threads``'s, no PYTHONPATH, and
+    OpenMP's own wait policy (spinning): importing geovae in this process (`make_data` does)
+    sets OMP_WAIT_POLICY=PASSIVE here, which the child would otherwise inherit or not
+    depending on whether the data file already existed."""
     env = {**clean_env(), **thread_env(args), "BENCH_DEFAULTS": "1" if args.defaults else "0"}
     env.pop("PYTHONPATH", None)
+    env.pop("OMP_WAIT_POLICY", None)
+    return env
+
+
+def run_scvi(data: Path, work: Path, seed: int, args: argparse.Namespace) -> dict:
+    out = work / f"scvi_s{seed}.h5ad"
+    env = scvi_env(args)
     cmd = [args.scvi_python, "-c", SCVI_CHILD, str(data), str(out), str(args.epochs),
            str(seed), str(args.batch_size)]
     r = run_child(cmd, env, work / f"scvi_s{seed}.log")
@@ -255,6 +266,7 @@ def run_scvi(data: Path, work: Path, seed: int, args: argparse.Namespace) -> dic
              s_per_epoch=float(np.mean(info["epoch_times"])),
              train_call_s_per_epoch=info["phases"]["train"] / info["epochs"],
              threads=info["threads"], likelihood=info.get("likelihood", "nb"),
+             omp_wait_policy=info.get("omp_wait_policy", "not recorded"),
              versions={"scvi-tools": info["version"],
                                                 "torch": info["torch"]},
              **scores(out, "leiden"))
