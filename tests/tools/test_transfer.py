@@ -152,6 +152,7 @@ def test_query_far_from_reference_gets_low_confidence(blobs_ref, check: str) -> 
     ("no_batch_column", [], "'condition' is not a column of obs"),
     ("other_key", ["--batch-key", "blob"], "trained with batch key(s) ['condition']"),
     ("empty", [], "holds no data"),
+    ("two_cells", [], "give a query of at least 3 cells"),
 ])
 def test_transfer_bad_inputs(blobs_ref, tmp_path: Path, make: str, args: list[str],
                              mention: str) -> None:
@@ -166,6 +167,8 @@ def test_transfer_bad_inputs(blobs_ref, tmp_path: Path, make: str, args: list[st
         del q.obs["condition"]
     elif make == "empty":
         q = q[:0].copy()
+    elif make == "two_cells":  # refused before the query trains, not after
+        q = q[:2].copy()
     path = tmp_path / "q.h5ad"
     q.write_h5ad(path)
     before = {p.name for p in tmp_path.iterdir()}

@@ -14,7 +14,7 @@ import numpy as np
 from geovae import _keys as K
 from geovae._threads import threaded
 from geovae.data.checks import category_strings, check_obs_key
-from geovae.errors import OptionError
+from geovae.errors import InputError, OptionError
 from geovae.models import GeoVAE
 from geovae.models.query import reembed_reference
 from geovae.models.reference import (
@@ -31,6 +31,8 @@ from geovae.tools.placement import place_on_umap
 from geovae.tools.record import update_record
 
 __all__ = ["UNKNOWN", "transfer"]
+#: fewest query cells: the query's cells are clustered (`geovae.tools.cluster`)
+MIN_QUERY_CELLS = 3
 
 
 @threaded
@@ -107,6 +109,9 @@ def transfer(
     ``adata.obs['geovae_cluster']``, ``adata.uns['geovae']['transfer']``.
     """
     check_freeze(freeze)
+    if 0 < query.n_obs < MIN_QUERY_CELLS:  # before the query trains (0 cells: its own error)
+        raise InputError(f"the query has {query.n_obs} cell(s) and its cells are clustered: "
+                         f"give a query of at least {MIN_QUERY_CELLS} cells")
     if freeze != "all" and reference is None:
         raise OptionError(f"{{opt}} {freeze} changes weights the reference cells depend on: "
                           "give the reference's fit output ({reference}) so they are "
