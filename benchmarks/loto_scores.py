@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from geovae.tools.novelty import best_label_pvalues as novelty_best_label_pvalues
 from geovae.tools.novelty import (
     combine_pvalues,
     depth_pvalues,
@@ -180,35 +181,13 @@ def query_share_pvalues(a: dict[str, np.ndarray], k: int = 30) -> np.ndarray:
     return empirical_pvalue(q_excess, r_excess)
 
 
-def best_label_pvalues(a: dict[str, np.ndarray], kind: str = "maha",
-                       shift: bool = True) -> np.ndarray:
-    """The largest over the reference labels of the p-value of a cell's log distance to that
-    label (Mahalanobis, Ledoit-Wolf, or the K-nearest mean), ranked among the label's own
-    reference cells: a cell is typical if it fits ANY label (a known cell whose vote went to
-    a sibling label is not flagged). One query-wide shift of the log distances."""
-    from sklearn.covariance import LedoitWolf
-
-    from geovae.tools.neighbors import knn
-    from geovae.tools.novelty import empirical_pvalue
-
-    z, rz, labels = a["z"].astype(np.float64), a["ref_z"].astype(np.float64), a["ref_labels"]
-    dists, refs = [], []
-    for c in np.unique(labels):
-        ref = rz[labels == c]
-        if kind == "maha":
-            fit = LedoitWolf().fit(ref)
-            dists.append(0.5 * np.log(fit.mahalanobis(z) + 1e-12))
-            refs.append(0.5 * np.log(fit.mahalanobis(ref) + 1e-12))
-        else:
-            kk = min(K, len(ref) - 1)
-            dists.append(np.log(knn(z, ref, kk, "euclidean")[0].mean(1) + 1e-12))
-            refs.append(np.log(knn(ref, ref, kk, "euclidean", exclude_self=True)[0].mean(1)
-                               + 1e-12))
-    best = np.argmin([d - np.median(r) for d, r in zip(dists, refs, strict=True)], axis=0)
-    excess = np.choose(best, [d - np.median(r) for d, r in zip(dists, refs, strict=True)])
-    s = max(float(np.median(excess)), 0.0) if shift else 0.0
-    ps = np.stack([empirical_pvalue(d - s, r) for d, r in zip(dists, refs, strict=True)])
-    return ps.max(0)
+def best_label_pvalues(a: dict[str, np.ndarray], kind: str = "maha") -> np.ndarray:
+    """`geovae.tools.novelty.best_label_pvalues` (Mahalanobis, or the K-nearest mean) of a
+    run's saved arrays, over every reference label however small (``min_cells=1``: how the
+    development record's candidates were scored)."""
+    return novelty_best_label_pvalues(
+        a["z"], a["ref_z"], a["ref_labels"], K, "euclidean",
+        "mahalanobis" if kind == "maha" else "neighbours", min_cells=1)
 
 
 def ppc_zscore(model, source, n_rep: int = 10, seed: int = 0) -> np.ndarray:

@@ -353,8 +353,9 @@ def label_depth_pvalues(query: np.ndarray, query_depth: np.ndarray, reference: n
 
 
 def best_label_pvalues(z: np.ndarray, reference: np.ndarray, ref_labels: np.ndarray,
-                       k: int, geometry: str, kind: str = "mahalanobis") -> np.ndarray:
-    """The largest over the reference labels (those with at least `MIN_LABEL_CELLS` cells) of
+                       k: int, geometry: str, kind: str = "mahalanobis",
+                       min_cells: int = MIN_LABEL_CELLS) -> np.ndarray:
+    """The largest over the reference labels (those with at least ``min_cells`` cells) of
     the `empirical_pvalue` of a query cell's log distance to that label — ``mahalanobis``
     (a Gaussian per label, Ledoit-Wolf shrunk covariance, scikit-learn) or ``neighbours``
     (mean distance to its k nearest cells in the latent's own metric) — among the label's
@@ -369,7 +370,7 @@ def best_label_pvalues(z: np.ndarray, reference: np.ndarray, ref_labels: np.ndar
     dists, refs = [], []
     for c in np.unique(ref_labels[ref_labels >= 0]):
         ref = reference[ref_labels == c]
-        if len(ref) < MIN_LABEL_CELLS:
+        if len(ref) < min_cells:
             continue
         if kind == "mahalanobis":
             fit = LedoitWolf().fit(ref)
@@ -381,10 +382,10 @@ def best_label_pvalues(z: np.ndarray, reference: np.ndarray, ref_labels: np.ndar
             refs.append(np.log(knn(ref, ref, kk, geometry, exclude_self=True)[0].mean(1)
                                + 1e-12))
     if not dists:  # no label large enough: all reference cells as one (or none: typical)
-        if len(reference) < MIN_LABEL_CELLS:
+        if len(reference) < min_cells:
             return np.ones(len(z))
         return best_label_pvalues(z, reference, np.zeros(len(reference), np.int64), k,
-                                  geometry, kind)
+                                  geometry, kind, min_cells)
     excess = np.min([d - np.median(r) for d, r in zip(dists, refs, strict=True)], axis=0)
     shift = max(float(np.median(excess)), 0.0)
     return np.max([empirical_pvalue(d - shift, r) for d, r in zip(dists, refs, strict=True)],
