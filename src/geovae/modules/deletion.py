@@ -100,6 +100,13 @@ def greedy_deletions(logits: torch.Tensor, log_pz: torch.Tensor, alpha: torch.Te
     return active, deleted
 
 
+def seeded_subsample(idx: torch.Tensor, max_cells: int, seed: int) -> torch.Tensor:
+    """At most ``max_cells`` of the cells ``idx``, drawn by a generator seeded with ``seed``
+    (the global RNG untouched), in ascending order."""
+    gen = torch.Generator().manual_seed(seed)
+    return idx[torch.randperm(len(idx), generator=gen)[:max_cells].to(idx.device)].sort().values
+
+
 @torch.no_grad()
 def delete_components(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
                       seed: int, max_cells: int, refresh: bool = False) -> list[int]:
@@ -114,11 +121,10 @@ def delete_components(module: torch.nn.Module, source: DataSource, idx: torch.Te
         return []
     was_training = module.training
     module.eval()
-    gen = torch.Generator().manual_seed(seed)
-    sub = idx[torch.randperm(len(idx), generator=gen)[:max_cells].to(idx.device)]
+    sub = seeded_subsample(idx, max_cells, seed)
     logits, log_pz, onehot = [], [], []
     with seeded(seed, source.device):
-        for batch in source.batches(sub.sort().values, 1024):
+        for batch in source.batches(sub, 1024):
             qz, qw, _ = module.posteriors(batch.x, batch.c)
             z, _ = module.latent.rsample(qz)
             logits.append(module.classifier(z).double())

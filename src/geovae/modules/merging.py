@@ -27,12 +27,8 @@ from torch.distributions import Normal
 
 from geovae._rng import seeded
 from geovae.data.sources import DataSource
-from geovae.modules.deletion import mixture_probs, negative_bound
-
-
-def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
-    """x with softplus(x) = y (y > 0)."""
-    return y + torch.log(-torch.expm1(-y))
+from geovae.modules.deletion import mixture_probs, negative_bound, seeded_subsample
+from geovae.modules.mixture_start import inverse_softplus
 
 
 def merged_component(z: torch.Tensor, loc: torch.Tensor, resp: torch.Tensor, i: int, j: int,
@@ -115,11 +111,10 @@ def merge_components(module: torch.nn.Module, source: DataSource, idx: torch.Ten
         return []
     was_training = module.training
     module.eval()
-    gen = torch.Generator().manual_seed(seed)
-    sub = idx[torch.randperm(len(idx), generator=gen)[:max_cells].to(idx.device)]
+    sub = seeded_subsample(idx, max_cells, seed)
     zs, logits, locs, log_pz = [], [], [], []
     with seeded(seed, source.device):
-        for batch in source.batches(sub.sort().values, 1024):
+        for batch in source.batches(sub, 1024):
             qz, qw, _ = module.posteriors(batch.x, batch.c)
             z, _ = module.latent.rsample(qz)
             prior = module.prior_z(qw.rsample(), batch.c)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from geovae._rng import seeded
 from geovae.data.sources import DataSource
+from geovae.modules.deletion import seeded_subsample
 
 #: defaults of ``warm_start`` and ``hold`` (benchmarks/RESULTS.md, "Clusters: the mixture's
 #: ablation": chosen on the development runs there)
@@ -69,8 +70,7 @@ def latent_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
                  max_cells: int = START_CELLS) -> tuple[torch.Tensor, torch.Tensor]:
     """(posterior means, one draw z ~ q(z|x,c)) of at most ``max_cells`` of the cells
     ``idx`` (a seeded subsample; draws seeded too), float64 on the CPU."""
-    gen = torch.Generator().manual_seed(seed)
-    sub = idx[torch.randperm(len(idx), generator=gen)[:max_cells].to(idx.device)].sort().values
+    sub = seeded_subsample(idx, max_cells, seed)
     was = module.training
     module.eval()
     means, draws = [], []

@@ -94,7 +94,7 @@ def summed_log_prob(px: Distribution, value: torch.Tensor) -> torch.Tensor:
         nonzeros = getattr(value, NONZERO_ENTRIES, None)
         if nonzeros is None:  # a scan, not a count read back: no host read in the step
             nonzeros = NonZeros.of(value)
-        if nonzeros is not None and 2 * nonzeros.flat.numel() <= value.numel():
+        if 2 * nonzeros.flat.numel() <= value.numel():
             return nb_log_prob_sum(px.mu, px.theta, nonzeros)
     return px.log_prob(value).sum(-1)
 
