@@ -10,7 +10,8 @@ Run (one line of JSON per fit)::
     python benchmarks/trace_mixture.py --summary trace.jsonl
 
 Arguments: data set (`bench_clusters.LEVELS`, ``rare``, ``blobs``), seed (data and model), K,
-and optionally a JSON object of c*GMΔVAE model options plus ``epochs`` (default 60) and the
+and optionally a JSON object of c*GMΔVAE model options plus ``epochs`` (default 60; 0: the
+model's default, `default_epochs`, with early stopping) and the
 diagnostic switches ``_freeze_gamma`` / ``_freeze_prior`` (after the hold the mixture
 weights' gamma / the components stay where they are; not model options).
 
@@ -54,7 +55,7 @@ def fit(data: str, seed: int, k: int, opts: dict[str, Any]) -> dict[str, Any]:
     from geovae.modules.merging import merge_components
 
     opts = dict(opts)
-    epochs = int(opts.pop("epochs", 60))
+    epochs = int(opts.pop("epochs", 60))  # 0: the model's default (early stopping decides)
     flags = {key: opts.pop(key) for key in list(opts) if key.startswith("_")}
     adata, kw, truth = load(data, seed)
     labels = adata.obs[truth].to_numpy()
@@ -127,7 +128,7 @@ def fit(data: str, seed: int, k: int, opts: dict[str, Any]) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             geovae.fit(adata, model="cgmvae", model_options={"n_clusters": k, **opts},
-                       seed=seed, epochs=epochs, progress=False, device="cpu",
+                       seed=seed, epochs=epochs or None, progress=False, device="cpu",
                        heldout_samples=0, batch_key="condition", **kw)
     finally:
         CGMVAEModule.before_epoch, CGMVAEModule.after_training = before, after
@@ -138,6 +139,7 @@ def fit(data: str, seed: int, k: int, opts: dict[str, Any]) -> dict[str, Any]:
     best = int(info["best_epoch"])  # 1-based: the kept weights' epoch and validation -ELBO
     return {"data": data, "seed": seed, "k": k, "opts": {**opts, **flags}, "epochs": epochs,
             "trace": trace, "post": post, "final": final, "best_epoch": best,
+            "epochs_run": len(info["loss_history"]["validation"]),
             "val_best": float(info["loss_history"]["validation"][best - 1])}
 
 

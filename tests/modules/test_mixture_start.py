@@ -73,7 +73,8 @@ def test_start_puts_components_and_q_y_at_the_gmm() -> None:
 def test_phases_hold_and_early_stopping_follow_the_epochs(monkeypatch) -> None:  # noqa: ANN001
     """10 epochs, warm_start 0.4, hold 0.3: epochs 0-3 pretrain (the VAE's loss), the start
     before epoch 4, the components held in epochs 4-6, everything trains from epoch 7; the
-    kept weights come from the -ELBO epochs; after training the plain -ELBO's weights."""
+    kept weights come from the -ELBO epochs after the hold; after training the plain
+    -ELBO's weights."""
     _, source = _blobs()
     m = _module(warm_start=0.4, hold=0.3, y_temper=0.5)
     seen: list[tuple[int, str, float]] = []
@@ -102,12 +103,29 @@ def test_phases_hold_and_early_stopping_follow_the_epochs(monkeypatch) -> None: 
     assert torch.equal(prior[4], prior[6]) and torch.equal(prior[6], prior[7])  # held
     assert not torch.equal(prior[7], prior[9])  # trains after the hold
     assert [round(w, 2) for _, _, w in seen][:6] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    assert starts[-1] == 4  # early stopping starts again with the -ELBO ...
-    assert history.best_epoch >= 4  # ... so it never keeps the pretraining's weights
+    assert starts[-1] == 7  # early stopping starts again when the components are released
+    assert history.best_epoch >= 7  # ... so it keeps neither the pretraining's nor the hold's
     assert m.phase == "mixture" and m.entropy_weight == 1.0
     assert all(p.requires_grad for p in m.prior_net.parameters())
     # pretraining logged the mixture's terms as 0, then the -ELBO's
     assert history.terms["kl_y"][0] == 0.0 and history.terms["kl_y"][-1] != 0.0
+
+
+def test_early_stopping_never_ends_a_fit_before_the_release(monkeypatch) -> None:  # noqa: ANN001
+    """A validation loss that never improves: with patience 1 early stopping ends a fit one
+    epoch after the first epoch it watches, which must be the hold's end (epoch 14 of 20 with
+    warm_start 0.4, hold 0.3), never one in the pretraining or the hold (on the issue's data
+    at the default epochs it had ended the fit 4 epochs into the hold, so the components and
+    weights never trained); the kept weights are the release epoch's."""
+    _, source = _blobs()
+    m = _module(warm_start=0.4, hold=0.3)
+    assert mixture_start.phase_epochs(20, 0.4, 0.3) == (8, 14)
+    monkeypatch.setattr(trainer_module, "evaluate_sum",
+                        lambda *args, **kw: torch.tensor(1.0, dtype=torch.float64))
+    history = Trainer(m, source, TrainSettings(epochs=20, progress=False, patience=1,
+                                               warmup_fraction=0.1)).fit()
+    assert history.stopped_early
+    assert (len(history.train), history.best_epoch) == (16, 14)
 
 
 def test_the_pretraining_loss_is_the_vaes() -> None:

@@ -15,8 +15,9 @@ recipe, with one addition:
 3. **hold** (the next ``hold`` share of the epochs): the prior network (the components) and
    gamma stay where the GMM put them while the encoder, decoder and q(y|z) train on the full
    -ELBO; then everything trains on the -ELBO to the end. The objective of the kept weights
-   is the thesis's -ELBO: early stopping restarts at the start (step 2), so the weights it
-   keeps were trained, and chosen, on the -ELBO alone.
+   is the thesis's -ELBO: early stopping restarts when the components and weights are
+   released (the hold's end), so the weights it keeps were trained, and chosen, on the
+   -ELBO with everything free, and it cannot end a fit during the pretraining or the hold.
 
 Euclidean latents only (the GMM lives in z's coordinates); other latents train as before.
 """
@@ -141,10 +142,11 @@ def set_phase(module: torch.nn.Module, phase: str) -> None:
 
 def mixture_phase(module: torch.nn.Module, epoch: int, epochs: int, source: DataSource,
                   idx: torch.Tensor, seed: int) -> bool:
-    """The trainer's hook before each epoch: enter the phase ``epoch`` belongs to. True in
-    the pretraining and at the start (step 2), where the objective changes from the VAE's to
-    the -ELBO: early stopping starts again, so it neither ends the pretraining nor keeps its
-    weights."""
+    """The trainer's hook before each epoch: enter the phase ``epoch`` belongs to. True
+    (early stopping starts again) in the pretraining, at the start (step 2) and through the
+    hold, and at the hold's end: early stopping never ends a fit before its components and
+    weights have trained, nor keeps weights from before their release (on the issue's data
+    at the default 400 epochs it had ended the fit 4 epochs into the hold)."""
     if module.y_temper > 0:  # q(y|z)'s entropy weighed in from 0 to 1
         module.entropy_weight = min(1.0, epoch / (module.y_temper * epochs))
     if not warm_starts(module) or len(idx) < module.n_clusters:  # the GMM needs >= K cells
@@ -159,8 +161,11 @@ def mixture_phase(module: torch.nn.Module, epoch: int, epochs: int, source: Data
         module.weights_fixed = bool(module.hold_weights)  # gamma stays at the start's
         set_phase(module, "hold" if end > start else "mixture")
         return True
+    if module.phase == "hold" and epoch < end:
+        return True  # nor end the hold, or keep weights whose components never trained
     if epoch == end and module.phase == "hold":
         set_phase(module, "mixture")
+        return True  # early stopping counts from the release of the components and weights
     return False
 
 
