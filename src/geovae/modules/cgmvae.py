@@ -225,9 +225,8 @@ class CGMVAEModule(VAEModule):
     def posteriors(self, x: torch.Tensor, c: torch.Tensor | None
                    ) -> tuple[Distribution, Normal, torch.Tensor]:
         """q(z|x,c) (the latent's), q(w|x,c) (per-dimension Normal) and the target."""
-        x_in, target, _ = self.transform(x)
-        h = self.hidden(x_in, c)
-        return self.latent(h), self.q_w(h), target
+        h = self.hidden_of(x, c)
+        return self.latent(h), self.q_w(h), self.target_and_library(x)[0]
 
     def q_w(self, h: torch.Tensor) -> Normal:
         """q(w|x,c) from the encoder's hidden layer (per-dimension Normal)."""

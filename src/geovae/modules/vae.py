@@ -15,7 +15,7 @@ from torch.distributions import Distribution
 from geovae.modules.base import BaseModule, Batch, LossOutput
 from geovae.nn.latents import Latent, make_latent
 from geovae.nn.layers import mlp
-from geovae.nn.likelihoods import make_likelihood, summed_log_prob
+from geovae.nn.likelihoods import NONZERO_ENTRIES, make_likelihood, summed_log_prob
 
 
 def repeat_samples(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
@@ -85,6 +85,28 @@ class VAEModule(BaseModule):
         """The encoder's last hidden layer (shared by every posterior head)."""
         return self.encoder(x_in if c is None else torch.cat([x_in, c], dim=-1))
 
+    def hidden_of(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        """`hidden` of the raw data ``x``: ``hidden(transform(x)[0], c)``, the same numbers.
+
+        A count block that carries its non-zeros (`NONZERO_ENTRIES`, the CPU's sparse rows)
+        is log1p-transformed at those entries only and written with the covariates into one
+        (cells, features + covariates) block: no dense log1p and no concatenated copy."""
+        nz = getattr(x, NONZERO_ENTRIES, None)
+        if nz is None or self.likelihood.encoder_transform != "log1p" or x.dim() != 2:
+            return self.hidden(self.transform(x)[0], c)
+        width = x.shape[1] + (0 if c is None else c.shape[1])
+        x_in = x.new_zeros(len(x), width)
+        x_in.view(-1).scatter_(0, nz.rows * width + nz.cols, torch.log1p(nz.values))
+        if c is not None:
+            x_in[:, x.shape[1]:] = c
+        return self.encoder(x_in)
+
+    def target_and_library(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`transform`'s reconstruction target and library size, without the encoder input."""
+        if self.likelihood.encoder_transform == "standardize":
+            return self.transform(x)[1:]
+        return x, x.sum(-1, keepdim=True)
+
     def encode(self, x_in: torch.Tensor, c: torch.Tensor | None) -> Distribution:
         """q(z|x,c) from the transformed data ``x_in``."""
         return self.latent(self.hidden(x_in, c))
@@ -111,8 +133,8 @@ class VAEModule(BaseModule):
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, kl_weight: float = 1.0) -> LossOutput:
         """-ELBO of the minibatch (``labels`` unused here; the mixture model uses them)."""
-        x_in, target, library = self.transform(x)
-        q = self.encode(x_in, c)
+        target, library = self.target_and_library(x)
+        q = self.latent(self.hidden_of(x, c))
         z, log_q = self.latent.rsample(q)
         px = self.decode(z, c, library)
         reconstruction = -summed_log_prob(px, target)

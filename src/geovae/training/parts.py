@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import copy
 import math
+import queue
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -134,6 +138,57 @@ def make_optimizer(module: nn.Module, lr: float, weight_decay: float
         except (RuntimeError, ValueError):  # torch < 2.4 has no fused AdamW on the CPU
             pass
     return torch.optim.AdamW(spec, lr=lr, weight_decay=weight_decay)
+
+
+T = TypeVar("T")
+
+
+def built_ahead(items: Iterator[T], enabled: bool = True) -> Iterator[T]:
+    """``items`` in the same order, each built on a background thread while the caller works
+    on the one before (one ahead): on the CPU the second core gathers the next minibatch while
+    the first trains. An exception raised while building is raised here, at the item it
+    replaces; the thread ends when the caller stops iterating. ``enabled=False``: ``items``
+    itself (built in the caller's thread, as before)."""
+    if not enabled:
+        yield from items
+        return
+    slot: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    end = object()
+
+    def offer(item: object) -> bool:  # False when the caller has gone
+        while not stop.is_set():
+            try:
+                slot.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def build() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+            offer(end)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            offer(_Raised(exc))
+
+    worker = threading.Thread(target=build, name="geovae-batches", daemon=True)
+    worker.start()
+    try:
+        while (item := slot.get()) is not end:
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+@dataclass
+class _Raised:
+    exc: BaseException
 
 
 class Progress:

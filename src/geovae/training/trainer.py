@@ -27,6 +27,7 @@ from geovae.training.parts import (
     EarlyStopping,
     KLWarmup,
     Progress,
+    built_ahead,
     make_optimizer,
     split_indices,
 )
@@ -84,6 +85,10 @@ class TrainSettings:
     #: to bfloat16; heads, likelihood and loss stay float32), "auto" (bf16 on a CUDA GPU of
     #: compute capability >= 8.0, else 32). Validation and inference always run in float32.
     precision: str = "auto"
+    #: build each minibatch on a background thread while the step before trains: None = on
+    #: the CPU when torch has two or more threads (the second core gathers rows instead of
+    #: idling between matrix products), off on a GPU (its gathers are queued kernels already)
+    prefetch: bool | None = None
     #: ``torch.compile`` the training step's forward (opt-in: compiling takes seconds to tens of
     #: seconds up front and pays back only over many steps; benchmarks/RESULTS.md, "torch.compile")
     torch_compile: bool = False
@@ -113,6 +118,12 @@ class TrainSettings:
         # would emulate bf16, slower than float32
         cuda_bf16 = device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
         return "bf16" if cuda_bf16 else "32"
+
+    def resolved_prefetch(self, device: torch.device) -> bool:
+        """``prefetch`` with None decided for ``device`` and torch's thread count."""
+        if self.prefetch is not None:
+            return self.prefetch
+        return device.type == "cpu" and torch.get_num_threads() >= 2
 
 
 class Trainer:
@@ -155,6 +166,7 @@ class Trainer:
             ranks.shard(train_idx, batch_size)[:local_batch].to(device)))
         if s.torch_compile:
             loss_fn = torch.compile(loss_fn)
+        prefetch = s.resolved_prefetch(device)
         step = 0
         with Progress(s.progress and ranks.main, s.epochs) as progress:
             for epoch in range(s.epochs):
@@ -169,8 +181,9 @@ class Trainer:
                 total = torch.zeros((), device=device)
                 # the training steps' trunks in the run's precision; validation below in float32
                 with low_precision(module, hist.precision):
-                    for batch in source.batches(ranks.shard(perm, batch_size), local_batch,
-                                                drop_last=True):
+                    for batch in built_ahead(source.batches(
+                            ranks.shard(perm, batch_size), local_batch, drop_last=True),
+                            prefetch):
                         out = loss_fn(batch, warmup(step))
                         optimizer.zero_grad(set_to_none=True)
                         out.loss.backward()

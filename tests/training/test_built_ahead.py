@@ -1,0 +1,93 @@
+"""Minibatches built on a background thread (`built_ahead`) and the sparse encoder input
+(`VAEModule.hidden_of`): the same numbers as building them inline, errors still raised."""
+
+from __future__ import annotations
+
+import threading
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from geovae.models import CGMVAE, GeoVAE
+from geovae.training.parts import built_ahead
+from geovae.training.trainer import Trainer, TrainSettings
+
+
+def _workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "geovae-batches"]
+
+
+def test_same_items_in_order_and_the_thread_ends() -> None:
+    assert list(built_ahead(iter(range(50)))) == list(range(50))
+    assert list(built_ahead(iter(range(5)), enabled=False)) == list(range(5))
+    it = built_ahead(iter(range(10**6)))
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()  # the caller stops early (a break, an exception in the step)
+    assert not _workers()
+
+
+def test_builder_runs_elsewhere_and_its_error_reaches_the_caller() -> None:
+    seen: list[str] = []
+
+    def items():  # noqa: ANN202
+        seen.append(threading.current_thread().name)
+        yield 1
+        raise ValueError("bad row")
+
+    it = built_ahead(items())
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="bad row"):
+        next(it)
+    assert seen == ["geovae-batches"] and not _workers()
+
+
+def _counts(n: int = 600, genes: int = 40) -> ad.AnnData:
+    rng = np.random.default_rng(3)
+    X = sp.csr_matrix(rng.poisson(0.3, size=(n, genes)).astype(np.float32))
+    a = ad.AnnData(X)
+    a.obs["batch"] = np.where(np.arange(n) % 3 == 0, "a", "b")
+    return a
+
+
+@pytest.mark.parametrize("cls", [GeoVAE, CGMVAE])
+def test_training_with_and_without_prefetch_is_identical(cls: type) -> None:
+    runs = []
+    for prefetch in (False, True):
+        m = cls(_counts(), batch_key="batch", seed=0, n_hidden=16)
+        hist = Trainer(m.module, m.source(), TrainSettings(
+            epochs=3, batch_size=32, progress=False, prefetch=prefetch)).fit()
+        runs.append((hist.train, hist.validation,
+                     [p.detach().clone() for p in m.module.parameters()]))
+    (t0, v0, p0), (t1, v1, p1) = runs
+    assert t0 == t1 and v0 == v1
+    assert all(torch.equal(a, b) for a, b in zip(p0, p1, strict=True))
+
+
+def test_prefetch_default_is_cpu_with_two_threads() -> None:
+    s = TrainSettings(epochs=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert not s.resolved_prefetch(torch.device("cpu"))
+        torch.set_num_threads(2)
+        assert s.resolved_prefetch(torch.device("cpu"))
+        assert not s.resolved_prefetch(torch.device("cuda"))
+    finally:
+        torch.set_num_threads(before)
+    assert TrainSettings(epochs=1, prefetch=False).resolved_prefetch(torch.device("cpu")) is False
+
+
+def test_sparse_encoder_input_is_the_dense_one() -> None:
+    m = GeoVAE(_counts(), batch_key="batch", seed=0, n_hidden=16)
+    module, source = m.module, m.source()
+    module.eval()
+    batch = source.take(torch.arange(100))
+    assert hasattr(batch.x, "_geovae_nonzeros")  # the sparse path is the one tested
+    dense_x = batch.x.clone()  # no non-zero entries attached: transform + cat
+    with torch.no_grad():
+        assert torch.equal(module.hidden_of(batch.x, batch.c),
+                           module.hidden(module.transform(dense_x)[0], batch.c))
+        assert torch.equal(module.hidden_of(batch.x, batch.c), module.hidden_of(dense_x, batch.c))
