@@ -55,6 +55,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--json", type=Path, default=None, help="append records (JSON lines)")
+    ap.add_argument("--settings", nargs="+", default=None, metavar="EPOCHS:NEGATIVES",
+                    help="(optimisation epochs, negative samples) pairs to run instead of "
+                         "SETTINGS, e.g. 100:2 70:2 (0 epochs: umap-learn's by size)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     import scanpy as sc
@@ -78,7 +81,9 @@ def main() -> None:
     print(f"{args.cells} cells, latent of {args.epochs} epochs; load {load_average(3)}")
     print(f"{'epochs':>6} {'neg':>4} {'seed':>4} {'CPU s':>6} {'trust':>7} {'kNN kept':>8} "
           f"{'silh.':>6}")
-    for epochs, negatives in SETTINGS:
+    settings = ([tuple(int(v) for v in s.split(":")) for s in args.settings]
+                if args.settings else SETTINGS)
+    for epochs, negatives in settings:
         n_epochs = epochs or umap_learn_epochs(adata.n_obs)
         for seed in args.seeds:
             cpu = time.process_time()

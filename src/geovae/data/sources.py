@@ -53,7 +53,8 @@ class InMemorySource:
         if self.sparse:
             X = sp.csr_matrix(X)
             self.indptr = torch.as_tensor(X.indptr.astype(np.int64), device=device)
-            self.indices = torch.as_tensor(X.indices.astype(np.int64), device=device)
+            # column numbers as int32 (half the memory and the bytes each minibatch gathers)
+            self.indices = torch.as_tensor(X.indices.astype(np.int32), device=device)
             self.data = torch.as_tensor(X.data.astype(np.float32), device=device)
             # stored entries that are exactly the non-zeros, sorted by column in each row:
             # a block's non-zero positions come in order from the rows themselves (`rows`)
@@ -75,15 +76,17 @@ class InMemorySource:
         (`NONZERO_ENTRIES`)."""
         if not self.sparse:
             return self.dense[idx]
-        start, stop = self.indptr[idx], self.indptr[idx + 1]
-        lengths = stop - start
+        # index_select, not t[idx]: the same values at half the cost on the CPU
+        start = self.indptr.index_select(0, idx)
+        lengths = self.indptr.index_select(0, idx + 1) - start
         out = torch.zeros(len(idx), self.n_features, device=self.device)
         row_of = torch.repeat_interleave(torch.arange(len(idx), device=self.device), lengths)
         ends = torch.cumsum(lengths, 0)
-        offsets = ends - lengths
-        pos = torch.arange(row_of.numel(), device=self.device) - offsets[row_of] + start[row_of]
-        cols = self.indices[pos]
-        values = self.data[pos]
+        # entry j of the block is stored at j - (its row's first entry in the block) + start
+        pos = torch.arange(row_of.numel(), device=self.device) + (
+            start - (ends - lengths)).index_select(0, row_of)
+        cols = self.indices.index_select(0, pos).long()
+        values = self.data.index_select(0, pos)
         flat = row_of * self.n_features + cols
         out.view(-1).scatter_(0, flat, values)  # = out[row_of, cols] = values, faster
         if self.positions_known and self.device.type == "cpu":
@@ -91,7 +94,7 @@ class InMemorySource:
             table = self.log_factorial
             setattr(out, NONZERO_ENTRIES, NonZeros(
                 row_of, cols, flat, values, ends,
-                None if table is None else table[values.long()]))
+                None if table is None else table.index_select(0, values.long())))
         return out
 
     def covariates(self, idx: torch.Tensor) -> torch.Tensor | None:
