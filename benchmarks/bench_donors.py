@@ -296,7 +296,8 @@ def run_one(name: str, seed: int, methods: list[str], epochs: int, folder: Path,
         extra = {k: res[k].item() for k in res.files
                  if k not in ("latent", "clusters", "fit_s")}
         emit({**base, "method": method, "fit_s": round(float(res["fit_s"]), 1),
-              "wall_s": round(m.wall_s, 1), "peak_rss_mb": round(m.peak_rss_mb, 1),
+              "wall_s": round(m.wall_s, 1), "cpu_s": round(m.cpu_s, 1),
+              "peak_rss_mb": round(m.peak_rss_mb, 1),
               "load": f"{load_before} -> {load_average(3)}", **extra,
               **scores(res["latent"], res["clusters"], types, batches)}, json_path)
 
