@@ -91,3 +91,26 @@ def test_sparse_encoder_input_is_the_dense_one() -> None:
         assert torch.equal(module.hidden_of(batch.x, batch.c),
                            module.hidden(module.transform(dense_x)[0], batch.c))
         assert torch.equal(module.hidden_of(batch.x, batch.c), module.hidden_of(dense_x, batch.c))
+
+
+def test_prepared_batch_gives_the_same_step() -> None:
+    m = GeoVAE(_counts(), batch_key="batch", seed=0, n_hidden=16)
+    module, source = m.module, m.source()
+    plain = source.take(torch.arange(64))
+    prepared = module.prepare(source.take(torch.arange(64)))
+    assert hasattr(prepared.x, "_geovae_prepared_input")
+    losses = []
+    for batch in (plain, prepared):
+        torch.manual_seed(1)
+        out = module.loss(batch, kl_weight=0.5)
+        module.zero_grad()
+        out.loss.backward()
+        losses.append((out.loss.detach(), [p.grad.clone() for p in module.parameters()]))
+    assert torch.equal(losses[0][0], losses[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(losses[0][1], losses[1][1], strict=True))
+    # a prepared input is used only with the covariates it was made with
+    flipped = prepared.c.flip(1)
+    with torch.no_grad():
+        module.eval()
+        assert torch.equal(module.hidden_of(prepared.x, flipped),
+                           module.hidden(module.transform(prepared.x.clone())[0], flipped))

@@ -45,12 +45,20 @@ class BaseModule(nn.Module, ABC):
       early stopping starts again);
     * `after_training` — the trainer calls it once on the kept (best) weights;
     * `freeze_for_query` — query mapping calls it with the freeze policy before the query
-      trains (state the gradient masks cannot express, e.g. global mixture weights).
+      trains (state the gradient masks cannot express, e.g. global mixture weights);
+    * `prepare` — the trainer calls it on each training minibatch where it is built (on the
+      batch-building thread with `TrainSettings.prefetch`): work that depends on the data
+      only, done there instead of in the step.
     """
 
     @abstractmethod
     def loss(self, batch: Batch, kl_weight: float = 1.0) -> LossOutput:
         """-ELBO of a `Batch` (what the trainer calls)."""
+
+    def prepare(self, batch: Batch) -> Batch:
+        """Data-only work on a training minibatch before its step (no parameters, no random
+        numbers: it may run on another thread). Default: the batch as it is."""
+        return batch
 
     def lr_scales(self) -> dict[str, float]:
         """Learning-rate multipliers by parameter-name prefix (the optimiser's groups).

@@ -17,6 +17,10 @@ from geovae.nn.latents import Latent, make_latent
 from geovae.nn.layers import mlp
 from geovae.nn.likelihoods import NONZERO_ENTRIES, make_likelihood, summed_log_prob
 
+#: attribute `VAEModule.prepare` sets on a count block: (its encoder input, the covariates it
+#: was built with, its library size), read by `hidden_of` and `target_and_library`
+PREPARED_INPUT = "_geovae_prepared_input"
+
 
 def repeat_samples(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
     """``t`` (B, ...) stacked ``n`` times sample-major, (n * B, ...): row ``s * B + i`` is
@@ -90,22 +94,43 @@ class VAEModule(BaseModule):
 
         A count block that carries its non-zeros (`NONZERO_ENTRIES`, the CPU's sparse rows)
         is log1p-transformed at those entries only and written with the covariates into one
-        (cells, features + covariates) block: no dense log1p and no concatenated copy."""
+        (cells, features + covariates) block: no dense log1p and no concatenated copy. That
+        block comes from `prepare` where it ran (on the batch-building thread)."""
+        pre = getattr(x, PREPARED_INPUT, None)
+        if pre is not None and pre[1] is c:
+            return self.encoder(pre[0])
+        x_in = self._sparse_input(x, c)
+        if x_in is None:
+            return self.hidden(self.transform(x)[0], c)
+        return self.encoder(x_in)
+
+    def _sparse_input(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor | None:
+        """[log1p(x), c] from ``x``'s non-zero entries; None where ``x`` has none attached or
+        the encoder does not take log1p."""
         nz = getattr(x, NONZERO_ENTRIES, None)
         if nz is None or self.likelihood.encoder_transform != "log1p" or x.dim() != 2:
-            return self.hidden(self.transform(x)[0], c)
+            return None
         width = x.shape[1] + (0 if c is None else c.shape[1])
         x_in = x.new_zeros(len(x), width)
         x_in.view(-1).scatter_(0, nz.rows * width + nz.cols, torch.log1p(nz.values))
         if c is not None:
             x_in[:, x.shape[1]:] = c
-        return self.encoder(x_in)
+        return x_in
+
+    def prepare(self, batch: Batch) -> Batch:
+        """The encoder input of sparse counts (`hidden_of`) and the library size, computed
+        from the data alone (see `BaseModule.prepare`)."""
+        x_in = self._sparse_input(batch.x, batch.c)
+        if x_in is not None:
+            setattr(batch.x, PREPARED_INPUT, (x_in, batch.c, batch.x.sum(-1, keepdim=True)))
+        return batch
 
     def target_and_library(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`transform`'s reconstruction target and library size, without the encoder input."""
         if self.likelihood.encoder_transform == "standardize":
             return self.transform(x)[1:]
-        return x, x.sum(-1, keepdim=True)
+        pre = getattr(x, PREPARED_INPUT, None)
+        return x, (x.sum(-1, keepdim=True) if pre is None else pre[2])
 
     def encode(self, x_in: torch.Tensor, c: torch.Tensor | None) -> Distribution:
         """q(z|x,c) from the transformed data ``x_in``."""

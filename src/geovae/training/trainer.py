@@ -181,9 +181,9 @@ class Trainer:
                 total = torch.zeros((), device=device)
                 # the training steps' trunks in the run's precision; validation below in float32
                 with low_precision(module, hist.precision):
-                    for batch in built_ahead(source.batches(
-                            ranks.shard(perm, batch_size), local_batch, drop_last=True),
-                            prefetch):
+                    batches = map(module.prepare, source.batches(
+                        ranks.shard(perm, batch_size), local_batch, drop_last=True))
+                    for batch in built_ahead(batches, prefetch):
                         out = loss_fn(batch, warmup(step))
                         optimizer.zero_grad(set_to_none=True)
                         out.loss.backward()
