@@ -14,7 +14,8 @@ Data (``seed`` draws the data AND seeds the model, so seeds vary both):
   genes, 5 types, 3 conditions shifting 20% of the genes (``condition_prob=0.2``); type
   effects on 10% / 7% / 5% of the genes with lognormal scale 1.0 / 0.9 / 0.8. ``rare``: the
   medium level with its first type cut to 2% of the cells. ``issue``: 4,000 x 500 at the
-  simulator's defaults (the issue's data). NB likelihood, ``batch_key="condition"``.
+  simulator's defaults (the issue's data); ``issue2k``: the same with 2,000 cells. NB
+  likelihood, ``batch_key="condition"``.
 * ``blobs``: `geovae.datasets.make_blobs`, 2,000 cells x 50 features, 5 blobs, 3
   conditions; Gaussian likelihood, ``batch_key="condition"``.
 
@@ -54,6 +55,8 @@ VARIANTS = {
     "cgmvae_temper": {**OFF, "y_temper": 0.5},  # q(y|z)'s entropy weighed in over half
     "cgmvae_warm_hold_temper": {"warm_start": 0.5, "hold": 0.25, "y_temper": 0.75},
     "cgmvae_alpha1": {**OFF, "dirichlet_alpha": 1.0},  # a flat Dirichlet instead of 1/K
+    # the defaults but the pretraining always runs to its scheduled end (main until e552a8d)
+    "cgmvae_noplateau": {"plateau_start": False},
 }
 METHODS = ("cgmvae", *VARIANTS, "vae_bgmm", "vae_leiden", "pca_leiden")
 #: the row every ablation row is paired against, and the two-stage target
@@ -66,7 +69,8 @@ USED_SHARE = 0.005
 LEVELS = {"easy": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.1, "de_scale": 1.0},
           "hard": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.05, "de_scale": 0.8},
           "medium": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.07, "de_scale": 0.9},
-          "issue": {"n_cells": 4000, "n_genes": 500}}
+          "issue": {"n_cells": 4000, "n_genes": 500},
+          "issue2k": {"n_cells": 2000, "n_genes": 500}}
 #: ``rare``: the medium level with its first type cut to this share of the cells
 RARE_SHARE = 0.02
 
@@ -104,8 +108,15 @@ def leiden(adata: Any, rep: str, seed: int) -> np.ndarray:
     return adata.obs["leiden"].to_numpy()
 
 
-#: (data, seed, epochs) -> (VAE latent, VAE seconds): one VAE serves every K of vae_bgmm
+#: (data, seed, epochs) -> (VAE latent, VAE seconds, its epochs): one VAE serves every K of
+#: vae_bgmm and vae_leiden
 _VAE_CACHE: dict[tuple[str, int, int], tuple[np.ndarray, float]] = {}
+
+
+def _epochs_of(adata: Any) -> tuple[int, int]:
+    """(best epoch, 1-based; epochs run) of the fit whose record ``adata`` holds."""
+    info = adata.uns["geovae"]
+    return int(info["best_epoch"]), len(info["loss_history"]["validation"])
 
 
 def run(data: str, method: str, k: int, seed: int, epochs: int) -> dict[str, Any]:
@@ -116,23 +127,26 @@ def run(data: str, method: str, k: int, seed: int, epochs: int) -> dict[str, Any
     import geovae
 
     adata, kw, truth = load(data, seed)
-    fit = {"seed": seed, "epochs": epochs, "progress": False, "device": "cpu",
+    fit = {"seed": seed, "epochs": epochs or None, "progress": False, "device": "cpu",
            "heldout_samples": 0, "batch_key": "condition", **kw}
     t0 = time.perf_counter()
-    n_weight, options = None, {}
+    n_weight, options, vae_epochs = None, {}, (None, None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method.startswith("cgmvae"):
             options = {"n_clusters": k, **VARIANTS.get(method, {})}
             geovae.fit(adata, model="cgmvae", model_options=options, **fit)
+            vae_epochs = _epochs_of(adata)
             pred = adata.obsm["geovae_cluster_probs"].argmax(1)
             n_weight = int(adata.uns["geovae"]["n_components_used"])
         elif method.startswith("vae"):
             key = (data, seed, epochs)
-            if method == "vae_leiden" or key not in _VAE_CACHE:
+            if key not in _VAE_CACHE:
                 geovae.fit(adata, model="vae", **fit)
-                _VAE_CACHE[key] = (adata.obsm["X_geovae"], time.perf_counter() - t0)
-            latent, vae_seconds = _VAE_CACHE[key]
+                _VAE_CACHE[key] = (adata.obsm["X_geovae"], time.perf_counter() - t0,
+                                   _epochs_of(adata))
+            latent, vae_seconds, vae_epochs = _VAE_CACHE[key]
+            adata.obsm["X_geovae"] = latent
             t0 = time.perf_counter() - vae_seconds
             if method == "vae_leiden":
                 pred = leiden(adata, "X_geovae", seed)
@@ -157,7 +171,8 @@ def run(data: str, method: str, k: int, seed: int, epochs: int) -> dict[str, Any
             "ari": float(adjusted_rand_score(labels, pred)),
             "nmi": float(normalized_mutual_info_score(labels, pred)),
             "n_used": used, "n_weight": used if n_weight is None else n_weight,
-            "seconds": round(seconds, 1),
+            "seconds": round(seconds, 1), "best_epoch": vae_epochs[0],
+            "epochs_run": vae_epochs[1],
             "load": load_average(3), "cpus": cpus(), "cpu": cpu_model()}
 
 
@@ -205,7 +220,8 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--ks", nargs="+", default=["truth", "15"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=60,
+                    help="0: each model's default (`default_epochs`, early stopping)")
     add_record_options(ap)
     args = ap.parse_args()
     if not runs_wanted(args, summarise):

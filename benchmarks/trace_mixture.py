@@ -13,7 +13,8 @@ Arguments: data set (`bench_clusters.LEVELS`, ``rare``, ``blobs``), seed (data a
 and optionally a JSON object of c*GMΔVAE model options plus ``epochs`` (default 60; 0: the
 model's default, `default_epochs`, with early stopping) and the
 diagnostic switches ``_freeze_gamma`` / ``_freeze_prior`` (after the hold the mixture
-weights' gamma / the components stay where they are; not model options).
+weights' gamma / the components stay where they are; not model options) and
+``_start_inits`` (`mixture_start.START_INITS`: initialisations of the start's GMM).
 
 Recorded per fit: ``trace`` (epoch:phase, ARI, components in use by argmax, by weight >=
 0.5%), and ``post``: for the kept weights as they are (``kept``), after the default delete
@@ -87,14 +88,16 @@ def fit(data: str, seed: int, k: int, opts: dict[str, Any]) -> dict[str, Any]:
     def before_epoch(self: Any, epoch: int, n: int, source: Any, idx: Any, s: int) -> bool:
         if self.phase != "pretrain" and epoch % 5 == 0 and epoch > 0:
             trace.append([f"e{epoch}:{self.phase}", *probe(self, source)])
+        phase = self.phase
         changed = before(self, epoch, n, source, idx, s)
         if self.phase == "mixture" and self.warm_start:
             if flags.get("_freeze_gamma"):
                 self.update_weights = False
             if flags.get("_freeze_prior"):
                 self.prior_net.requires_grad_(False)
-        if changed and self.phase != "pretrain":
-            trace.append([f"e{epoch}:start", *probe(self, source)])
+        if changed and self.phase != phase:  # the start, the release
+            trace.append([f"e{epoch}:{'start' if self.phase == 'hold' else 'release'}",
+                          *probe(self, source)])
         return changed
 
     def after_training(self: Any, source: Any, idx: Any, s: int) -> None:
@@ -124,6 +127,10 @@ def fit(data: str, seed: int, k: int, opts: dict[str, Any]) -> dict[str, Any]:
         after(self, source, idx, s)
 
     CGMVAEModule.before_epoch, CGMVAEModule.after_training = before_epoch, after_training
+    from geovae.modules import mixture_start
+
+    inits = mixture_start.START_INITS
+    mixture_start.START_INITS = int(flags.get("_start_inits", inits))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -132,6 +139,7 @@ def fit(data: str, seed: int, k: int, opts: dict[str, Any]) -> dict[str, Any]:
                        heldout_samples=0, batch_key="condition", **kw)
     finally:
         CGMVAEModule.before_epoch, CGMVAEModule.after_training = before, after
+        mixture_start.START_INITS = inits
     pred = adata.obsm["geovae_cluster_probs"].argmax(1)
     final = [round(adjusted_rand_score(labels, pred), 3), n_used(pred),
              int(adata.uns["geovae"]["n_components_used"])]

@@ -111,21 +111,61 @@ def test_phases_hold_and_early_stopping_follow_the_epochs(monkeypatch) -> None: 
     assert history.terms["kl_y"][0] == 0.0 and history.terms["kl_y"][-1] != 0.0
 
 
-def test_early_stopping_never_ends_a_fit_before_the_release(monkeypatch) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(("plateau_start", "release"), [(False, 14), (True, 5)])
+def test_early_stopping_never_ends_a_fit_before_the_release(monkeypatch, plateau_start: bool,  # noqa: ANN001
+                                                            release: int) -> None:
     """A validation loss that never improves: with patience 1 early stopping ends a fit one
-    epoch after the first epoch it watches, which must be the hold's end (epoch 14 of 20 with
-    warm_start 0.4, hold 0.3), never one in the pretraining or the hold (on the issue's data
-    at the default epochs it had ended the fit 4 epochs into the hold, so the components and
-    weights never trained); the kept weights are the release epoch's."""
+    epoch after the first epoch it watches, which must be the hold's end, never one in the
+    pretraining or the hold (on the issue's data at the default epochs it had ended the fit 4
+    epochs into the hold, so the components and weights never trained); the kept weights are
+    the release epoch's. Scheduled (20 epochs, warm_start 0.4, hold 0.3): released at 14;
+    with ``plateau_start`` the pretraining ends after epoch 2 (watched from the warm-up's end,
+    epoch 1), the hold takes round(0.3 / 0.4 x 3) = 2 epochs: released at 5."""
     _, source = _blobs()
-    m = _module(warm_start=0.4, hold=0.3)
+    m = _module(warm_start=0.4, hold=0.3, plateau_start=plateau_start)
     assert mixture_start.phase_epochs(20, 0.4, 0.3) == (8, 14)
     monkeypatch.setattr(trainer_module, "evaluate_sum",
                         lambda *args, **kw: torch.tensor(1.0, dtype=torch.float64))
     history = Trainer(m, source, TrainSettings(epochs=20, progress=False, patience=1,
                                                warmup_fraction=0.1)).fit()
     assert history.stopped_early
-    assert (len(history.train), history.best_epoch) == (16, 14)
+    assert (len(history.train), history.best_epoch) == (release + 2, release)
+
+
+def test_a_converged_pretraining_starts_the_mixture_from_its_best_weights(monkeypatch
+                                                                          ) -> None:  # noqa: ANN001
+    """``plateau_start``: a validation loss that never improves, patience 2, 40 epochs
+    (scheduled start 20): early stopping watches the pretraining from the warm-up's end
+    (epoch 3), would end it after epoch 5, so the mixture starts at epoch 6 on epoch 3's
+    weights, held for round(0.25 / 0.5 x 6) = 3 epochs, released at 9, and the fit ends at
+    11 keeping epoch 9. Without it the pretraining runs to its scheduled epoch 20."""
+    _, source = _blobs()
+    monkeypatch.setattr(trainer_module, "evaluate_sum",
+                        lambda *args, **kw: torch.tensor(1.0, dtype=torch.float64))
+    for plateau_start in (True, False):
+        m = _module(warm_start=0.5, hold=0.25, plateau_start=plateau_start)
+        phases: list[str] = []
+        encoder: list[torch.Tensor] = []
+        original = m.before_epoch
+
+        def spy(epoch, epochs, src, idx, seed, m=m, phases=phases, encoder=encoder,
+                original=original):  # noqa: ANN001, ANN202
+            encoder.append(torch.cat([p.detach().flatten().clone()
+                                      for p in m.encoder.parameters()]))
+            changed = original(epoch, epochs, src, idx, seed)
+            phases.append(m.phase)
+            return changed
+
+        m.before_epoch = spy
+        history = Trainer(m, source, TrainSettings(epochs=40, progress=False, patience=2,
+                                                   warmup_fraction=0.1)).fit()
+        if plateau_start:
+            assert phases == ["pretrain"] * 6 + ["hold"] * 3 + ["mixture"] * 3
+            assert torch.equal(encoder[6], encoder[4])  # epoch 3's weights (after it: 4)
+            assert not torch.equal(encoder[6], encoder[5])
+            assert (len(history.train), history.best_epoch) == (12, 9)
+        else:
+            assert phases[:21] == ["pretrain"] * 20 + ["hold"]
 
 
 def test_the_pretraining_loss_is_the_vaes() -> None:

@@ -43,6 +43,8 @@ class BaseModule(nn.Module, ABC):
 
     * `before_epoch` — the trainer calls it before every epoch (True: the objective changed,
       early stopping starts again);
+    * `on_plateau` — the trainer calls it where early stopping would end training (True: a
+      next phase starts from the best weights instead);
     * `after_training` — the trainer calls it once on the kept (best) weights;
     * `freeze_for_query` — query mapping calls it with the freeze policy before the query
       trains (state the gradient masks cannot express, e.g. global mixture weights);
@@ -74,6 +76,12 @@ class BaseModule(nn.Module, ABC):
                      seed: int) -> bool:
         """Before epoch ``epoch`` of ``epochs`` (training cells ``idx``). Default: nothing,
         False."""
+        return False
+
+    def on_plateau(self, epoch: int) -> bool:
+        """Early stopping would end training after epoch ``epoch``. True: the module goes on
+        to its next phase instead (the trainer restores the best weights so far and early
+        stopping starts again). Default: False, training ends."""
         return False
 
     def after_training(self, source: DataSource, idx: torch.Tensor, seed: int) -> None:

@@ -66,7 +66,8 @@ fewer cells are labelled. Component k is label k for k < n_labels.
 ``condition_prior`` (default False), ``delete_moves`` (default True, global weights: see
 `delete_components`), ``cluster_samples`` (default 32), ``warm_start`` / ``hold`` (shares of
 the epochs pretrained as a VAE / with the GMM-started components held, default 0.5 / 0.25,
-unsupervised Euclidean latents only: `mixture_start`), ``hold_weights`` (default True:
+unsupervised Euclidean latents only: `mixture_start`), ``plateau_start`` (default True: a
+pretraining early stopping would end starts the mixture early), ``hold_weights`` (default True:
 with the warm start gamma is held from the start to the end of training, then set to its
 optimum given q(y)), ``merge_moves`` (default True: after training, before the delete moves,
 unsupervised Euclidean only: `geovae.modules.merging`), ``prior_lr`` (the components' share
@@ -117,7 +118,8 @@ class CGMVAEModule(VAEModule):
                  condition_prior: bool = False, cluster_samples: int = 32,
                  delete_moves: bool = True, prior_uses_w: bool = True,
                  warm_start: float = WARM_START, hold: float = HOLD, y_temper: float = 0.0,
-                 prior_lr: float = 1.0, merge_moves: bool = True, hold_weights: bool = True):
+                 prior_lr: float = 1.0, merge_moves: bool = True, hold_weights: bool = True,
+                 plateau_start: bool = True):
         if not isinstance(latent, SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
                               f"{latent.geometry!r} latent: use {{latent='euclidean'}}, "
@@ -155,6 +157,8 @@ class CGMVAEModule(VAEModule):
         #: (`mixture_start`); ``weights_fixed`` is True while it does
         self.hold_weights, self.weights_fixed = hold_weights, False
         self.phase = "mixture"  # `mixture_start.mixture_phase` sets the warm start's phases
+        #: (mixture's first epoch, first after the hold) of ``schedule_epochs`` (`mixture_start`)
+        self.schedule, self.schedule_epochs, self.plateau_start = None, 0, plateau_start
         #: weight of q(y|z)'s entropy in the training loss (`mixture_start.mixture_phase`)
         self.y_temper, self.entropy_weight = y_temper, 1.0
         #: SVI updates of the global weights' gamma during training (`freeze_for_query` may
@@ -281,6 +285,11 @@ class CGMVAEModule(VAEModule):
                      seed: int) -> bool:
         """The trainer's hook: the warm start's phases (`mixture_start.mixture_phase`)."""
         return mixture_phase(self, epoch, epochs, source, idx, seed)
+
+    def on_plateau(self, epoch: int) -> bool:
+        """The trainer's hook: a converged pretraining starts the mixture (`plateau`)."""
+        from geovae.modules.mixture_start import plateau
+        return plateau(self, epoch)
 
     def after_training(self, source: DataSource, idx: torch.Tensor, seed: int) -> None:
         """The trainer's hook on the kept weights: delete moves. Only after training: spare

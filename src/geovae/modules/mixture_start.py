@@ -39,6 +39,8 @@ WARM_START, HOLD = 0.5, 0.25
 START_CELLS = 4096
 #: covariance of the start's GMM (``full`` split the 800-cell blobs as often: by condition)
 START_COVARIANCE = "diag"
+#: initialisations of the start's GMM; the one with the best lower bound starts the mixture
+START_INITS = 1
 #: Adam steps distilling q(y|z) from the GMM's responsibilities
 DISTIL_STEPS = 300
 
@@ -96,7 +98,8 @@ def start_mixture(module: torch.nn.Module, source: DataSource, idx: torch.Tensor
     means, z = latent_draws(module, source, idx, seed)
     gmm = BayesianGaussianMixture(
         n_components=module.n_clusters, covariance_type=START_COVARIANCE, max_iter=300,
-        random_state=seed, weight_concentration_prior_type="dirichlet_process"
+        n_init=START_INITS, random_state=seed,
+        weight_concentration_prior_type="dirichlet_process"
     ).fit(means.numpy())
     resp = torch.as_tensor(gmm.predict_proba(means.numpy()))  # (n, K)
     mass = resp.sum(0).clamp(min=1e-6)[:, None]  # (K, 1)
@@ -143,19 +146,23 @@ def set_phase(module: torch.nn.Module, phase: str) -> None:
 def mixture_phase(module: torch.nn.Module, epoch: int, epochs: int, source: DataSource,
                   idx: torch.Tensor, seed: int) -> bool:
     """The trainer's hook before each epoch: enter the phase ``epoch`` belongs to. True
-    (early stopping starts again) in the pretraining, at the start (step 2) and through the
-    hold, and at the hold's end: early stopping never ends a fit before its components and
-    weights have trained, nor keeps weights from before their release (on the issue's data
-    at the default 400 epochs it had ended the fit 4 epochs into the hold)."""
+    (early stopping starts again) at the start (step 2), through the hold and at the hold's
+    end: early stopping never ends a fit before its components and weights have trained, nor
+    keeps weights from before their release (on the issue's data at the default 400 epochs it
+    had ended the fit 4 epochs into the hold). In the pretraining early stopping watches the
+    VAE's loss, and where it would end the fit the mixture starts instead (`plateau`)."""
     if module.y_temper > 0:  # q(y|z)'s entropy weighed in from 0 to 1
         module.entropy_weight = min(1.0, epoch / (module.y_temper * epochs))
     if not warm_starts(module) or len(idx) < module.n_clusters:  # the GMM needs >= K cells
         return False
-    start, end = phase_epochs(epochs, module.warm_start, module.hold)
+    if epoch == 0:
+        module.schedule = phase_epochs(epochs, module.warm_start, module.hold)
+        module.schedule_epochs = epochs
+    start, end = module.schedule
     if epoch == 0 and start > 0:
         set_phase(module, "pretrain")
     if epoch < start:
-        return True  # early stopping must not end the pretraining: it starts again each epoch
+        return not module.plateau_start  # True: early stopping starts again each epoch
     if epoch == start and start > 0:
         start_mixture(module, source, idx, seed)
         module.weights_fixed = bool(module.hold_weights)  # gamma stays at the start's
@@ -167,6 +174,22 @@ def mixture_phase(module: torch.nn.Module, epoch: int, epochs: int, source: Data
         set_phase(module, "mixture")
         return True  # early stopping counts from the release of the components and weights
     return False
+
+
+def plateau(module: torch.nn.Module, epoch: int) -> bool:
+    """The trainer's hook where early stopping would end the fit after ``epoch``: in the
+    pretraining (``plateau_start``) the VAE has converged, so the mixture starts at the next
+    epoch, on the best pretraining weights (the trainer restores them), with the hold
+    shortened in proportion (hold / warm_start x the pretrained epochs); True. Otherwise
+    False: the fit ends."""
+    if not (module.plateau_start and module.phase == "pretrain" and module.schedule):
+        return False
+    start, epochs = epoch + 1, module.schedule_epochs
+    if start >= epochs:
+        return False
+    hold = int(round(module.hold / module.warm_start * start))
+    module.schedule = (start, min(epochs, start + hold))
+    return True
 
 
 def pretrain_loss(module: torch.nn.Module, x: torch.Tensor, c: torch.Tensor | None,

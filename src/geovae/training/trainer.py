@@ -212,7 +212,13 @@ class Trainer:
                     hist.validation.append(val)
                     msg += f"  val {val:.4g}"
                     if stopper.update(epoch, val, module):
-                        hist.stopped_early = True
+                        # a module's next phase (`BaseModule.on_plateau`: the c*GMΔVAE's
+                        # mixture after a converged pretraining) from the best weights so far
+                        if module.on_plateau(epoch):
+                            stopper.restore(module)
+                            stopper = EarlyStopping(s.patience, epoch + 1)
+                        else:
+                            hist.stopped_early = True
                 progress.advance(msg)
                 if hist.stopped_early:
                     break
