@@ -114,3 +114,29 @@ def test_prepared_batch_gives_the_same_step() -> None:
         module.eval()
         assert torch.equal(module.hidden_of(prepared.x, flipped),
                            module.hidden(module.transform(prepared.x.clone())[0], flipped))
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipping and not
+def test_gradient_clipper_is_torchs_clip_grad_norm(max_norm: float) -> None:
+    from torch import nn
+
+    from geovae.training.parts import gradient_clipper
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(30, 20), (20,), (7, 3), (5,)]
+
+    def params_with_grads() -> list[nn.Parameter]:
+        gen.manual_seed(0)
+        ps = [nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+        for p in ps[:-1]:  # the last one unused in this step: no gradient
+            p.grad = torch.randn(p.shape, generator=gen) * 3
+        return ps
+
+    ours, theirs = params_with_grads(), params_with_grads()
+    gradient_clipper(ours, max_norm)()
+    nn.utils.clip_grad_norm_(theirs, max_norm)
+    for a, b in zip(ours, theirs, strict=True):
+        assert (a.grad is None) == (b.grad is None)
+        assert a.grad is None or torch.equal(a.grad, b.grad)
+    if max_norm < 1:
+        assert not torch.equal(ours[0].grad, params_with_grads()[0].grad)  # it did clip

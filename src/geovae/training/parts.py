@@ -7,7 +7,7 @@ import copy
 import math
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -189,6 +189,26 @@ def built_ahead(items: Iterator[T], enabled: bool = True) -> Iterator[T]:
 @dataclass
 class _Raised:
     exc: BaseException
+
+
+def gradient_clipper(params: list[torch.nn.Parameter], max_norm: float
+                     ) -> Callable[[], None]:
+    """``nn.utils.clip_grad_norm_(params, max_norm)`` as a function of no arguments, the same
+    numbers: where every parameter is a dense tensor of one device and dtype, torch's own
+    foreach steps (per-tensor norms, the norm of those, the clamped coefficient, one multiply)
+    without its per-call grouping by device and dtype (~0.1 ms a step on the CPU)."""
+    one_group = len({(p.device, p.dtype) for p in params}) == 1 and not any(
+        p.is_sparse for p in params)
+    if not one_group or not hasattr(torch, "_foreach_norm"):
+        return lambda: nn.utils.clip_grad_norm_(params, max_norm)
+
+    def clip() -> None:
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+            torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+
+    return clip
 
 
 class Progress:

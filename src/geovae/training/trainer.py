@@ -28,6 +28,7 @@ from geovae.training.parts import (
     KLWarmup,
     Progress,
     built_ahead,
+    gradient_clipper,
     make_optimizer,
     split_indices,
 )
@@ -160,6 +161,7 @@ class Trainer:
         module.to(device)
         optimizer = make_optimizer(module, s.lr, s.weight_decay)
         params = [p for group in optimizer.param_groups for p in group["params"]]
+        clip_gradients = gradient_clipper(params, s.clip_norm)
         val_idx = val_idx.to(device)
         my_val = ranks.part(val_idx)
         loss_fn = ranks.loss_fn(module, lambda: source.take(
@@ -187,7 +189,7 @@ class Trainer:
                         out = loss_fn(batch, warmup(step))
                         optimizer.zero_grad(set_to_none=True)
                         out.loss.backward()
-                        nn.utils.clip_grad_norm_(params, s.clip_norm)
+                        clip_gradients()
                         optimizer.step()
                         step += 1
                         total += out.loss.detach()
@@ -196,7 +198,8 @@ class Trainer:
                 # one vector of sums over the ranks, read once per epoch
                 parts = [total, *sums.values()]
                 if len(val_idx):
-                    parts.append(evaluate_sum(module, source, my_val, batch_size, ranks.rank))
+                    parts.append(evaluate_sum(module, source, my_val, batch_size, ranks.rank,
+                                              prefetch))
                 read = ranks.all_sum(torch.stack([p.double() for p in parts])).tolist()
                 train_loss = read[0] / (steps_per_epoch * ranks.world)
                 if not math.isfinite(train_loss):
@@ -243,14 +246,18 @@ def evaluate(module: nn.Module, source: DataSource, idx: torch.Tensor, batch_siz
 
 @torch.no_grad()
 def evaluate_sum(module: nn.Module, source: DataSource, idx: torch.Tensor, batch_size: int,
-                 seed: int = 0) -> torch.Tensor:
+                 seed: int = 0, prefetch: bool = False) -> torch.Tensor:
     """Summed -ELBO over ``idx`` as a float64 tensor on the device (not read back), with the
-    latent samples drawn from ``seed`` (see `evaluate`)."""
+    latent samples drawn from ``seed`` (see `evaluate`); ``prefetch``: batches built (and
+    `BaseModule.prepare`d) on a background thread, as in training."""
     was_training = module.training
     module.eval()
     total = torch.zeros((), device=source.device, dtype=torch.float64)
+    batches = source.batches(idx, max(batch_size, 256))
+    if prefetch and isinstance(module, BaseModule):
+        batches = built_ahead(map(module.prepare, batches))
     with seeded(seed, source.device):
-        for batch in source.batches(idx, max(batch_size, 256)):
+        for batch in batches:
             total += module.loss(batch, kl_weight=1.0).negative_elbo.sum()
     module.train(was_training)
     return total
