@@ -57,10 +57,12 @@ VARIANTS = {
     "cgmvae_alpha1": {**OFF, "dirichlet_alpha": 1.0},  # a flat Dirichlet instead of 1/K
     # the defaults but the pretraining always runs to its scheduled end (main until e552a8d)
     "cgmvae_noplateau": {"plateau_start": False},
+    # the defaults with a sparser Dirichlet prior on the weights (default alpha = 1/K)
+    "cgmvae_sparse": {"dirichlet_alpha": 1e-4},
 }
 METHODS = ("cgmvae", *VARIANTS, "vae_bgmm", "vae_leiden", "pca_leiden")
 #: the row every ablation row is paired against, and the two-stage target
-BASELINES = ("cgmvae_plain", "vae_bgmm")
+BASELINES = ("cgmvae_plain", "vae_bgmm", "vae_leiden")
 METRICS = ("ari", "nmi", "n_used", "n_weight", "seconds")
 N_TYPES = 5
 #: a component is in use at this share of the cells (`geovae.models.cgmvae.USED_SHARE`)
@@ -189,7 +191,7 @@ def summarise(path: Path) -> None:
                                                              r["method"])]
             seeds = sorted({r["seed"] for r in rs})
             print(f"\n#### {data}, K = {k} (truth {N_TYPES}; seeds {seeds}; "
-                  f"{rs[0]['epochs']} epochs)\n")
+                  f"{rs[0]['epochs'] or 'default'} epochs)\n")
             print("| method | n | " + " | ".join(METRICS) + " | in use within ±1 |")
             print("|---|---|" + "---|" * (len(METRICS) + 1))
             for m in METHODS:
