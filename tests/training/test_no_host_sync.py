@@ -120,3 +120,30 @@ def test_no_distribution_argument_validation_in_the_step_loop() -> None:
     few = _validation(_reads(steps_per_epoch=10, epochs=3))
     many = _validation(_reads(steps_per_epoch=40, epochs=3))
     assert many == few, f"argument validation: {dict(few)} (10 steps), {dict(many)} (40 steps)"
+
+
+@pytest.mark.parametrize("phase", ["pretrain", "hold", "mixture"])
+@pytest.mark.parametrize("labelled", [False, True])
+def test_cgmvae_step_reads_nothing_back(phase: str, labelled: bool) -> None:
+    """A c*GMΔVAE training step (loss, backward) in each warm-start phase, with and without
+    labelled cells: no host read at all (argument validation included)."""
+    from geovae.models import CGMVAE
+    from geovae.modules.mixture_start import set_phase
+
+    rng = np.random.default_rng(0)
+    a = ad.AnnData(rng.poisson(1.0, size=(120, 30)).astype(np.float32))
+    a.obs["batch"] = np.where(np.arange(120) % 2 == 0, "a", "b")
+    a.obs["type"] = np.where(np.arange(120) % 3 == 0, "x", "y")
+    if labelled:
+        a.obs.loc[a.obs_names[::4], "type"] = np.nan  # some cells unlabelled
+    m = CGMVAE(a, batch_key="batch", label_key="type" if labelled else None, latent_dim=4,
+               n_hidden=16, seed=0, model_options={"n_clusters": 3})
+    module, source = m.module, m.source()
+    module.train()
+    set_phase(module, phase)
+    batch = module.prepare(source.take(torch.arange(64)))
+    assert bool((batch.labels >= 0).any()) is labelled
+    with count_host_reads() as counts:
+        out = module.loss(batch, kl_weight=1.0)
+        out.loss.backward()
+    assert counts == Counter(), f"host reads in a {phase} step: {dict(counts)}"

@@ -235,7 +235,7 @@ class CGMVAEModule(VAEModule):
     def q_w(self, h: torch.Tensor) -> Normal:
         """q(w|x,c) from the encoder's hidden layer (per-dimension Normal)."""
         loc, raw = self.w_head(h).chunk(2, dim=-1)
-        return Normal(loc, F.softplus(raw) + 1e-4)
+        return Normal(loc, F.softplus(raw) + 1e-4, validate_args=False)
 
     def concentrations(self, z: torch.Tensor) -> torch.Tensor:
         """g(z): the Dirichlet parameters of q(d|z) (per-cell weights)."""
@@ -247,11 +247,13 @@ class CGMVAEModule(VAEModule):
         if self.mixture_weights == "per_cell":
             g = self.concentrations(z)
             e_log_d = torch.digamma(g) - torch.digamma(g.sum(-1, keepdim=True))
-            return e_log_d, kl_divergence(Dirichlet(g), Dirichlet(self.alpha.to(g.dtype)))
+            return e_log_d, kl_divergence(Dirichlet(g, validate_args=False),
+                                          Dirichlet(self.alpha.to(g.dtype), validate_args=False))
         if (self.training and self.update_weights and kl_weight >= 1 and self.phase != "hold"
                 and not self.weights_fixed):
             self._update_gamma(pi.detach())  # after the KL warm-up: components form first
-        kl_global = kl_divergence(Dirichlet(self.gamma), Dirichlet(self.alpha)) / self.n_obs
+        kl_global = kl_divergence(Dirichlet(self.gamma, validate_args=False),
+                                  Dirichlet(self.alpha, validate_args=False)) / self.n_obs
         e_log = self.expected_log_weights().to(pi.dtype)
         return e_log.expand_as(pi), kl_global.to(pi.dtype).expand(pi.shape[0])
 
@@ -378,8 +380,10 @@ class CGMVAEModule(VAEModule):
         # sum_k q log q, 0 for deleted components (q = 0; finite gradients, unlike xlogy's)
         neg_entropy = (pi * log_pi.masked_fill(~self.active, 0.0)).sum(-1)
         labelled = torch.zeros_like(log_qz, dtype=torch.bool) if labels is None else labels >= 0
-        if labelled.any():
-            onehot = F.one_hot(labels.clamp(min=0), self.n_clusters).to(pi.dtype)
+        # no `if labelled.any()` and no F.one_hot (it checks its range): a step reads nothing
+        # back from the device; where no cell is labelled both `where`s return their input
+        if labels is not None:
+            onehot = torch.zeros_like(pi).scatter_(1, labels.clamp(min=0)[:, None], 1.0)
             pi = torch.where(labelled[:, None], onehot, pi)
             neg_entropy = torch.where(labelled, 0.0, neg_entropy)  # one-hot: no entropy
         e_log_d, kl_d = self.weight_terms(z, pi, kl_weight)
@@ -387,7 +391,8 @@ class CGMVAEModule(VAEModule):
         terms = {
             "reconstruction": reconstruction,
             "kl_z": log_qz - (pi * log_pz).sum(-1),
-            "kl_w": kl_divergence(qw, Normal(torch.zeros_like(w), torch.ones_like(w))).sum(-1),
+            "kl_w": kl_divergence(qw, Normal(torch.zeros_like(w), torch.ones_like(w),
+                                             validate_args=False)).sum(-1),
             "kl_y": neg_entropy - (pi * e_log_d).sum(-1),
             "kl_d": kl_d,
         }

@@ -41,4 +41,5 @@ def component_prior(latent: Latent, out: torch.Tensor) -> Distribution:
     scale = F.softplus(raw) + 1e-3
     if isinstance(latent, HyperbolicLatent):
         return WrappedNormal(latent.manifold.expmap0(latent.manifold.tangent0(a)), scale)
-    return Independent(Normal(a, scale), 1)
+    # no argument checks: each would read a value back from the device every step
+    return Independent(Normal(a, scale, validate_args=False), 1, validate_args=False)
