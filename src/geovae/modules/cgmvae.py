@@ -81,17 +81,12 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Dirichlet, Distribution, Normal, kl_divergence
+from torch.distributions import Distribution, Normal, kl_divergence
 
 from geovae.data.sources import DataSource
 from geovae.errors import OptionError
+from geovae.modules import components as comp
 from geovae.modules.base import LossOutput
-from geovae.modules.components import (
-    SUPPORTED_LATENTS,
-    component_params,
-    component_prior,
-    concentration,
-)
 from geovae.modules.deletion import delete_components
 from geovae.modules.merging import merge_components
 from geovae.modules.mixture_start import HOLD, WARM_START, mixture_phase, pretrain_loss, set_phase
@@ -120,7 +115,7 @@ class CGMVAEModule(VAEModule):
                  warm_start: float = WARM_START, hold: float = HOLD, y_temper: float = 0.0,
                  prior_lr: float = 1.0, merge_moves: bool = True, hold_weights: bool = True,
                  plateau_start: bool = True):
-        if not isinstance(latent, SUPPORTED_LATENTS):
+        if not isinstance(latent, comp.SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
                               f"{latent.geometry!r} latent: use {{latent='euclidean'}}, "
                               "sphere or hyperbolic")
@@ -147,7 +142,7 @@ class CGMVAEModule(VAEModule):
                          dropout, center, scale)
         z_dim, w_dim = latent.embed_dim, w_dim or latent.intrinsic_dim  # ambient coordinates
         self.n_clusters, self.n_labels, self.z_dim = n_clusters, n_labels, z_dim
-        self.n_component_params = component_params(latent)
+        self.n_component_params = comp.component_params(latent)
         self.classifier_weight, self.condition_prior = classifier_weight, condition_prior
         self.mixture_weights, self.cluster_samples = mixture_weights, cluster_samples
         self.prior_uses_w, self.warm_start, self.hold = prior_uses_w, warm_start, hold
@@ -235,11 +230,11 @@ class CGMVAEModule(VAEModule):
     def q_w(self, h: torch.Tensor) -> Normal:
         """q(w|x,c) from the encoder's hidden layer (per-dimension Normal)."""
         loc, raw = self.w_head(h).chunk(2, dim=-1)
-        return Normal(loc, F.softplus(raw) + 1e-4, validate_args=False)
+        return comp.normal_(loc, F.softplus(raw) + 1e-4)
 
     def concentrations(self, z: torch.Tensor) -> torch.Tensor:
         """g(z): the Dirichlet parameters of q(d|z) (per-cell weights)."""
-        return concentration(self.dirichlet(z))
+        return comp.concentration(self.dirichlet(z))
 
     def weight_terms(self, z: torch.Tensor, pi: torch.Tensor, kl_weight: float = 1.0
                      ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -247,13 +242,13 @@ class CGMVAEModule(VAEModule):
         if self.mixture_weights == "per_cell":
             g = self.concentrations(z)
             e_log_d = torch.digamma(g) - torch.digamma(g.sum(-1, keepdim=True))
-            return e_log_d, kl_divergence(Dirichlet(g, validate_args=False),
-                                          Dirichlet(self.alpha.to(g.dtype), validate_args=False))
+            prior = comp.dirichlet_(self.alpha.to(g.dtype))
+            return e_log_d, kl_divergence(comp.dirichlet_(g), prior)
         if (self.training and self.update_weights and kl_weight >= 1 and self.phase != "hold"
                 and not self.weights_fixed):
             self._update_gamma(pi.detach())  # after the KL warm-up: components form first
-        kl_global = kl_divergence(Dirichlet(self.gamma, validate_args=False),
-                                  Dirichlet(self.alpha, validate_args=False)) / self.n_obs
+        kl_global = kl_divergence(comp.dirichlet_(self.gamma),
+                                  comp.dirichlet_(self.alpha)) / self.n_obs
         e_log = self.expected_log_weights().to(pi.dtype)
         return e_log.expand_as(pi), kl_global.to(pi.dtype).expand(pi.shape[0])
 
@@ -317,7 +312,7 @@ class CGMVAEModule(VAEModule):
             w = torch.zeros_like(w)
         inp = w if c is None or not self.condition_prior else torch.cat([w, c], dim=-1)
         out = self.prior_net(inp).view(-1, self.n_clusters, self.n_component_params)
-        return component_prior(self.latent, out)
+        return comp.component_prior(self.latent, out)
 
     @torch.no_grad()
     def cluster_probs(self, x: torch.Tensor, c: torch.Tensor | None,
@@ -380,9 +375,7 @@ class CGMVAEModule(VAEModule):
         # sum_k q log q, 0 for deleted components (q = 0; finite gradients, unlike xlogy's)
         neg_entropy = (pi * log_pi.masked_fill(~self.active, 0.0)).sum(-1)
         labelled = torch.zeros_like(log_qz, dtype=torch.bool) if labels is None else labels >= 0
-        # no `if labelled.any()` and no F.one_hot (it checks its range): a step reads nothing
-        # back from the device; where no cell is labelled both `where`s return their input
-        if labels is not None:
+        if labels is not None:  # not labelled.any() nor F.one_hot: each a host read
             onehot = torch.zeros_like(pi).scatter_(1, labels.clamp(min=0)[:, None], 1.0)
             pi = torch.where(labelled[:, None], onehot, pi)
             neg_entropy = torch.where(labelled, 0.0, neg_entropy)  # one-hot: no entropy
@@ -391,8 +384,8 @@ class CGMVAEModule(VAEModule):
         terms = {
             "reconstruction": reconstruction,
             "kl_z": log_qz - (pi * log_pz).sum(-1),
-            "kl_w": kl_divergence(qw, Normal(torch.zeros_like(w), torch.ones_like(w),
-                                             validate_args=False)).sum(-1),
+            "kl_w": kl_divergence(qw, comp.normal_(torch.zeros_like(w),
+                                                   torch.ones_like(w))).sum(-1),
             "kl_y": neg_entropy - (pi * e_log_d).sum(-1),
             "kl_d": kl_d,
         }

@@ -3,9 +3,11 @@ geometry-specific piece of the mixture prior), and the Dirichlet concentrations 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Dirichlet, Distribution, Independent, Normal
 
 from geovae.distributions import PowerSpherical, VonMisesFisher, WrappedNormal
 from geovae.nn.latents import EuclideanLatent, HyperbolicLatent, Latent, SphereLatent
@@ -25,6 +27,11 @@ def component_params(latent: Latent) -> int:
     if isinstance(latent, SphereLatent):
         return latent.embed_dim + 1  # direction (d + 1) and concentration
     return 2 * latent.intrinsic_dim  # location (or tangent vector at the origin) and scale
+
+
+#: distributions built every step skip torch's argument checks (each a host read)
+normal_ = functools.partial(Normal, validate_args=False)
+dirichlet_ = functools.partial(Dirichlet, validate_args=False)
 
 
 def component_prior(latent: Latent, out: torch.Tensor) -> Distribution:
