@@ -112,3 +112,28 @@ def test_the_mixture_finds_the_types_and_their_number_at_three_times_the_truth()
     print(f"K = 15: ARI {ari:.3f}, {used} in use")
     assert used == 5
     assert ari >= 0.99
+
+
+@pytest.mark.slow
+def test_the_mixture_finds_the_number_of_simulated_count_types_at_three_times_it() -> None:
+    """Issue 24: K = 12 on simulated NB counts with 4 types (1,000 cells x 200 genes, 2
+    conditions shifting 20% of the genes, seed 0, 40 epochs). With the merge moves (the
+    default) each type is one component (measured ARI 0.995, 4 of 12 in use); without them
+    (``merge_moves=False``) three more components keep parts of types (measured ARI 0.933, 7
+    in use): switching the merge moves off fails this test. (Seed 2 of the same simulation
+    collapses onto 1-2 components with or without the moves: a known miss, RESULTS.md.)"""
+    from geovae.datasets import simulate_counts
+
+    adata = simulate_counts(n_cells=1000, n_genes=200, n_types=4, n_conditions=2,
+                            condition_prob=0.2, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        geovae.fit(adata, model="cgmvae", model_options={"n_clusters": 12}, seed=0, epochs=40,
+                   progress=False, device="cpu", heldout_samples=0, batch_key="condition",
+                   likelihood="nb", threads=1)
+    pred = adata.obsm["geovae_cluster_probs"].argmax(1)
+    ari = adjusted_rand_score(adata.obs["cell_type"], pred)
+    used = adata.uns["geovae"]["n_components_argmax"]
+    print(f"counts, K = 12: ARI {ari:.3f}, {used} in use")
+    assert abs(used - 4) <= 1, f"{used} components in use for 4 types"
+    assert ari >= 0.95
