@@ -66,6 +66,30 @@ def test_training_with_and_without_prefetch_is_identical(cls: type) -> None:
     assert all(torch.equal(a, b) for a, b in zip(p0, p1, strict=True))
 
 
+@pytest.mark.parametrize("in_validation", [False, True])
+def test_an_interrupted_fit_ends_the_thread_while_its_traceback_is_kept(
+        in_validation: bool) -> None:
+    """Ctrl-C in a training step or in the validation pass: the batch-building thread ends
+    at once, also where the traceback (and so the frame) is kept, as an interactive session
+    keeps it (`sys.last_traceback`)."""
+    m = GeoVAE(_counts(), batch_key="batch", seed=0, n_hidden=16)
+    module, original = m.module, m.module.loss
+
+    def interrupted(batch, kl_weight=1.0):  # noqa: ANN001, ANN202
+        if module.training != in_validation:
+            raise KeyboardInterrupt
+        return original(batch, kl_weight)
+
+    module.loss = interrupted
+    kept = None
+    try:
+        Trainer(module, m.source(), TrainSettings(epochs=2, batch_size=32, progress=False,
+                                                  prefetch=True)).fit()
+    except KeyboardInterrupt as exc:
+        kept = exc.__traceback__
+    assert kept is not None and not _workers()
+
+
 def test_prefetch_default_is_cpu_with_two_threads() -> None:
     s = TrainSettings(epochs=1)
     before = torch.get_num_threads()
