@@ -52,6 +52,7 @@ from geovae.tools.novelty import (  # noqa: E402
     combine_pvalues,
     empirical_pvalue,
     label_depth_pvalues,
+    label_log_distances,
     shifted_pvalues,
 )
 
@@ -103,10 +104,6 @@ def gene_pvalues(r_x: np.ndarray, q_x: np.ndarray, labels: np.ndarray, pred: np.
 def per_label_default(a: dict, q: float) -> np.ndarray:
     """The default's three parts, each shifted per predicted label by the ``q``-quantile of
     its query cells' excess over the reference (``perlabel_q``)."""
-    from sklearn.covariance import LedoitWolf
-
-    from geovae.tools.neighbors import knn
-
     z, rz = a["z"].astype(np.float64), a["ref_z"].astype(np.float64)
     pred, labels = a["pred_code"], a["ref_labels"]
 
@@ -117,19 +114,8 @@ def per_label_default(a: dict, q: float) -> np.ndarray:
         return out
 
     parts = []
-    for kind in ("knn", "maha"):
-        dists, refs = [], []
-        for c in np.unique(labels):
-            ref = rz[labels == c]
-            if kind == "maha":
-                fit = LedoitWolf().fit(ref)
-                dists.append(0.5 * np.log(fit.mahalanobis(z) + 1e-12))
-                refs.append(0.5 * np.log(fit.mahalanobis(ref) + 1e-12))
-            else:
-                kk = min(K, len(ref) - 1)
-                dists.append(np.log(knn(z, ref, kk, "euclidean")[0].mean(1) + 1e-12))
-                refs.append(np.log(knn(ref, ref, kk, "euclidean", exclude_self=True)[0]
-                                   .mean(1) + 1e-12))
+    for kind in ("neighbours", "mahalanobis"):
+        dists, refs = label_log_distances(z, rz, labels, K, "euclidean", kind)
         shift = shift_of(np.min([d - np.median(r) for d, r in zip(dists, refs, strict=True)],
                                 axis=0))
         parts.append(np.max([empirical_pvalue(d - shift, r)

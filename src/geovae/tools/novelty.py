@@ -352,17 +352,10 @@ def label_depth_pvalues(query: np.ndarray, query_depth: np.ndarray, reference: n
     return _shifted(groups, len(query))
 
 
-def best_label_pvalues(z: np.ndarray, reference: np.ndarray, ref_labels: np.ndarray,
-                       k: int, geometry: str, kind: str = "mahalanobis",
-                       min_cells: int = MIN_LABEL_CELLS) -> np.ndarray:
-    """The largest over the reference labels (those with at least ``min_cells`` cells) of
-    the `empirical_pvalue` of a query cell's log distance to that label — ``mahalanobis``
-    (a Gaussian per label, Ledoit-Wolf shrunk covariance, scikit-learn) or ``neighbours``
-    (mean distance to its k nearest cells in the latent's own metric) — among the label's
-    reference cells' own (themselves left out of their neighbours): typical if it fits ANY
-    label, so a known cell whose votes went to a sibling label is not flagged. The query's
-    log distances are first shifted down by their median excess over their nearest label's
-    reference median (when positive: a new condition sits a little farther from all)."""
+def label_log_distances(z: np.ndarray, reference: np.ndarray, ref_labels: np.ndarray, k: int,
+                        geometry: str, kind: str = "mahalanobis", min_cells: int = 0
+                        ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per label of >= ``min_cells`` cells: the query's and its own cells' log distances."""
     from sklearn.covariance import LedoitWolf
 
     z = np.asarray(z, np.float64)
@@ -381,6 +374,21 @@ def best_label_pvalues(z: np.ndarray, reference: np.ndarray, ref_labels: np.ndar
             dists.append(np.log(knn(z, ref, kk, geometry)[0].mean(1) + 1e-12))
             refs.append(np.log(knn(ref, ref, kk, geometry, exclude_self=True)[0].mean(1)
                                + 1e-12))
+    return dists, refs
+
+
+def best_label_pvalues(z: np.ndarray, reference: np.ndarray, ref_labels: np.ndarray,
+                       k: int, geometry: str, kind: str = "mahalanobis",
+                       min_cells: int = MIN_LABEL_CELLS) -> np.ndarray:
+    """The largest over the reference labels (those with at least ``min_cells`` cells) of
+    the `empirical_pvalue` of a query cell's log distance to that label — ``mahalanobis``
+    (a Gaussian per label, Ledoit-Wolf shrunk covariance, scikit-learn) or ``neighbours``
+    (mean distance to its k nearest cells in the latent's own metric) — among the label's
+    reference cells' own (themselves left out of their neighbours): typical if it fits ANY
+    label, so a known cell whose votes went to a sibling label is not flagged. The query's
+    log distances are first shifted down by their median excess over their nearest label's
+    reference median (when positive: a new condition sits a little farther from all)."""
+    dists, refs = label_log_distances(z, reference, ref_labels, k, geometry, kind, min_cells)
     if not dists:  # no label large enough: all reference cells as one (or none: typical)
         if len(reference) < min_cells:
             return np.ones(len(z))
