@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from helpers import mixture_on_counts
 from sklearn.metrics import adjusted_rand_score
 from torch.distributions import Normal
 
@@ -126,14 +127,7 @@ def test_the_mixture_finds_the_number_of_simulated_count_types_at_three_times_it
 
     adata = simulate_counts(n_cells=1000, n_genes=200, n_types=4, n_conditions=2,
                             condition_prob=0.2, seed=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        geovae.fit(adata, model="cgmvae", model_options={"n_clusters": 12}, seed=0, epochs=40,
-                   progress=False, device="cpu", heldout_samples=0, batch_key="condition",
-                   likelihood="nb", threads=1)
-    pred = adata.obsm["geovae_cluster_probs"].argmax(1)
-    ari = adjusted_rand_score(adata.obs["cell_type"], pred)
-    used = adata.uns["geovae"]["n_components_argmax"]
+    ari, used = mixture_on_counts(adata, k=12, seed=0, epochs=40)
     print(f"counts, K = 12: ARI {ari:.3f}, {used} in use")
     assert abs(used - 4) <= 1, f"{used} components in use for 4 types"
     assert ari >= 0.95
