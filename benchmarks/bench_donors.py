@@ -1,10 +1,11 @@
 """Donors (batches) mixed within each cell type, and the clusters, of geovae's latents against
 scVI's and PCA's (issue 24, items 1 and 4), each method at its defaults.
 
-Run (each method a separate one-thread process, measured alone)::
+Run (each method a separate one-thread process; split ``--methods`` / ``--seeds`` over
+processes at will: records are per data set, method and seed, the last one wins)::
 
     OMP_NUM_THREADS=1 GEOVAE_SCVI_PYTHON=/work/venv-scvi/bin/python nice -n 10 \
-        python benchmarks/bench_donors.py --data baron_mouse --seeds 0 1 2 3 4 \
+        python benchmarks/bench_donors.py --data baron_mouse sim --seeds 0 1 2 3 4 \
         --json benchmarks/results/donors_<date>.jsonl
     python benchmarks/bench_donors.py --summary benchmarks/results/donors_<date>.jsonl
 

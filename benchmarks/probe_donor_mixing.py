@@ -7,6 +7,9 @@ Run (one thread; one record per variant and seed)::
         --variants default enc_nobatch warmup_all scvi_like --seeds 0 1 2 --json probe.jsonl
     python benchmarks/probe_donor_mixing.py --summary probe.jsonl
 
+``--summary`` also reads `bench_donors.py` records: their ``vae_leiden`` rows (the same fit,
+the same numbers as this script's ``default``) count as ``default``.
+
 Variants of the default geovae VAE (``GeoVAE(batch_key=...)``, ``train()`` at its defaults):
 
 * ``default``: as it is (encoder sees the one-hot batch, KL warm-up over the first 25 % of
@@ -47,11 +50,13 @@ def fit_variant(a, batch: str, seed: int, variant: str) -> tuple[np.ndarray, int
     from geovae import GeoVAE
     from geovae.modules.vae import VAEModule
 
-    original = VAEModule.hidden
+    originals = {name: getattr(VAEModule, name) for name in ("hidden", "hidden_of")
+                 if hasattr(VAEModule, name)}
     if variant in ("enc_nobatch", "scvi_like"):
-        def hidden(self, x_in, c):  # the encoder's first layer keeps its width; batch = 0
-            return original(self, x_in, None if c is None else torch.zeros_like(c))
-        VAEModule.hidden = hidden
+        for name, method in originals.items():  # the encoder's first layer keeps its width
+            def zeroed(self, x, c, _method=method):  # and sees batch columns of zeros
+                return _method(self, x, None if c is None else torch.zeros_like(c))
+            setattr(VAEModule, name, zeroed)
     settings = {}
     if variant in ("warmup_all", "scvi_like"):
         settings["warmup_fraction"] = 1.0
@@ -62,7 +67,8 @@ def fit_variant(a, batch: str, seed: int, variant: str) -> tuple[np.ndarray, int
         model.train(device="cpu", progress=False, **settings)
         return model.get_latent(), int(len(model.history.train))
     finally:
-        VAEModule.hidden = original
+        for name, method in originals.items():
+            setattr(VAEModule, name, method)
 
 
 def run(name: str, seed: int, variants: list[str], json_path: Path | None) -> None:
@@ -94,8 +100,11 @@ def summarise(path: Path) -> None:
     from paired_stats import mean_sd, paired, table
 
     recs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    for r in recs:  # bench_donors.py's vae_leiden records are the default variant
+        if r.get("method") == "vae_leiden":
+            r["variant"] = "default"
     for name in sorted({r["data"] for r in recs}):
-        by = {v: {r["seed"]: r for r in recs if r["data"] == name and r["variant"] == v}
+        by = {v: {r["seed"]: r for r in recs if r["data"] == name and r.get("variant") == v}
               for v in VARIANTS}
         print(f"\n**{name}**\n\n| variant | n | " + " | ".join(SCORES) + " |")
         print("|---|---|" + "---|" * len(SCORES))
