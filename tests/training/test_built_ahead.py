@@ -13,7 +13,7 @@ import torch
 
 from geovae.models import CGMVAE, GeoVAE
 from geovae.training.parts import built_ahead
-from geovae.training.trainer import Trainer, TrainSettings
+from geovae.training.trainer import Trainer, TrainSettings, evaluate_sum
 
 
 def _workers() -> list[threading.Thread]:
@@ -88,6 +88,21 @@ def test_an_interrupted_fit_ends_the_thread_while_its_traceback_is_kept(
     except KeyboardInterrupt as exc:
         kept = exc.__traceback__
     assert kept is not None and not _workers()
+
+
+def test_an_error_in_the_validation_pass_leaves_the_module_training() -> None:
+    """`evaluate_sum` puts the module in eval mode; an error in a step restores the mode."""
+    m = GeoVAE(_counts(), batch_key="batch", seed=0, n_hidden=16)
+    module = m.module
+
+    def broken(batch, kl_weight=1.0):  # noqa: ANN001, ANN202
+        raise RuntimeError("step failed")
+
+    module.loss = broken
+    module.train()
+    with pytest.raises(RuntimeError, match="step failed"):
+        evaluate_sum(module, m.source(), torch.arange(40), 32)
+    assert module.training
 
 
 def test_prefetch_default_is_cpu_with_two_threads() -> None:

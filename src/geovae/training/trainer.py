@@ -255,12 +255,14 @@ def evaluate_sum(module: nn.Module, source: DataSource, idx: torch.Tensor, batch
     total = torch.zeros((), device=source.device, dtype=torch.float64)
     batches = source.batches(idx, max(batch_size, 256))
     ahead = prefetch and isinstance(module, BaseModule)
-    with seeded(seed, source.device):
-        # the loop holds the only reference to `built_ahead`'s generator: an error in a step
-        # closes it (and ends its thread) at once, even where the traceback is kept
-        for batch in built_ahead(map(module.prepare, batches) if ahead else batches, ahead):
-            total += module.loss(batch, kl_weight=1.0).negative_elbo.sum()
-    module.train(was_training)
+    try:
+        with seeded(seed, source.device):
+            # the loop holds the only reference to `built_ahead`'s generator: an error in a
+            # step closes it (and ends its thread) at once, even where the traceback is kept
+            for batch in built_ahead(map(module.prepare, batches) if ahead else batches, ahead):
+                total += module.loss(batch, kl_weight=1.0).negative_elbo.sum()
+    finally:  # an error in a step leaves the module in the mode it came in
+        module.train(was_training)
     return total
 
 
