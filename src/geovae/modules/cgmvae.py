@@ -86,6 +86,7 @@ from torch.distributions import Distribution, Normal, kl_divergence
 from geovae.data.sources import DataSource
 from geovae.errors import OptionError
 from geovae.modules import components as comp
+from geovae.modules import mixture_start
 from geovae.modules.base import LossOutput
 from geovae.modules.deletion import delete_components
 from geovae.modules.merging import merge_components
@@ -274,9 +275,7 @@ class CGMVAEModule(VAEModule):
     def has_phases(self) -> bool:
         """True with the warm start: its pretraining and hold leave the mixture's
         parameters out of the loss."""
-        from geovae.modules.mixture_start import warm_starts
-
-        return warm_starts(self)
+        return mixture_start.warm_starts(self)
 
     def before_epoch(self, epoch: int, epochs: int, source: DataSource, idx: torch.Tensor,
                      seed: int) -> bool:
@@ -285,8 +284,7 @@ class CGMVAEModule(VAEModule):
 
     def on_plateau(self, epoch: int) -> bool:
         """The trainer's hook: a converged pretraining starts the mixture (`plateau`)."""
-        from geovae.modules.mixture_start import plateau
-        return plateau(self, epoch)
+        return mixture_start.plateau(self, epoch)
 
     def after_training(self, source: DataSource, idx: torch.Tensor, seed: int) -> None:
         """The trainer's hook on the kept weights: delete moves. Only after training: spare

@@ -49,4 +49,4 @@ def component_prior(latent: Latent, out: torch.Tensor) -> Distribution:
     if isinstance(latent, HyperbolicLatent):
         return WrappedNormal(latent.manifold.expmap0(latent.manifold.tangent0(a)), scale)
     # no argument checks: each would read a value back from the device every step
-    return Independent(Normal(a, scale, validate_args=False), 1, validate_args=False)
+    return Independent(normal_(a, scale), 1, validate_args=False)
