@@ -67,11 +67,13 @@ fewer cells are labelled. Component k is label k for k < n_labels.
 `delete_components`), ``cluster_samples`` (default 32), ``warm_start`` / ``hold`` (shares of
 the epochs pretrained as a VAE / with the GMM-started components held, default 0.5 / 0.25,
 unsupervised Euclidean latents only: `mixture_start`), ``plateau_start`` (default True: a
-pretraining early stopping would end starts the mixture early), ``hold_weights`` (default True:
-with the warm start gamma is held from the start to the end of training, then set to its
-optimum given q(y)), ``merge_moves`` (default True: after training, before the delete moves,
-unsupervised Euclidean only: `geovae.modules.merging`), ``prior_lr`` (the components' share
-of the learning rate, default 1), ``y_temper`` (default 0, off).
+pretraining early stopping would end starts the mixture early; development split: `geovae
+simulate` issue-type data, 4,000 cells, seed 0, one fit: fewer epochs, ARI 0.938 vs 0.944),
+``hold_weights`` (default True: with the warm start gamma is held from the start to the end
+of training, then set to its optimum given q(y)), ``merge_moves`` (default True: after
+training, before the delete moves, unsupervised Euclidean only: `geovae.modules.merging`),
+``prior_lr`` (the components' share of the learning rate, default 1), ``y_temper`` (default 0,
+off).
 """
 
 from __future__ import annotations
