@@ -44,6 +44,9 @@ no unknown call) for scANVI.
 geovae run also scores the candidate novelty scores of `loto_scores.py` from its one fit
 (``p_auroc:<name>``, ``p_r:<name>``, ...; ``--candidates`` tabulates them; ``--save-arrays``
 keeps each run's latent, -ELBO, depth and votes so ``--rescore`` recomputes them).
+``--model-kw KEY=VALUE`` refits geovae with a keyword of ``geovae.fit`` or a model option
+(``encoder_input=log1p_cp10k``); give each setting its own ``--out`` and ``--save-arrays``
+(`loto_latent.py` pairs two such folders run by run).
 
 Runs go to a JSON-lines record, one line per run and method, re-read before every run, so
 several processes can share one record (``--shard``, ``--phase``, ``--reverse``, ``--wait``)
@@ -182,8 +185,10 @@ def run_geovae(ref: ad.AnnData, query: ad.AnnData, seed: int, args) -> tuple[dic
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        fit_kw, model_options = split_model_kw(args.model_kw)
         model = geovae.fit(ref, batch_key="batch", label_key="type", seed=seed,
-                           epochs=args.epochs, progress=False, heldout_samples=0, threads=1)
+                           epochs=args.epochs, progress=False, heldout_samples=0, threads=1,
+                           model_options=model_options or None, **fit_kw)
         mapped = geovae.transfer(query, model, epochs=args.query_epochs, seed=seed,
                                  progress=False, threads=1)
     sec = time.perf_counter() - t0
@@ -200,6 +205,30 @@ def run_geovae(ref: ad.AnnData, query: ad.AnnData, seed: int, args) -> tuple[dic
     return {"pred": cats[probs.argmax(1)], "conf": query.obs[K.LABEL_CONFIDENCE].to_numpy(),
             "maxprob": probs.max(1), "arrays": arrays,
             "unknown": query.obs[K.LABEL].astype(str).to_numpy() == "unknown"}, sec
+
+
+def parse_model_kw(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--model-kw``: the value read as JSON where it parses (numbers,
+    true/false, lists), else kept as a string (``encoder_input=log1p_cp10k``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--model-kw takes KEY=VALUE, not {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def split_model_kw(model_kw: dict | None) -> tuple[dict, dict]:
+    """(keywords of `geovae.fit`, the rest as its ``model_options``): ``latent_dim=20`` is a
+    fit keyword, ``encoder_input=log1p_cp10k`` a model option (the module's keyword)."""
+    import inspect
+
+    import geovae
+
+    fit_params = set(inspect.signature(geovae.fit).parameters)
+    fit_kw = {k: v for k, v in (model_kw or {}).items() if k in fit_params}
+    return fit_kw, {k: v for k, v in (model_kw or {}).items() if k not in fit_params}
 
 
 def run_scanvi(ref: ad.AnnData, query: ad.AnnData, seed: int, mode: str, workdir: Path
@@ -299,7 +328,8 @@ def run_queue(queue: list, args) -> list:
                "method": method}
         if method == GEOVAE:
             res, sec = run_geovae(ref, query, seed, args)
-            rec.update(epochs=args.epochs, query_epochs=args.query_epochs, fit_map_s=sec)
+            rec.update(epochs=args.epochs, query_epochs=args.query_epochs, fit_map_s=sec,
+                       model_kw=args.model_kw or None)
         else:  # budget: geovae's fit + map seconds of the same run
             mode = "defaults" if method == DEFAULTS else f"budget={done[(*key, GEOVAE)]:.1f}"
             with tempfile.TemporaryDirectory() as tmp:
@@ -489,6 +519,10 @@ def main() -> None:
     p.add_argument("--n-top-genes", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--query-epochs", type=int, default=20)
+    p.add_argument("--model-kw", type=parse_model_kw, action="append", default=[],
+                   metavar="KEY=VALUE", help="geovae refits with this keyword of geovae.fit, "
+                   "or else of its model_options (repeatable; e.g. encoder_input=log1p_cp10k); "
+                   "recorded per run: give each setting its own --out and --save-arrays")
     p.add_argument("--phase", type=int, default=0, choices=(0, 1, 2, 3),
                    help="1: geovae only; 2: scANVI only (budget, then defaults); 3: scANVI "
                    "(budget) only; 0: all")
@@ -511,6 +545,7 @@ def main() -> None:
     p.add_argument("--candidates", type=Path, default=None, help="the candidate-score table "
                    "of a record")
     args = p.parse_args()
+    args.model_kw = dict(args.model_kw)
     if args.table is not None:
         print(table(args.table))
         return

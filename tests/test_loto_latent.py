@@ -1,0 +1,63 @@
+"""benchmarks/loto_latent.py: the latent-space novelty candidates (local outlier factor,
+overall and per label; the labels' Gaussian mixture density) flag a query cluster off the
+reference's clusters and leave query cells drawn like the reference (and exact copies of
+reference latents) typical."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_latent():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("loto_latent", BENCH / "loto_latent.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def data(seed: int = 0):
+    """Three reference clusters (150 cells each, unit spread, 10 dimensions, centres 6
+    apart), a query of 40 cells from each and 40 from a fourth cluster 6 away from all
+    three (along a direction none of them spans)."""
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((4, 10))
+    centres[0, 0], centres[1, 1], centres[2, 2] = 6 / np.sqrt(2), 6 / np.sqrt(2), 6 / np.sqrt(2)
+    centres[3, 3] = 6.0
+    ref = np.vstack([rng.normal(centres[k], 1.0, (150, 10)) for k in range(3)])
+    query = np.vstack([rng.normal(centres[k], 1.0, (40, 10)) for k in range(4)])
+    return ref, np.repeat([0, 1, 2], 150), query, np.repeat([0, 0, 0, 1], 40).astype(bool)
+
+
+@pytest.mark.parametrize("name", ["lof", "lof_best", "gauss_mix"])
+def test_an_off_cluster_query_is_flagged_and_known_cells_are_not(name: str) -> None:
+    mod = load_latent()
+    ref, labels, query, novel = data()
+    score = {"lof": lambda: mod.lof_pvalues(query, ref),
+             "lof_best": lambda: mod.lof_best_pvalues(query, ref, labels),
+             "gauss_mix": lambda: mod.gauss_mix_pvalues(query, ref, labels)}[name]
+    p = score()
+    assert roc_auc_score(novel, -p) > 0.97
+    assert np.median(p[novel]) < 0.02
+    assert np.mean(p[~novel] < 0.05) < 0.15  # about the nominal 5 %, not the new cluster's
+
+
+@pytest.mark.parametrize("name", ["lof", "lof_best", "gauss_mix"])
+def test_copies_of_reference_latents_are_typical(name: str) -> None:
+    mod = load_latent()
+    ref, labels, _, _ = data(1)
+    copies = ref[::5]
+    score = {"lof": lambda: mod.lof_pvalues(copies, ref),
+             "lof_best": lambda: mod.lof_best_pvalues(copies, ref, labels),
+             "gauss_mix": lambda: mod.gauss_mix_pvalues(copies, ref, labels)}[name]
+    p = score()
+    assert np.median(p) > 0.3
+    assert np.mean(p < 0.05) < 0.1
