@@ -119,6 +119,40 @@ def test_prefetch_default_is_cpu_with_two_threads() -> None:
     assert TrainSettings(epochs=1, prefetch=False).resolved_prefetch(torch.device("cpu")) is False
 
 
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_the_builder_takes_one_of_torchs_threads(prefetch: bool) -> None:
+    """With the builder thread on, steps and validation run with one torch thread fewer
+    (runnable threads = the cores given); the count is restored after the fit, also when a
+    step fails."""
+    m = GeoVAE(_counts(), batch_key="batch", seed=0, n_hidden=16)
+    module, original = m.module, m.module.loss
+    seen: set[tuple[bool, int]] = set()
+
+    def counting(batch, kl_weight=1.0):  # noqa: ANN001, ANN202
+        seen.add((module.training, torch.get_num_threads()))
+        return original(batch, kl_weight)
+
+    module.loss = counting
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        Trainer(module, m.source(), TrainSettings(epochs=2, batch_size=32, progress=False,
+                                                  prefetch=prefetch)).fit()
+        assert seen == {(True, 1 if prefetch else 2), (False, 1 if prefetch else 2)}
+        assert torch.get_num_threads() == 2
+
+        def broken(batch, kl_weight=1.0):  # noqa: ANN001, ANN202
+            raise RuntimeError("step failed")
+
+        module.loss = broken
+        with pytest.raises(RuntimeError, match="step failed"):
+            Trainer(module, m.source(), TrainSettings(epochs=1, batch_size=32,
+                                                      progress=False, prefetch=prefetch)).fit()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_sparse_encoder_input_is_the_dense_one() -> None:
     m = GeoVAE(_counts(), batch_key="batch", seed=0, n_hidden=16)
     module, source = m.module, m.source()

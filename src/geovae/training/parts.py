@@ -3,6 +3,7 @@ transfer replace the optimiser's parameter set, DDP replaces the split and the p
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import queue
@@ -141,6 +142,25 @@ def make_optimizer(module: nn.Module, lr: float, weight_decay: float
 
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def core_for_builder(active: bool) -> Iterator[int]:
+    """torch's intra-op threads one fewer (at least one) inside the block when ``active``
+    (the CPU batch-building thread of `built_ahead` runs beside the steps), restored after;
+    yields the count the steps use. Runnable threads then match the cores the user gave:
+    torch's two-thread team on top of the builder oversubscribed 2 cores, and a second
+    OpenMP thread does not pay for a small MLP's products on this kind of machine
+    (benchmarks/RESULTS.md, "Training-step costs": 2.0 -> 1.2 s an epoch, 20k x 2,000)."""
+    before = torch.get_num_threads()
+    n = max(1, before - 1) if active else before
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        if n != before:
+            torch.set_num_threads(before)
 
 
 def built_ahead(items: Iterator[T], enabled: bool = True) -> Iterator[T]:

@@ -28,6 +28,7 @@ from geovae.training.parts import (
     KLWarmup,
     Progress,
     built_ahead,
+    core_for_builder,
     gradient_clipper,
     make_optimizer,
     split_indices,
@@ -87,8 +88,9 @@ class TrainSettings:
     #: compute capability >= 8.0, else 32). Validation and inference always run in float32.
     precision: str = "auto"
     #: build each minibatch on a background thread while the step before trains: None = on
-    #: the CPU when torch has two or more threads (the second core gathers rows instead of
-    #: idling between matrix products), off on a GPU (its gathers are queued kernels already)
+    #: the CPU when torch has two or more threads (one core gathers rows while the others
+    #: train: the steps then use one torch thread fewer), off on a GPU (its gathers are queued
+    #: kernels already)
     prefetch: bool | None = None
     #: ``torch.compile`` the training step's forward (opt-in: compiling takes seconds to tens of
     #: seconds up front and pays back only over many steps; benchmarks/RESULTS.md, "torch.compile")
@@ -170,7 +172,9 @@ class Trainer:
             loss_fn = torch.compile(loss_fn)
         prefetch = s.resolved_prefetch(device)
         step = 0
-        with Progress(s.progress and ranks.main, s.epochs) as progress:
+        # the builder thread takes one of the cores torch was given (`core_for_builder`)
+        with Progress(s.progress and ranks.main, s.epochs) as progress, \
+                core_for_builder(prefetch and device.type == "cpu"):
             for epoch in range(s.epochs):
                 # a module's phases (`BaseModule.before_epoch`: the c*GMΔVAE's warm start);
                 # True = a new objective from here on: early stopping starts again
