@@ -54,7 +54,7 @@ def test_help_lists_choices_and_shows_flags_as_flags(command: str,
 
 def test_every_closed_option_is_a_choice() -> None:
     assert set(CHOICES) == {"model", "latent", "posterior", "likelihood", "freeze", "method",
-                            "precision"}
+                            "precision", "encoder_input"}
 
 
 @pytest.mark.parametrize(("args", "line"), [

@@ -39,6 +39,7 @@ from geovae.cli._common import (  # noqa: E402
     Device,
     Devices,
     DirichletAlpha,
+    EncoderInputOpt,
     LabelKey,
     MixtureWeightsOpt,
     NCells,
@@ -128,6 +129,7 @@ def fit(
     likelihood: Annotated[Likelihood, typer.Option(
         case_sensitive=False,
         help="auto: NB for non-negative integer counts, else Gaussian.")] = Likelihood.auto,
+    encoder_input: EncoderInputOpt = None,
     layer: Annotated[str | None, typer.Option(
         help="AnnData layer holding raw counts (default: X); raw: adata.raw (its values for "
              "the features of X).", metavar="<name>")] = None,

@@ -16,7 +16,7 @@ import typer
 
 from geovae.cli._flags import message, names_of
 from geovae.cli._log import err, error, setup
-from geovae.cli._types import MixtureWeights, PrecisionChoice
+from geovae.cli._types import EncoderInput, MixtureWeights, PrecisionChoice
 
 log = logging.getLogger("geovae.cli")
 
@@ -65,6 +65,13 @@ Devices = Annotated[int, typer.Option(
          "with a CUDA device, else N CPU processes sharing the cores; restarts this command "
          "through torchrun. --batch-size stays the global minibatch. Several nodes: run "
          "torchrun yourself (docs/large-data.md).", metavar="N")]
+EncoderInputOpt = Annotated[EncoderInput | None, typer.Option(
+    case_sensitive=False,
+    help="Count data: what the encoder sees. log1p: log(1 + count) of the raw counts (the "
+         "latent then also carries each cell's sequencing depth); log1p_cp10k: log(1 + count "
+         "scaled to 10,000 per cell), so cells of one type with deeper or shallower libraries "
+         "sit together (the decoder gets the library size either way). Default: log1p.",
+    show_default=False)]
 NClusters = Annotated[int | None, typer.Option(
     help="cgmvae: number of mixture components, an upper bound (default: number of labels, "
          "else 20).")]

@@ -19,9 +19,9 @@ from rich.text import Text
 PANELS: dict[str, tuple[str, ...]] = {
     "Data": ("layer", "batch_key", "label_key", "eval_key", "obs_columns", "n_top_genes",
              "use_rep", "backed"),
-    "Model": ("model", "latent", "latent_dim", "posterior", "flow", "likelihood", "n_clusters",
-              "dirichlet_alpha", "mixture_weights", "condition_prior", "delete_moves",
-              "warm_start", "volume"),
+    "Model": ("model", "latent", "latent_dim", "posterior", "flow", "likelihood",
+              "encoder_input", "n_clusters", "dirichlet_alpha", "mixture_weights",
+              "condition_prior", "delete_moves", "warm_start", "volume"),
     "Query mapping": ("freeze", "unknown_threshold"),
     "Training": ("epochs", "batch_size", "lr", "seed"),
     "Clusters and UMAP": ("method", "resolution", "n_neighbors", "no_umap", "umap_epochs"),

@@ -35,6 +35,7 @@ PrecisionChoice = choices("PrecisionChoice", "auto", fp32="32", bf16="bf16")
 Likelihood = choices("Likelihood", "auto", "nb", "zinb", "gaussian", "bernoulli")
 Freeze = choices("Freeze", "all", "covariates", "none")
 Method = choices("Method", "leiden", "mixture")
+EncoderInput = choices("EncoderInput", "log1p", "log1p_cp10k")
 
 
 class MixtureWeights(Choice):
@@ -50,7 +51,8 @@ class MixtureWeights(Choice):
 #: parameter name -> its choices (for the one-line error)
 CHOICES: dict[str, type[Choice]] = {"model": Model, "latent": Latent, "posterior": Posterior,
                                     "likelihood": Likelihood, "freeze": Freeze,
-                                    "method": Method, "precision": PrecisionChoice}
+                                    "method": Method, "precision": PrecisionChoice,
+                                    "encoder_input": EncoderInput}
 
 
 def value(option: Any) -> Any:

@@ -25,7 +25,7 @@ from geovae.data import (
     prepare,
     setup_data,
 )
-from geovae.models.config import ModelConfig, keyword_options, validate
+from geovae.models.config import ModelConfig, complete_encoder_input, keyword_options, validate
 from geovae.models.persistence import load_model, save_model, versions
 from geovae.models.query import QueryMapping, load_query
 from geovae.models.reference import ReferenceCells, training_cells
@@ -79,7 +79,8 @@ class GeoVAE:
         Geometry options: ``flow`` (RealNVP layers, euclidean), ``posterior``
         (``vmf`` or ``power-spherical``, sphere), ``max_kappa`` (sphere).
     model_options
-        Options of the model's module (none for the VAE; see `CGMVAE`).
+        Module options (`CGMVAE` has more). Count data: ``encoder_input``, ``log1p`` of the
+        raw counts or ``log1p_cp10k``, of counts scaled to 10,000 per cell (depth removed).
     """
 
     name: ClassVar[str] = "vae"
@@ -148,7 +149,8 @@ class GeoVAE:
         return keyword_options(cls.module_class.__init__, keyword_only=True)
 
     def complete_config(self) -> None:
-        """Fill model options that follow from the data (subclasses)."""
+        """Fill model options that follow from the data (`complete_encoder_input`)."""
+        complete_encoder_input(self.config, self.module_class.count_encoder_input)
 
     @property
     def setup_notes(self) -> str:
@@ -326,8 +328,7 @@ class GeoVAE:
 
     def summary(self) -> dict[str, Any]:
         """Run metadata for ``uns['geovae']``."""
-        latent = self.module.latent
-        cfg = self.config
+        latent, cfg = self.module.latent, self.config
         info: dict[str, Any] = {
             "model": self.name, "likelihood": self.spec.likelihood,
             "latent": {k: v for k, v in latent.config().items() if v is not None},

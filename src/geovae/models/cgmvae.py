@@ -82,6 +82,7 @@ class CGMVAE(GeoVAE):
                               "label column)", param="batch_key")
 
     def complete_config(self) -> None:
+        super().complete_config()
         opts = self.config.model_options
         n_labels = len(self.spec.label_categories)
         opts.setdefault("n_labels", n_labels)

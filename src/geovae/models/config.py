@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geovae.errors import OptionError
+from geovae.modules.vae import check_encoder_input
 from geovae.nn.latents import DECODER_INPUTS, LATENTS
-from geovae.nn.likelihoods import LIKELIHOODS
+from geovae.nn.likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 
 #: posterior families on the sphere
 SPHERE_POSTERIORS = ("vmf", "power-spherical")
@@ -83,8 +84,17 @@ class ModelConfig:
         missing = sorted(known - set(d) - {"latent_options", "model_options"})
         if missing:
             raise OptionError(f"missing model setting(s) {missing}", param="config")
-        return validate(**{**d, "model_options": d.get("model_options") or {}},
-                        known_model_options=model_options)
+        config = validate(**{**d, "model_options": d.get("model_options") or {}},
+                          known_model_options=model_options)
+        complete_encoder_input(config, "log1p")  # saved before the option: log1p
+        return config
+
+
+def complete_encoder_input(config: ModelConfig, default: str) -> None:
+    """A count model's ``encoder_input`` made explicit, ``default`` where not given (saved
+    with the model, so a later default does not change what a saved model computes)."""
+    if config.likelihood in COUNT_LIKELIHOODS:
+        config.model_options.setdefault("encoder_input", default)
 
 
 def validate(*, model: str = "vae", latent: str = "euclidean", latent_dim: int = 10,
@@ -130,6 +140,7 @@ def validate(*, model: str = "vae", latent: str = "euclidean", latent_dim: int =
     for name in ("n_clusters", "w_dim"):
         if model_options.get(name) is not None:
             check_size(f"model_options.{name}", model_options[name])
+    check_encoder_input(model_options.get("encoder_input"))
     return ModelConfig(model=model, latent=latent, latent_dim=int(latent_dim),
                        likelihood=likelihood, n_hidden=int(n_hidden), n_layers=int(n_layers),
                        dropout=float(dropout), seed=int(seed), latent_options=latent_options,

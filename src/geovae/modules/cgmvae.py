@@ -73,7 +73,7 @@ simulate` issue-type data, 4,000 cells, seed 0, one fit: fewer epochs, ARI 0.938
 of training, then set to its optimum given q(y)), ``merge_moves`` (default True: after
 training, before the delete moves, unsupervised Euclidean only: `geovae.modules.merging`),
 ``prior_lr`` (the components' share of the learning rate, default 1), ``y_temper`` (default 0,
-off).
+off), ``encoder_input`` (count data: as the VAE's, `geovae.modules.vae.ENCODER_INPUTS`).
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class CGMVAEModule(VAEModule):
                  delete_moves: bool = True, prior_uses_w: bool = True,
                  warm_start: float = WARM_START, hold: float = HOLD, y_temper: float = 0.0,
                  prior_lr: float = 1.0, merge_moves: bool = True, hold_weights: bool = True,
-                 plateau_start: bool = True):
+                 plateau_start: bool = True, encoder_input: str | None = None):
         if not isinstance(latent, comp.SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
                               f"{latent.geometry!r} latent: use {{latent='euclidean'}}, "
@@ -142,7 +142,7 @@ class CGMVAEModule(VAEModule):
         if cluster_samples < 0:
             raise OptionError("{opt} must be >= 0 (0: posterior mean)", param="cluster_samples")
         super().__init__(n_features, latent, likelihood, n_covariates, n_hidden, n_layers,
-                         dropout, center, scale)
+                         dropout, center, scale, encoder_input=encoder_input)
         z_dim, w_dim = latent.embed_dim, w_dim or latent.intrinsic_dim  # ambient coordinates
         self.n_clusters, self.n_labels, self.z_dim = n_clusters, n_labels, z_dim
         self.n_component_params = comp.component_params(latent)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch.distributions import Distribution
 
+from geovae.errors import OptionError
 from geovae.modules.base import BaseModule, Batch, LossOutput
 from geovae.nn.latents import Latent, make_latent
 from geovae.nn.layers import mlp
@@ -20,6 +21,25 @@ from geovae.nn.likelihoods import NONZERO_ENTRIES, make_likelihood, summed_log_p
 #: attribute `VAEModule.prepare` sets on a count block: (its encoder input, the covariates it
 #: was built with, its library size), read by `hidden_of` and `target_and_library`
 PREPARED_INPUT = "_geovae_prepared_input"
+#: what a count model's encoder sees (`VAEModule.transform`): ``log1p`` of the raw counts, or
+#: ``log1p_cp10k``, log1p of the counts scaled to `CP10K` per cell (depth divided out: the
+#: decoder gets the library size anyway, so the latent need not carry it)
+ENCODER_INPUTS = ("log1p", "log1p_cp10k")
+#: counts per cell ``log1p_cp10k`` scales each cell to
+CP10K = 1e4
+
+
+def check_encoder_input(value: str | None, counts: bool = True) -> str | None:
+    """``value`` if it is one of `ENCODER_INPUTS` (None: the model's default), else an
+    `OptionError`; any value for a likelihood that is not of counts is an error too."""
+    if value is not None and value not in ENCODER_INPUTS:
+        raise OptionError(f"unknown {{opt}} '{value}': use " + " or ".join(ENCODER_INPUTS),
+                          param="encoder_input")
+    if value is not None and not counts:
+        raise OptionError(f"{{opt}} '{value}' applies to count likelihoods (nb, zinb) only: "
+                          "drop it for other data (they are standardised or used as they are)",
+                          param="encoder_input")
+    return value
 
 
 def repeat_samples(t: torch.Tensor | None, n: int) -> torch.Tensor | None:
@@ -33,6 +53,8 @@ class VAEModule(BaseModule):
 
     #: floats one importance-sampling block may hold per (row x width) tensor; bounds memory
     marginal_block_elements: int = 2**21
+    #: ``encoder_input`` of a count likelihood when none is given (`ENCODER_INPUTS`)
+    count_encoder_input: str = "log1p"
 
     def __init__(
         self,
@@ -45,11 +67,17 @@ class VAEModule(BaseModule):
         dropout: float = 0.1,
         center: torch.Tensor | None = None,
         scale: torch.Tensor | None = None,
+        *,
+        encoder_input: str | None = None,
     ):
         super().__init__()
         self.n_features, self.n_covariates = n_features, n_covariates
         self.latent = latent
         self.likelihood = make_likelihood(likelihood, n_hidden, n_features)
+        counts = self.likelihood.encoder_transform == "log1p"
+        #: `ENCODER_INPUTS` for a count likelihood (default `count_encoder_input`), else None
+        self.encoder_input = check_encoder_input(encoder_input, counts) or (
+            self.count_encoder_input if counts else None)
         self.encoder = mlp(n_features + n_covariates, n_hidden, n_layers, dropout)
         self.decoder = mlp(latent.decoder_dim + n_covariates, n_hidden, n_layers, dropout)
         self.register_buffer("center", center if center is not None else torch.zeros(n_features))
@@ -79,11 +107,21 @@ class VAEModule(BaseModule):
         kind = self.likelihood.encoder_transform
         library = x.sum(-1, keepdim=True)
         if kind == "log1p":
-            return torch.log1p(x), x, library
+            return torch.log1p(self.depth_scaled(x, library)), x, library
         if kind == "standardize":
             xs = (x - self.center) / self.scale
             return xs, xs, library
         return x, x, library
+
+    def depth_scaled(self, counts: torch.Tensor, library: torch.Tensor,
+                     rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``counts`` as the encoder's log1p takes them: as they are (``log1p``) or scaled to
+        `CP10K` per cell (``log1p_cp10k``; ``library`` (cells, 1), ``rows`` the cell of each
+        entry when ``counts`` are a sparse block's non-zeros). A cell without counts stays 0."""
+        if self.encoder_input != "log1p_cp10k":
+            return counts
+        factor = CP10K / torch.where(library > 0, library, torch.ones_like(library))
+        return counts * (factor if rows is None else factor[rows, 0])
 
     def hidden(self, x_in: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         """The encoder's last hidden layer (shared by every posterior head)."""
@@ -93,9 +131,10 @@ class VAEModule(BaseModule):
         """`hidden` of the raw data ``x``: ``hidden(transform(x)[0], c)``, the same numbers.
 
         A count block that carries its non-zeros (`NONZERO_ENTRIES`, the CPU's sparse rows)
-        is log1p-transformed at those entries only and written with the covariates into one
-        (cells, features + covariates) block: no dense log1p and no concatenated copy. That
-        block comes from `prepare` where it ran (on the batch-building thread)."""
+        is transformed (`depth_scaled`, log1p) at those entries only and written with the
+        covariates into one (cells, features + covariates) block: no dense log1p and no
+        concatenated copy. That block comes from `prepare` where it ran (on the
+        batch-building thread)."""
         pre = getattr(x, PREPARED_INPUT, None)
         if pre is not None and pre[1] is c:
             return self.encoder(pre[0])
@@ -104,15 +143,20 @@ class VAEModule(BaseModule):
             return self.hidden(self.transform(x)[0], c)
         return self.encoder(x_in)
 
-    def _sparse_input(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor | None:
-        """[log1p(x), c] from ``x``'s non-zero entries; None where ``x`` has none attached or
-        the encoder does not take log1p."""
+    def _sparse_input(self, x: torch.Tensor, c: torch.Tensor | None,
+                      library: torch.Tensor | None = None) -> torch.Tensor | None:
+        """[transform(x)[0], c] from ``x``'s non-zero entries (``library``: ``x``'s row sums,
+        computed where not given and needed); None where ``x`` has none attached or the
+        encoder does not take log1p."""
         nz = getattr(x, NONZERO_ENTRIES, None)
         if nz is None or self.likelihood.encoder_transform != "log1p" or x.dim() != 2:
             return None
+        if library is None and self.encoder_input == "log1p_cp10k":
+            library = x.sum(-1, keepdim=True)
         width = x.shape[1] + (0 if c is None else c.shape[1])
         x_in = x.new_zeros(len(x), width)
-        x_in.view(-1).scatter_(0, nz.rows * width + nz.cols, torch.log1p(nz.values))
+        values = torch.log1p(self.depth_scaled(nz.values, library, nz.rows))
+        x_in.view(-1).scatter_(0, nz.rows * width + nz.cols, values)
         if c is not None:
             x_in[:, x.shape[1]:] = c
         return x_in
@@ -120,9 +164,13 @@ class VAEModule(BaseModule):
     def prepare(self, batch: Batch) -> Batch:
         """The encoder input of sparse counts (`hidden_of`) and the library size, computed
         from the data alone (see `BaseModule.prepare`)."""
-        x_in = self._sparse_input(batch.x, batch.c)
+        if getattr(batch.x, NONZERO_ENTRIES, None) is None \
+                or self.likelihood.encoder_transform != "log1p":
+            return batch
+        library = batch.x.sum(-1, keepdim=True)
+        x_in = self._sparse_input(batch.x, batch.c, library)
         if x_in is not None:
-            setattr(batch.x, PREPARED_INPUT, (x_in, batch.c, batch.x.sum(-1, keepdim=True)))
+            setattr(batch.x, PREPARED_INPUT, (x_in, batch.c, library))
         return batch
 
     def target_and_library(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
