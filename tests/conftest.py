@@ -15,6 +15,14 @@ from helpers import PBMC, run_cli  # noqa: E402
 torch.set_num_threads(1)  # tiny models: threads only add contention on shared CI cores
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Each test starts with the thread count above: an in-process CLI run sets torch's
+    (`--threads`), and a later test that compares two trainings must not inherit it."""
+    yield
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def float64():
     """Run a test with float64 as torch's default dtype (maths tests), then restore it."""
