@@ -174,7 +174,8 @@ RECORD_FIELDS: dict[str, str] = {
     "labels",
     "umap": "whether this run computed a UMAP (not with --no-umap or umap=False) and the "
     "obsm/uns keys it wrote it to (one policy: geovae.tools.umap_keys), its optimisation "
-    "epochs `n_epochs` (--umap-epochs) and `negative_sample_rate`",
+    "epochs `n_epochs` (--umap-epochs), `negative_sample_rate` and starting layout `init` "
+    "(pca: the latent's first two principal components; spectral with --umap-epochs 0)",
     "transfer": "transfer: features matched/missing, new categories, frozen weights, epochs, "
     "unknown-call rate, accuracy and macro-F1 against --eval-key; with --reference, `mixing`: "
     "scIB scores of the query against the reference cells of the same labels (iLISI overall "

@@ -18,18 +18,25 @@ from geovae.tools.cluster import (
 )
 
 
+class _Seen(list):
+    starts: list
+
+
 @pytest.fixture
 def epochs_run(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The ``n_epochs`` umap-learn's optimiser is called with (scanpy imports it per call)."""
     import umap.umap_ as U
 
-    real, seen = U.simplicial_set_embedding, []
+    real, seen = U.simplicial_set_embedding, _Seen()
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         seen.append((kwargs["n_epochs"], kwargs["negative_sample_rate"]))
+        starts.append(kwargs["init"])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(U, "simplicial_set_embedding", spy)
+    starts: list = []
+    seen.starts = starts
     return seen
 
 
@@ -73,6 +80,24 @@ def test_fewer_epochs_change_the_picture_and_the_seed_repeats_it() -> None:
     cluster(c, seed=0, umap_epochs=0)
     assert np.array_equal(a.obsm[K.UMAP_GEOVAE], b.obsm[K.UMAP_GEOVAE])
     assert not np.allclose(a.obsm[K.UMAP_GEOVAE], c.obsm[K.UMAP_GEOVAE])
+
+
+def test_the_umap_starts_from_the_latents_principal_components(epochs_run: list) -> None:
+    """geovae's epochs start from the embedding's first two principal components (recorded);
+    umap-learn's defaults (0) keep its spectral start."""
+    a = blobs()
+    cluster(a, seed=0)
+    start = np.asarray(epochs_run.starts[0])
+    rep = a.obsm[K.REP].astype(np.float64)
+    centred = rep - rep.mean(0)
+    top = np.linalg.svd(centred, full_matrices=False)[2][:2]
+    assert start.shape == (a.n_obs, 2)
+    for j in range(2):  # each column is a principal component's scores (up to sign)
+        assert abs(np.corrcoef(start[:, j], centred @ top[j])[0, 1]) > 0.999
+    assert a.uns[K.UNS]["umap"]["init"] == "pca"
+    b = blobs()
+    cluster(b, seed=0, umap_epochs=0)
+    assert epochs_run.starts[1] == "spectral" and b.uns[K.UNS]["umap"]["init"] == "spectral"
 
 
 def test_umap_learn_default_by_size() -> None:
