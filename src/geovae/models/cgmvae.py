@@ -108,12 +108,20 @@ class CGMVAE(GeoVAE):
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         """`GeoVAE.train`, after telling the module N and the labelled share (a query-mapped
-        model keeps the reference's: its global mixture weights are the reference's)."""
+        model keeps the reference's: its global mixture weights are the reference's). A
+        fitted model (trained before, or loaded) trains on from its mixture: the warm start
+        (pretraining, the mixture's start from a GMM, the hold) belongs to the first fit."""
         labels = self.prepared.labels
         if self.query_mapping is None:
             self.module.set_data_facts(len(labels), float((labels >= 0).mean()) if len(labels)
                                        else 1.0)
-        return super().train(*args, **kwargs)
+        warm_start = self.module.warm_start
+        if self.history is not None:
+            self.module.warm_start = 0.0
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self.module.warm_start = warm_start
 
     @torch.no_grad()
     def cluster_probs_of(self, source: InMemorySource, n_samples: int | None = None
