@@ -8,6 +8,10 @@ Run (one thread; each line of ``--json`` is one fit)::
         --ks truth 15 --seeds 0 1 2 --epochs 60 --json clusters.jsonl
     python benchmarks/bench_clusters.py --summary clusters.jsonl
 
+``--encoder-input log1p log1p_cp10k`` runs every geovae method on count data with each
+encoder input (`geovae.modules.vae.ENCODER_INPUTS`, recorded as ``encoder_input``; blobs
+are not counts and run once) and pairs them over seeds in the summary.
+
 Data (``seed`` draws the data AND seeds the model, so seeds vary both):
 
 * ``easy`` / ``medium`` / ``hard``: `geovae.datasets.simulate_counts`, 2,000 cells x 300
@@ -110,9 +114,9 @@ def leiden(adata: Any, rep: str, seed: int) -> np.ndarray:
     return adata.obs["leiden"].to_numpy()
 
 
-#: (data, seed, epochs) -> (VAE latent, VAE seconds, its epochs): one VAE serves every K of
-#: vae_bgmm and vae_leiden
-_VAE_CACHE: dict[tuple[str, int, int], tuple[np.ndarray, float]] = {}
+#: (data, seed, epochs, encoder input) -> (VAE latent, VAE seconds, its epochs): one VAE
+#: serves every K of vae_bgmm and vae_leiden
+_VAE_CACHE: dict[tuple[str, int, int, str | None], tuple[np.ndarray, float]] = {}
 
 
 def _epochs_of(adata: Any) -> tuple[int, int]:
@@ -121,7 +125,8 @@ def _epochs_of(adata: Any) -> tuple[int, int]:
     return int(info["best_epoch"]), len(info["loss_history"]["validation"])
 
 
-def run(data: str, method: str, k: int, seed: int, epochs: int) -> dict[str, Any]:
+def run(data: str, method: str, k: int, seed: int, epochs: int,
+        encoder_input: str | None = None) -> dict[str, Any]:
     import scanpy as sc
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
     from sklearn.mixture import BayesianGaussianMixture
@@ -131,20 +136,22 @@ def run(data: str, method: str, k: int, seed: int, epochs: int) -> dict[str, Any
     adata, kw, truth = load(data, seed)
     fit = {"seed": seed, "epochs": epochs or None, "progress": False, "device": "cpu",
            "heldout_samples": 0, "batch_key": "condition", **kw}
+    counts = kw["likelihood"] == "nb"
+    encoder = {"encoder_input": encoder_input} if encoder_input and counts else {}
     t0 = time.perf_counter()
     n_weight, options, vae_epochs = None, {}, (None, None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method.startswith("cgmvae"):
-            options = {"n_clusters": k, **VARIANTS.get(method, {})}
+            options = {"n_clusters": k, **VARIANTS.get(method, {}), **encoder}
             geovae.fit(adata, model="cgmvae", model_options=options, **fit)
             vae_epochs = _epochs_of(adata)
             pred = adata.obsm["geovae_cluster_probs"].argmax(1)
             n_weight = int(adata.uns["geovae"]["n_components_used"])
         elif method.startswith("vae"):
-            key = (data, seed, epochs)
+            key = (data, seed, epochs, encoder_input)
             if key not in _VAE_CACHE:
-                geovae.fit(adata, model="vae", **fit)
+                geovae.fit(adata, model="vae", model_options=encoder, **fit)
                 _VAE_CACHE[key] = (adata.obsm["X_geovae"], time.perf_counter() - t0,
                                    _epochs_of(adata))
             latent, vae_seconds, vae_epochs = _VAE_CACHE[key]
@@ -175,6 +182,8 @@ def run(data: str, method: str, k: int, seed: int, epochs: int) -> dict[str, Any
             "n_used": used, "n_weight": used if n_weight is None else n_weight,
             "seconds": round(seconds, 1), "best_epoch": vae_epochs[0],
             "epochs_run": vae_epochs[1],
+            "encoder_input": (encoder_input or "log1p") if counts and "pca" not in method
+            else None,
             "load": load_average(3), "cpus": cpus(), "cpu": cpu_model()}
 
 
@@ -182,8 +191,12 @@ def summarise(path: Path) -> None:
     from paired_stats import mean_sd, paired, table
 
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for r in recs:  # records from before --encoder-input: the geovae rows read log1p
+        r.setdefault("encoder_input", None if r["method"] == "pca_leiden" else "log1p")
     # a fit run twice (a restarted run): the last record counts
-    recs = list({(r["data"], r["method"], r["k"], r["seed"]): r for r in recs}.values())
+    recs = list({(r["data"], r["method"], r["k"], r["seed"], r["encoder_input"]): r
+                 for r in recs}.values())
+    inputs = sorted({r["encoder_input"] for r in recs if r["encoder_input"]})
     rows = []
     for data in dict.fromkeys(r["data"] for r in recs):
         for k in sorted({r["k"] for r in recs if r["data"] == data}):
@@ -195,17 +208,31 @@ def summarise(path: Path) -> None:
             print("| method | n | " + " | ".join(METRICS) + " | in use within ±1 |")
             print("|---|---|" + "---|" * (len(METRICS) + 1))
             for m in METHODS:
-                sel = [r for r in rs if r["method"] == m]
-                if sel:
+                for ei in dict.fromkeys(r["encoder_input"] for r in rs if r["method"] == m):
+                    sel = [r for r in rs if r["method"] == m and r["encoder_input"] == ei]
                     cells = [mean_sd([r[x] for r in sel], 1 if x == "seconds" else 2)
                              for x in METRICS]
                     hits = sum(abs(r["n_used"] - N_TYPES) <= 1 for r in sel)
-                    print(f"| {m}{' (no K)' if 'leiden' in m else ''} | {len(sel)} | "
+                    label = m + (f" [{ei}]" if len(inputs) > 1 and ei else "")
+                    print(f"| {label}{' (no K)' if 'leiden' in m else ''} | {len(sel)} | "
                           + " | ".join(cells) + f" | {hits} of {len(sel)} |")
+            for m in METHODS:  # each encoder input against log1p, same method and seeds
+                b = {r["seed"]: r for r in rs if r["method"] == m
+                     and r["encoder_input"] == "log1p"}
+                for ei in (e for e in inputs if e != "log1p"):
+                    a = {r["seed"]: r for r in rs if r["method"] == m
+                         and r["encoder_input"] == ei}
+                    common = sorted(set(a) & set(b))
+                    if len(common) >= 2:
+                        for x in ("ari", "nmi", "n_used"):
+                            rows.append((f"{data} K={k}: {x}", f"{m} [{ei}]", "[log1p]",
+                                         paired([a[s][x] for s in common],
+                                                [b[s][x] for s in common])))
+            plain = [r for r in rs if r["encoder_input"] in ("log1p", None)]
             for base in BASELINES:
-                b = {r["seed"]: r for r in rs if r["method"] == base}
+                b = {r["seed"]: r for r in plain if r["method"] == base}
                 for m in (m for m in METHODS if m.startswith("cgmvae") and m != base):
-                    a = {r["seed"]: r for r in rs if r["method"] == m}
+                    a = {r["seed"]: r for r in plain if r["method"] == m}
                     common = sorted(set(a) & set(b))
                     if len(common) >= 2:
                         for x in ("ari", "n_used"):
@@ -224,17 +251,27 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=60,
                     help="0: each model's default (`default_epochs`, early stopping)")
+    ap.add_argument("--encoder-input", nargs="+", default=["log1p"],
+                    choices=["log1p", "log1p_cp10k"],
+                    help="count data: run the geovae methods with each encoder input "
+                         "(paired against log1p in the summary)")
+    ap.add_argument("--n-cells", type=int, default=None,
+                    help="draw this many cells instead of the level's (simulations)")
     add_record_options(ap)
     args = ap.parse_args()
     if not runs_wanted(args, summarise):
         return
     ks = [N_TYPES if k == "truth" else int(k) for k in args.ks]
+    for level in LEVELS.values() if args.n_cells else ():
+        level["n_cells"] = args.n_cells
     for data in args.data:
         for seed in args.seeds:
             for method in args.methods:
                 # Leiden has no K: one run per seed, shown beside every K
                 for k in (ks[:1] if "leiden" in method else ks):
-                    emit(run(data, method, k, seed, args.epochs), args.json)
+                    counts = data != "blobs" and method != "pca_leiden"
+                    for ei in (args.encoder_input if counts else [None]):
+                        emit(run(data, method, k, seed, args.epochs, ei), args.json)
 
 
 if __name__ == "__main__":
