@@ -144,6 +144,18 @@ def test_two_gloo_ranks_train_what_one_process_computes_rank_by_rank(tmp_path: P
     np.testing.assert_allclose(got["val"][-1], hist.validation[-1], rtol=0.01)
 
 
+def test_ranks_keep_one_mixture_weight_posterior(tmp_path: Path) -> None:
+    """The c*GMΔVAE updates gamma from each rank's minibatch outside the optimiser
+    (`synced_state`): averaged after every step, every rank ends its last step with the same
+    gamma (before the delete moves, which recompute it from all cells), and it moved."""
+    run = _torchrun("-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}",
+                    str(WORKER), str(tmp_path), "cgmvae")
+    assert run.returncode == 0, run.stderr[-3000:]
+    g0, g1 = (np.load(tmp_path / f"gamma{r}.npz")["gamma"] for r in range(WORLD))
+    np.testing.assert_allclose(g0, g1, rtol=1e-6)
+    assert np.ptp(g0) > 1.0  # trained: the weights are no longer uniform
+
+
 @pytest.mark.slow
 def test_cli_devices_two_cpu_processes_write_once(tmp_path: Path) -> None:
     data = tmp_path / "d.h5ad"

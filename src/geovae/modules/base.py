@@ -50,7 +50,9 @@ class BaseModule(nn.Module, ABC):
       trains (state the gradient masks cannot express, e.g. global mixture weights);
     * `prepare` — the trainer calls it on each training minibatch where it is built (on the
       batch-building thread with `TrainSettings.prefetch`): work that depends on the data
-      only, done there instead of in the step.
+      only, done there instead of in the step;
+    * `synced_state` — state the module updates itself during training (not through the
+      optimiser): on several processes the trainer averages it over the ranks after every step.
     """
 
     @abstractmethod
@@ -61,6 +63,12 @@ class BaseModule(nn.Module, ABC):
         """Data-only work on a training minibatch before its step (no parameters, no random
         numbers: it may run on another thread). Default: the batch as it is."""
         return batch
+
+    def synced_state(self) -> list[torch.Tensor]:
+        """Tensors the module updates in place during training steps outside the optimiser
+        (e.g. a stochastic variational update); the trainer averages them over the ranks after
+        every step when several processes train. Default: none."""
+        return []
 
     def lr_scales(self) -> dict[str, float]:
         """Learning-rate multipliers by parameter-name prefix (the optimiser's groups).

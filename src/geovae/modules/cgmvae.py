@@ -262,6 +262,10 @@ class CGMVAEModule(VAEModule):
         target = self.alpha + self.n_obs * pi.float().mean(0)
         self.gamma.mul_(1 - rho).add_(rho * target)
 
+    def synced_state(self) -> list[torch.Tensor]:
+        """gamma, updated from each rank's minibatch (`_update_gamma`): averaged over ranks."""
+        return [self.gamma] if self.mixture_weights == "global" else []
+
     def freeze_for_query(self, policy: str) -> None:
         """Query mapping: keep the reference's global weights (gamma) unless everything trains
         (``policy='none'``), and never delete a component: the query may lack types the
@@ -270,13 +274,11 @@ class CGMVAEModule(VAEModule):
         self.delete_moves, self.merge_moves, self.warm_start = False, False, 0.0
 
     def lr_scales(self) -> dict[str, float]:
-        """The prior network (the mixture components) trains at ``prior_lr`` times the
-        learning rate."""
+        """The prior network (the mixture components) trains at ``prior_lr`` x the lr."""
         return {"prior_net": self.prior_lr} if self.prior_lr != 1 else {}
 
     def has_phases(self) -> bool:
-        """True with the warm start: its pretraining and hold leave the mixture's
-        parameters out of the loss."""
+        """True with the warm start: pretraining and hold leave the mixture out of the loss."""
         return mixture_start.warm_starts(self)
 
     def before_epoch(self, epoch: int, epochs: int, source: DataSource, idx: torch.Tensor,

@@ -132,6 +132,14 @@ class Ranks:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
+    def average_(self, tensors: list[torch.Tensor]) -> None:
+        """Each of ``tensors`` replaced, in place, by its mean over the ranks (a no-op on one
+        process)."""
+        if self.world > 1:
+            for t in tensors:
+                dist.all_reduce(t, op=dist.ReduceOp.SUM)
+                t.div_(self.world)
+
     def loss_fn(self, module: nn.Module, probe: Callable[[], object]
                 ) -> Callable[[object, float], object]:
         """``module.loss`` on one process; through a DDP wrapper otherwise (gradients are

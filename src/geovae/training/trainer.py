@@ -195,6 +195,8 @@ class Trainer:
                         out.loss.backward()
                         clip_gradients()
                         optimizer.step()
+                        if ranks.world > 1:  # the module's own updates (`synced_state`)
+                            ranks.average_(module.synced_state())
                         step += 1
                         total += out.loss.detach()
                         for k, v in out.terms.items():
