@@ -20,7 +20,8 @@ from the latent alone could be depth-free. Candidates, each a p-value per query 
   ``cauchy(lof,mahaB)`` / ``cauchy(lof_best,mahaB)`` / ``cauchy(lof,knnB,mahaB)``.
 
 Given two folders of saved runs of the same draws (A: the shipped encoder, B: a refit
-setting), the table pairs every candidate over the runs (`paired_stats.paired`): AUROC and
+setting), the table gives how much depth each reference latent holds beyond the label
+(`latent_depth_r2`) and pairs every candidate over the runs (`paired_stats.paired`): AUROC and
 |partial r| with log library size, against the default of A (what users get now) and of B::
 
     python benchmarks/loto_latent.py /tmp/log1p /tmp/cp10k --out loto_latent.jsonl
@@ -120,6 +121,25 @@ def candidates(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "cauchy(lof,knnB,mahaB)": combine_pvalues([lof, knn_b, maha_b])}
 
 
+def latent_depth_r2(z: np.ndarray, depth: np.ndarray, labels: np.ndarray,
+                    how: str = "linear") -> float:
+    """How much of log library size the latent holds beyond the cell's label: 5-fold
+    cross-validated R^2 of a regression (scikit-learn; ``linear``, or ``knn``: the mean of
+    the K nearest latents) of the depth, each label's mean removed, on the latent (0:
+    nothing; the reference cells of a run)."""
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import KFold, cross_val_score
+    from sklearn.neighbors import KNeighborsRegressor
+
+    y = np.asarray(depth, np.float64).copy()
+    for c in np.unique(labels):
+        y[labels == c] -= y[labels == c].mean()
+    folds = KFold(5, shuffle=True, random_state=0)
+    reg = LinearRegression() if how == "linear" else KNeighborsRegressor(K)
+    return float(cross_val_score(reg, np.asarray(z, np.float64), y, cv=folds,
+                                 scoring="r2").mean())
+
+
 def score_runs(folder: Path, setting: str) -> pd.DataFrame:
     """Per saved run and candidate: AUROC (unseen vs known) and partial r with depth."""
     rows = []
@@ -130,7 +150,10 @@ def score_runs(folder: Path, setting: str) -> pd.DataFrame:
         pair, seed, held_out = f.stem.rsplit("_", 2)
         lib = roc_auc_score(novel, a["depth"])
         row = {"setting": setting, "pair": pair, "seed": int(seed), "held_out": held_out,
-               "auroc_library": max(lib, 1 - lib)}
+               "auroc_library": max(lib, 1 - lib),
+               **{f"latent_depth_r2_{how}": latent_depth_r2(a["ref_z"], a["ref_depth"],
+                                                            a["ref_labels"], how)
+                  for how in ("linear", "knn")}}
         for name, p in candidates(a).items():
             row[f"auroc:{name}"] = float(roc_auc_score(novel, -p))
             row[f"r:{name}"] = partial_spearman(p[known], a["depth"][known],
@@ -152,7 +175,11 @@ def table(df: pd.DataFrame, base: str, new: str) -> str:
     names = [c.split(":", 1)[1] for c in df.columns if c.startswith("auroc:")]
     pairs = sorted({r[0] for r in runs})
     out = [f"{len(runs)} runs both settings hold; library size alone "
-           f"{a['auroc_library'].mean():.3f}.", "",
+           f"{a['auroc_library'].mean():.3f}. Depth in the reference latent beyond the label "
+           "(`latent_depth_r2`, mean over runs, linear / kNN): " + ", ".join(
+               f"{name} {s['latent_depth_r2_linear'].mean():.3f} / "
+               f"{s['latent_depth_r2_knn'].mean():.3f}" for name, s in ((base, a), (new, b)))
+           + ".", "",
            f"| setting | score | {' | '.join(pairs)} | all | runs abs r >= 0.1 | mean abs r | "
            f"AUROC − default ({base}), p | abs r − default ({base}), p | AUROC − own default,"
            " p | abs r − own default, p |", "|---" * (len(pairs) + 9) + "|"]
@@ -176,8 +203,10 @@ def table(df: pd.DataFrame, base: str, new: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("base", type=Path, help="saved runs of the shipped setting (--save-arrays)")
-    p.add_argument("new", type=Path, help="saved runs of the same draws, refit setting")
+    p.add_argument("base", type=Path, nargs="?", help="saved runs of the shipped setting "
+                   "(--save-arrays)")
+    p.add_argument("new", type=Path, nargs="?", help="saved runs of the same draws, refit "
+                   "setting")
     p.add_argument("--names", default="log1p,log1p_cp10k", help="the two settings' names")
     p.add_argument("--out", type=Path, default=None, help="per-run metrics (JSON lines)")
     p.add_argument("--table", type=Path, default=None, help="print the table of a record")
@@ -185,6 +214,8 @@ def main() -> None:
     base, new = args.names.split(",")
     if args.table is not None:
         df = pd.read_json(args.table, lines=True)
+    elif args.base is None or args.new is None:
+        p.error("give two saved-array folders (base, new) or --table RECORD")
     else:
         df = pd.concat([score_runs(args.base, base), score_runs(args.new, new)])
         if args.out is not None:
