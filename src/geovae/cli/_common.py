@@ -38,7 +38,7 @@ NNeighbors = Annotated[int, typer.Option(
 NoUmap = Annotated[bool, typer.Option(
     "--no-umap", help="No UMAP and no plot (for very large data); clusters are still made.")]
 UmapEpochs = Annotated[int, typer.Option(
-    min=0, help="UMAP optimisation epochs (above 10,000 cells with 2 negative samples, "
+    min=0, help="UMAP optimisation epochs (above 10,000 cells with 1 negative sample, "
                 "not 5; 0: umap-learn's defaults, 500 epochs up to 10,000 cells, 200 above, "
                 "5 negative samples: a similar picture at 2-5 times the time).")]
 MetricsJson = Annotated[Path | None, typer.Option(

@@ -26,12 +26,15 @@ METHODS = ("leiden", "mixture")
 #: "Fixed costs of a fit")
 UMAP_EPOCHS = 100
 #: negative samples per positive edge sample in the UMAP's optimiser above `CHEAP_UMAP_CELLS`
-#: cells (umap-learn: 5); each epoch's cost grows with 1 + this. On 20k simulated cells (a
-#: trained VAE's latent, 2 seeds), 2 halved the UMAP's CPU time (5.5-5.9 -> 3.4 s) at a
-#: trustworthiness 0.0004 lower, a higher cell-type silhouette (0.78 vs 0.75) and 6 % fewer
-#: latent neighbours kept; on 1,500 cells it lost 0.035 of trustworthiness, so smaller data
-#: keep 5 (docs/speed.md, "UMAP"). ``umap_epochs=0`` restores umap-learn's defaults
-UMAP_NEGATIVE_SAMPLES = 2
+#: cells (umap-learn: 5); each epoch's cost grows with 1 + this. 5 -> 2 halved the CPU time on
+#: 20k simulated cells (5.5-5.9 -> 3.4 s) at a trustworthiness 0.0004 lower and a higher
+#: type silhouette; on 1,500 cells it lost 0.035 of trustworthiness, so smaller data keep 5.
+#: 2 -> 1 with the PCA start, chosen on the development draw (`bench_umap.py --data-seed 0`,
+#: 20k cells, 3 seeds): CPU 1.7-1.9 vs 2.4-2.9 s, trustworthiness within 0.0003, type silhouette
+#: 0.77 vs 0.76, global structure 0.49-0.51 vs 0.48-0.54; reported draws 1-2 (chose nothing):
+#: CPU 17-39 % lower in all 6 runs, trustworthiness 0.0001-0.0007 lower, silhouette +0.01-0.02,
+#: 1-8 % fewer latent neighbours kept (docs/speed.md, "UMAP"). ``umap_epochs=0``: umap-learn's
+UMAP_NEGATIVE_SAMPLES = 1
 UMAP_LEARN_NEGATIVE_SAMPLES = 5
 CHEAP_UMAP_CELLS = 10000
 #: the UMAP's starting layout at geovae's epochs: "pca" (`umap_init`), not scanpy's spectral
@@ -93,7 +96,7 @@ def cluster(
         latents; its recall against exact kNN is measured on 1,000 random cells and recorded.
         0 always approximates.
     umap_epochs
-        The UMAP's optimisation epochs (default 100, with 2 negative samples per edge sample
+        The UMAP's optimisation epochs (default 100, with 1 negative sample per edge sample
         above 10,000 cells, 5 below; recorded in ``uns['geovae']['umap']['n_epochs']`` and
         ``['negative_sample_rate']``); 0 is umap-learn's defaults (500 epochs up to 10,000
         cells, 200 above, 5 negative samples): a similar picture at 2-5 times the time.
