@@ -34,6 +34,7 @@ UMAP_EPOCHS = 100
 #: 0.77 vs 0.76, global structure 0.49-0.51 vs 0.48-0.54; reported draws 1-2 (chose nothing):
 #: CPU 17-39 % lower in all 6 runs, trustworthiness 0.0001-0.0007 lower, silhouette +0.01-0.02,
 #: 1-8 % fewer latent neighbours kept (docs/speed.md, "UMAP"). ``umap_epochs=0``: umap-learn's
+#: defaults (5)
 UMAP_NEGATIVE_SAMPLES = 1
 UMAP_LEARN_NEGATIVE_SAMPLES = 5
 CHEAP_UMAP_CELLS = 10000
@@ -42,10 +43,11 @@ CHEAP_UMAP_CELLS = 10000
 #: apart by batch. Chosen on the development simulation (`bench_umap.py --data-seed 0`, 20k
 #: cells, 3 seeds): CPU 2.4-2.9 vs 2.9-3.0 s, trustworthiness within 0.0005, type silhouette
 #: 0.76 vs 0.78, types' centroid distances kept better (Spearman 0.49-0.54 vs 0.30-0.39).
-#: Reported draws 1-2 (chose nothing): CPU 17-25 % lower, trustworthiness and silhouette
-#: within 0.005, global structure better on draw 1 (0.63-0.66 vs 0.46-0.50), worse on draw 2
-#: (0.48-0.52 vs 0.59-0.61): a saving, not a better picture (RESULTS.md, "Fixed costs of a
-#: fit"). ``umap_epochs=0`` keeps umap-learn's spectral start
+#: Reported draws 1-2 (chose nothing): CPU 18-24 % lower (draw means), trustworthiness
+#: within 0.0005, type silhouette within 0.008 (0.005-0.008 lower on draw 1), global
+#: structure better on draw 1 (0.63-0.66 vs 0.46-0.50), worse on draw 2 (0.48-0.52 vs
+#: 0.59-0.61): a saving, not a better picture (docs/speed.md, "UMAP"). ``umap_epochs=0``
+#: keeps umap-learn's spectral start
 UMAP_INIT = "pca"
 
 log = logging.getLogger("geovae.tools")

@@ -150,8 +150,8 @@ def core_for_builder(active: bool) -> Iterator[int]:
     (the CPU batch-building thread of `built_ahead` runs beside the steps), restored after;
     yields the count the steps use. Runnable threads then match the cores the user gave:
     torch's two-thread team on top of the builder oversubscribed 2 cores, and a second
-    OpenMP thread does not pay for a small MLP's products on this kind of machine
-    (benchmarks/RESULTS.md, "Training-step costs": 2.0 -> 1.2 s an epoch, 20k x 2,000)."""
+    OpenMP thread does not pay for a small MLP's products on this kind of machine (one
+    quiet-machine timing, 20k x 2,000: 2.0-2.1 -> 1.2 s an epoch; no record yet)."""
     before = torch.get_num_threads()
     n = max(1, before - 1) if active else before
     if n != before:
