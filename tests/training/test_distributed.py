@@ -156,6 +156,34 @@ def test_ranks_keep_one_mixture_weight_posterior(tmp_path: Path) -> None:
     assert np.ptp(g0) > 1.0  # trained: the weights are no longer uniform
 
 
+def test_ranks_gamma_steps_average_to_the_one_process_step(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each rank steps gamma from its slice of the global minibatch at the global batch's rate
+    (`processes`); the ranks' mean (`synced_state`, `Ranks.average_`) is then the one-process
+    step on the whole minibatch, not a step at half the rate."""
+    import torch.distributed as dist
+
+    from geovae.datasets import simulate_counts
+    from geovae.models import CGMVAE
+
+    a = simulate_counts(n_cells=60, n_genes=20, n_types=3, n_conditions=1, seed=0)
+    module = CGMVAE(a, seed=0, n_hidden=8, model_options={"n_clusters": 4}).module
+    module.n_obs.fill_(400.0)  # rate 64 / 400: inside the clamp
+    pi = torch.softmax(torch.randn(64, 4, generator=torch.Generator().manual_seed(0)), -1)
+    start = module.gamma.clone()
+    module._update_gamma(pi)
+    one = module.gamma.clone()
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+    steps = []
+    for part in (pi[:32], pi[32:]):
+        module.gamma.copy_(start)
+        module._update_gamma(part)
+        steps.append(module.gamma.clone())
+    assert not torch.allclose(one, start)
+    torch.testing.assert_close((steps[0] + steps[1]) / 2, one)
+
+
 @pytest.mark.slow
 def test_cli_devices_two_cpu_processes_write_once(tmp_path: Path) -> None:
     data = tmp_path / "d.h5ad"

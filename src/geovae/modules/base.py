@@ -13,12 +13,20 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from geovae.data.batch import Batch
 from geovae.data.sources import DataSource
 
-__all__ = ["BaseModule", "Batch", "LossOutput"]
+__all__ = ["BaseModule", "Batch", "LossOutput", "processes"]
+
+
+def processes() -> int:
+    """Processes training together: torch.distributed's group size where one is running (the
+    trainer's DDP session), else 1. A `synced_state` update of each rank's slice of the global
+    minibatch uses it to step as one process would on the whole minibatch."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 @dataclass

@@ -89,7 +89,7 @@ from geovae.data.sources import DataSource
 from geovae.errors import OptionError
 from geovae.modules import components as comp
 from geovae.modules import mixture_start
-from geovae.modules.base import LossOutput
+from geovae.modules.base import LossOutput, processes
 from geovae.modules.deletion import delete_components
 from geovae.modules.merging import merge_components
 from geovae.modules.mixture_start import HOLD, WARM_START, mixture_phase, pretrain_loss, set_phase
@@ -258,12 +258,12 @@ class CGMVAEModule(VAEModule):
     @torch.no_grad()
     def _update_gamma(self, pi: torch.Tensor) -> None:
         """One SVI step on gamma from this minibatch's q(y) (no host synchronisation)."""
-        rho = (pi.shape[0] / self.n_obs).clamp(0.002, 0.2)  # memory of about an epoch
+        rho = (pi.shape[0] * processes() / self.n_obs).clamp(0.002, 0.2)  # ~ an epoch's memory
         target = self.alpha + self.n_obs * pi.float().mean(0)
         self.gamma.mul_(1 - rho).add_(rho * target)
 
     def synced_state(self) -> list[torch.Tensor]:
-        """gamma, updated from each rank's minibatch (`_update_gamma`): averaged over ranks."""
+        """gamma (`_update_gamma`): the ranks' mean step is one process's on the global batch."""
         return [self.gamma] if self.mixture_weights == "global" else []
 
     def freeze_for_query(self, policy: str) -> None:
