@@ -4,7 +4,10 @@ c*GMΔVAE fitted on simulated counts."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 from typer.testing import CliRunner
 
@@ -13,6 +16,18 @@ from geovae.cli import app
 DATA = Path(__file__).resolve().parents[1] / "data"
 PBMC = DATA / "pbmc68k_counts.h5ad"
 DIGITS = DATA / "digits.csv.gz"
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as a module (benchmarks/ on sys.path for its own
+    imports, e.g. ``_common``)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def sha256(path: Path) -> str:

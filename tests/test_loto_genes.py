@@ -5,22 +5,9 @@ cells drawn away from the profile below cells drawn from it."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
+from helpers import load_benchmark
 from sklearn.metrics import roc_auc_score
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load_genes():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("loto_genes", BENCH / "loto_genes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def counts(rng: np.random.Generator, profile: np.ndarray, n: int) -> np.ndarray:
@@ -47,7 +34,7 @@ def data(seed: int = 0):
 
 
 def test_gene_score_does_not_read_the_query_group_size() -> None:
-    genes = load_genes()
+    genes = load_benchmark("loto_genes")
     r_x, q_x, labels, pred, _ = data()
     doubled = np.vstack([q_x, q_x])  # every group twice as large, the same median excess
     p = genes.gene_pvalues(r_x, q_x, labels, pred)
@@ -60,7 +47,7 @@ def test_gene_score_does_not_read_the_query_group_size() -> None:
 
 
 def test_gene_score_finds_cells_away_from_the_profile() -> None:
-    genes = load_genes()
+    genes = load_benchmark("loto_genes")
     r_x, q_x, labels, pred, novel = data(1)
     p = genes.gene_pvalues(r_x, q_x, labels, pred)
     assert roc_auc_score(novel, -p) > 0.95

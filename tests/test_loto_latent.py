@@ -5,23 +5,10 @@ reference latents) typical."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import load_benchmark
 from sklearn.metrics import roc_auc_score
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load_latent():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("loto_latent", BENCH / "loto_latent.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def data(seed: int = 0):
@@ -39,7 +26,7 @@ def data(seed: int = 0):
 
 @pytest.mark.parametrize("name", ["lof", "lof_best", "gauss_mix"])
 def test_an_off_cluster_query_is_flagged_and_known_cells_are_not(name: str) -> None:
-    mod = load_latent()
+    mod = load_benchmark("loto_latent")
     ref, labels, query, novel = data()
     score = {"lof": lambda: mod.lof_pvalues(query, ref),
              "lof_best": lambda: mod.lof_best_pvalues(query, ref, labels),
@@ -52,7 +39,7 @@ def test_an_off_cluster_query_is_flagged_and_known_cells_are_not(name: str) -> N
 
 @pytest.mark.parametrize("name", ["lof", "lof_best", "gauss_mix"])
 def test_copies_of_reference_latents_are_typical(name: str) -> None:
-    mod = load_latent()
+    mod = load_benchmark("loto_latent")
     ref, labels, _, _ = data(1)
     copies = ref[::5]
     score = {"lof": lambda: mod.lof_pvalues(copies, ref),
@@ -73,7 +60,7 @@ def test_depth_scaled_copies_are_typical_when_the_encoder_divides_depth_out(name
 
     from geovae.models import GeoVAE
 
-    mod = load_latent()
+    mod = load_benchmark("loto_latent")
     rng = np.random.default_rng(0)
     profiles = rng.gamma(0.5, size=(3, 60))
     profiles /= profiles.sum(1, keepdims=True)
