@@ -151,7 +151,8 @@ def core_for_builder(active: bool) -> Iterator[int]:
     yields the count the steps use. Runnable threads then match the cores the user gave:
     torch's two-thread team on top of the builder oversubscribed 2 cores, and a second
     OpenMP thread does not pay for a small MLP's products on this kind of machine (one
-    quiet-machine timing, 20k x 2,000: 2.0-2.1 -> 1.2 s an epoch; no record yet)."""
+    quiet machine, 20k x 2,000: 2.0-2.1 -> 1.2 s an epoch; benchmarks/bench_builder_threads.py,
+    record results/builder_threads_2026-12-06.txt)."""
     before = torch.get_num_threads()
     n = max(1, before - 1) if active else before
     if n != before:
