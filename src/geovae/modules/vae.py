@@ -143,13 +143,21 @@ class VAEModule(BaseModule):
             return self.hidden(self.transform(x)[0], c)
         return self.encoder(x_in)
 
+    def _sparse_counts(self, x: torch.Tensor) -> Any:
+        """``x``'s attached non-zeros (`NONZERO_ENTRIES`) where the encoder reads them (a 2-D
+        count block of a log1p encoder), else None."""
+        nz = getattr(x, NONZERO_ENTRIES, None)
+        if nz is None or self.likelihood.encoder_transform != "log1p" or x.dim() != 2:
+            return None
+        return nz
+
     def _sparse_input(self, x: torch.Tensor, c: torch.Tensor | None,
                       library: torch.Tensor | None = None) -> torch.Tensor | None:
         """[transform(x)[0], c] from ``x``'s non-zero entries (``library``: ``x``'s row sums,
         computed where not given and needed); None where ``x`` has none attached or the
         encoder does not take log1p."""
-        nz = getattr(x, NONZERO_ENTRIES, None)
-        if nz is None or self.likelihood.encoder_transform != "log1p" or x.dim() != 2:
+        nz = self._sparse_counts(x)
+        if nz is None:
             return None
         if library is None and self.encoder_input == "log1p_cp10k":
             library = x.sum(-1, keepdim=True)
@@ -164,8 +172,7 @@ class VAEModule(BaseModule):
     def prepare(self, batch: Batch) -> Batch:
         """The encoder input of sparse counts (`hidden_of`) and the library size, computed
         from the data alone (see `BaseModule.prepare`)."""
-        if getattr(batch.x, NONZERO_ENTRIES, None) is None \
-                or self.likelihood.encoder_transform != "log1p":
+        if self._sparse_counts(batch.x) is None:
             return batch
         library = batch.x.sum(-1, keepdim=True)
         x_in = self._sparse_input(batch.x, batch.c, library)
