@@ -80,14 +80,7 @@ def main() -> None:
     from geovae import _keys as K
     from geovae.datasets import simulate_counts
     from geovae.models import GeoVAE
-    from geovae.tools.cluster import cluster, umap_learn_epochs
-    try:
-        from geovae.tools.cluster import umap_init
-    except ImportError:  # before geovae had it: the same recipe
-        from sklearn.decomposition import PCA
-
-        def umap_init(z: np.ndarray) -> np.ndarray:
-            return PCA(2, random_state=0).fit_transform(z)
+    from geovae.tools.cluster import cluster, umap_init, umap_learn_epochs
 
     torch.set_num_threads(1)
     adata = simulate_counts(n_cells=args.cells, n_genes=args.genes, n_types=8,

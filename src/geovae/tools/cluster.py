@@ -189,7 +189,7 @@ def cluster(
     saved = set_aside(adata)  # where the UMAP goes: `geovae.tools.umap_keys`
     n_epochs = int(umap_epochs) or umap_learn_epochs(adata.n_obs)
     negatives = umap_negative_samples(adata.n_obs, umap_epochs)
-    init = UMAP_INIT if umap_epochs and rep.shape[1] >= 2 and adata.n_obs > 2 else "spectral"
+    init = UMAP_INIT if umap_epochs and rep.shape[1] >= 2 else "spectral"  # >= 3 cells here
     try:
         if umap:
             log.info(f"UMAP of {adata.n_obs} cells ({n_epochs} optimisation epochs, "
