@@ -201,6 +201,17 @@ def table(df: pd.DataFrame, base: str, new: str) -> str:
     return "\n".join(out)
 
 
+def parse_names(text: str) -> tuple[str, str]:
+    """``--names``: the two settings' names, comma-separated; a one-line error (exit 2)
+    otherwise."""
+    names = [n.strip() for n in text.split(",")]
+    if len(names) != 2 or not all(names):
+        print(f"error: --names '{text}': give two names separated by one comma, e.g. "
+              "log1p,log1p_cp10k", file=sys.stderr)
+        sys.exit(2)
+    return names[0], names[1]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("base", type=Path, nargs="?", help="saved runs of the shipped setting "
@@ -211,7 +222,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="per-run metrics (JSON lines)")
     p.add_argument("--table", type=Path, default=None, help="print the table of a record")
     args = p.parse_args()
-    base, new = args.names.split(",")
+    base, new = parse_names(args.names)
     if args.table is not None:
         df = pd.read_json(args.table, lines=True)
     elif args.base is None or args.new is None:

@@ -77,3 +77,15 @@ def test_depth_scaled_copies_are_typical_when_the_encoder_divides_depth_out(name
          "gauss_mix": lambda: mod.gauss_mix_pvalues(query, ref, labels)}[name]()
     assert roc_auc_score(deep, -p) < 0.6
     assert np.mean(p[deep] < 0.05) < 0.1
+
+
+@pytest.mark.parametrize("bad", ["log1p", "a,b,c", "a,", ",b", ""])
+def test_names_other_than_two_are_a_one_line_error(bad: str,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    mod = load_benchmark("loto_latent")
+    assert mod.parse_names("log1p, log1p_cp10k") == ("log1p", "log1p_cp10k")
+    with pytest.raises(SystemExit) as stop:
+        mod.parse_names(bad)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--names" in err[0] and "two names" in err[0], err

@@ -116,7 +116,8 @@ RECORD_FIELDS: dict[str, str] = {
     "seed": "random seed",
     "n_features": "features the model uses",
     "versions": "geovae, torch, anndata, scanpy, numpy, scikit-learn, python",
-    "params": "model and training parameters",
+    "params": "model and training parameters; model_options: the model's options in effect "
+    "(encoder_input of a count model; the c*GMΔVAE's n_clusters, w_dim, mixture_weights, ...)",
     "notes": "one-line facts about the data and choices made",
     "final_losses": "last epoch's losses per term; validation loss of the best epoch",
     "loss_history": "per-epoch train and validation -ELBO, each loss term (terms) and the "

@@ -146,3 +146,23 @@ def test_cli_flag_reaches_the_model_and_help_teaches_it(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())["config"]
     assert cfg["model_options"]["encoder_input"] == "log1p_cp10k"
+    record = ad.read_h5ad(tmp_path / "o.h5ad").uns["geovae"]["params"]["model_options"]
+    assert record["encoder_input"] == "log1p_cp10k"  # in the output, not only the command
+
+
+def test_the_run_record_holds_the_models_options() -> None:
+    """``uns['geovae']['params']['model_options']``: every option in effect (given or
+    default), plain Python values, so the record says which model made the latent."""
+    import json
+
+    m = CGMVAE(_counts(), batch_key="batch", seed=0, n_hidden=16, latent_dim=4,
+               model_options={"encoder_input": "log1p_cp10k", "n_clusters": 3,
+                              "y_temper": np.float32(0.5)})  # a numpy number given
+    opts = m.summary()["params"]["model_options"]
+    assert opts["encoder_input"] == "log1p_cp10k" and opts["n_clusters"] == 3
+    assert type(opts["y_temper"]) is float and opts["y_temper"] == 0.5
+    assert opts["w_dim"] == 4 and opts["mixture_weights"] == "global"
+    assert set(opts) == set(CGMVAE.module_options())  # defaults too (prior_uses_w, ...)
+    assert opts == json.loads(json.dumps(opts))  # JSON-safe
+    assert _module(GeoVAE, None).summary()["params"]["model_options"] == \
+        {"encoder_input": "log1p"}

@@ -333,11 +333,11 @@ class GeoVAE:
             "model": self.name, "likelihood": self.spec.likelihood,
             "latent": {k: v for k, v in latent.config().items() if v is not None},
             "seed": cfg.seed, "n_features": self.spec.n_features, "versions": versions(),
-            "params": {"latent": cfg.latent, "latent_dim": cfg.latent_dim,
-                       "n_hidden": cfg.n_hidden, "n_layers": cfg.n_layers,
-                       "dropout": cfg.dropout, **self.train_params,
+            "params": {"latent": cfg.latent, "latent_dim": cfg.latent_dim, "n_hidden": cfg.n_hidden,
+                       "n_layers": cfg.n_layers, "dropout": cfg.dropout, **self.train_params,
                        "layer": self.spec.layer or "X", "batch_keys": self.spec.batch_keys,
-                       "label_key": self.spec.label_key or ""},
+                       "label_key": self.spec.label_key or "",
+                       "model_options": cfg.model_options_record(self.module_options())},
         }
         if self.history is not None:
             h = self.history

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from geovae.errors import OptionError
 from geovae.modules.vae import check_encoder_input
 from geovae.nn.latents import DECODER_INPUTS, LATENTS
@@ -72,6 +74,14 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def model_options_record(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        """The module's options in effect for the run record: its ``defaults`` (name ->
+        default) overridden by ``model_options``, as plain Python values (JSON-safe; None
+        left out)."""
+        in_effect = {**defaults, **self.model_options}
+        return {name: value.item() if isinstance(value, np.generic) else value
+                for name, value in in_effect.items() if value is not None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], model_options: dict[str, Any]) -> ModelConfig:

@@ -187,16 +187,12 @@ def cluster(
                      neighbors_key=K.NEIGHBORS, **LEIDEN)
         adata.obs[key_added] = categorical(adata.obs[key_added].astype(str).to_numpy())
     saved = set_aside(adata)  # where the UMAP goes: `geovae.tools.umap_keys`
-    n_epochs = int(umap_epochs) or umap_learn_epochs(adata.n_obs)
-    negatives = umap_negative_samples(adata.n_obs, umap_epochs)
-    init = UMAP_INIT if umap_epochs and rep.shape[1] >= 2 else "spectral"  # >= 3 cells here
+    n_epochs, negatives, init = umap_settings(adata.n_obs, umap_epochs, rep.shape[1])
     try:
         if umap:
             log.info(f"UMAP of {adata.n_obs} cells ({n_epochs} optimisation epochs, "
                      f"{negatives} negative samples, {init} start)")
-            sc.tl.umap(adata, neighbors_key=K.NEIGHBORS, random_state=seed, maxiter=n_epochs,
-                       negative_sample_rate=negatives,
-                       init_pos=umap_init(rep, seed) if init == "pca" else init)
+            run_umap(adata, rep, n_epochs=n_epochs, negatives=negatives, init=init, seed=seed)
     except BaseException:
         put_back(adata, saved, computed=False)  # the user's UMAP keys back in place
         raise
@@ -212,6 +208,26 @@ def cluster(
                                   "n_clusters": int(adata.obs[key_added].nunique()),
                                   **knn_info}, umap=where)
     return adata
+
+
+def umap_settings(n_obs: int, umap_epochs: int, dims: int) -> tuple[int, int, str]:
+    """The UMAP's (optimisation epochs, negative samples, start) for ``n_obs`` cells of a
+    ``dims``-dimensional embedding at ``umap_epochs`` (0: umap-learn's defaults)."""
+    n_epochs = int(umap_epochs) or umap_learn_epochs(n_obs)
+    init = UMAP_INIT if umap_epochs and dims >= 2 else "spectral"
+    return n_epochs, umap_negative_samples(n_obs, umap_epochs), init
+
+
+def run_umap(adata: ad.AnnData, rep: np.ndarray, *, n_epochs: int, negatives: int, init: str,
+             seed: int) -> None:
+    """scanpy's UMAP (``obsm['X_umap']``, ``uns['umap']``) from geovae's kNN graph, started
+    from `umap_init` of ``rep`` for ``init="pca"``: what `cluster` runs (and
+    benchmarks/bench_fixed_costs.py times)."""
+    import scanpy as sc
+
+    sc.tl.umap(adata, neighbors_key=K.NEIGHBORS, random_state=seed, maxiter=n_epochs,
+               negative_sample_rate=negatives,
+               init_pos=umap_init(rep, seed) if init == "pca" else init)
 
 
 def umap_negative_samples(n_obs: int, umap_epochs: int) -> int:
