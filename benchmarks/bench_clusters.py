@@ -63,7 +63,14 @@ VARIANTS = {
     "cgmvae_noplateau": {"plateau_start": False},
     # the defaults with a sparser Dirichlet prior on the weights (default alpha = 1/K)
     "cgmvae_sparse": {"dirichlet_alpha": 1e-4},
+    # the defaults with merges by modality (ridgeline ratio) or by misclassification (DEMP)
+    # instead of by the -ELBO (`geovae.modules.merging`)
+    "cgmvae_modes": {"merge_rule": "modes"},
+    "cgmvae_demp": {"merge_rule": "demp"},
 }
+#: rows that differ from the default ``cgmvae`` only in the merge rule, applied after training:
+#: with ``--posthoc-rules`` one fit serves them all (`run_rules`)
+RULE_METHODS = {"cgmvae": "elbo", "cgmvae_modes": "modes", "cgmvae_demp": "demp"}
 METHODS = ("cgmvae", *VARIANTS, "vae_bgmm", "vae_leiden", "pca_leiden")
 #: the row every ablation row is paired against, and the two-stage target
 BASELINES = ("cgmvae_plain", "vae_bgmm", "vae_leiden")
@@ -187,6 +194,87 @@ def run(data: str, method: str, k: int, seed: int, epochs: int,
             "load": load_average(3), "cpus": cpus(), "cpu": cpu_model()}
 
 
+def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
+              encoder_input: str | None = None) -> list[dict[str, Any]]:
+    """One record per method of ``methods`` (`RULE_METHODS`) from ONE default c*GMΔVAE fit:
+    the kept weights are saved where training ends and each merge rule's moves (then the
+    delete moves) run on a copy of them (training never reads the rule, so this is what
+    separate fits give, at a third of the cost). The ``cgmvae`` record also holds ``pairs``,
+    the diagnostic: for every pair of components with >= 0.5% of the mass on the kept
+    weights, (i, j, ridge ratio, DEMP, cells whose argmax is i / j, their majority type's
+    share and whether i and j have the same majority type); ``matches_fit``: its clusters
+    are what the fit wrote."""
+    import copy
+
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    import geovae
+    from geovae.modules.cgmvae import DELETE_CELLS, CGMVAEModule
+    from geovae.modules.merging import mixture_draws, pair_statistics
+
+    adata, kw, truth = load(data, seed)
+    labels = adata.obs[truth].to_numpy()
+    fit = {"seed": seed, "epochs": epochs or None, "progress": False, "device": "cpu",
+           "heldout_samples": 0, "batch_key": "condition", **kw}
+    encoder = ({"encoder_input": encoder_input} if encoder_input and kw["likelihood"] == "nb"
+               else {})
+    saved: dict[str, Any] = {}
+    original = CGMVAEModule.after_training
+
+    def keep(module: Any, source: Any, idx: Any, s: int) -> None:
+        saved.update(state=copy.deepcopy(module.state_dict()), args=(source, idx, s),
+                     fixed=module.weights_fixed)  # held weights: refreshed after the moves
+        original(module, source, idx, s)
+
+    t0 = time.perf_counter()
+    CGMVAEModule.after_training = keep
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = geovae.fit(adata, model="cgmvae",
+                               model_options={"n_clusters": k, **encoder}, **fit)
+    finally:
+        CGMVAEModule.after_training = original
+    seconds = time.perf_counter() - t0
+    module, (source, idx, s) = model.module, saved["args"]
+    written = adata.obsm["geovae_cluster_probs"].argmax(1)
+    module.load_state_dict(saved["state"])
+    kept = model.cluster_probs_of(source).argmax(1)
+    d = mixture_draws(module, source, idx, s, DELETE_CELLS)
+    pairs = []
+    for i, j, ridge, demp in pair_statistics(d["logits"], d["loc"], d["scale"], module.active):
+        sides = []
+        for c in (i, j):
+            types, n = np.unique(labels[kept == c], return_counts=True)
+            sides.append((int(n.sum()), str(types[n.argmax()]) if len(n) else "",
+                          float(n.max() / n.sum()) if len(n) else 0.0))
+        pairs.append([i, j, round(ridge, 4), round(demp, 4), sides[0][0], sides[1][0],
+                      round(sides[0][2], 3), round(sides[1][2], 3),
+                      sides[0][1] == sides[1][1]])
+    records = []
+    for method in methods:
+        module.load_state_dict(saved["state"])
+        module.merge_rule, module.weights_fixed = RULE_METHODS[method], saved["fixed"]
+        original(module, source, idx, s)
+        pred = model.cluster_probs_of(source).argmax(1)
+        weights = module.mixture_weight_means().cpu().numpy()
+        rec = {"data": data, "method": method, "k": k, "seed": seed, "epochs": epochs,
+               "options": {"n_clusters": k, **VARIANTS.get(method, {}), **encoder},
+               "n_cells": int(adata.n_obs), "posthoc_rule": True,
+               "ari": float(adjusted_rand_score(labels, pred)),
+               "nmi": float(normalized_mutual_info_score(labels, pred)),
+               "n_used": n_used(pred), "n_weight": int((weights >= USED_SHARE).sum()),
+               "seconds": round(seconds, 1), "best_epoch": _epochs_of(adata)[0],
+               "epochs_run": _epochs_of(adata)[1],
+               "encoder_input": (encoder_input or "log1p") if kw["likelihood"] == "nb" else None,
+               "load": load_average(3), "cpus": cpus(), "cpu": cpu_model()}
+        if method == "cgmvae":
+            rec.update(pairs=pairs, matches_fit=bool((pred == written).all()),
+                       kept_n_used=n_used(kept))
+        records.append(rec)
+    return records
+
+
 def summarise(path: Path) -> None:
     from paired_stats import mean_sd, paired, table
 
@@ -229,6 +317,16 @@ def summarise(path: Path) -> None:
                                          paired([a[s][x] for s in common],
                                                 [b[s][x] for s in common])))
             plain = [r for r in rs if r["encoder_input"] in ("log1p", None)]
+            # the merge rules against the default (same fit with --posthoc-rules)
+            b = {r["seed"]: r for r in plain if r["method"] == "cgmvae"}
+            for m in (m for m in RULE_METHODS if m != "cgmvae"):
+                a = {r["seed"]: r for r in plain if r["method"] == m}
+                common = sorted(set(a) & set(b))
+                if len(common) >= 2:
+                    for x in ("ari", "nmi", "n_used"):
+                        rows.append((f"{data} K={k}: {x}", m, "cgmvae",
+                                     paired([a[s][x] for s in common],
+                                            [b[s][x] for s in common])))
             for base in BASELINES:
                 b = {r["seed"]: r for r in plain if r["method"] == base}
                 for m in (m for m in METHODS if m.startswith("cgmvae") and m != base):
@@ -241,6 +339,31 @@ def summarise(path: Path) -> None:
                                                 [b[s][x] for s in common])))
     print()
     print("\n".join(table(rows)))
+    pair_diagnostic(recs)
+
+
+def pair_diagnostic(recs: list[dict[str, Any]]) -> None:
+    """The merge rules' diagnostic (`run_rules`' ``pairs``): per data set and K, the ridge
+    ratio and DEMP of pairs of components whose cells are mostly the same type (a type split
+    in two: to merge) and of pairs of two types (to keep). A cutoff separates them where the
+    lowest of the first is above the highest of the second."""
+    groups: dict[tuple[str, int], list[list[Any]]] = {}
+    for r in recs:
+        for p in r.get("pairs", []):
+            if min(p[4], p[5]) >= max(1, USED_SHARE * r["n_cells"]):  # both in use
+                groups.setdefault((r["data"], r["k"]), []).append(p)
+    if groups:
+        print("\n| data | K | pairs, same type: n, ridge ratio min / median, DEMP min / median "
+              "| pairs, two types: n, ridge ratio max, DEMP max |\n|---|---|---|---|")
+    for (data, k), ps in groups.items():
+        same = [p for p in ps if p[8]]
+        other = [p for p in ps if not p[8]]
+        cell = [f"{len(same)}, {min(p[2] for p in same):.3f} / "
+                f"{np.median([p[2] for p in same]):.3f}, {min(p[3] for p in same):.3f} / "
+                f"{np.median([p[3] for p in same]):.3f}" if same else "0"]
+        cell.append(f"{len(other)}, {max(p[2] for p in other):.3f}, "
+                    f"{max(p[3] for p in other):.3f}" if other else "0")
+        print(f"| {data} | {k} | {cell[0]} | {cell[1]} |")
 
 
 def main() -> None:
@@ -257,6 +380,9 @@ def main() -> None:
                          "(paired against log1p in the summary)")
     ap.add_argument("--n-cells", type=int, default=None,
                     help="draw this many cells instead of the level's (simulations)")
+    ap.add_argument("--posthoc-rules", action="store_true",
+                    help="the merge-rule rows (cgmvae, cgmvae_modes, cgmvae_demp) from one fit "
+                         "per data set, K and seed, each rule applied to its kept weights")
     add_record_options(ap)
     args = ap.parse_args()
     if not runs_wanted(args, summarise):
@@ -266,7 +392,13 @@ def main() -> None:
         level["n_cells"] = args.n_cells
     for data in args.data:
         for seed in args.seeds:
-            for method in args.methods:
+            methods = list(args.methods)
+            rules = [m for m in methods if m in RULE_METHODS] if args.posthoc_rules else []
+            for k in ks if rules else ():  # one fit, every merge rule (`run_rules`)
+                for ei in (args.encoder_input if data != "blobs" else [None]):
+                    for rec in run_rules(data, rules, k, seed, args.epochs, ei):
+                        emit(rec, args.json)
+            for method in (m for m in methods if m not in rules):
                 # Leiden has no K: one run per seed, shown beside every K
                 for k in (ks[:1] if "leiden" in method else ks):
                     counts = data != "blobs" and method != "pca_leiden"

@@ -25,7 +25,7 @@ LEGACY_OPTIONS = {"condition_prior": True, "mixture_weights": "per_cell",
                   "dirichlet_alpha": 1.0, "cluster_samples": 0, "delete_moves": False,
                   "warm_start": 0.0, "hold": 0.0, "y_temper": 0.0,
                   "prior_lr": 1.0, "merge_moves": False, "hold_weights": False,
-                  "plateau_start": False}
+                  "plateau_start": False, "merge_rule": "elbo"}
 #: bins of the expected calibration error
 ECE_BINS = 15
 
@@ -94,7 +94,7 @@ class CGMVAE(GeoVAE):
         opts.setdefault("condition_prior", False)
         for name in ("classifier_weight", "cluster_samples", "delete_moves", "warm_start",
                      "hold", "y_temper", "prior_lr", "merge_moves", "hold_weights",
-                     "plateau_start"):
+                     "plateau_start", "merge_rule"):
             opts.setdefault(name, self.module_options()[name])
 
     @classmethod

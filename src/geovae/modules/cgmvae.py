@@ -71,7 +71,8 @@ plateaued pretraining starts the mixture early; dev Kang subset, 5 seeds: 229 vs
 stim kept in the latent, rel. same-stim 1.15 vs 1.10, p 5e-4; RESULTS.md, donors),
 ``hold_weights`` (default True: with the warm start gamma is held from the start to the end
 of training, then set to its optimum given q(y)), ``merge_moves`` (default True: after
-training, before the delete moves, unsupervised Euclidean only: `geovae.modules.merging`),
+training, before the delete moves, unsupervised Euclidean only: `geovae.modules.merging`;
+``merge_rule`` ``elbo``, default, ``modes`` or ``demp`` says which merges are made),
 ``prior_lr`` (the components' share of the learning rate, default 1), ``y_temper`` (default 0,
 off), ``encoder_input`` (count data: as the VAE's, `geovae.modules.vae.ENCODER_INPUTS`).
 """
@@ -91,7 +92,7 @@ from geovae.modules import components as comp
 from geovae.modules import mixture_start
 from geovae.modules.base import LossOutput, processes
 from geovae.modules.deletion import delete_components
-from geovae.modules.merging import merge_components
+from geovae.modules.merging import check_merge_rule, merge_components
 from geovae.modules.mixture_start import HOLD, WARM_START, mixture_phase, pretrain_loss, set_phase
 from geovae.modules.vae import VAEModule, repeat_samples
 from geovae.nn.latents import Latent
@@ -117,7 +118,8 @@ class CGMVAEModule(VAEModule):
                  delete_moves: bool = True, prior_uses_w: bool = True,
                  warm_start: float = WARM_START, hold: float = HOLD, y_temper: float = 0.0,
                  prior_lr: float = 1.0, merge_moves: bool = True, hold_weights: bool = True,
-                 plateau_start: bool = False, encoder_input: str | None = None):
+                 plateau_start: bool = False, encoder_input: str | None = None,
+                 merge_rule: str = "elbo"):
         if not isinstance(latent, comp.SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
                               f"{latent.geometry!r} latent: use {{latent='euclidean'}}, "
@@ -149,8 +151,7 @@ class CGMVAEModule(VAEModule):
         self.classifier_weight, self.condition_prior = classifier_weight, condition_prior
         self.mixture_weights, self.cluster_samples = mixture_weights, cluster_samples
         self.prior_uses_w, self.warm_start, self.hold = prior_uses_w, warm_start, hold
-        #: the components' (prior network's) share of the learning rate (`lr_scales`)
-        self.prior_lr = prior_lr
+        self.prior_lr = prior_lr  # the prior network's share of the learning rate (`lr_scales`)
         #: with the warm start, gamma stays at the start's from then to the end of training
         #: (`mixture_start`); ``weights_fixed`` is True while it does
         self.hold_weights, self.weights_fixed = hold_weights, False
@@ -159,13 +160,12 @@ class CGMVAEModule(VAEModule):
         self.schedule, self.schedule_epochs, self.plateau_start = None, 0, plateau_start
         #: weight of q(y|z)'s entropy in the training loss (`mixture_start.mixture_phase`)
         self.y_temper, self.entropy_weight = y_temper, 1.0
-        #: SVI updates of the global weights' gamma during training (`freeze_for_query` may
-        #: turn them off)
+        #: SVI updates of gamma during training (`freeze_for_query` may turn them off)
         self.update_weights = True
         #: delete moves after training (`delete_components`; `freeze_for_query` turns them off)
         self.delete_moves = delete_moves
-        #: merge moves after training, before the delete moves (`merge_components`)
-        self.merge_moves = merge_moves
+        #: merge moves after training, before the delete moves, by ``merge_rule``
+        self.merge_moves, self.merge_rule = merge_moves, check_merge_rule(merge_rule)
         self.w_head = nn.Linear(n_hidden, 2 * w_dim)  # q(w|x,c) from the shared encoder
         self.classifier = nn.Sequential(mlp(z_dim, n_hidden, n_layers, dropout),
                                         nn.Linear(n_hidden, n_clusters))  # f(z)

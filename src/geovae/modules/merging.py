@@ -10,25 +10,71 @@ ranks them next, mostly to its twin i) AND refits component i to the cells it th
     mu_i(w) <- a mu_i(w) + (1 - a) mu_j(w),   a = N_i / (N_i + N_j)   (linear in the prior
                network's last layer: exact),
     sigma_i <- the weighted sd of z around mu_i(w) under i's new responsibilities (constant
-               in w),
+               in w).
 
-and is accepted only when the -ELBO's q(y)- and component-dependent part (`negative_bound`)
-falls, computed on a subsample of training cells with the same draws of z and w on both
-sides. Every proposal is exactly what the model then computes (no distillation), so an
-accepted merge lowers the -ELBO on those draws. Euclidean latents only (the refit is a
+Which merges are made is the ``merge_rule`` (`MERGE_RULES`):
+
+* ``"elbo"`` (default): a merge is accepted only when the -ELBO's q(y)- and
+  component-dependent part (`negative_bound`) falls, computed on a subsample of training
+  cells with the same draws of z and w on both sides. Every proposal is exactly what the
+  model then computes (no distillation), so an accepted merge lowers the -ELBO on those
+  draws. A type that is not Gaussian (count data: a side lobe of its shallower cells) is
+  fitted better by two Gaussians than by one, so this rule keeps both.
+* ``"modes"``: components are merged when together they make ONE mode of the mixture density
+  (Hennig 2010, "Methods for merging Gaussian mixture components", ADAC 4: the ridgeline
+  ratio of Ray & Lindsay 2005's ridgeline; a cluster is a mode, not a Gaussian): along the
+  ridgeline between the two components' moment-matched Gaussians, the density pi_i p_i(z) +
+  pi_j p_j(z) (each p_k(z) the component averaged over the subsample's draws of w) must not
+  dip below `RIDGE_RATIO` x the lower of its peaks on either side (`ridge_ratio`).
+* ``"demp"``: components are merged when the classifier confuses them: the directly
+  estimated misclassification probability (Hennig 2010's DEMP) of the pair, max over the two
+  directions of sum_cells q_i 1[argmax q = j] / sum_cells q_i, exceeds `DEMP_CUTOFF`.
+
+The two overlap rules merge greedily, the pair with the highest statistic first, then
+recompute it on the merged mixture, while one pair passes; both look only at components with
+at least `MERGE_SHARE` of the cells' mass (smaller ones are the delete moves' business), and
+the smaller of a pair is folded into the larger. Euclidean latents only (the refit is a
 Gaussian's moments) and unsupervised mixtures only (labelled cells keep their label's
 component); turning the delete moves off (``delete_moves=False``) turns these off too.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch.distributions import Normal
 
 from geovae._rng import seeded
 from geovae.data.sources import DataSource
+from geovae.errors import OptionError
 from geovae.modules.deletion import mixture_probs, negative_bound, seeded_subsample
 from geovae.modules.mixture_start import inverse_softplus
+
+#: ``merge_rule`` values (module docstring)
+MERGE_RULES = ("elbo", "modes", "demp")
+#: "modes": merge where the density's lowest point on the ridgeline is at least this share of
+#: the lower of its two peaks (Hennig 2010's ridge.ratio method, where 0.2 is his suggested
+#: cutoff). Development sets of issue 24 (benchmarks/bench_clusters.py --merge-rules: issue2k
+#: and blobs) chose it: RESULTS.md, "Delete moves: `--n-clusters` as an upper bound"
+RIDGE_RATIO = 0.2
+#: "demp": merge where a pair's misclassification probability exceeds this (Hennig 2010's
+#: suggested cutoff for DEMP); the same development runs report it
+DEMP_CUTOFF = 0.025
+#: points on each ridgeline
+RIDGE_POINTS = 41
+#: the overlap rules look at components with at least this share of the cells' q(y) mass
+#: (`geovae.models.cgmvae.USED_SHARE`)
+MERGE_SHARE = 0.005
+
+
+def check_merge_rule(rule: str) -> str:
+    """``rule`` if it is one of `MERGE_RULES`; else a one-line `OptionError`."""
+    if rule not in MERGE_RULES:
+        raise OptionError(f"{{opt}} must be one of {', '.join(MERGE_RULES)}, not {rule!r}",
+                          param="merge_rule")
+    return rule
 
 
 def merged_component(z: torch.Tensor, loc: torch.Tensor, resp: torch.Tensor, i: int, j: int,
@@ -46,11 +92,11 @@ def greedy_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor,
                   log_pz: torch.Tensor, alpha: torch.Tensor, active: torch.Tensor,
                   scale: float, n_protected: int = 0
                   ) -> tuple[torch.Tensor, list[tuple[int, int, float, torch.Tensor]]]:
-    """Merge components one pair at a time, each time the (i takes j) that lowers the bound
-    most, while one does. ``z`` (n, d) draws, ``logits`` of q(y|z) (n, K), the components'
-    means at each cell's w ``loc`` (n, K, d) and log-densities ``log_pz`` (n, K), float64.
-    For each j the partner i is the component that receives most of j's cells. Returns (the
-    new ``active``, accepted merges as (i, j, a, sd))."""
+    """The ``"elbo"`` rule: merge components one pair at a time, each time the (i takes j)
+    that lowers the bound most, while one does. ``z`` (n, d) draws, ``logits`` of q(y|z)
+    (n, K), the components' means at each cell's w ``loc`` (n, K, d) and log-densities
+    ``log_pz`` (n, K), float64. For each j the partner i is the component that receives most
+    of j's cells. Returns (the new ``active``, accepted merges as (i, j, a, sd))."""
     active, log_pz, loc = active.clone(), log_pz.clone(), loc.clone()
     merges: list[tuple[int, int, float, torch.Tensor]] = []
     if torch.isnan(logits).any() or torch.isnan(log_pz).any():
@@ -83,6 +129,105 @@ def greedy_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor,
     return active, merges
 
 
+def component_density(points: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor
+                      ) -> torch.Tensor:
+    """log of one component's density averaged over the cells' w, (1/n) sum_cells
+    N(point; loc_cell, diag scale_cell^2), at ``points`` (G, d); ``loc``, ``scale`` (n, d)."""
+    lp = Normal(loc[None], scale[None]).log_prob(points[:, None]).sum(-1)  # (G, n)
+    return torch.logsumexp(lp, 1) - math.log(loc.shape[0])
+
+
+def ridgeline(m_i: torch.Tensor, v_i: torch.Tensor, m_j: torch.Tensor, v_j: torch.Tensor,
+              points: int = RIDGE_POINTS) -> torch.Tensor:
+    """Ray & Lindsay's ridgeline between N(m_i, diag v_i) and N(m_j, diag v_j): the points
+    [(1 - t)/v_i + t/v_j]^-1 [(1 - t) m_i/v_i + t m_j/v_j], t in [0, 1], (points, d). Every
+    mode of a mixture of the two lies on it."""
+    t = torch.linspace(0.0, 1.0, points, dtype=m_i.dtype, device=m_i.device)[:, None]
+    return ((1 - t) * m_i / v_i + t * m_j / v_j) / ((1 - t) / v_i + t / v_j)
+
+
+def dip_ratio(log_density: torch.Tensor) -> float:
+    """min over the points of density / min(highest density before it, highest after it)
+    for a density profile (G,) given as logs: 1 when it has one mode, near 0 when it falls
+    to nothing between two."""
+    left = torch.cummax(log_density, 0).values
+    right = torch.cummax(log_density.flip(0), 0).values.flip(0)
+    return float(torch.exp((log_density - torch.minimum(left, right)).min()))
+
+
+def ridge_ratio(loc: torch.Tensor, scale: torch.Tensor, counts: torch.Tensor, i: int,
+                j: int) -> float:
+    """`dip_ratio` of pi_i p_i + pi_j p_j along the ridgeline between the moment-matched
+    Gaussians of components i and j (mean and variance over the cells' w of N(mu_k(w),
+    sigma_k(w)^2)); ``loc``, ``scale`` (n, K, d), ``counts`` (K,) the q(y) mass."""
+    moments = []
+    for k in (i, j):
+        mk = loc[:, k].mean(0)
+        moments += [mk, scale[:, k].square().mean(0) + (loc[:, k] - mk).square().mean(0)]
+    path = ridgeline(*moments)
+    log_f = torch.logaddexp(torch.log(counts[i]) + component_density(path, loc[:, i],
+                                                                      scale[:, i]),
+                            torch.log(counts[j]) + component_density(path, loc[:, j],
+                                                                      scale[:, j]))
+    return dip_ratio(log_f)
+
+
+def misclassification(q: torch.Tensor) -> torch.Tensor:
+    """(K, K): P[i, j] = sum_cells q_i 1[argmax q = j] / sum_cells q_i, the estimated
+    probability that a cell of component i is assigned to j (Hennig 2010's DEMP)."""
+    hard = F.one_hot(q.argmax(1), q.shape[1]).to(q)
+    return q.T @ hard / q.sum(0)[:, None].clamp(min=1e-12)
+
+
+def pair_statistics(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
+                    active: torch.Tensor, n_protected: int = 0
+                    ) -> list[tuple[int, int, float, float]]:
+    """(i, j, ridge ratio, DEMP) for every pair of active components with at least
+    `MERGE_SHARE` of the mass, i the larger; logits (n, K), loc and scale (n, K, d)."""
+    q = mixture_probs(logits, active, None)
+    counts = q.sum(0)
+    big = [k for k in range(n_protected, len(active))
+           if active[k] and counts[k] >= MERGE_SHARE * len(q)]
+    demp = misclassification(q)
+    out = []
+    for a, ka in enumerate(big):
+        for kb in big[a + 1:]:
+            i, j = (ka, kb) if counts[ka] >= counts[kb] else (kb, ka)
+            out.append((i, j, ridge_ratio(loc, scale, counts, i, j),
+                        float(torch.maximum(demp[i, j], demp[j, i]))))
+    return out
+
+
+def greedy_overlap_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor,
+                          scale: torch.Tensor, active: torch.Tensor, rule: str = "modes",
+                          n_protected: int = 0, cutoff: float | None = None
+                          ) -> tuple[torch.Tensor, list[tuple[int, int, float, torch.Tensor]]]:
+    """The ``"modes"`` / ``"demp"`` rules (module docstring): merge the pair with the highest
+    ridge ratio / DEMP above ``cutoff`` (default `RIDGE_RATIO` / `DEMP_CUTOFF`), refit the
+    survivor (`merged_component`), recompute, until no pair passes. Inputs as
+    `greedy_merges` plus the components' sds at each cell's w ``scale`` (n, K, d). Returns
+    (the new ``active``, merges as (i, j, a, sd))."""
+    cutoff = (RIDGE_RATIO if rule == "modes" else DEMP_CUTOFF) if cutoff is None else cutoff
+    column = 2 if rule == "modes" else 3
+    active, loc, scale = active.clone(), loc.clone(), scale.clone()
+    merges: list[tuple[int, int, float, torch.Tensor]] = []
+    if torch.isnan(logits).any() or torch.isnan(loc).any() or torch.isnan(scale).any():
+        return active, merges
+    while int(active.sum()) > 1:
+        stats = pair_statistics(logits, loc, scale, active, n_protected)
+        passing = [s for s in stats if s[column] > cutoff]
+        if not passing:
+            break
+        i, j = max(passing, key=lambda s: s[column])[:2]
+        counts = mixture_probs(logits, active, None).sum(0)
+        active[j] = False
+        a, mu, sd = merged_component(z, loc, mixture_probs(logits, active, None)[:, i], i, j,
+                                     counts)
+        loc[:, i], scale[:, i] = mu, sd
+        merges.append((i, j, a, sd))
+    return active, merges
+
+
 def apply_merge(module: torch.nn.Module, i: int, j: int, a: float, sd: torch.Tensor) -> None:
     """Component i of the prior network's last layer becomes the merge of i and j: the mean
     rows a i + (1 - a) j, the scale rows constant at ``sd``."""
@@ -96,37 +241,63 @@ def apply_merge(module: torch.nn.Module, i: int, j: int, a: float, sd: torch.Ten
     last.bias[scale_rows] = inverse_softplus((sd - 1e-3).clamp(min=1e-6)).to(last.bias)
 
 
-@torch.no_grad()
-def merge_components(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
-                     seed: int, max_cells: int) -> list[tuple[int, int]]:
-    """Merge moves on a `CGMVAEModule` (global weights, Euclidean latent, no labels; off
-    with the delete moves) with at most ``max_cells`` of the training cells ``idx``; gamma
-    set to its optimum given the new q(y). Seeded, eval mode, the global RNG untouched.
-    Returns the merges as (kept, removed) pairs."""
+def mergeable(module: torch.nn.Module) -> bool:
+    """Whether merge moves apply to ``module``: global weights that update, a Euclidean
+    latent, no labels, merge and delete moves on."""
     from geovae.nn.latents import EuclideanLatent
 
-    if (module.mixture_weights != "global" or not module.update_weights or module.n_labels
-            or not (module.merge_moves and module.delete_moves) or len(idx) == 0
-            or not isinstance(module.latent, EuclideanLatent)):
-        return []
+    return (module.mixture_weights == "global" and module.update_weights
+            and not module.n_labels and module.merge_moves and module.delete_moves
+            and isinstance(module.latent, EuclideanLatent))
+
+
+@torch.no_grad()
+def mixture_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor, seed: int,
+                  max_cells: int) -> dict[str, torch.Tensor]:
+    """One seeded draw of z and w for at most ``max_cells`` of the cells ``idx`` (eval mode,
+    the global RNG untouched), float64: ``z`` (n, d), ``logits`` of q(y|z) (n, K), the
+    components' ``loc`` and ``scale`` at each cell's w (n, K, d), ``log_pz`` (n, K),
+    ``n_sub`` (the subsample's size)."""
     was_training = module.training
     module.eval()
     sub = seeded_subsample(idx, max_cells, seed)
-    zs, logits, locs, log_pz = [], [], [], []
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in ("z", "logits", "loc", "scale",
+                                                           "log_pz")}
     with seeded(seed, source.device):
         for batch in source.batches(sub, 1024):
             qz, qw, _ = module.posteriors(batch.x, batch.c)
             z, _ = module.latent.rsample(qz)
             prior = module.prior_z(qw.rsample(), batch.c)
-            zs.append(z.double())
-            logits.append(module.classifier(z).double())
-            locs.append(prior.base_dist.loc.double())
-            log_pz.append(prior.log_prob(z.unsqueeze(1)).double())
+            out["z"].append(z.double())
+            out["logits"].append(module.classifier(z).double())
+            out["loc"].append(prior.base_dist.loc.double())
+            out["scale"].append(prior.base_dist.scale.double())
+            out["log_pz"].append(prior.log_prob(z.unsqueeze(1)).double())
     module.train(was_training)
-    z, logits = torch.cat(zs), torch.cat(logits)
-    active, merges = greedy_merges(z, logits, torch.cat(locs), torch.cat(log_pz),
-                                   module.alpha.double(), module.active,
-                                   float(module.n_obs) / len(sub), module.n_labels)
+    return {**{k: torch.cat(v) for k, v in out.items()},
+            "n_sub": torch.tensor(len(sub))}
+
+
+@torch.no_grad()
+def merge_components(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
+                     seed: int, max_cells: int, rule: str | None = None
+                     ) -> list[tuple[int, int]]:
+    """Merge moves on a `CGMVAEModule` (`mergeable`) with at most ``max_cells`` of the
+    training cells ``idx`` by ``rule`` (default the module's ``merge_rule``); gamma set to
+    its optimum given the new q(y). Seeded, eval mode, the global RNG untouched. Returns the
+    merges as (kept, removed) pairs."""
+    rule = check_merge_rule(rule or getattr(module, "merge_rule", "elbo"))
+    if len(idx) == 0 or not mergeable(module):
+        return []
+    d = mixture_draws(module, source, idx, seed, max_cells)
+    z, logits = d["z"], d["logits"]
+    if rule == "elbo":
+        active, merges = greedy_merges(z, logits, d["loc"], d["log_pz"],
+                                       module.alpha.double(), module.active,
+                                       float(module.n_obs) / int(d["n_sub"]), module.n_labels)
+    else:
+        active, merges = greedy_overlap_merges(z, logits, d["loc"], d["scale"], module.active,
+                                               rule, module.n_labels)
     for i, j, a, sd in merges:
         apply_merge(module, i, j, a, sd)
     if merges:
@@ -134,4 +305,3 @@ def merge_components(module: torch.nn.Module, source: DataSource, idx: torch.Ten
         q = mixture_probs(logits, active, None)
         module.gamma.copy_(module.alpha + module.n_obs * q.mean(0).to(module.gamma.dtype))
     return [(i, j) for i, j, _, _ in merges]
-

@@ -1,0 +1,91 @@
+"""Merge rules of the c*GMΔVAE (`geovae.modules.merging`, issue 24): ``"modes"`` merges
+components that make one mode of the mixture density (Hennig 2010's ridgeline ratio),
+``"demp"`` components the classifier confuses; ``"elbo"`` only merges where one Gaussian
+fits better than two. On a latent where every type is a core plus a side lobe (two Gaussians
+per type, as the count data's shallow cells make them), the overlap rules find the number
+of types and the -ELBO rule does not."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+from torch.distributions import Normal
+
+import geovae
+from geovae.modules.cgmvae import CGMVAEModule
+from geovae.modules.deletion import mixture_probs
+from geovae.modules.merging import (
+    dip_ratio,
+    greedy_merges,
+    greedy_overlap_merges,
+    ridge_ratio,
+)
+from geovae.nn.latents import make_latent
+
+#: each type: a core N(centre, 1) with 70% of its cells and a side lobe N(centre + 1.5,
+#: 0.6^2) on the first axis with 30% (unit sd on the second); types 10 apart
+CORE, LOBE, SHIFT, LOBE_SD, GAP = 0.7, 0.3, 1.5, 0.6, 10.0
+
+
+def _cored_types(n_types: int, n: int = 3000, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """(z (n, 2), type of each cell, logits of the exact posterior over the 2 x n_types
+    generating Gaussians, their means and sds per cell (n, K, 2), log-densities (n, K),
+    their mass): the generating mixture, fitted exactly."""
+    gen = torch.Generator().manual_seed(seed)
+    locs, sds, weights = [], [], []
+    for t in range(n_types):
+        locs += [[GAP * t, 0.0], [GAP * t + SHIFT, 0.0]]
+        sds += [[1.0, 1.0], [LOBE_SD, 1.0]]
+        weights += [CORE / n_types, LOBE / n_types]
+    loc = torch.tensor(locs, dtype=torch.float64)
+    sd = torch.tensor(sds, dtype=torch.float64)
+    comp = torch.multinomial(torch.tensor(weights, dtype=torch.float64), n, True,
+                             generator=gen)
+    z = loc[comp] + sd[comp] * torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    log_pz = Normal(loc, sd).log_prob(z[:, None, :]).sum(-1)
+    logits = log_pz + torch.log(torch.tensor(weights, dtype=torch.float64))
+    return (z, comp // 2, logits, loc.expand(n, -1, -1).clone(), sd.expand(n, -1, -1).clone(),
+            log_pz)
+
+
+@pytest.mark.parametrize("rule", ["modes", "demp"])
+def test_the_overlap_rules_find_the_number_of_cored_types(rule: str) -> None:
+    """4 types, each a core and a side lobe (8 Gaussians, one mode per type): the overlap
+    rules merge each lobe into its core (4 components, every type one cluster), never two
+    types; the -ELBO rule merges nothing (two Gaussians are the true model of each type)."""
+    z, types, logits, loc, sd, log_pz = _cored_types(4)
+    active = torch.ones(8, dtype=torch.bool)
+    new, merges = greedy_overlap_merges(z, logits, loc, sd, active, rule)
+    assert int(new.sum()) == 4, f"{rule}: {int(new.sum())} components for 4 types"
+    pred = mixture_probs(logits, new, None).argmax(1)
+    assert adjusted_rand_score(types.numpy(), pred.numpy()) > 0.999
+    assert all(i // 2 == j // 2 for i, j, _, _ in merges)  # lobe and core of one type
+    alpha = torch.full((8,), 1 / 8, dtype=torch.float64)
+    kept, elbo_merges = greedy_merges(z, logits, loc, log_pz, alpha, active, 1.0)
+    assert elbo_merges == [] and bool(kept.all())
+
+
+def test_dip_ratio_matches_the_closed_form_of_two_equal_gaussians() -> None:
+    """An equal-weight mixture of N(0, 1) and N(delta, 1) is unimodal exactly when delta <= 2
+    (Ray & Lindsay); at delta = 3 its dip is f(1.5) / f(0) in closed form."""
+    def ratio(delta: float) -> float:
+        loc = torch.tensor([[[0.0], [delta]]], dtype=torch.float64)
+        return ridge_ratio(loc, torch.ones_like(loc), torch.tensor([1.0, 1.0],
+                                                                   dtype=torch.float64), 0, 1)
+
+    assert ratio(1.9) == pytest.approx(1.0, abs=1e-12)
+    f = lambda x: math.exp(-x * x / 2) + math.exp(-(x - 3) ** 2 / 2)  # noqa: E731
+    # its peaks lie just inside the means (f(0) is 0.1% below them); the dip is at 1.5
+    assert ratio(3.0) == pytest.approx(f(1.5) / f(0.0), rel=0.02)
+    assert ratio(8.0) == pytest.approx(2 * math.exp(-8), rel=0.02)  # f(4) / f(0)
+    assert dip_ratio(torch.tensor([0.0, -1.0, -3.0, -1.0, 0.0])) == pytest.approx(math.exp(-3))
+
+
+def test_a_bad_merge_rule_is_one_line() -> None:
+    """An unknown ``merge_rule`` is an `OptionError` naming the choices."""
+    with pytest.raises(geovae.OptionError, match="merge_rule.*elbo, modes, demp"):
+        CGMVAEModule(6, make_latent("euclidean", 2, 16), "gaussian", n_clusters=3,
+                     merge_rule="ridge")
