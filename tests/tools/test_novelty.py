@@ -251,3 +251,31 @@ def test_a_mostly_unseen_query_is_absorbed_by_the_shift() -> None:
         flagged[n_unseen] = float(np.mean(p[100 - n_unseen:] < 0.05))
     assert flagged[30] == 1.0
     assert flagged[70] == 0.0 and flagged[100] == 0.0
+
+
+def test_the_default_flags_an_unseen_type_overlapping_a_known_one() -> None:
+    """An unseen type 2 sd beside label 0 (within its reach: the three reference-only parts
+    together find it with AUROC < 0.8), explained as well as label 0 and voted label 0: the
+    share of query cells around it in the joint latent (`query_share`) lifts the default by
+    more than 0.08 (0.73 -> 0.85 here)."""
+    from geovae.models.reference import ReferenceCells
+    from geovae.tools.novelty import combine_pvalues, label_depth_pvalues, novelty_pvalues
+
+    rng = np.random.default_rng(12)
+    centres = np.array([[0.0, 0, 0, 0, 0], [8.0, 0, 0, 0, 0], [0.0, 8.0, 0, 0, 0]])
+    ref_labels = np.repeat([0, 1, 2], 600)
+    rz, rn, rd = _reference_like(rng, centres, ref_labels)
+    cells = ReferenceCells(rz, ref_labels, None, rn, rd)
+    predicted = np.repeat([0, 1, 2], 400)
+    z, nelbo, depth = _reference_like(rng, centres, predicted)
+    novel = np.zeros(1200, bool)
+    novel[:120] = True
+    z[:120] = centres[0] + [0.0, 0.0, 2.0, 0.0, 0.0] + rng.normal(size=(120, 5))
+    p = novelty_pvalues(z, nelbo, depth, cells, predicted, 15, "euclidean")
+    parts = combine_pvalues([best_label_pvalues(z, rz, ref_labels, 15, "euclidean", kind)
+                             for kind in ("neighbours", "mahalanobis")]
+                            + [label_depth_pvalues(nelbo, depth, rn, rd, predicted, ref_labels)])
+    auroc = roc_auc_score(novel, -p)
+    assert roc_auc_score(novel, -parts) < 0.8
+    assert auroc > 0.82 and auroc > roc_auc_score(novel, -parts) + 0.08
+    assert np.mean(p[~novel] < 0.05) < 0.08

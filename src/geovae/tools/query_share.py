@@ -1,0 +1,94 @@
+"""The query-aware part of the unknown-type check (`geovae.tools.novelty.novelty_pvalues`,
+issue 23). The other parts ask whether a query cell is typical of the REFERENCE; a type the
+reference lacks also shows up as a region of the joint latent (the reference's cells and the
+query's together) dense in QUERY cells and poor in reference cells, even where it sits right
+beside a known label and every distance to the reference calls it typical.
+
+Per cell of either side: the log-odds of its own side among its `SHARE_NEIGHBOURS` nearest
+others, minus the log-odds of that side's share of the other cells, averaged over the cell and
+its `SMOOTH_NEIGHBOURS` nearest cells of its own side (a region, not one cell's noisy
+neighbourhood), then taken as the residual of a least-squares line in log library size within
+its (predicted) label (shallow cells sit apart in the latent; where query and reference differ
+in depth that alone makes query-dense regions). The query's values are ranked among the
+reference cells' (the mirror image: what a query drawn like the reference gives) by
+`novelty.shifted_pvalues`, whose one query-wide shift absorbs a query that sits a little apart
+from the reference as a whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geovae.tools.neighbors import knn
+
+#: neighbours in the joint latent whose sides are counted. Development split: the bundled
+#: Kang subset (benchmarks/bench_loto.py --dev: CTRL -> STIM and STIM -> CTRL, every type
+#: left out, seeds 0-2, 60 runs; benchmarks/loto_query.py): 15 / 30 / 50 / 100 / 150 / 200
+#: tried; mean unseen AUROC of the default with it 0.727 / 0.753 / 0.769 at 100 / 150 / 200;
+#: 150 for memory (a (cells, k) neighbour table of the reference and query cells)
+SHARE_NEIGHBOURS = 150
+#: own-side cells each cell's value is averaged over, once (0: none). Development split: as
+#: SHARE_NEIGHBOURS; 0 / 15 / 30 tried, once or three times (15): 15 once
+SMOOTH_NEIGHBOURS = 15
+
+
+def own_side_share(z: np.ndarray, reference: np.ndarray, k: int, geometry: str
+                   ) -> np.ndarray:
+    """Per cell of (reference, then query): the share of its k nearest others in the joint
+    latent that are of its own side."""
+    both = np.vstack([np.asarray(reference, np.float64), np.asarray(z, np.float64)])
+    is_query = np.r_[np.zeros(len(reference), bool), np.ones(len(z), bool)]
+    _, idx = knn(both, both, k, geometry, exclude_self=True)
+    return (is_query[idx] == is_query[:, None]).mean(1)
+
+
+def smooth_by_side(values: np.ndarray, z: np.ndarray, reference: np.ndarray, m: int,
+                   geometry: str) -> np.ndarray:
+    """``values`` (reference cells, then query cells) averaged over each cell and its m
+    nearest cells of its own side."""
+    out = np.asarray(values, np.float64).copy()
+    n_ref = len(reference)
+    for part, points in ((slice(0, n_ref), reference), (slice(n_ref, len(out)), z)):
+        if m and len(points) > 1:
+            nb = knn(np.asarray(points, np.float64), np.asarray(points, np.float64), m,
+                     geometry, exclude_self=True)[1]
+            v = values[part]
+            out[part] = (v + v[nb].sum(1)) / (nb.shape[1] + 1)
+    return out
+
+
+def depth_residuals(stat: np.ndarray, depth: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``stat`` minus a least-squares line in ``depth`` fitted within each group (groups of
+    fewer than 3 cells kept as they are)."""
+    out = np.asarray(stat, np.float64).copy()
+    depth = np.asarray(depth, np.float64)
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        if len(rows) < 3:
+            continue
+        x, y = depth[rows] - depth[rows].mean(), out[rows]
+        slope = (x * (y - y.mean())).sum() / max((x ** 2).sum(), 1e-12)
+        out[rows] = y - slope * x
+    return out
+
+
+def query_share_stats(z: np.ndarray, reference: np.ndarray, geometry: str,
+                      depth: np.ndarray, ref_depth: np.ndarray, predicted: np.ndarray,
+                      ref_labels: np.ndarray, k: int = SHARE_NEIGHBOURS,
+                      m: int = SMOOTH_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+    """(query, reference) depth-adjusted excess log-odds of each cell's own side among its
+    neighbours (module docstring; high: a region of its own side); rank the query's among
+    the reference's (`novelty.shifted_pvalues`)."""
+    n_ref, n = len(reference), len(reference) + len(z)
+    if len(z) < 2 or n_ref < 2:
+        return np.zeros(len(z)), np.zeros(n_ref)
+    k = min(k, n - 1)
+    share = smooth_by_side(own_side_share(z, reference, k, geometry), z, reference, m,
+                           geometry)
+    frac = (share * k + 0.5) / (k + 1.0)  # +0.5 pseudo-counts: finite at 0 and 1
+    log_odds = np.log(frac / (1.0 - frac))
+    base_q, base_r = (len(z) - 1) / (n - 1), (n_ref - 1) / (n - 1)
+    query = log_odds[n_ref:] - np.log(base_q / (1.0 - base_q))
+    ref = log_odds[:n_ref] - np.log(base_r / (1.0 - base_r))
+    return (depth_residuals(query, depth, predicted),
+            depth_residuals(ref, ref_depth, ref_labels))

@@ -1,0 +1,41 @@
+"""benchmarks/loto_query.py: its fast candidates (neighbours computed once per run) count
+each cell's own side as `geovae.tools.query_share` does, and the candidate it names as
+shipped is what `novelty.novelty_pvalues` computes."""
+
+from __future__ import annotations
+
+import numpy as np
+from helpers import load_benchmark
+
+
+def test_own_share_counts_the_neighbours_of_each_side() -> None:
+    from geovae.tools.query_share import own_side_share
+
+    mod = load_benchmark("loto_query")
+    ref = np.array([[0.0], [0.1], [0.2], [10.0]])
+    query = np.array([[10.1], [10.2], [0.3]])
+    # reference 0 and 0.1: two reference neighbours; 0.2: 0.3 and 0.1; 10: two query cells;
+    # query 10.1 and 10.2: each other and 10; query 0.3: two reference cells
+    expected = [1.0, 1.0, 0.5, 0.0, 0.5, 0.5, 0.0]
+    np.testing.assert_allclose(mod.own_share(query, ref, 2), expected)
+    np.testing.assert_allclose(own_side_share(query, ref, 2, "euclidean"), expected)
+
+
+def test_the_shipped_score_is_the_candidate_that_was_chosen() -> None:
+    """On a simulated run (three labels, a query with one more type beside label 0)."""
+    mod = load_benchmark("loto_query")
+    rng = np.random.default_rng(0)
+    centres = np.zeros((4, 6))
+    centres[1, 1], centres[2, 2], centres[3, 3] = 6.0, 6.0, 2.5
+    ref_labels = np.repeat([0, 1, 2], 200)
+    truth = np.r_[np.repeat([0, 1, 2], 150), np.full(60, 3)]
+    depth, ref_depth = rng.normal(7, 0.5, len(truth)), rng.normal(7, 0.5, 600)
+    run = {"z": centres[truth] + rng.normal(size=(len(truth), 6)),
+           "ref_z": centres[ref_labels] + rng.normal(size=(600, 6)), "ref_labels": ref_labels,
+           "pred_code": np.minimum(truth, 2) * (truth < 3), "depth": depth,
+           "ref_depth": ref_depth, "nelbo": 300 * depth + rng.gumbel(size=len(truth)),
+           "ref_nelbo": 300 * ref_depth + rng.gumbel(size=600)}
+    p = mod.candidates(run)
+    np.testing.assert_allclose(p["shipped"], p["cauchy(before,share_k150_s15x1_d)"],
+                               rtol=1e-10)
+    assert not np.allclose(p["shipped"], p["before"])
