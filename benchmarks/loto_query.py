@@ -19,7 +19,7 @@ a p-value per query cell (high: typical), from one run's saved arrays (``--save-
 * ``cauchy(before,<share>)``: the Cauchy combination with the default before
   (`novelty_pvalues`' three reference-only parts; half the weight each);
   ``cauchy(parts,<share>)``: with the three parts (a quarter each). ``shipped``: today's
-  `novelty.novelty_pvalues` (``cauchy(before,share_k150_s15x1_d)``).
+  `novelty.novelty_pvalues` (``cauchy(before,share_k150_s15x3_d)``).
 
 Paired over the runs against the default before (`paired_stats.paired`), per pair and all::
 

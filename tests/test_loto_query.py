@@ -36,6 +36,6 @@ def test_the_shipped_score_is_the_candidate_that_was_chosen() -> None:
            "ref_depth": ref_depth, "nelbo": 300 * depth + rng.gumbel(size=len(truth)),
            "ref_nelbo": 300 * ref_depth + rng.gumbel(size=600)}
     p = mod.candidates(run)
-    np.testing.assert_allclose(p["shipped"], p["cauchy(before,share_k150_s15x1_d)"],
+    np.testing.assert_allclose(p["shipped"], p["cauchy(before,share_k150_s15x3_d)"],
                                rtol=1e-10)
     assert not np.allclose(p["shipped"], p["before"])

@@ -6,11 +6,11 @@ beside a known label and every distance to the reference calls it typical.
 
 Per cell of either side: the log-odds of its own side among its `SHARE_NEIGHBOURS` nearest
 others, minus the log-odds of that side's share of the other cells, averaged over the cell and
-its `SMOOTH_NEIGHBOURS` nearest cells of its own side (a region, not one cell's noisy
-neighbourhood), then taken as the residual of a least-squares line in log library size within
-its (predicted) label (shallow cells sit apart in the latent; where query and reference differ
-in depth that alone makes query-dense regions). The query's values are ranked among the
-reference cells' (the mirror image: what a query drawn like the reference gives) by
+its `SMOOTH_NEIGHBOURS` nearest cells of its own side, `SMOOTH_STEPS` times (a region, not one
+cell's noisy neighbourhood), then taken as the residual of a least-squares line in log library
+size within its (predicted) label (shallow cells sit apart in the latent; where query and
+reference differ in depth that alone makes query-dense regions). The query's values are ranked
+among the reference cells' (the mirror image: what a query drawn like the reference gives) by
 `novelty.shifted_pvalues`, whose one query-wide shift absorbs a query that sits a little apart
 from the reference as a whole.
 """
@@ -24,12 +24,14 @@ from geovae.tools.neighbors import knn
 #: neighbours in the joint latent whose sides are counted. Development split: the bundled
 #: Kang subset (benchmarks/bench_loto.py --dev: CTRL -> STIM and STIM -> CTRL, every type
 #: left out, seeds 0-2, 60 runs; benchmarks/loto_query.py): 15 / 30 / 50 / 100 / 150 / 200
-#: tried; mean unseen AUROC of the default with it 0.727 / 0.753 / 0.769 at 100 / 150 / 200;
-#: 150 for memory (a (cells, k) neighbour table of the reference and query cells)
+#: tried; mean unseen AUROC of the default 0.765 at 150, 0.783 at 200 (still rising): 150
+#: kept for memory ((cells, k) neighbours) and rarer types than the split's (>= 120 cells)
 SHARE_NEIGHBOURS = 150
-#: own-side cells each cell's value is averaged over, once (0: none). Development split: as
-#: SHARE_NEIGHBOURS; 0 / 15 / 30 tried, once or three times (15): 15 once
+#: own-side cells each cell's value is averaged over (0: none), `SMOOTH_STEPS` times.
+#: Development split: as SHARE_NEIGHBOURS; 0 / 15 / 30 cells once, 15 three times tried
 SMOOTH_NEIGHBOURS = 15
+#: development split: as SHARE_NEIGHBOURS (k = 150: 0.753 once, 0.765 three times)
+SMOOTH_STEPS = 3
 
 
 def own_side_share(z: np.ndarray, reference: np.ndarray, k: int, geometry: str
@@ -43,17 +45,18 @@ def own_side_share(z: np.ndarray, reference: np.ndarray, k: int, geometry: str
 
 
 def smooth_by_side(values: np.ndarray, z: np.ndarray, reference: np.ndarray, m: int,
-                   geometry: str) -> np.ndarray:
+                   geometry: str, steps: int = 1) -> np.ndarray:
     """``values`` (reference cells, then query cells) averaged over each cell and its m
-    nearest cells of its own side."""
+    nearest cells of its own side, ``steps`` times."""
     out = np.asarray(values, np.float64).copy()
     n_ref = len(reference)
     for part, points in ((slice(0, n_ref), reference), (slice(n_ref, len(out)), z)):
         if m and len(points) > 1:
             nb = knn(np.asarray(points, np.float64), np.asarray(points, np.float64), m,
                      geometry, exclude_self=True)[1]
-            v = values[part]
-            out[part] = (v + v[nb].sum(1)) / (nb.shape[1] + 1)
+            for _ in range(steps):
+                v = out[part]
+                out[part] = (v + v[nb].sum(1)) / (nb.shape[1] + 1)
     return out
 
 
@@ -75,7 +78,8 @@ def depth_residuals(stat: np.ndarray, depth: np.ndarray, groups: np.ndarray) -> 
 def query_share_stats(z: np.ndarray, reference: np.ndarray, geometry: str,
                       depth: np.ndarray, ref_depth: np.ndarray, predicted: np.ndarray,
                       ref_labels: np.ndarray, k: int = SHARE_NEIGHBOURS,
-                      m: int = SMOOTH_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+                      m: int = SMOOTH_NEIGHBOURS, steps: int = SMOOTH_STEPS
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """(query, reference) depth-adjusted excess log-odds of each cell's own side among its
     neighbours (module docstring; high: a region of its own side); rank the query's among
     the reference's (`novelty.shifted_pvalues`)."""
@@ -84,7 +88,7 @@ def query_share_stats(z: np.ndarray, reference: np.ndarray, geometry: str,
         return np.zeros(len(z)), np.zeros(n_ref)
     k = min(k, n - 1)
     share = smooth_by_side(own_side_share(z, reference, k, geometry), z, reference, m,
-                           geometry)
+                           geometry, steps)
     frac = (share * k + 0.5) / (k + 1.0)  # +0.5 pseudo-counts: finite at 0 and 1
     log_odds = np.log(frac / (1.0 - frac))
     base_q, base_r = (len(z) - 1) / (n - 1), (n_ref - 1) / (n - 1)
