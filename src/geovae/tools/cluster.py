@@ -222,12 +222,20 @@ def run_umap(adata: ad.AnnData, rep: np.ndarray, *, n_epochs: int, negatives: in
              seed: int) -> None:
     """scanpy's UMAP (``obsm['X_umap']``, ``uns['umap']``) from geovae's kNN graph, started
     from `umap_init` of ``rep`` for ``init="pca"``: what `cluster` runs (and
-    benchmarks/bench_fixed_costs.py times)."""
+    benchmarks/bench_fixed_costs.py times). The UMAP gets a copy of the connectivities:
+    umap-learn zeroes the edges it prunes in place, and the graph written must stay the one
+    the clusters were cut on."""
     import scanpy as sc
 
-    sc.tl.umap(adata, neighbors_key=K.NEIGHBORS, random_state=seed, maxiter=n_epochs,
-               negative_sample_rate=negatives,
-               init_pos=umap_init(rep, seed) if init == "pca" else init)
+    key = adata.uns[K.NEIGHBORS]["connectivities_key"]
+    graph = adata.obsp[key]
+    adata.obsp[key] = graph.copy()
+    try:
+        sc.tl.umap(adata, neighbors_key=K.NEIGHBORS, random_state=seed, maxiter=n_epochs,
+                   negative_sample_rate=negatives,
+                   init_pos=umap_init(rep, seed) if init == "pca" else init)
+    finally:
+        adata.obsp[key] = graph
 
 
 def umap_negative_samples(n_obs: int, umap_epochs: int) -> int:
