@@ -159,7 +159,11 @@ RECORD_FIELDS: dict[str, str] = {
     "elbo_terms": "cgmvae: last epoch's five -ELBO terms",
     "cluster": "method, representation, resolution, neighbours, metric, number of clusters; "
     "with a chosen resolution (`resolution_choice`): the rule, grid, stability and clusters per "
-    "grid point, the cells searched, and why resolution 1 was used instead (`fallback`)",
+    "grid point, the cells searched, and why resolution 1 was used instead (`fallback`); "
+    "with a given resolution (`merge`): the Leiden clusters merged because the graph could not "
+    "tell them apart (`merged`, each pair named `a+b` by the Leiden names, and its PAGA "
+    "`connectivity`), the `threshold`, the clusters before and after and the highest "
+    "connectivity left (`max_left`)",
     "cluster_names": "command line: per cluster (`cluster`) its majority label (`label`, "
     "`label_share` of its labelled cells, `label_key`) and top 5 marker genes (`markers`), "
     "how they were ranked (`markers_from`: uns key, cells, expression, seed) and the "

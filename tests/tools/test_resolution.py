@@ -32,7 +32,7 @@ def _blobs(seed: int) -> tuple[ad.AnnData, np.ndarray]:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_auto_resolution_finds_the_blobs_where_resolution_1_does_not(seed, caplog) -> None:
     adata, y = _blobs(seed)
-    geovae.cluster(adata, resolution=1.0, umap=False, seed=seed)
+    geovae.cluster(adata, resolution=1.0, umap=False, seed=seed, merge=None)
     assert adata.obs["geovae_cluster"].nunique() >= 6  # resolution 1 over-splits
     with caplog.at_level(logging.INFO, logger="geovae.tools"):
         geovae.cluster(adata, resolution="auto", umap=False, seed=seed)

@@ -13,6 +13,7 @@ import torch
 from geovae import _keys as K
 from geovae.errors import InputError, OptionError
 from geovae.tools.jit_cache import import_umap
+from geovae.tools.merge import MERGE_CONNECTIVITY, merge_clusters
 from geovae.tools.neighbors import ANN_THRESHOLD, ApproxKNN, knn_recall, knn_transformer
 from geovae.tools.record import drop_fields, update_record
 from geovae.tools.resolution import AUTO, LEIDEN, choose_resolution
@@ -65,6 +66,7 @@ def cluster(
     method: str = "leiden",
     ann_threshold: int = ANN_THRESHOLD,
     umap_epochs: int = UMAP_EPOCHS,
+    merge: float | None = MERGE_CONNECTIVITY,
 ) -> ad.AnnData:
     """Cluster cells on the kNN graph of ``obsm[use_rep]`` and compute a UMAP from it.
 
@@ -102,6 +104,11 @@ def cluster(
         above 10,000 cells, 5 below; recorded in ``uns['geovae']['umap']['n_epochs']`` and
         ``['negative_sample_rate']``); 0 is umap-learn's defaults (500 epochs up to 10,000
         cells, 200 above, 5 negative samples): a similar picture at 2-5 times the time.
+    merge
+        After Leiden at a given resolution, merge the two clusters the graph cannot tell apart
+        (PAGA connectivity above ``merge``, default 0.8, `geovae.tools.merge`) until none is
+        left; recorded in ``uns['geovae']['cluster']['merge']`` and logged. None: Leiden's
+        clusters as they are (also ``sc.tl.leiden`` on the shared graph). Not with ``auto``.
 
     The graph uses the latent's own distance (great-circle on the sphere, geodesic on the
     hyperboloid) when the representation comes from a curved geovae model.
@@ -171,6 +178,7 @@ def cluster(
         knn_info = {"knn_method": "pynndescent", "knn_recall": recall,
                     "knn_recall_cells": n_queries, "ann_threshold": int(ann_threshold)}
     choice = None
+    merge_info = None
     if method == "leiden" and auto:
         def make(k: int, n: int) -> Any:
             return knn_transformer(geometry, k, n_obs=n, ann_threshold=ann_threshold, seed=seed,
@@ -185,7 +193,12 @@ def cluster(
         log.info(f"Leiden clustering (resolution {resolution:g})")
         sc.tl.leiden(adata, resolution=resolution, key_added=key_added, random_state=seed,
                      neighbors_key=K.NEIGHBORS, **LEIDEN)
-        adata.obs[key_added] = categorical(adata.obs[key_added].astype(str).to_numpy())
+        labels = adata.obs[key_added].astype(str).to_numpy()
+        if merge is not None:
+            labels, merged = merge_clusters(adata, labels, K.NEIGHBORS, merge)
+            log.info(merged.describe())
+            merge_info = merged.record()
+        adata.obs[key_added] = categorical(labels)
     saved = set_aside(adata)  # where the UMAP goes: `geovae.tools.umap_keys`
     n_epochs, negatives, init = umap_settings(adata.n_obs, umap_epochs, rep.shape[1])
     try:
@@ -204,6 +217,7 @@ def cluster(
                                   "resolution": None if isinstance(resolution, str)
                                   else float(resolution),
                                   "resolution_choice": choice.record() if choice else None,
+                                  "merge": merge_info,
                                   "n_neighbors": int(n_neighbors), "metric": geometry,
                                   "n_clusters": int(adata.obs[key_added].nunique()),
                                   **knn_info}, umap=where)

@@ -1,0 +1,144 @@
+"""Merge Leiden clusters that the kNN graph cannot tell apart.
+
+Modularity's optimum at a fixed resolution cuts large homogeneous groups of cells: the gain of
+a cut grows with the group's size while its cost, the edges across it, grows more slowly. At
+100,000 simulated cells of 6 types Leiden at resolution 1 cut every type into 2-3 pieces in
+a 10-dimensional VAE latent (ARI 0.52), at 20,000 it did not (ARI 0.96). A cut through a
+homogeneous group leaves as many edges across it as a random assignment of the cells would:
+scanpy's PAGA connectivity (`scanpy.tl.paga`, Wolf et al. 2019: the edges between two
+clusters over their number under a random-partition null, capped at 1) is near 1 there and
+near 0 between real groups. So, after Leiden, the two most connected clusters are merged while
+their connectivity exceeds `MERGE_CONNECTIVITY`, and PAGA is recomputed after each merge
+(greedy agglomeration: a merged pair is judged as one cluster from then on, so weak links do
+not chain).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import anndata as ad
+import numpy as np
+
+log = logging.getLogger("geovae.tools")
+
+#: merge two clusters while their PAGA connectivity exceeds this. Chosen on the development
+#: set (`benchmarks/bench_cluster_merge.py`'s DEV: the seed-0 100k- and 20k-cell latents of
+#: `benchmarks/bench_vs_scvi.py` and the bundled Kang data fitted with and without
+#: ``--batch-key stim``, seeds 0-4): the threshold of 0.3, 0.5-0.9 with the highest mean ARI
+#: over those sets, 0.8 (0.771; 0.7: 0.770, 0.5: 0.759, 0.9: 0.730). At 100k cells the merges
+#: joined pieces of one type at connectivity 0.80-1, the 6 types left stayed below 0.03: see
+#: benchmarks/RESULTS.md ("Merging Leiden clusters the graph cannot tell apart")
+MERGE_CONNECTIVITY = 0.8
+
+
+@dataclass
+class MergeRecord:
+    """What was merged and why: each merge's two clusters (by their Leiden names, a merged
+    cluster named ``a+b``) and their connectivity, and the clusters before and after."""
+
+    threshold: float
+    n_before: int
+    n_after: int = 0
+    merged: list[str] = field(default_factory=list)
+    connectivity: list[float] = field(default_factory=list)
+    #: the highest connectivity left between two clusters (0 with one cluster)
+    max_left: float = 0.0
+
+    def describe(self) -> str:
+        """One line for the log."""
+        if not self.merged:
+            return (f"no Leiden clusters merged: the most connected pair has PAGA connectivity "
+                    f"{self.max_left:.2f} <= {self.threshold:g}")
+        return (f"merged {self.n_before} Leiden clusters into {self.n_after}: "
+                f"{len(self.merged)} pair(s) with PAGA connectivity > {self.threshold:g} "
+                f"(highest left {self.max_left:.2f})")
+
+    def record(self) -> dict[str, Any]:
+        """The fields for ``uns['geovae']['cluster']['merge']``."""
+        return {"threshold": float(self.threshold), "n_before": int(self.n_before),
+                "n_after": int(self.n_after), "merged": list(self.merged),
+                "connectivity": [float(c) for c in self.connectivity],
+                "max_left": float(self.max_left)}
+
+
+def edge_counts(adata: ad.AnnData, codes: np.ndarray, n_groups: int, neighbors_key: str
+                ) -> np.ndarray:
+    """Directed kNN edges from cluster i to cluster j (the graph of ``neighbors_key``, each
+    stored neighbour one edge, as PAGA counts them), a dense ``n_groups`` x ``n_groups``."""
+    from scipy import sparse
+
+    dist = sparse.csr_matrix(adata.obsp[adata.uns[neighbors_key]["distances_key"]])
+    ones = sparse.csr_matrix((np.ones(dist.nnz), dist.indices, dist.indptr), shape=dist.shape)
+    member = sparse.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)),
+                               shape=(len(codes), n_groups))
+    return np.asarray((member.T @ ones @ member).todense())
+
+
+def paga_connectivity(edges: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """scanpy's PAGA connectivity (``scanpy.tl.paga``, model v1.2) from the directed edge
+    counts between clusters and their sizes: the edges between two clusters (both ways) over
+    their number under a random-partition null, capped at 1; 0 where no edge. The same formula
+    as scanpy's, on the clusters' counts, so that a merge costs a sum of two rows instead of a
+    pass over the cells (tests/tools/test_merge.py checks it against ``sc.tl.paga``)."""
+    n = float(sizes.sum())
+    between = edges - np.diag(np.diag(edges))
+    out = edges.sum(axis=1)  # inner + outgoing edges of each cluster
+    between = between + between.T
+    expected = (np.outer(out, sizes) + np.outer(sizes, out)) / (n - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        conn = np.where(expected > 0, between / expected, 1.0)
+    conn = np.where(between > 0, np.minimum(conn, 1.0), 0.0)
+    np.fill_diagonal(conn, 0.0)
+    return conn
+
+
+def merge_clusters(adata: ad.AnnData, labels: np.ndarray, neighbors_key: str,
+                   threshold: float = MERGE_CONNECTIVITY) -> tuple[np.ndarray, MergeRecord]:
+    """Merge the two most connected clusters of ``labels`` (PAGA on the graph of
+    ``neighbors_key``) while their connectivity exceeds ``threshold``; return the new labels
+    (renamed "0", "1", ... by size when anything was merged) and what was merged (a merged
+    cluster named ``a+b`` by the Leiden names)."""
+    labels = np.asarray(labels).astype(str)
+    names, codes = np.unique(labels, return_inverse=True)
+    names = [str(x) for x in names]
+    rec = MergeRecord(threshold=float(threshold), n_before=len(names))
+    edges = edge_counts(adata, codes, len(names), neighbors_key)
+    sizes = np.bincount(codes, minlength=len(names)).astype(float)
+    while len(names) > 1:
+        conn = paga_connectivity(edges, sizes)
+        i, j = sorted(np.unravel_index(int(np.argmax(conn)), conn.shape))
+        rec.max_left = float(conn[i, j])
+        if rec.max_left <= threshold:
+            break
+        a, b = sorted((names[i], names[j]), key=_leiden_order)
+        merged = f"{a}+{b}"
+        labels = np.where(np.isin(labels, (names[i], names[j])), merged, labels)
+        edges[i, :] += edges[j, :]
+        edges[:, i] += edges[:, j]
+        edges = np.delete(np.delete(edges, j, axis=0), j, axis=1)
+        sizes[i] += sizes[j]
+        sizes = np.delete(sizes, j)
+        names[i] = merged
+        del names[j]
+        rec.merged.append(merged)
+        rec.connectivity.append(rec.max_left)
+    if len(set(labels)) == 1:
+        rec.max_left = 0.0
+    rec.n_after = len(set(labels))
+    return (by_size(labels) if rec.merged else labels), rec
+
+
+def _leiden_order(name: str) -> tuple[int, str]:
+    head = name.split("+")[0]
+    return (int(head), name) if head.isdigit() else (1 << 30, name)
+
+
+def by_size(labels: np.ndarray) -> np.ndarray:
+    """Clusters renamed "0", "1", ... from the largest down, as Leiden names them."""
+    names, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    rank = np.empty(len(names), dtype=int)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(len(names))
+    return rank[inverse].astype(str)
