@@ -15,7 +15,8 @@ a p-value per query cell (high: typical), from one run's saved arrays (``--save-
 * ``..._s{m}x{t}``: region level: the own-side share averaged over the cell and its m nearest
   cells of its own side (query over query, the mirror over reference), t times.
 * ``..._d``: then the residual of a line in log library size within the (predicted) label
-  (`query_share.depth_residuals`); ``..._label``: ranked within the predicted label.
+  (`query_share.depth_residuals`); ``..._label``: ranked within the predicted label;
+  ``..._labelbase``: log-odds against the (predicted) label's base rate (`label_base_rates`).
 * ``cauchy(before,<share>)``: the Cauchy combination with the default before
   (`novelty_pvalues`' three reference-only parts; half the weight each);
   ``cauchy(parts,<share>)``: with the three parts (a quarter each). ``shipped``: today's
@@ -103,6 +104,39 @@ def share_stats(share: np.ndarray, n_ref: int, k: int) -> tuple[np.ndarray, np.n
             logit[:n_ref] - np.log(base_r / (1 - base_r)))
 
 
+def label_base_rates(predicted: np.ndarray, ref_labels: np.ndarray, k: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``_labelbase``: per query cell the query's share of its predicted label's cells (query
+    cells predicted so + reference cells labelled so), per reference cell the reference's,
+    clipped to what k neighbours can show; unlabelled reference cells: the global share."""
+    n_q, n_r = len(predicted), len(ref_labels)
+    base_q, base_r = np.full(n_q, n_q / (n_q + n_r)), np.full(n_r, n_r / (n_q + n_r))
+    for c in np.unique(np.r_[predicted, ref_labels]):
+        in_q, in_r = predicted == c, ref_labels == c
+        if c >= 0:
+            base_q[in_q] = in_q.sum() / (in_q.sum() + in_r.sum())
+            base_r[in_r] = in_r.sum() / (in_q.sum() + in_r.sum())
+    lo, hi = 0.5 / (k + 1.0), (k + 0.5) / (k + 1.0)
+    return np.clip(base_q, lo, hi), np.clip(base_r, lo, hi)
+
+
+def label_base_p(z: np.ndarray, ref_z: np.ndarray, joint: np.ndarray, side, k: int, m: int,
+                 steps: int, depths: tuple) -> np.ndarray:
+    """``share_k{k}_s{m}x{steps}_d_labelbase``: as ``_d``, each cell's log-odds taken
+    against its label's base rate (`label_base_rates`) instead of its side's overall one
+    (conditions on composition: a known type commoner in the query is not query-dense)."""
+    kk = min(k, joint.shape[1])
+    share = smooth_own_side(own_share(z, ref_z, kk, joint_idx=joint), len(ref_z), side, m,
+                            steps)
+    frac = (share * kk + 0.5) / (kk + 1.0)
+    logit = np.log(frac / (1 - frac))
+    base_q, base_r = label_base_rates(depths[2], depths[3], kk)
+    q = logit[len(ref_z):] - np.log(base_q / (1 - base_q))
+    r = logit[:len(ref_z)] - np.log(base_r / (1 - base_r))
+    return shifted_pvalues(depth_residuals(q, depths[0], depths[2]),
+                           depth_residuals(r, depths[1], depths[3]))
+
+
 def share_pvalues(z: np.ndarray, ref_z: np.ndarray, k: int, m: int = 0, steps: int = 0,
                   predicted: np.ndarray | None = None, ref_labels: np.ndarray | None = None,
                   geometry: str = "euclidean") -> np.ndarray:
@@ -155,6 +189,10 @@ def candidates(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                                      depths if d else None)
                 out[f"cauchy(before,{name})"] = combine_pvalues([out["before"], out[name]])
                 out[f"cauchy(parts,{name})"] = combine_pvalues([*parts, out[name]])
+            if (k, m, t) == (150, 15, 3):
+                name = "share_k150_s15x3_d_labelbase"
+                out[name] = label_base_p(z, rz, joint, side, k, m, t, depths)
+                out[f"cauchy(before,{name})"] = combine_pvalues([out["before"], out[name]])
             if k == 50:
                 out[name[:-2] + "_label"] = _share_p(z, rz, joint, side if m else None, k, m,
                                                      t, pred, labels)

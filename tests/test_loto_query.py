@@ -39,3 +39,26 @@ def test_the_shipped_score_is_the_candidate_that_was_chosen() -> None:
     np.testing.assert_allclose(p["shipped"], p["cauchy(before,share_k150_s15x3_d)"],
                                rtol=1e-10)
     assert not np.allclose(p["shipped"], p["before"])
+
+
+def test_the_label_base_rate_leaves_a_commoner_known_type_alone() -> None:
+    """No unseen type; label 0 makes up 40 % of the query and 33 % of the reference: against
+    the query's overall share its cells read as query-dense (most below p = 0.05), against
+    its label's share (``_labelbase``) far fewer are."""
+    from geovae.tools.neighbors import knn
+
+    mod = load_benchmark("loto_query")
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0, 0, 0, 0], [8.0, 0, 0, 0, 0], [0.0, 8.0, 0, 0, 0]])
+    ref_labels, predicted = np.repeat([0, 1, 2], 600), np.repeat([0, 1, 2], [480, 360, 360])
+    rz = centres[ref_labels] + rng.normal(size=(1800, 5))
+    z = centres[predicted] + rng.normal(size=(1200, 5))
+    depths = (rng.normal(7, 0.6, 1200), rng.normal(7, 0.6, 1800), predicted, ref_labels)
+    both = np.vstack([rz, z])
+    joint = knn(both, both, 150, "euclidean", exclude_self=True)[1]
+    side = (knn(rz, rz, 15, "euclidean", exclude_self=True)[1],
+            knn(z, z, 15, "euclidean", exclude_self=True)[1])
+    overall = mod._share_p(z, rz, joint, side, 150, 15, 3, None, None, depths)
+    by_label = mod.label_base_p(z, rz, joint, side, 150, 15, 3, depths)
+    assert np.mean(overall[predicted == 0] < 0.05) > 0.3
+    assert np.mean(by_label[predicted == 0] < 0.05) < 0.1
