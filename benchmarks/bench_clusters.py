@@ -12,6 +12,15 @@ Run (one thread; each line of ``--json`` is one fit)::
 encoder input (`geovae.modules.vae.ENCODER_INPUTS`, recorded as ``encoder_input``; blobs
 are not counts and run once) and pairs them over seeds in the summary.
 
+``--posthoc-rules`` gives the merge-rule rows (``cgmvae_elbo``, ``cgmvae_modes``,
+``cgmvae_demp``: `geovae.modules.merging.MERGE_RULES`) from one fit per data set, K and
+seed, each rule run on the same kept weights (`run_rules`); the summary pairs them against
+``cgmvae_elbo`` and prints the pair diagnostic (`pair_diagnostic`)::
+
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/bench_clusters.py --data issue2k blobs \
+        --methods cgmvae_elbo cgmvae_modes cgmvae_demp --ks 15 20 5 --seeds 0 1 2 3 4 \
+        --epochs 0 --posthoc-rules --json rules.jsonl
+
 Data (``seed`` draws the data AND seeds the model, so seeds vary both):
 
 * ``easy`` / ``medium`` / ``hard``: `geovae.datasets.simulate_counts`, 2,000 cells x 300
@@ -65,12 +74,16 @@ VARIANTS = {
     "cgmvae_sparse": {"dirichlet_alpha": 1e-4},
     # the defaults with merges by modality (ridgeline ratio) or by misclassification (DEMP)
     # instead of by the -ELBO (`geovae.modules.merging`)
+    "cgmvae_elbo": {"merge_rule": "elbo"},  # the default until 2026-12-06
     "cgmvae_modes": {"merge_rule": "modes"},
     "cgmvae_demp": {"merge_rule": "demp"},
 }
-#: rows that differ from the default ``cgmvae`` only in the merge rule, applied after training:
-#: with ``--posthoc-rules`` one fit serves them all (`run_rules`)
-RULE_METHODS = {"cgmvae": "elbo", "cgmvae_modes": "modes", "cgmvae_demp": "demp"}
+#: rows that differ only in the merge rule, applied after training: with ``--posthoc-rules``
+#: one fit serves them all (`run_rules`)
+RULE_METHODS = {"cgmvae_elbo": "elbo", "cgmvae_modes": "modes", "cgmvae_demp": "demp"}
+#: each overlap rule's cutoffs tried on the same kept weights (`run_rules`: ``cutoffs``, ARI,
+#: NMI, components in use at each): the grid the development runs chose the cutoffs from
+CUTOFFS = {"modes": (0.2, 0.5, 0.8, 0.99), "demp": (0.025, 0.05, 0.1, 0.15, 0.2)}
 METHODS = ("cgmvae", *VARIANTS, "vae_bgmm", "vae_leiden", "pca_leiden")
 #: the row every ablation row is paired against, and the two-stage target
 BASELINES = ("cgmvae_plain", "vae_bgmm", "vae_leiden")
@@ -199,16 +212,17 @@ def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
     """One record per method of ``methods`` (`RULE_METHODS`) from ONE default c*GMΔVAE fit:
     the kept weights are saved where training ends and each merge rule's moves (then the
     delete moves) run on a copy of them (training never reads the rule, so this is what
-    separate fits give, at a third of the cost). The ``cgmvae`` record also holds ``pairs``,
+    separate fits give, at a third of the cost). The first record also holds ``pairs``,
     the diagnostic: for every pair of components with >= 0.5% of the mass on the kept
     weights, (i, j, ridge ratio, DEMP, cells whose argmax is i / j, their majority type's
-    share and whether i and j have the same majority type); ``matches_fit``: its clusters
-    are what the fit wrote."""
+    share and whether i and j have the same majority type); the default rule's record
+    ``matches_fit``: its clusters are what the fit wrote."""
     import copy
 
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     import geovae
+    from geovae.modules import merging
     from geovae.modules.cgmvae import DELETE_CELLS, CGMVAEModule
     from geovae.modules.merging import mixture_draws, pair_statistics
 
@@ -237,7 +251,8 @@ def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
         CGMVAEModule.after_training = original
     seconds = time.perf_counter() - t0
     module, (source, idx, s) = model.module, saved["args"]
-    written = adata.obsm["geovae_cluster_probs"].argmax(1)
+    written = adata.obsm["geovae_cluster_probs"].argmax(1)  # by the module's default rule
+    module_default = module.merge_rule
     module.load_state_dict(saved["state"])
     kept = model.cluster_probs_of(source).argmax(1)
     d = mixture_draws(module, source, idx, s, DELETE_CELLS)
@@ -251,13 +266,26 @@ def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
         pairs.append([i, j, round(ridge, 4), round(demp, 4), sides[0][0], sides[1][0],
                       round(sides[0][2], 3), round(sides[1][2], 3),
                       sides[0][1] == sides[1][1]])
+    def moves(rule: str, cutoff: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(argmax of q(y|x), mixture weights) after ``rule``'s moves on the kept weights,
+        at ``cutoff`` (the overlap rules; default the module's constant)."""
+        name = {"modes": "RIDGE_RATIO", "demp": "DEMP_CUTOFF"}.get(rule)
+        default = getattr(merging, name) if name else None
+        module.load_state_dict(saved["state"])
+        module.merge_rule, module.weights_fixed = rule, saved["fixed"]
+        if name and cutoff is not None:
+            setattr(merging, name, cutoff)
+        try:
+            original(module, source, idx, s)
+        finally:
+            if name:
+                setattr(merging, name, default)
+        pred = model.cluster_probs_of(source).argmax(1)
+        return pred, module.mixture_weight_means().cpu().numpy()
+
     records = []
     for method in methods:
-        module.load_state_dict(saved["state"])
-        module.merge_rule, module.weights_fixed = RULE_METHODS[method], saved["fixed"]
-        original(module, source, idx, s)
-        pred = model.cluster_probs_of(source).argmax(1)
-        weights = module.mixture_weight_means().cpu().numpy()
+        pred, weights = moves(RULE_METHODS[method])
         rec = {"data": data, "method": method, "k": k, "seed": seed, "epochs": epochs,
                "options": {"n_clusters": k, **VARIANTS.get(method, {}), **encoder},
                "n_cells": int(adata.n_obs), "posthoc_rule": True,
@@ -268,9 +296,15 @@ def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
                "epochs_run": _epochs_of(adata)[1],
                "encoder_input": (encoder_input or "log1p") if kw["likelihood"] == "nb" else None,
                "load": load_average(3), "cpus": cpus(), "cpu": cpu_model()}
-        if method == "cgmvae":
-            rec.update(pairs=pairs, matches_fit=bool((pred == written).all()),
-                       kept_n_used=n_used(kept))
+        if method == methods[0]:
+            rec.update(pairs=pairs, kept_n_used=n_used(kept))
+        if RULE_METHODS[method] == module_default:
+            rec["matches_fit"] = bool((pred == written).all())
+        for cutoff in CUTOFFS.get(RULE_METHODS[method], ()):  # the cutoff's development grid
+            p, _ = moves(RULE_METHODS[method], cutoff)
+            rec.setdefault("cutoffs", {})[str(cutoff)] = [
+                round(float(adjusted_rand_score(labels, p)), 4),
+                round(float(normalized_mutual_info_score(labels, p)), 4), n_used(p)]
         records.append(rec)
     return records
 
@@ -317,14 +351,14 @@ def summarise(path: Path) -> None:
                                          paired([a[s][x] for s in common],
                                                 [b[s][x] for s in common])))
             plain = [r for r in rs if r["encoder_input"] in ("log1p", None)]
-            # the merge rules against the default (same fit with --posthoc-rules)
-            b = {r["seed"]: r for r in plain if r["method"] == "cgmvae"}
-            for m in (m for m in RULE_METHODS if m != "cgmvae"):
+            # the merge rules against the -ELBO rule (same fit with --posthoc-rules)
+            b = {r["seed"]: r for r in plain if r["method"] == "cgmvae_elbo"}
+            for m in (m for m in RULE_METHODS if m != "cgmvae_elbo"):
                 a = {r["seed"]: r for r in plain if r["method"] == m}
                 common = sorted(set(a) & set(b))
                 if len(common) >= 2:
                     for x in ("ari", "nmi", "n_used"):
-                        rows.append((f"{data} K={k}: {x}", m, "cgmvae",
+                        rows.append((f"{data} K={k}: {x}", m, "cgmvae_elbo",
                                      paired([a[s][x] for s in common],
                                             [b[s][x] for s in common])))
             for base in BASELINES:
@@ -381,8 +415,8 @@ def main() -> None:
     ap.add_argument("--n-cells", type=int, default=None,
                     help="draw this many cells instead of the level's (simulations)")
     ap.add_argument("--posthoc-rules", action="store_true",
-                    help="the merge-rule rows (cgmvae, cgmvae_modes, cgmvae_demp) from one fit "
-                         "per data set, K and seed, each rule applied to its kept weights")
+                    help="the merge-rule rows (cgmvae_elbo, cgmvae_modes, cgmvae_demp) from "
+                         "one fit per data set, K and seed, each rule on its kept weights")
     add_record_options(ap)
     args = ap.parse_args()
     if not runs_wanted(args, summarise):

@@ -39,7 +39,8 @@ def run_cli(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-def mixture_on_counts(adata, k: int, seed: int, epochs: int) -> tuple[float, int]:  # noqa: ANN001
+def mixture_on_counts(adata, k: int, seed: int, epochs: int | None  # noqa: ANN001
+                      ) -> tuple[float, int]:
     """The default c*GMΔVAE with ``k`` components fitted to ``geovae.datasets.simulate_counts``
     data (NB, batch key ``condition``, one thread, no held-out IWAE): (ARI of argmax q(y|x)
     against ``cell_type``, components in use)."""

@@ -14,7 +14,7 @@ ranks them next, mostly to its twin i) AND refits component i to the cells it th
 
 Which merges are made is the ``merge_rule`` (`MERGE_RULES`):
 
-* ``"elbo"`` (default): a merge is accepted only when the -ELBO's q(y)- and
+* ``"elbo"`` (the default until 2026-12-06): a merge is accepted only when the -ELBO's q(y)- and
   component-dependent part (`negative_bound`) falls, computed on a subsample of training
   cells with the same draws of z and w on both sides. Every proposal is exactly what the
   model then computes (no distillation), so an accepted merge lowers the -ELBO on those
@@ -25,8 +25,10 @@ Which merges are made is the ``merge_rule`` (`MERGE_RULES`):
   ratio of Ray & Lindsay 2005's ridgeline; a cluster is a mode, not a Gaussian): along the
   ridgeline between the two components' moment-matched Gaussians, the density pi_i p_i(z) +
   pi_j p_j(z) (each p_k(z) the component averaged over the subsample's draws of w) must not
-  dip below `RIDGE_RATIO` x the lower of its peaks on either side (`ridge_ratio`).
-* ``"demp"``: components are merged when the classifier confuses them: the directly
+  dip below `RIDGE_RATIO` x the lower of its peaks on either side (`ridge_ratio`). Where the
+  latent does not yet separate weak types into modes (small count simulations at 40 epochs)
+  it merges real types too.
+* ``"demp"`` (default): components are merged when the classifier confuses them: the directly
   estimated misclassification probability (Hennig 2010's DEMP) of the pair, max over the two
   directions of sum_cells q_i 1[argmax q = j] / sum_cells q_i, exceeds `DEMP_CUTOFF`.
 
@@ -55,13 +57,16 @@ from geovae.modules.mixture_start import inverse_softplus
 #: ``merge_rule`` values (module docstring)
 MERGE_RULES = ("elbo", "modes", "demp")
 #: "modes": merge where the density's lowest point on the ridgeline is at least this share of
-#: the lower of its two peaks (Hennig 2010's ridge.ratio method, where 0.2 is his suggested
-#: cutoff). Development sets of issue 24 (benchmarks/bench_clusters.py --merge-rules: issue2k
-#: and blobs) chose it: RESULTS.md, "Delete moves: `--n-clusters` as an upper bound"
+#: the lower of its two peaks (Hennig 2010's ridge.ratio method and his suggested cutoff;
+#: the development runs below found no better one: 0.5-0.99 also merged real types)
 RIDGE_RATIO = 0.2
-#: "demp": merge where a pair's misclassification probability exceeds this (Hennig 2010's
-#: suggested cutoff for DEMP); the same development runs report it
-DEMP_CUTOFF = 0.025
+#: "demp": merge where a pair's misclassification probability exceeds this. Chosen on the
+#: development sets of issue 24 (`bench_clusters.py --posthoc-rules`, grid `CUTOFFS`: the
+#: issue-type simulation issue2k, K = 15 / 20, and the slow test's small counts, 40 epochs,
+#: 4 seeds; RESULTS.md, "Delete moves: `--n-clusters` as an upper bound"): a type's core and
+#: its lobe of shallow cells score 0.12-0.24, pairs of two types at most 0.05 there; Hennig
+#: 2010's suggested 0.025 merged real types of the small counts in 2 of 4 seeds
+DEMP_CUTOFF = 0.1
 #: points on each ridgeline
 RIDGE_POINTS = 41
 #: the overlap rules look at components with at least this share of the cells' q(y) mass
@@ -286,7 +291,7 @@ def merge_components(module: torch.nn.Module, source: DataSource, idx: torch.Ten
     training cells ``idx`` by ``rule`` (default the module's ``merge_rule``); gamma set to
     its optimum given the new q(y). Seeded, eval mode, the global RNG untouched. Returns the
     merges as (kept, removed) pairs."""
-    rule = check_merge_rule(rule or getattr(module, "merge_rule", "elbo"))
+    rule = check_merge_rule(rule or getattr(module, "merge_rule", "demp"))
     if len(idx) == 0 or not mergeable(module):
         return []
     d = mixture_draws(module, source, idx, seed, max_cells)
