@@ -11,12 +11,14 @@ Run (the 2026-12-06 record, `results/cluster_merge_2026-12-06.jsonl`)::
         "/tmp/hres/kangstim_s*.h5ad:seurat_annotations" \
         "/tmp/hres/pbmc68k_s*.h5ad:bulk_labels" "/tmp/hres/mouse10k_s*.h5ad:none" \
         "/tmp/hres/sim50k_s*.h5ad:cell_type@/tmp/hres/sim50k_d1.h5ad"
+        "/tmp/hres/sim200k_s0.h5ad:cell_type@/tmp/hres/sim200k_d2.h5ad"
     python benchmarks/bench_cluster_merge.py --summary merge.jsonl
 
 The vs_* fits are `bench_vs_scvi.py --defaults --epochs 10 --seeds 0 1 2 3 4` (``--cells
 100000`` and 20000); kang / kangstim / pbmc68k / mouse10k: ``geovae fit data/<name>_counts.h5ad
 --seed S --no-umap`` (kangstim with ``--batch-key stim``); sim50k: bench_vs_scvi's simulation
-with 50,000 cells and data seed 1, ``geovae fit --batch-key batch --epochs 10 --seed S``.
+with 50,000 cells and data seed 1, ``geovae fit --batch-key batch --epochs 10 --seed S``;
+sim200k: the same with 200,000 cells, data seed 2, seed 0 only.
 
 Each ``--fits`` item is ``GLOB:LABEL_KEY[@LABEL_FILE]``: h5ad files written by ``geovae fit``
 (its kNN graph ``obsp['geovae_neighbors_*']`` is reused; the labels come from the file itself
