@@ -80,3 +80,12 @@ def test_separate_groups_are_never_merged_and_given_clusters_stay() -> None:
     assert rec.merged == [] and rec.max_left < 0.05 and (labels == y.astype(str)).all()
     geovae.cluster(adata, umap=False, resolution="auto")
     assert "merge" not in adata.uns["geovae"]["cluster"]  # auto chooses on its own
+
+
+@pytest.mark.parametrize("bad", ["0.8", True, -0.1, 1.5, float("nan")])
+def test_a_bad_merge_threshold_is_one_line(bad) -> None:
+    """``merge`` is a PAGA connectivity in [0, 1] or None; anything else an `OptionError`
+    before any work (not a comparison error deep in `merge_clusters`)."""
+    adata, _ = _blobs(0, n=60)
+    with pytest.raises(geovae.OptionError, match="merge.*must be a PAGA connectivity"):
+        geovae.cluster(adata, umap=False, merge=bad)

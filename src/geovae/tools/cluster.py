@@ -144,6 +144,9 @@ def cluster(
             or umap_epochs < 0:
         raise OptionError("{opt} must be a whole number >= 0 (0: umap-learn's default)",
                           param="umap_epochs")
+    if merge is not None and (isinstance(merge, (str, bool)) or not 0 <= merge <= 1):
+        raise OptionError("{opt} must be a PAGA connectivity in [0, 1] or None (no merging)",
+                          param="merge")
     if adata.n_obs < 3:
         raise InputError(f"clustering needs at least 3 cells, got {adata.n_obs}")
     rep = np.asarray(adata.obsm[use_rep])
