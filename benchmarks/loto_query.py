@@ -20,7 +20,8 @@ a p-value per query cell (high: typical), from one run's saved arrays (``--save-
 * ``cauchy(before,<share>)``: the Cauchy combination with the default before
   (`novelty_pvalues`' three reference-only parts; half the weight each);
   ``cauchy(parts,<share>)``: with the three parts (a quarter each). ``shipped``: today's
-  `novelty.novelty_pvalues` (``cauchy(before,share_k150_s15x3_d)``).
+  default `novelty.novelty_pvalues` (``before``); ``query``: its ``check="query"``
+  (``cauchy(before,share_k150_s15x3_d)``, `geovae transfer --novelty query`).
 
 Paired over the runs against the default before (`paired_stats.paired`), per pair and all::
 
@@ -174,7 +175,9 @@ def candidates(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
              best_label_pvalues(z, rz, labels, K, "euclidean")]
     cells = ReferenceCells(rz, labels, None, a["ref_nelbo"], a["ref_depth"])
     out = {"before": combine_pvalues(parts),
-           "shipped": novelty_pvalues(z, a["nelbo"], a["depth"], cells, pred, K, "euclidean")}
+           "shipped": novelty_pvalues(z, a["nelbo"], a["depth"], cells, pred, K, "euclidean"),
+           "query": novelty_pvalues(z, a["nelbo"], a["depth"], cells, pred, K, "euclidean",
+                                    "query")}
     both = np.vstack([rz, z])
     _, joint = knn(both, both, max(KS), "euclidean", exclude_self=True)
     m_max = max(m for m, _ in SMOOTH)

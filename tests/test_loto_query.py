@@ -21,8 +21,9 @@ def test_own_share_counts_the_neighbours_of_each_side() -> None:
     np.testing.assert_allclose(own_side_share(query, ref, 2, "euclidean"), expected)
 
 
-def test_the_shipped_score_is_the_candidate_that_was_chosen() -> None:
-    """On a simulated run (three labels, a query with one more type beside label 0)."""
+def test_the_shipped_scores_are_the_candidates_named() -> None:
+    """On a simulated run (three labels, a query with one more type beside label 0): the
+    default is the reference-only check, ``--novelty query`` the chosen query-aware one."""
     mod = load_benchmark("loto_query")
     rng = np.random.default_rng(0)
     centres = np.zeros((4, 6))
@@ -36,9 +37,10 @@ def test_the_shipped_score_is_the_candidate_that_was_chosen() -> None:
            "ref_depth": ref_depth, "nelbo": 300 * depth + rng.gumbel(size=len(truth)),
            "ref_nelbo": 300 * ref_depth + rng.gumbel(size=600)}
     p = mod.candidates(run)
-    np.testing.assert_allclose(p["shipped"], p["cauchy(before,share_k150_s15x3_d)"],
+    np.testing.assert_allclose(p["query"], p["cauchy(before,share_k150_s15x3_d)"],
                                rtol=1e-10)
-    assert not np.allclose(p["shipped"], p["before"])
+    np.testing.assert_allclose(p["shipped"], p["before"], rtol=1e-10)
+    assert not np.allclose(p["query"], p["before"])
 
 
 def test_the_label_base_rate_leaves_a_commoner_known_type_alone() -> None:

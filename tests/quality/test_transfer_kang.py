@@ -12,11 +12,7 @@ macro-F1 0.786, AUROC 0.879, 71% of DC and 12% of known-type cells called unknow
 default check of issue 23 (latent distance to the best label + -ELBO given depth and label,
 chosen on the development split; 2026-12-06, seed 0): accuracy 0.786, among called cells
 0.864, macro-F1 0.792, AUROC 0.942, 77% of DC and 9% of known-type cells called unknown;
-floors unchanged. With the query-aware part added (share of query cells around a cell in the
-joint latent, `geovae.tools.query_share`; 2026-12-06, seed 0): accuracy 0.821, among called
-cells 0.860, macro-F1 0.827, AUROC 0.934, 43% of DC and 4.5% of known-type cells called
-unknown: the floor on DC called unknown lowered from 0.5 to 0.35 (on the 60 development runs
-of bench_loto.py --dev the held-out DC's cells below p = 0.05 were 63%, as before).
+floors unchanged.
 """
 
 from __future__ import annotations
@@ -77,7 +73,7 @@ def test_unseen_type_is_made_visible(mapped) -> None:
     called = float((query.obs[K.LABEL].to_numpy()[novel] == "unknown").mean())
     print(f"unseen-type AUROC {auroc:.3f}, called unknown {called:.2f}")
     assert auroc >= 0.85
-    assert called >= 0.35
+    assert called >= 0.5
 
 
 def test_query_mixes_with_reference_of_its_type(mapped) -> None:

@@ -253,11 +253,11 @@ def test_a_mostly_unseen_query_is_absorbed_by_the_shift() -> None:
     assert flagged[70] == 0.0 and flagged[100] == 0.0
 
 
-def test_the_default_flags_an_unseen_type_overlapping_a_known_one() -> None:
-    """An unseen type 2 sd beside label 0 (within its reach: the three reference-only parts
-    together find it with AUROC < 0.8), explained as well as label 0 and voted label 0: the
-    share of query cells around it in the joint latent (`query_share`) lifts the default by
-    more than 0.08 (0.73 -> 0.85 here)."""
+def test_the_query_check_flags_an_unseen_type_overlapping_a_known_one() -> None:
+    """An unseen type 2 sd beside label 0 (within its reach: the default, reference-only
+    check finds it with AUROC < 0.8), explained as well as label 0 and voted label 0: the
+    share of query cells around it in the joint latent (``check="query"``, `query_share`)
+    lifts it by more than 0.08 (0.73 -> 0.85 here)."""
     from geovae.models.reference import ReferenceCells
     from geovae.tools.novelty import combine_pvalues, label_depth_pvalues, novelty_pvalues
 
@@ -271,11 +271,17 @@ def test_the_default_flags_an_unseen_type_overlapping_a_known_one() -> None:
     novel = np.zeros(1200, bool)
     novel[:120] = True
     z[:120] = centres[0] + [0.0, 0.0, 2.0, 0.0, 0.0] + rng.normal(size=(120, 5))
-    p = novelty_pvalues(z, nelbo, depth, cells, predicted, 15, "euclidean")
+    p = novelty_pvalues(z, nelbo, depth, cells, predicted, 15, "euclidean", "query")
+    default = novelty_pvalues(z, nelbo, depth, cells, predicted, 15, "euclidean")
     parts = combine_pvalues([best_label_pvalues(z, rz, ref_labels, 15, "euclidean", kind)
                              for kind in ("neighbours", "mahalanobis")]
                             + [label_depth_pvalues(nelbo, depth, rn, rd, predicted, ref_labels)])
     auroc = roc_auc_score(novel, -p)
+    np.testing.assert_allclose(default, parts, rtol=1e-9)
+    from geovae.tools.novelty import NOVELTY_TAIL, soft_factor, typicality
+    for check, pv in (("query", p), ("reference", default)):  # what transfer(novelty=) calls
+        np.testing.assert_allclose(typicality(z, nelbo, cells, predicted, 15, "euclidean", depth,
+                                              check), soft_factor(pv, NOVELTY_TAIL))
     assert roc_auc_score(novel, -parts) < 0.8
     assert auroc > 0.82 and auroc > roc_auc_score(novel, -parts) + 0.08
     assert np.mean(p[~novel] < 0.05) < 0.08

@@ -102,6 +102,7 @@ def test_transfer_cli_labels_unknowns_and_untouched_reference(blobs_ref, tmp_pat
         assert key in getattr(q, slot), key
     info = q.uns[K.UNS]["transfer"]
     assert list(info["new_categories"]["condition"]) == ["cond2"]
+    assert info["novelty"] == "reference"  # the default unknown check, recorded
     # well-separated blobs; about 10% are called unknown (the misfit check: the new
     # condition's -ELBO tail against the reference cells' -ELBO, as without --reference)
     assert info["accuracy_called"] > 0.9 and info["accuracy"] > 0.8, info
@@ -153,6 +154,7 @@ def test_query_far_from_reference_gets_low_confidence(blobs_ref, check: str) -> 
     ("other_key", ["--batch-key", "blob"], "trained with batch key(s) ['condition']"),
     ("empty", [], "holds no data"),
     ("two_cells", [], "give a query of at least 3 cells"),
+    ("bad_novelty", ["--novelty", "nearest"], "--novelty"),
 ])
 def test_transfer_bad_inputs(blobs_ref, tmp_path: Path, make: str, args: list[str],
                              mention: str) -> None:

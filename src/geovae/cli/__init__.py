@@ -69,6 +69,7 @@ from geovae.cli._types import (  # noqa: E402
     Likelihood,
     Method,
     Model,
+    Novelty,
     Posterior,
     value,
 )
@@ -254,6 +255,12 @@ def transfer(
         help="Maximum epochs on the query (default: scales with cells).")] = None,
     unknown_threshold: Annotated[float, typer.Option(
         help="Cells with label confidence below this are labelled 'unknown'.")] = 0.5,
+    novelty: Annotated[Novelty, typer.Option(
+        case_sensitive=False,
+        help="The unknown check: reference (how well the reference explains each cell) or "
+             "query (also query-dense regions of the joint latent: finds more unseen types, "
+             "but flags known types commoner in the query than in the reference).")
+    ] = Novelty.reference,
     obs_columns: ObsColumns = None,
     resolution: Resolution = None,
     n_neighbors: Annotated[int, typer.Option(
@@ -278,7 +285,8 @@ def transfer(
                           n_neighbors=n_neighbors, umap=not no_umap, umap_epochs=umap_epochs,
                           batch_key=batch_key or None, label_key=label_key, eval_key=eval_key,
                           freeze=value(freeze), epochs=epochs, seed=seed,
-                          unknown_threshold=unknown_threshold, device=_check_device(device),
+                          unknown_threshold=unknown_threshold, novelty=value(novelty),
+                          device=_check_device(device),
                           precision=value(precision), threads=threads,
                           progress=not ctx.params["quiet"], **run_context(ctx))
     _report(result)

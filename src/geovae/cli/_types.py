@@ -36,6 +36,7 @@ Likelihood = choices("Likelihood", "auto", "nb", "zinb", "gaussian", "bernoulli"
 Freeze = choices("Freeze", "all", "covariates", "none")
 Method = choices("Method", "leiden", "mixture")
 EncoderInput = choices("EncoderInput", "log1p", "log1p_cp10k")
+Novelty = choices("Novelty", "reference", "query")
 
 
 class MixtureWeights(Choice):
@@ -52,7 +53,7 @@ class MixtureWeights(Choice):
 CHOICES: dict[str, type[Choice]] = {"model": Model, "latent": Latent, "posterior": Posterior,
                                     "likelihood": Likelihood, "freeze": Freeze,
                                     "method": Method, "precision": PrecisionChoice,
-                                    "encoder_input": EncoderInput}
+                                    "encoder_input": EncoderInput, "novelty": Novelty}
 
 
 def value(option: Any) -> Any:

@@ -5,17 +5,16 @@ The default (`novelty_pvalues`, issue 23; labelled reference cells with -ELBO an
 sizes) combines empirical p-values by the Cauchy combination: how well the cell's latent fits
 its best-fitting reference label, by Mahalanobis distance (a shrunk Gaussian per label) and
 by its mean distance to the label's k nearest cells (`best_label_pvalues`: a cell between two
-sibling labels is not flagged), its -ELBO among the reference cells of its predicted label
-given log library size (`label_depth_pvalues`; the total -ELBO grows with the counts), and,
-with the weight of those three together, whether it sits in a region of the joint latent
-dense in query cells and poor in reference cells (`geovae.tools.query_share`: a type the
-reference lacks, even beside a known one). Each is ranked among the reference cells' own
-after one shift for the whole query (a new condition scores a little worse overall; a shift
-per label would also absorb a type the reference lacks wherever it makes up much of a label).
-Chosen on the development split only (the bundled Kang subset; benchmarks/loto_scores.py,
-loto_query.py); elsewhere: benchmarks/RESULTS.md, leave-one-type-out (bench_loto.py). Older
-models and data without those fields use the earlier checks (`typicality`). The p-value
-enters the confidence through `soft_factor`, which keeps its order (no saturation).
+sibling labels is not flagged), and its -ELBO among the reference cells of its predicted label
+given log library size (`label_depth_pvalues`; the total -ELBO grows with the counts). With
+``check="query"`` (opt-in; it also flags a known type commoner in the query than in the
+reference) it adds whether the cell sits in a region of the joint latent dense in query cells
+(`geovae.tools.query_share`). Each is ranked among the reference cells' own after one shift
+for the whole query (a shift per label would absorb a type the reference lacks wherever it
+makes up much of a label). Chosen on the development split only (the bundled Kang subset;
+benchmarks/loto_scores.py, loto_query.py); elsewhere: benchmarks/RESULTS.md (bench_loto.py).
+Older models and data use the earlier checks (`typicality`); the p-value enters the
+confidence through `soft_factor`, which keeps its order.
 """
 
 from __future__ import annotations
@@ -26,8 +25,7 @@ from geovae.models.reference import ReferenceCells
 from geovae.tools.neighbors import knn
 from geovae.tools.query_share import query_share_stats
 
-#: a label with fewer reference cells than this is ranked among all reference cells (the check
-#: by distance only; no development split recorded, bench_loto.py never reaches it)
+#: a label with fewer reference cells is ranked among all (by distance only; no dev split)
 MIN_LABEL_CELLS = 20
 #: without reference library sizes (models saved before issue 23), label confidence is scaled
 #: by `soft_factor(p, UNKNOWN_TAIL)` (about 1/2 at p = UNKNOWN_TAIL), p the cell's shifted
@@ -40,44 +38,41 @@ UNKNOWN_TAIL = 0.01
 #: a query cell's -ELBO is ranked among this share of the reference cells nearest in log
 #: library size (at least MIN_DEPTH_WINDOW), after a straight-line fit in that window
 #: (`depth_pvalues`). Development split: bundled Kang subset, CTRL -> STIM, DC held out,
-#: freeze all, seed 0, 100 epochs (benchmarks/bench_loto.py); one setting tried there. The
-#: bundled subset's 3,000 cells are kept out of bench_loto.py's reported pairs
+#: freeze all, seed 0, 100 epochs (bench_loto.py; its reported pairs exclude these cells)
 DEPTH_WINDOW = 0.2
 #: development split: as DEPTH_WINDOW (bundled Kang subset), one setting tried
 MIN_DEPTH_WINDOW = 200
-#: query cells are scored in chunks of about this many (cell, window cell) values (8 bytes each;
-#: a few arrays of this size at once), so memory does not grow with query x reference cells
+#: query cells are scored in chunks of about this many (cell, window cell) values (8 bytes each)
 CHUNK_VALUES = 2_000_000
 #: `soft_factor` tail for `depth_pvalues` (development split as above, one model: tails
 #: 0.01 / 0.03 / 0.05 / 0.1 gave DC AUROC 0.68 / 0.79 / 0.83 / 0.87 with 6 / 11 / 15 / 20%
-#: of known-type cells called unknown; 0.05 called 59% of DC unknown). Development split:
-#: the bundled Kang subset only (its cells are not in bench_loto.py's reported pairs)
+#: of known-type cells called unknown; 0.05 called 59% of DC unknown)
 DEPTH_TAIL = 0.05
-#: `soft_factor` tail of the default check (about 1/2 at p = NOVELTY_TAIL: "unknown" below
-#: p = 0.05 at the 0.5 threshold with VOTE_POWER 0). Development split: the bundled Kang
-#: subset (bench_loto.py --dev: both Kang pairs, every type left out, seeds 0-2, 60 runs);
-#: one setting tried: 6% of known-type and 31% of unseen cells below it
+#: `soft_factor` tail of the default check ("unknown" below p = 0.05 at the 0.5 threshold with
+#: VOTE_POWER 0). Development split: the bundled Kang subset (bench_loto.py --dev: both pairs,
+#: every type left out, seeds 0-2, 60 runs); one setting tried: 7% of known, 22% of unseen
 NOVELTY_TAIL = 0.05
-#: with k-nearest-neighbour votes as the label probabilities (the default VAE) and the default
-#: check (`is_default_check`), the label confidence is vote share ** VOTE_POWER x the novelty
-#: factor: 0 leaves the votes out (the unseen type's cells often get unanimous votes from
-#: the label they sit beside). Development split: as NOVELTY_TAIL, with the default before
-#: `query_share`: unseen AUROC 0.657 / 0.641 / 0.622 at powers 0 / 0.5 / 1
+#: with kNN votes as label probabilities (the default VAE) and the default check, confidence
+#: = vote share ** VOTE_POWER x the novelty factor: 0 leaves the votes out (an unseen type's
+#: cells get unanimous votes from the label beside them). Development split: as NOVELTY_TAIL:
+#: unseen AUROC 0.657 / 0.641 / 0.622 at powers 0 / 0.5 / 1
 VOTE_POWER = 0.0
-#: the same for the check by distance, used when the reference cells have no -ELBO; no
-#: development split recorded (bench_loto.py never reaches this path)
+#: the same for the check by distance (reference cells without -ELBO; no development split)
 NEIGHBOUR_TAIL = 0.05
+#: `novelty_pvalues`' checks: the reference's fit alone (default), or also query-dense regions
+#: of the joint latent (`query_share`: dev AUROC 0.765 vs 0.657; flags commoner known types)
+NOVELTY_CHECKS = ("reference", "query")
 
 
 def typicality(z: np.ndarray, nelbo: np.ndarray, cells: ReferenceCells,
                predicted: np.ndarray | None, k: int, geometry: str,
-               log_library: np.ndarray | None = None) -> np.ndarray:
-    """The factor a query cell's label confidence is scaled by: `soft_factor` of its
-    `novelty_pvalues` (every model saved since issue 23); else of its `depth_pvalues`, of its
-    -ELBO among all reference cells (`shifted_pvalues`: no finite library sizes), or, without
-    -ELBO, of its `neighbour_pvalues` (to its ``predicted`` label's cells, when given)."""
+               log_library: np.ndarray | None = None, check: str = "reference") -> np.ndarray:
+    """The factor label confidence is scaled by: `soft_factor` of `novelty_pvalues` (``check``;
+    models saved since issue 23); else of `depth_pvalues`, of the -ELBO among all reference
+    cells (no finite library sizes), or, without -ELBO, of `neighbour_pvalues` (to the
+    ``predicted`` label's cells, when given)."""
     if is_default_check(cells, predicted, log_library):
-        p = novelty_pvalues(z, nelbo, log_library, cells, predicted, k, geometry)
+        p = novelty_pvalues(z, nelbo, log_library, cells, predicted, k, geometry, check)
         return soft_factor(p, NOVELTY_TAIL)
     if cells.nelbo is not None and _is_depth(cells.log_library) and _is_depth(log_library):
         return soft_factor(depth_pvalues(nelbo, log_library, cells.nelbo, cells.log_library),
@@ -90,24 +85,29 @@ def typicality(z: np.ndarray, nelbo: np.ndarray, cells: ReferenceCells,
 
 
 def novelty_pvalues(z: np.ndarray, nelbo: np.ndarray, log_library: np.ndarray,
-                    cells: ReferenceCells, predicted: np.ndarray, k: int, geometry: str
-                    ) -> np.ndarray:
-    """The default unknown-type p-value (issue 23): the Cauchy combination of (a) the
-    combination of the cell's `best_label_pvalues` by Mahalanobis distance (Euclidean latents
-    only) and by its k nearest neighbours and of its -ELBO among its predicted label's
-    reference cells given depth (`label_depth_pvalues`) and (b) its share of query cells in
-    the joint latent (`query_share.query_share_stats`, `shifted_pvalues`). Chosen on the
-    development split (the bundled Kang subset, bench_loto.py --dev, 60 runs; see
+                    cells: ReferenceCells, predicted: np.ndarray, k: int, geometry: str,
+                    check: str = "reference") -> np.ndarray:
+    """The default unknown-type p-value (issue 23): the Cauchy combination of the cell's
+    `best_label_pvalues` by Mahalanobis distance (Euclidean latents only) and by its k nearest
+    neighbours and of its -ELBO among its predicted label's reference cells given depth
+    (`label_depth_pvalues`); ``check="query"`` Cauchy-combines that with its share of query
+    cells in the joint latent (`query_share.query_share_stats`, `shifted_pvalues`). Chosen on
+    the development split (the bundled Kang subset, bench_loto.py --dev, 60 runs; see
     `NOVELTY_TAIL` and `query_share`)."""
+    if check not in NOVELTY_CHECKS:
+        raise ValueError(f"check must be one of {NOVELTY_CHECKS}, not {check!r}")
     labels = cells.labels
     parts = [best_label_pvalues(z, cells.latent, labels, k, geometry, "neighbours"),
              label_depth_pvalues(nelbo, log_library, cells.nelbo, cells.log_library,
                                  predicted, labels)]
     if geometry == "euclidean":
         parts.append(best_label_pvalues(z, cells.latent, labels, k, geometry))
+    reference_only = combine_pvalues(parts, "cauchy")
+    if check == "reference":
+        return reference_only
     share = shifted_pvalues(*query_share_stats(z, cells.latent, geometry, log_library,
                                                cells.log_library, predicted, labels))
-    return combine_pvalues([combine_pvalues(parts, "cauchy"), share], "cauchy")
+    return combine_pvalues([reference_only, share], "cauchy")
 
 
 def is_default_check(cells: ReferenceCells, predicted: np.ndarray | None,

@@ -26,7 +26,7 @@ from geovae.models.reference import (
 )
 from geovae.models.transfer import check_freeze
 from geovae.tools._labels import UNKNOWN, call_labels, label_probs, label_scores
-from geovae.tools.novelty import VOTE_POWER, is_default_check, typicality
+from geovae.tools.novelty import NOVELTY_CHECKS, VOTE_POWER, is_default_check, typicality
 from geovae.tools.placement import place_on_umap
 from geovae.tools.record import update_record
 
@@ -49,6 +49,7 @@ def transfer(
     batch_size: int = 128,
     lr: float = 1e-3,
     unknown_threshold: float = 0.5,
+    novelty: str = "reference",
     n_neighbors: int = 15,
     seed: int = 0,
     device: str = "auto",
@@ -86,6 +87,11 @@ def transfer(
         the novelty factor (`geovae.tools.novelty.typicality`: about 1/2 at novelty
         p-value 0.05) times the label probability — for the default VAE's neighbour votes
         with the default check, the factor alone (`novelty.VOTE_POWER`).
+    novelty
+        The unknown check (`geovae.tools.novelty.novelty_pvalues`): ``reference`` (how well
+        the reference explains each cell) or ``query`` (also regions of the joint latent
+        dense in query cells: unseen-type AUROC 0.765 vs 0.657 on the development split, but
+        a known type commoner in the query than in the reference is flagged too).
     n_neighbors
         Reference cells that vote on each query cell's label (with q(y|x) for a supervised
         cgmvae: `combine_votes`) and place it on the reference's UMAP.
@@ -118,6 +124,8 @@ def transfer(
                           "re-embedded, or use {freeze='all'}", param="freeze")
     if not 0 <= unknown_threshold <= 1:
         raise OptionError("{opt} must be between 0 and 1", param="unknown_threshold")
+    if novelty not in NOVELTY_CHECKS:
+        raise OptionError(f"unknown {{opt}} '{novelty}': use reference or query", param="novelty")
     if not isinstance(model, GeoVAE):
         model = GeoVAE.load(model, device="cpu")
     spec = model.spec
@@ -138,7 +146,7 @@ def transfer(
     nelbo, depth = negative_elbo(mapped, source), log_library(source)
     if cells is not None:  # how typical each cell is of the reference cells (novelty.py)
         codes = None if probs is None else probs.argmax(1)
-        factor = typicality(z, nelbo, cells, codes, n_neighbors, geometry, depth)
+        factor = typicality(z, nelbo, cells, codes, n_neighbors, geometry, depth, novelty)
         votes_out = method == "knn" and is_default_check(cells, codes, depth)
         conf = factor * conf ** (VOTE_POWER if votes_out else 1.0)
     info: dict[str, Any] = {
@@ -152,7 +160,7 @@ def transfer(
     }
     if probs is not None:
         pred = call_labels(query, probs, categories, conf, unknown_threshold)
-        info.update(unknown_threshold=float(unknown_threshold),
+        info.update(unknown_threshold=float(unknown_threshold), novelty=novelty,
                     fraction_unknown=float(np.mean(pred == UNKNOWN)), label_method=method)
         if eval_key is not None:
             check_obs_key(query, eval_key, "eval_key")
