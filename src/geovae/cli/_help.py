@@ -22,7 +22,7 @@ PANELS: dict[str, tuple[str, ...]] = {
     "Model": ("model", "latent", "latent_dim", "posterior", "flow", "likelihood",
               "encoder_input", "n_clusters", "dirichlet_alpha", "mixture_weights",
               "condition_prior", "delete_moves", "warm_start", "volume"),
-    "Query mapping": ("freeze", "unknown_threshold"),
+    "Query mapping": ("freeze", "unknown_threshold", "novelty"),
     "Training": ("epochs", "batch_size", "lr", "seed"),
     "Clusters and UMAP": ("method", "resolution", "n_neighbors", "no_umap", "umap_epochs"),
     "Performance": ("device", "devices", "precision", "compile", "threads"),
