@@ -57,15 +57,17 @@ from geovae.modules.mixture_start import inverse_softplus
 #: ``merge_rule`` values (module docstring)
 MERGE_RULES = ("elbo", "modes", "demp")
 #: "modes": merge where the density's lowest point on the ridgeline is at least this share of
-#: the lower of its two peaks (Hennig 2010's ridge.ratio method and his suggested cutoff;
-#: the development runs below found no better one: 0.5-0.99 also merged real types)
+#: the lower of its two peaks (Hennig 2010's ridge.ratio method; 0.2 recalled as fpc's
+#: mergenormals default, not checked; the development runs below found no better one:
+#: 0.5-0.99 also merged real types)
 RIDGE_RATIO = 0.2
 #: "demp": merge where a pair's misclassification probability exceeds this. Chosen on the
 #: development sets of issue 24 (`bench_clusters.py --posthoc-rules`, grid `CUTOFFS`: the
 #: issue-type simulation issue2k, K = 15 / 20, and the slow test's small counts, 40 epochs,
 #: 4 seeds; RESULTS.md, "Delete moves: `--n-clusters` as an upper bound"): a type's core and
-#: its lobe of shallow cells score 0.12-0.24, pairs of two types at most 0.05 there; Hennig
-#: 2010's suggested 0.025 merged real types of the small counts in 2 of 4 seeds
+#: its lobe of shallow cells score 0.12-0.24, pairs of two types at most 0.05 there; 0.025
+#: (recalled as fpc's mergenormals default for DEMP, not checked) merged real types of the
+#: small counts in 2 of 4 seeds
 DEMP_CUTOFF = 0.1
 #: points on each ridgeline
 RIDGE_POINTS = 41
