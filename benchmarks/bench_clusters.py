@@ -74,7 +74,7 @@ VARIANTS = {
     "cgmvae_sparse": {"dirichlet_alpha": 1e-4},
     # the defaults with merges by modality (ridgeline ratio) or by misclassification (DEMP)
     # instead of by the -ELBO (`geovae.modules.merging`)
-    "cgmvae_elbo": {"merge_rule": "elbo"},  # the default until 2026-12-06
+    "cgmvae_elbo": {"merge_rule": "elbo"},  # the default rule, explicit
     "cgmvae_modes": {"merge_rule": "modes"},
     "cgmvae_demp": {"merge_rule": "demp"},
 }

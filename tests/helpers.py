@@ -39,11 +39,11 @@ def run_cli(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-def mixture_on_counts(adata, k: int, seed: int, epochs: int | None  # noqa: ANN001
-                      ) -> tuple[float, int]:
+def mixture_on_counts(adata, k: int, seed: int, epochs: int | None,  # noqa: ANN001
+                      **options: object) -> tuple[float, int]:
     """The default c*GMΔVAE with ``k`` components fitted to ``geovae.datasets.simulate_counts``
     data (NB, batch key ``condition``, one thread, no held-out IWAE): (ARI of argmax q(y|x)
-    against ``cell_type``, components in use)."""
+    against ``cell_type``, components in use); ``options``: more model options."""
     import warnings
 
     from sklearn.metrics import adjusted_rand_score
@@ -52,7 +52,7 @@ def mixture_on_counts(adata, k: int, seed: int, epochs: int | None  # noqa: ANN0
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        geovae.fit(adata, model="cgmvae", model_options={"n_clusters": k}, seed=seed,
+        geovae.fit(adata, model="cgmvae", model_options={"n_clusters": k, **options}, seed=seed,
                    epochs=epochs, progress=False, device="cpu", heldout_samples=0,
                    batch_key="condition", likelihood="nb", threads=1)
     pred = adata.obsm["geovae_cluster_probs"].argmax(1)

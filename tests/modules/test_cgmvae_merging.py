@@ -119,8 +119,8 @@ def test_the_mixture_finds_the_types_and_their_number_at_three_times_the_truth()
 def test_the_mixture_finds_the_number_of_simulated_count_types_at_three_times_it() -> None:
     """Issue 24: K = 12 on simulated NB counts with 4 types (1,000 cells x 200 genes, 2
     conditions shifting 20% of the genes, seed 0, 40 epochs). With the merge moves (the
-    default) each type is one component (measured ARI 0.997, 4 of 12 in use; 0.995 with the
-    old ``merge_rule="elbo"``); without them
+    default) each type is one component (measured ARI 0.995, 4 of 12 in use; 0.997 with
+    ``merge_rule="demp"``); without them
     (``merge_moves=False``) three more components keep parts of types (measured ARI 0.933, 7
     in use): switching the merge moves off fails this test. (Seed 2 of the same simulation
     collapses onto 1-2 components with or without the moves: a known miss, RESULTS.md.)"""

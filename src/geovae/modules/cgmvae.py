@@ -72,7 +72,7 @@ stim kept in the latent, rel. same-stim 1.15 vs 1.10, p 5e-4; RESULTS.md, donors
 ``hold_weights`` (default True: with the warm start gamma is held from the start to the end
 of training, then set to its optimum given q(y)), ``merge_moves`` (default True: after
 training, before the delete moves, unsupervised Euclidean only: `geovae.modules.merging`;
-``merge_rule`` ``demp``, default, ``modes`` or ``elbo`` says which merges are made),
+``merge_rule`` ``elbo``, default, ``demp`` or ``modes`` says which merges are made),
 ``prior_lr`` (the components' share of the learning rate, default 1), ``y_temper`` (default 0,
 off), ``encoder_input`` (count data: as the VAE's, `geovae.modules.vae.ENCODER_INPUTS`).
 """
@@ -119,7 +119,7 @@ class CGMVAEModule(VAEModule):
                  warm_start: float = WARM_START, hold: float = HOLD, y_temper: float = 0.0,
                  prior_lr: float = 1.0, merge_moves: bool = True, hold_weights: bool = True,
                  plateau_start: bool = False, encoder_input: str | None = None,
-                 merge_rule: str = "demp"):
+                 merge_rule: str = "elbo"):
         if not isinstance(latent, comp.SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
                               f"{latent.geometry!r} latent: use {{latent='euclidean'}}, "
