@@ -74,6 +74,7 @@ def test_unseen_type_is_made_visible(mapped) -> None:
     print(f"unseen-type AUROC {auroc:.3f}, called unknown {called:.2f}")
     assert auroc >= 0.85
     assert called >= 0.5
+    assert query.uns[K.UNS]["transfer"]["novelty"] == "reference"  # the default check ran
 
 
 def test_query_mixes_with_reference_of_its_type(mapped) -> None:

@@ -102,7 +102,7 @@ def test_transfer_cli_labels_unknowns_and_untouched_reference(blobs_ref, tmp_pat
         assert key in getattr(q, slot), key
     info = q.uns[K.UNS]["transfer"]
     assert list(info["new_categories"]["condition"]) == ["cond2"]
-    assert info["novelty"] == "reference"  # the default unknown check, recorded
+    assert info["novelty"] == "earlier"  # blobs hold no library sizes: the earlier check ran
     # well-separated blobs; about 10% are called unknown (the misfit check: the new
     # condition's -ELBO tail against the reference cells' -ELBO, as without --reference)
     assert info["accuracy_called"] > 0.9 and info["accuracy"] > 0.8, info
@@ -145,6 +145,21 @@ def test_query_far_from_reference_gets_low_confidence(blobs_ref, check: str) -> 
     # measured: 100% (nelbo) and 70% (neighbours: the encoder places some of the far-off
     # cells among reference cells, where only their -ELBO gives them away)
     assert (novel.obs[K.LABEL][:50] == "unknown").mean() > (0.8 if check == "nelbo" else 0.6)
+    assert novel.uns[K.UNS]["transfer"]["novelty"] == "earlier"  # the check actually used
+
+
+def test_novelty_query_without_library_sizes_says_the_earlier_check_ran(blobs_ref) -> None:
+    """Blobs (no count library sizes): ``novelty="query"`` cannot run; the record and a note
+    say which check did instead of recording "query"."""
+    d, query = blobs_ref
+    q = query.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        geovae.transfer(q, geovae.GeoVAE.load(d / "ref.out.model"), epochs=2, progress=False,
+                        novelty="query")
+    record = q.uns[K.UNS]
+    assert record["transfer"]["novelty"] == "earlier"
+    assert any("--novelty query needs" in n for n in record["notes"]), record["notes"]
 
 
 @pytest.mark.parametrize(("make", "args", "mention"), [

@@ -147,8 +147,15 @@ def transfer(
     if cells is not None:  # how typical each cell is of the reference cells (novelty.py)
         codes = None if probs is None else probs.argmax(1)
         factor = typicality(z, nelbo, cells, codes, n_neighbors, geometry, depth, novelty)
-        votes_out = method == "knn" and is_default_check(cells, codes, depth)
+        default_check = is_default_check(cells, codes, depth)
+        votes_out = method == "knn" and default_check
         conf = factor * conf ** (VOTE_POWER if votes_out else 1.0)
+        if not default_check:  # older models / data without library sizes: earlier checks
+            if novelty == "query":
+                notes.append("--novelty query needs reference cells with -ELBO and library "
+                              "sizes on both sides (models saved since issue 23, count data): "
+                              "the earlier check by -ELBO or distance was used")
+            novelty = "earlier"
     info: dict[str, Any] = {
         "n_features_matched": spec.n_features - prepared.n_missing_features,
         "n_missing_features": prepared.n_missing_features,
