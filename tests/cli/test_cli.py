@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -185,6 +186,36 @@ def test_cgmvae_through_the_cli(tmp_path: Path) -> None:
     bad = run_cli("fit", blobs, "--no-delete-moves", "--quiet")
     assert bad.exit_code == 2 and "--delete-moves/--no-delete-moves works with model cgmvae " \
         "only" in bad.stderr
+
+
+def test_merge_rule_reaches_the_mixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--merge-rule goes into the c*GMΔVAE's model_options: the merge moves run with it, the
+    run record and the saved model hold it; with a model without a mixture it is one line."""
+    from geovae.modules import merging
+
+    blobs = tmp_path / "blobs.h5ad"
+    assert run_cli("blobs", blobs, "--n-cells", "300", "--quiet").exit_code == 0
+    bad = run_cli("fit", blobs, "--merge-rule", "demp", "--quiet")
+    assert bad.exit_code == 2 and bad.stderr.strip().endswith(
+        "--merge-rule works with model cgmvae only, not 'vae'"), bad.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blobs.h5ad"]
+    rules = []
+    real = merging.greedy_overlap_merges
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        rules.append(args[5])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(merging, "greedy_overlap_merges", spy)
+    res = run_cli("fit", blobs, "--model", "cgmvae", "--likelihood", "gaussian",
+                  "--n-clusters", "4", "--latent-dim", "2", "--epochs", "4", "--no-umap",
+                  "--merge-rule", "demp", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert rules == ["demp"]
+    a = ad.read_h5ad(tmp_path / "blobs.geovae.h5ad")
+    assert a.uns["geovae"]["params"]["model_options"]["merge_rule"] == "demp"
+    config = json.loads((tmp_path / "blobs.geovae.model" / "config.json").read_text())
+    assert config["config"]["model_options"]["merge_rule"] == "demp"
 
 
 def test_version_and_bare_command() -> None:

@@ -127,14 +127,15 @@ def test_fit_options_nest_what_models_declare() -> None:
     runs.run_fit = fake_run_fit
     try:
         res = run_cli("fit", PBMC, "--model", "cgmvae", "--mixture-weights", "per-cell",
-                      "--n-clusters", "5", "--no-delete-moves", "--latent", "sphere",
+                      "--n-clusters", "5", "--no-delete-moves", "--merge-rule", "modes",
+                      "--latent", "sphere",
                       "--posterior", "power-spherical", "--batch-key", "phase", "--compile",
                       "--quiet", "--epochs", "2")
     finally:
         runs.run_fit = real
     assert res.exit_code == 0, res.output
     assert captured["model_options"] == {"mixture_weights": "per_cell", "n_clusters": 5,
-                                         "delete_moves": False}
+                                         "delete_moves": False, "merge_rule": "modes"}
     assert captured["latent_options"] == {"posterior": "power-spherical"}
     assert captured["batch_key"] == ["phase"] and captured["torch_compile"] is True
     assert captured["progress"] is False and captured["epochs"] == 2

@@ -54,7 +54,7 @@ def test_help_lists_choices_and_shows_flags_as_flags(command: str,
 
 def test_every_closed_option_is_a_choice() -> None:
     assert set(CHOICES) == {"model", "latent", "posterior", "likelihood", "freeze", "method",
-                            "precision", "encoder_input", "novelty"}
+                            "precision", "encoder_input", "novelty", "merge_rule"}
 
 
 @pytest.mark.parametrize(("args", "line"), [
@@ -67,6 +67,8 @@ def test_every_closed_option_is_a_choice() -> None:
      "unknown --freeze 'some': choose all, covariates, none"),
     (["transfer", "m", "q.h5ad", "--novelty", "nearest"],
      "unknown --novelty 'nearest': choose reference, query"),
+    (["fit", "x.h5ad", "--merge-rule", "ward"],
+     "unknown --merge-rule 'ward': choose elbo, modes, demp"),
 ])
 def test_unknown_choice_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     args: list[str], line: str) -> None:

@@ -41,6 +41,7 @@ from geovae.cli._common import (  # noqa: E402
     DirichletAlpha,
     EncoderInputOpt,
     LabelKey,
+    MergeRuleOpt,
     MixtureWeightsOpt,
     NCells,
     NClusters,
@@ -145,6 +146,7 @@ def fit(
     mixture_weights: MixtureWeightsOpt = None,
     condition_prior: ConditionPrior = None,
     delete_moves: DeleteMoves = None,
+    merge_rule: MergeRuleOpt = None,
     warm_start: WarmStart = None,
     obs_columns: ObsColumns = None,
     n_top_genes: Annotated[int | None, typer.Option(

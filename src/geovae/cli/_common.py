@@ -16,7 +16,7 @@ import typer
 
 from geovae.cli._flags import message, names_of
 from geovae.cli._log import err, error, setup
-from geovae.cli._types import EncoderInput, MixtureWeights, PrecisionChoice
+from geovae.cli._types import EncoderInput, MergeRule, MixtureWeights, PrecisionChoice
 
 log = logging.getLogger("geovae.cli")
 
@@ -96,6 +96,14 @@ DeleteMoves = Annotated[bool | None, typer.Option(
          "(the confident choice, q(y|z) > 0.9, of at most 0.1% of the cells) when the bound "
          "(ELBO) is higher without them, so their weight drops to the prior's share. On by "
          "default.", show_default=False)]
+MergeRuleOpt = Annotated[MergeRule | None, typer.Option(
+    case_sensitive=False,
+    help="cgmvae without labels (Euclidean latent, global weights): which components merge "
+         "after training. elbo: only where the bound (ELBO) rises; modes: where the pair's "
+         "density has one mode on its ridgeline; demp: where q(y|z) confuses the pair "
+         "(misclassification > 0.1), which folds a type's lobe of shallow cells into it. "
+         "Default elbo: modes and demp also merged weak real types on simulated counts "
+         "(benchmarks/RESULTS.md).", show_default=False)]
 WarmStart = Annotated[float | None, typer.Option(
     min=0.0, max=0.75,
     help="cgmvae without labels (Euclidean latent): share of the epochs that train z as a VAE "

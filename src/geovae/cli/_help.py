@@ -21,7 +21,7 @@ PANELS: dict[str, tuple[str, ...]] = {
              "use_rep", "backed"),
     "Model": ("model", "latent", "latent_dim", "posterior", "flow", "likelihood",
               "encoder_input", "n_clusters", "dirichlet_alpha", "mixture_weights",
-              "condition_prior", "delete_moves", "warm_start", "volume"),
+              "condition_prior", "delete_moves", "merge_rule", "warm_start", "volume"),
     "Query mapping": ("freeze", "unknown_threshold", "novelty"),
     "Training": ("epochs", "batch_size", "lr", "seed"),
     "Clusters and UMAP": ("method", "resolution", "n_neighbors", "no_umap", "umap_epochs"),

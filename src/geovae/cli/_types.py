@@ -37,6 +37,7 @@ Freeze = choices("Freeze", "all", "covariates", "none")
 Method = choices("Method", "leiden", "mixture")
 EncoderInput = choices("EncoderInput", "log1p", "log1p_cp10k")
 Novelty = choices("Novelty", "reference", "query")
+MergeRule = choices("MergeRule", "elbo", "modes", "demp")
 
 
 class MixtureWeights(Choice):
@@ -53,7 +54,8 @@ class MixtureWeights(Choice):
 CHOICES: dict[str, type[Choice]] = {"model": Model, "latent": Latent, "posterior": Posterior,
                                     "likelihood": Likelihood, "freeze": Freeze,
                                     "method": Method, "precision": PrecisionChoice,
-                                    "encoder_input": EncoderInput, "novelty": Novelty}
+                                    "encoder_input": EncoderInput, "novelty": Novelty,
+                                    "merge_rule": MergeRule}
 
 
 def value(option: Any) -> Any:
