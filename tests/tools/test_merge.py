@@ -32,7 +32,7 @@ def test_merging_undoes_resolution_1s_cuts_through_blobs(seed, caplog) -> None:
     adata, y = _blobs(seed)
     geovae.cluster(adata, umap=False, seed=seed, merge=None)
     unmerged = adata.obs["geovae_cluster"].nunique()
-    assert unmerged >= 6 and "merge" not in adata.uns["geovae"]["cluster"]
+    assert unmerged >= 6 and dict(adata.uns["geovae"]["cluster"]["merge"]) == {"rule": "off"}
     with caplog.at_level(logging.INFO, logger="geovae.tools"):
         geovae.cluster(adata, umap=False, seed=seed)  # the default merges
     assert adata.obs["geovae_cluster"].nunique() == 3
@@ -40,6 +40,7 @@ def test_merging_undoes_resolution_1s_cuts_through_blobs(seed, caplog) -> None:
     info = adata.uns["geovae"]["cluster"]
     merge = info["merge"]
     assert info["n_clusters"] == 3 and merge["n_before"] == unmerged and merge["n_after"] == 3
+    assert merge["rule"] == "threshold"
     assert len(merge["merged"]) == unmerged - 3
     assert min(merge["connectivity"]) > MERGE_CONNECTIVITY >= merge["max_left"]
     assert sorted(adata.obs["geovae_cluster"].cat.categories) == ["0", "1", "2"]

@@ -33,6 +33,12 @@ Resolution = Annotated[str | None, typer.Option(
     help="Leiden resolution (higher: more clusters), or auto: chosen from the data (the most "
          "stable of a grid 0.1-2.0 when a fifth of the cells is left out; logged). Default: "
          "auto for a CSV/TSV table, 1 otherwise.", metavar="<float|auto>", show_default=False)]
+LeidenMerge = Annotated[str | None, typer.Option(
+    "--leiden-merge",
+    help="After Leiden at a given resolution, merge the two clusters the kNN graph cannot tell "
+         "apart, one pair at a time, while their PAGA connectivity (0-1) exceeds this; off: "
+         "Leiden's clusters as they are. Recorded in uns['geovae']['cluster']['merge']. "
+         "Default: 0.8.", metavar="<float|off>", show_default=False)]
 NNeighbors = Annotated[int, typer.Option(
     help="Neighbours per cell in the kNN graph the clusters and the UMAP are built from.")]
 NoUmap = Annotated[bool, typer.Option(
@@ -231,8 +237,10 @@ def _options(*declared: tuple[str, Any, Any]) -> list[inspect.Parameter]:
 #: the options of every command that are about its messages, added by `guarded`
 MESSAGES = _options(("quiet", Quiet, False), ("verbose", Verbose, False),
                     ("debug", Debug, False))
-#: the options of a command that writes a plot and a metrics file, for its ``**outputs``
-OUTPUTS = _options(("plot", Plot, None), ("metrics_json", MetricsJson, None))
+#: the options of a command that clusters cells and writes a plot and a metrics file, for its
+#: ``**outputs`` (its run takes them by these names)
+OUTPUTS = _options(("merge", LeidenMerge, None), ("plot", Plot, None),
+                   ("metrics_json", MetricsJson, None))
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -240,7 +248,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     its own: they set up the log, and errors become one stderr line and exit codes 2
     (input/usage) or 1 (internal). ``fn`` itself does not take them (its context's
     ``params`` hold them). A command that ends in ``**outputs`` takes the `OUTPUTS` options
-    there (``plot``, ``metrics_json``: the names its run takes them by)."""
+    there (``merge``, ``plot``, ``metrics_json``: the names its run takes them by)."""
     own = inspect.signature(fn, eval_str=True)
     params = list(own.parameters.values())
     if params and params[-1].kind is inspect.Parameter.VAR_KEYWORD:

@@ -17,8 +17,8 @@ from enum import Enum
 from typing import Any
 
 #: fit's flags for the run around the model (files, graph): `geovae.runs.run_fit` takes them
-RUN_FLAGS = ("input", "out", "model_dir", "plot", "resolution", "obs_columns", "backed",
-             "n_neighbors", "no_umap", "umap_epochs", "metrics_json")
+RUN_FLAGS = ("input", "out", "model_dir", "plot", "resolution", "merge", "obs_columns",
+             "backed", "n_neighbors", "no_umap", "umap_epochs", "metrics_json")
 #: flags of the command line alone
 CLI_FLAGS = ("devices", "quiet", "verbose", "debug")
 #: flags whose Python parameter has another name

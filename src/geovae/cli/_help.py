@@ -24,7 +24,7 @@ PANELS: dict[str, tuple[str, ...]] = {
               "condition_prior", "delete_moves", "merge_rule", "warm_start", "volume"),
     "Query mapping": ("freeze", "unknown_threshold", "novelty"),
     "Training": ("epochs", "batch_size", "lr", "seed"),
-    "Clusters and UMAP": ("method", "resolution", "n_neighbors", "no_umap", "umap_epochs"),
+    "Clusters and UMAP": ("method", "resolution", "merge", "n_neighbors", "no_umap", "umap_epochs"),
     "Performance": ("device", "devices", "precision", "compile", "threads"),
     "Outputs": ("out", "model_dir", "new_model_dir", "reference", "plot", "metrics_json",
                 "heldout_samples"),

@@ -61,6 +61,8 @@ class Graph:
     method: str = "leiden"
     #: a number, "auto" (`geovae.tools.resolution`) or None: auto for a table, 1 otherwise
     resolution: float | str | None = None
+    #: the merge threshold (`geovae.tools.merge.parse_merge`): a number, "off" or None (0.8)
+    merge: float | str | None = None
     n_neighbors: int = 15
     umap: bool = True
     #: UMAP optimisation epochs (`geovae.tools.cluster.UMAP_EPOCHS`; 0: umap-learn's default)
@@ -99,6 +101,7 @@ def cluster_cells(adata: Any, graph: Graph, job: Job, compute_umap: bool = True)
     """Clusters on the kNN graph of ``obsm[graph.use_rep]`` and, with ``graph.umap`` (and
     ``compute_umap``), a UMAP under geovae's UMAP keys (`geovae.tools.cluster`)."""
     from geovae.tools.cluster import cluster
+    from geovae.tools.merge import parse_merge
     from geovae.tools.resolution import default_resolution
 
     resolution = default_resolution(graph.resolution, job.fmt)
@@ -108,7 +111,8 @@ def cluster_cells(adata: Any, graph: Graph, job: Job, compute_umap: bool = True)
     with job.timings.phase("cluster_umap"):
         cluster(adata, use_rep=graph.use_rep, resolution=resolution, seed=graph.seed,
                 method=graph.method, n_neighbors=graph.n_neighbors,
-                umap=graph.umap and compute_umap, umap_epochs=graph.umap_epochs)
+                umap=graph.umap and compute_umap, umap_epochs=graph.umap_epochs,
+                merge=parse_merge(graph.merge))
 
 
 def place_umap(adata: Any, coords: Any) -> None:

@@ -20,6 +20,7 @@ from geovae.errors import Note
 from geovae.io.read import check_readable
 from geovae.runs.finish import Graph, Job, finish, note
 from geovae.runs.plan import OutputPlan, RunResult, check_graph, default_outputs, plot_path
+from geovae.tools.merge import parse_merge
 from geovae.tools.resolution import parse_resolution
 
 if TYPE_CHECKING:
@@ -34,18 +35,21 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
             obs_columns: list[str] | tuple[str, ...] = (), n_neighbors: int = 15,
             umap: bool = True, metrics_json: str | os.PathLike | None = None,
             backed: bool | None = None, names: Names | None = None, umap_epochs: int = 100,
-            **fit_kwargs: Any) -> RunResult:
+            merge: float | str | None = None, **fit_kwargs: Any) -> RunResult:
     """Read ``input_path``, fit, cluster, plot; write OUT.h5ad, the plot and the model (and
     with ``metrics_json`` the run's metrics).
 
     ``obs_columns``: table columns that are metadata, not features (the batch and label
     columns always are). ``n_neighbors``, ``umap``: the kNN graph and whether to compute a
     UMAP (and the plot); ``umap_epochs`` its optimisation epochs (0: umap-learn's default).
-    ``backed``: train from the ``.h5ad`` on disk without loading X
-    (None: automatic, see `resolve_backed`). ``names``: how notes name parameters
-    (`RunResult.names`; the same in `run_embed`, `run_cluster`)."""
+    ``merge``: the Leiden clusters' merge threshold, ``"off"`` or None for the default
+    (`geovae.tools.merge.parse_merge`; the same in `run_embed`, `run_cluster`). ``backed``:
+    train from the ``.h5ad`` on disk without loading X (None: automatic, see `resolve_backed`).
+    ``names``: how notes name parameters (`RunResult.names`; the same in `run_embed`,
+    `run_cluster`)."""
     input_path = Path(input_path)
     resolution = parse_resolution(resolution)
+    parse_merge(merge)
     plan = fit_plan(input_path, out, model_dir, plot, umap, metrics_json, n_neighbors)
     out_p, model_p = plan.out, plan.model_dir
     from geovae.io.read import input_format
@@ -99,6 +103,7 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
         job.device, job.history = model.train_params.get("device"), hist
         method = "mixture" if K.CLUSTER_PROBS in adata.obsm else "leiden"
         graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
+                      merge=merge,
                       umap_epochs=umap_epochs,
                       seed=fit_kwargs.get("seed", 0), label_key=model.spec.label_key,
                       colors=[model.spec.label_key or "", *model.spec.batch_keys])
@@ -132,7 +137,8 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
               n_neighbors: int = 15, umap: bool = True, label_key: str | None = None,
               metrics_json: str | os.PathLike | None = None,
               backed: bool | None = None, threads: int | None = 0,
-              names: Names | None = None, umap_epochs: int = 100) -> RunResult:
+              names: Names | None = None, umap_epochs: int = 100,
+              merge: float | str | None = None) -> RunResult:
     """Embed a new file with a saved model; cluster, plot and write OUT.h5ad. ``label_key``:
     labels to score the clusters against (default: the model's, where the input has it).
     ``backed``: read the ``.h5ad`` from disk in chunks (None: automatic). ``threads``: torch's
@@ -142,6 +148,7 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
     input_path = Path(input_path)
     check_graph(n_neighbors)
     resolution = parse_resolution(resolution)
+    parse_merge(merge)
     out_p = Path(out) if out else default_outputs(input_path)[0]
     plan = OutputPlan([input_path, Path(model_dir)], out_p, plot_path(out_p, plot, umap),
                       metrics=Path(metrics_json) if metrics_json else None)
@@ -175,6 +182,7 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
         method = "mixture" if K.CLUSTER_PROBS in adata.obsm else "leiden"
         labels = label_key or model.spec.label_key
         graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
+                      merge=merge,
                       umap_epochs=umap_epochs,
                       seed=model.config.seed, label_key=labels,
                       colors=[labels or "", *model.spec.batch_keys])
@@ -187,12 +195,14 @@ def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
                 plot: str | os.PathLike | None = None, seed: int = 0,
                 command: str | None = None, n_neighbors: int = 15, umap: bool = True,
                 label_key: str | None = None, metrics_json: str | os.PathLike | None = None,
-                names: Names | None = None, umap_epochs: int = 100) -> RunResult:
+                names: Names | None = None, umap_epochs: int = 100,
+                merge: float | str | None = None) -> RunResult:
     """Cluster an embedding already in a file; writes OUT.h5ad and a UMAP plot.
     ``label_key``: labels to colour and to score the clusters against."""
     input_path = Path(input_path)
     check_graph(n_neighbors)
     resolution = parse_resolution(resolution)
+    parse_merge(merge)
     out_p = Path(out)
     plan = OutputPlan([input_path], out_p, plot_path(out_p, plot, umap),
                       metrics=Path(metrics_json) if metrics_json else None)
@@ -205,6 +215,7 @@ def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
                                                                           label_key))
         result = RunResult(out=out_p, plot=plan.plot, metrics=plan.metrics, names=names)
         graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
+                      merge=merge,
                       umap_epochs=umap_epochs,
                       seed=seed, use_rep=use_rep, label_key=label_key, colors=[label_key or ""])
         finish(adata, plan, graph, job, result)

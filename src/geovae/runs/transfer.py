@@ -14,6 +14,7 @@ from geovae.errors import Note
 from geovae.io.read import check_readable
 from geovae.runs.finish import Graph, Job, finish, note
 from geovae.runs.plan import OutputPlan, RunResult, check_graph, default_outputs, plot_path
+from geovae.tools.merge import parse_merge
 from geovae.tools.resolution import parse_resolution
 
 if TYPE_CHECKING:
@@ -31,11 +32,13 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
                  n_neighbors: int = 15, umap: bool = True,
                  metrics_json: str | os.PathLike | None = None,
                  backed: bool | None = None, names: Names | None = None,
-                 umap_epochs: int = 100, **transfer_kwargs: Any) -> RunResult:
+                 umap_epochs: int = 100, merge: float | str | None = None,
+                 **transfer_kwargs: Any) -> RunResult:
     """Map the query file onto the model in ``model_dir``; see `geovae.tools.transfer`.
     ``n_neighbors`` is also the transfer's; with ``umap`` off there is no UMAP and no plot
     (the joint object is still written, without the joint plot); ``umap_epochs``: a computed
-    UMAP's optimisation epochs (0: umap-learn's default). ``backed``: read the query
+    UMAP's optimisation epochs (0: umap-learn's default). ``merge``: the clusters' merge
+    threshold (`geovae.tools.merge.parse_merge`). ``backed``: read the query
     (and the reference output) from disk in chunks (None: automatic). ``names``: how notes
     name parameters (`geovae.runs.plan.RunResult.names`)."""
     from geovae.models import GeoVAE
@@ -43,6 +46,7 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
     query_path = Path(query_path)
     check_graph(n_neighbors)
     resolution = parse_resolution(resolution)
+    parse_merge(merge)
     out_p = Path(out) if out else default_outputs(query_path)[0]
     stem = out_p.name[: -len(".h5ad")]
     model_p = Path(new_model_dir) if new_model_dir else out_p.with_name(stem + ".model")
@@ -116,8 +120,8 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
         method = "mixture" if K.CLUSTER_PROBS in query.obsm else "leiden"
         label = transfer_kwargs.get("eval_key") or transfer_kwargs.get("label_key")
         graph = Graph(method=method, resolution=resolution, n_neighbors=n_neighbors, umap=umap,
-                      umap_epochs=umap_epochs, seed=transfer_kwargs.get("seed", 0), label_key=label,
-                      colors=[*model.spec.batch_keys])
+                      merge=merge, umap_epochs=umap_epochs, seed=transfer_kwargs.get("seed", 0),
+                      label_key=label, colors=[*model.spec.batch_keys])
         finish(query, plan, graph, job, result, model=new, umap=placed, extras=extras)
     return result
 

@@ -13,7 +13,7 @@ import torch
 from geovae import _keys as K
 from geovae.errors import InputError, OptionError
 from geovae.tools.jit_cache import import_umap
-from geovae.tools.merge import MERGE_CONNECTIVITY, merge_clusters
+from geovae.tools.merge import MERGE_CONNECTIVITY, OFF, merge_clusters
 from geovae.tools.neighbors import ANN_THRESHOLD, ApproxKNN, knn_recall, knn_transformer
 from geovae.tools.record import drop_fields, update_record
 from geovae.tools.resolution import AUTO, LEIDEN, choose_resolution
@@ -108,7 +108,8 @@ def cluster(
         After Leiden at a given resolution, merge the two clusters the graph cannot tell apart
         (PAGA connectivity above ``merge``, default 0.8, `geovae.tools.merge`) until none is
         left; recorded in ``uns['geovae']['cluster']['merge']`` and logged. None: Leiden's
-        clusters as they are (also ``sc.tl.leiden`` on the shared graph). Not with ``auto``.
+        clusters as they are (also ``sc.tl.leiden`` on the shared graph), recorded as
+        ``{'rule': 'off'}``. Not with ``auto``.
 
     The graph uses the latent's own distance (great-circle on the sphere, geodesic on the
     hyperboloid) when the representation comes from a curved geovae model.
@@ -197,6 +198,7 @@ def cluster(
         sc.tl.leiden(adata, resolution=resolution, key_added=key_added, random_state=seed,
                      neighbors_key=K.NEIGHBORS, **LEIDEN)
         labels = adata.obs[key_added].astype(str).to_numpy()
+        merge_info = {"rule": OFF}
         if merge is not None:
             labels, merged = merge_clusters(adata, labels, K.NEIGHBORS, merge)
             log.info(merged.describe())

@@ -32,6 +32,30 @@ log = logging.getLogger("geovae.tools")
 #: joined pieces of one type at connectivity 0.80-1, the 6 types left stayed below 0.03: see
 #: benchmarks/RESULTS.md ("Merging Leiden clusters the graph cannot tell apart")
 MERGE_CONNECTIVITY = 0.8
+#: the command line's word for no merging (``--leiden-merge off``; Python: ``merge=None``)
+OFF = "off"
+
+
+def parse_merge(value: float | str | None) -> float | None:
+    """A merge threshold as the runs and the command line take it (a number or its text,
+    ``off``, or None for the default) as `geovae.tools.cluster.cluster` takes it: a PAGA
+    connectivity in [0, 1] (None: the default `MERGE_CONNECTIVITY`), or None for ``off``."""
+    from geovae.errors import OptionError
+
+    if value is None:
+        return MERGE_CONNECTIVITY
+    given = value
+    if isinstance(value, str):
+        if value.strip().lower() == OFF:
+            return None
+        try:
+            value = float(value)
+        except ValueError:
+            value = float("nan")
+    if isinstance(value, bool) or not 0 <= value <= 1:  # NaN fails both comparisons
+        raise OptionError(f"{{opt}} must be a PAGA connectivity between 0 and 1 or {OFF} (no "
+                          f"merging), got '{given}'", param="merge")
+    return float(value)
 
 
 @dataclass
@@ -58,8 +82,9 @@ class MergeRecord:
 
     def record(self) -> dict[str, Any]:
         """The fields for ``uns['geovae']['cluster']['merge']``."""
-        return {"threshold": float(self.threshold), "n_before": int(self.n_before),
-                "n_after": int(self.n_after), "merged": list(self.merged),
+        return {"rule": "threshold", "threshold": float(self.threshold),
+                "n_before": int(self.n_before), "n_after": int(self.n_after),
+                "merged": list(self.merged),
                 "connectivity": [float(c) for c in self.connectivity],
                 "max_left": float(self.max_left)}
 
