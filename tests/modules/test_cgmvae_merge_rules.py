@@ -15,12 +15,17 @@ from sklearn.metrics import adjusted_rand_score
 from torch.distributions import Normal
 
 import geovae
+from geovae.modules import merging
 from geovae.modules.cgmvae import CGMVAEModule
 from geovae.modules.deletion import mixture_probs
 from geovae.modules.merging import (
+    DEMP_CUTOFF,
+    RIDGE_RATIO,
     dip_ratio,
     greedy_merges,
     greedy_overlap_merges,
+    merged_component,
+    pair_statistics,
     ridge_ratio,
 )
 from geovae.nn.latents import make_latent
@@ -30,14 +35,15 @@ from geovae.nn.latents import make_latent
 CORE, LOBE, SHIFT, LOBE_SD, GAP = 0.7, 0.3, 1.5, 0.6, 10.0
 
 
-def _cored_types(n_types: int, n: int = 3000, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def _cored_types(n_types: int, n: int = 3000, seed: int = 0,
+                 gap: float = GAP) -> tuple[torch.Tensor, ...]:
     """(z (n, 2), type of each cell, logits of the exact posterior over the 2 x n_types
     generating Gaussians, their means and sds per cell (n, K, 2), log-densities (n, K),
     their mass): the generating mixture, fitted exactly."""
     gen = torch.Generator().manual_seed(seed)
     locs, sds, weights = [], [], []
     for t in range(n_types):
-        locs += [[GAP * t, 0.0], [GAP * t + SHIFT, 0.0]]
+        locs += [[gap * t, 0.0], [gap * t + SHIFT, 0.0]]
         sds += [[1.0, 1.0], [LOBE_SD, 1.0]]
         weights += [CORE / n_types, LOBE / n_types]
     loc = torch.tensor(locs, dtype=torch.float64)
@@ -66,6 +72,51 @@ def test_the_overlap_rules_find_the_number_of_cored_types(rule: str) -> None:
     alpha = torch.full((8,), 1 / 8, dtype=torch.float64)
     kept, elbo_merges = greedy_merges(z, logits, loc, log_pz, alpha, active, 1.0)
     assert elbo_merges == [] and bool(kept.all())
+
+
+def _overlap_merges_as_first_written(z, logits, loc, scale, active, rule, cutoff):  # noqa: ANN001, ANN202
+    """`greedy_overlap_merges` as cc6a311 wrote it: both statistics for every pair, q(y|z)
+    three times a round."""
+    cutoff = (RIDGE_RATIO if rule == "modes" else DEMP_CUTOFF) if cutoff is None else cutoff
+    column = 2 if rule == "modes" else 3
+    active, loc, scale = active.clone(), loc.clone(), scale.clone()
+    merges = []
+    while int(active.sum()) > 1:
+        passing = [s for s in pair_statistics(logits, loc, scale, active) if s[column] > cutoff]
+        if not passing:
+            break
+        i, j = max(passing, key=lambda s: s[column])[:2]
+        counts = mixture_probs(logits, active, None).sum(0)
+        active[j] = False
+        a, mu, sd = merged_component(z, loc, mixture_probs(logits, active, None)[:, i], i, j,
+                                     counts)
+        loc[:, i], scale[:, i] = mu, sd
+        merges.append((i, j, a, sd))
+    return active, merges
+
+
+@pytest.mark.parametrize(("rule", "cutoff"), [("modes", None), ("modes", 0.01),
+                                              ("demp", None), ("demp", 1e-4)])
+def test_overlap_merges_compute_only_their_rule_and_merge_as_before(
+        rule: str, cutoff: float | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each rule computes only its own statistic (``demp`` never walks a ridgeline) and makes
+    exactly the merges the first version made, to the last bit; the small cutoffs also merge
+    types, so merged components are merged again."""
+    z, _, logits, loc, sd, _ = _cored_types(4, n=1500, gap=4.0)
+    logits = logits + 0.5 * torch.randn(logits.shape, generator=torch.Generator().manual_seed(1),
+                                        dtype=logits.dtype)  # a classifier, not the truth
+    active = torch.ones(8, dtype=torch.bool)
+    old_active, old = _overlap_merges_as_first_written(z, logits, loc, sd, active, rule, cutoff)
+    assert len(old) >= (7 if cutoff else 4)
+    if rule == "demp":
+        def no_ridge(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise AssertionError("demp computed a ridge ratio")
+
+        monkeypatch.setattr(merging, "ridge_ratio", no_ridge)
+    new_active, new = greedy_overlap_merges(z, logits, loc, sd, active, rule, cutoff=cutoff)
+    assert torch.equal(new_active, old_active)
+    assert [(i, j, a) for i, j, a, _ in new] == [(i, j, a) for i, j, a, _ in old]
+    assert all(torch.equal(n[3], o[3]) for n, o in zip(new, old, strict=True))
 
 
 def test_dip_ratio_matches_the_closed_form_of_two_equal_gaussians() -> None:

@@ -191,21 +191,31 @@ def misclassification(q: torch.Tensor) -> torch.Tensor:
 
 
 def pair_statistics(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
-                    active: torch.Tensor, n_protected: int = 0
-                    ) -> list[tuple[int, int, float, float]]:
+                    active: torch.Tensor, n_protected: int = 0,
+                    rules: tuple[str, ...] = ("modes", "demp")
+                    ) -> list[tuple[int, int, float | None, float | None]]:
     """(i, j, ridge ratio, DEMP) for every pair of active components with at least
-    `MERGE_SHARE` of the mass, i the larger; logits (n, K), loc and scale (n, K, d)."""
-    q = mixture_probs(logits, active, None)
+    `MERGE_SHARE` of the mass, i the larger; logits (n, K), loc and scale (n, K, d). Only the
+    statistics of the merge ``rules`` named are computed (``"modes"``: the ridge ratio,
+    ``"demp"``: DEMP); the other is None."""
+    return _pairs(mixture_probs(logits, active, None), loc, scale, active, n_protected, rules)
+
+
+def _pairs(q: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, active: torch.Tensor,
+           n_protected: int, rules: tuple[str, ...]
+           ) -> list[tuple[int, int, float | None, float | None]]:
+    """`pair_statistics` given q(y|z) over the ``active`` components (n, K)."""
     counts = q.sum(0)
     big = [k for k in range(n_protected, len(active))
            if active[k] and counts[k] >= MERGE_SHARE * len(q)]
-    demp = misclassification(q)
-    out = []
+    demp = misclassification(q) if "demp" in rules else None
+    out: list[tuple[int, int, float | None, float | None]] = []
     for a, ka in enumerate(big):
         for kb in big[a + 1:]:
             i, j = (ka, kb) if counts[ka] >= counts[kb] else (kb, ka)
-            out.append((i, j, ridge_ratio(loc, scale, counts, i, j),
-                        float(torch.maximum(demp[i, j], demp[j, i]))))
+            out.append((i, j,
+                        ridge_ratio(loc, scale, counts, i, j) if "modes" in rules else None,
+                        None if demp is None else float(torch.maximum(demp[i, j], demp[j, i]))))
     return out
 
 
@@ -215,8 +225,9 @@ def greedy_overlap_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tens
                           ) -> tuple[torch.Tensor, list[tuple[int, int, float, torch.Tensor]]]:
     """The ``"modes"`` / ``"demp"`` rules (module docstring): merge the pair with the highest
     ridge ratio / DEMP above ``cutoff`` (default `RIDGE_RATIO` / `DEMP_CUTOFF`), refit the
-    survivor (`merged_component`), recompute, until no pair passes. Inputs as
-    `greedy_merges` plus the components' sds at each cell's w ``scale`` (n, K, d). Returns
+    survivor (`merged_component`), recompute, until no pair passes. Only the rule's own
+    statistic is computed; q(y|z) once a round (it depends on the active set alone). Inputs
+    as `greedy_merges` plus the components' sds at each cell's w ``scale`` (n, K, d). Returns
     (the new ``active``, merges as (i, j, a, sd))."""
     cutoff = (RIDGE_RATIO if rule == "modes" else DEMP_CUTOFF) if cutoff is None else cutoff
     column = 2 if rule == "modes" else 3
@@ -224,16 +235,17 @@ def greedy_overlap_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tens
     merges: list[tuple[int, int, float, torch.Tensor]] = []
     if torch.isnan(logits).any() or torch.isnan(loc).any() or torch.isnan(scale).any():
         return active, merges
+    q = mixture_probs(logits, active, None)
     while int(active.sum()) > 1:
-        stats = pair_statistics(logits, loc, scale, active, n_protected)
+        stats = _pairs(q, loc, scale, active, n_protected, (rule,))
         passing = [s for s in stats if s[column] > cutoff]
         if not passing:
             break
         i, j = max(passing, key=lambda s: s[column])[:2]
-        counts = mixture_probs(logits, active, None).sum(0)
+        counts = q.sum(0)
         active[j] = False
-        a, mu, sd = merged_component(z, loc, mixture_probs(logits, active, None)[:, i], i, j,
-                                     counts)
+        q = mixture_probs(logits, active, None)
+        a, mu, sd = merged_component(z, loc, q[:, i], i, j, counts)
         loc[:, i], scale[:, i] = mu, sd
         merges.append((i, j, a, sd))
     return active, merges
