@@ -280,8 +280,10 @@ def test_the_query_check_flags_an_unseen_type_overlapping_a_known_one() -> None:
     np.testing.assert_allclose(default, parts, rtol=1e-9)
     from geovae.tools.novelty import NOVELTY_TAIL, soft_factor, typicality
     for check, pv in (("query", p), ("reference", default)):  # what transfer(novelty=) calls
-        np.testing.assert_allclose(typicality(z, nelbo, cells, predicted, 15, "euclidean", depth,
-                                              check), soft_factor(pv, NOVELTY_TAIL))
+        factor, ran = typicality(z, nelbo, cells, predicted, 15, "euclidean", depth, check)
+        np.testing.assert_allclose(factor, soft_factor(pv, NOVELTY_TAIL))
+        assert ran == check
+    assert typicality(z, nelbo, cells, predicted, 15, "euclidean", None, "query")[1] == "earlier"
     assert roc_auc_score(novel, -parts) < 0.8
     assert auroc > 0.82 and auroc > roc_auc_score(novel, -parts) + 0.08
     assert np.mean(p[~novel] < 0.05) < 0.08

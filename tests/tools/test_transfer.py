@@ -162,6 +162,31 @@ def test_novelty_query_without_library_sizes_says_the_earlier_check_ran(blobs_re
     assert any("--novelty query needs" in n for n in record["notes"]), record["notes"]
 
 
+def test_transfer_without_reference_cells_records_that_no_check_ran(tmp_path: Path) -> None:
+    """A supervised c*GMΔVAE whose model directory holds no reference cells (saved before
+    they were kept, or reference.npz removed) labels the query by q(y|x) alone and runs no
+    unknown check: the record says "none", not the check asked for, and a note says why."""
+    a = make_blobs(n_cells=300, n_features=10, n_blobs=3, n_conditions=1, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = geovae.fit(a[:200].copy(), model="cgmvae", label_key="blob",
+                           likelihood="gaussian", latent_dim=2, epochs=3, progress=False,
+                           heldout_samples=0)
+    model.save(tmp_path / "m")
+    (tmp_path / "m" / K.MODEL_REFERENCE_CELLS).unlink()
+    loaded = geovae.GeoVAE.load(tmp_path / "m")
+    assert loaded.reference_cells is None
+    for novelty in ("reference", "query"):
+        q = a[200:].copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            geovae.transfer(q, loaded, progress=False, novelty=novelty)
+        info = q.uns[K.UNS]["transfer"]
+        assert info["label_method"] == "mixture" and info["reference_cells"] == 0
+        assert info["novelty"] == "none", info["novelty"]
+        assert any("no unknown check ran" in n for n in q.uns[K.UNS]["notes"])
+
+
 @pytest.mark.parametrize(("make", "args", "mention"), [
     ("missing_model", [], "is not a geovae model directory"),
     ("no_overlap", [], "shares no feature names"),

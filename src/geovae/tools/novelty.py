@@ -66,22 +66,22 @@ NOVELTY_CHECKS = ("reference", "query")
 
 def typicality(z: np.ndarray, nelbo: np.ndarray, cells: ReferenceCells,
                predicted: np.ndarray | None, k: int, geometry: str,
-               log_library: np.ndarray | None = None, check: str = "reference") -> np.ndarray:
-    """The factor label confidence is scaled by: `soft_factor` of `novelty_pvalues` (``check``;
-    models saved since issue 23); else of `depth_pvalues`, of the -ELBO among all reference
-    cells (no finite library sizes), or, without -ELBO, of `neighbour_pvalues` (to the
-    ``predicted`` label's cells, when given)."""
+               log_library: np.ndarray | None = None, check: str = "reference"
+               ) -> tuple[np.ndarray, str]:
+    """(the factor label confidence is scaled by, the check that ran): `soft_factor` of
+    `novelty_pvalues` (``check``; `is_default_check`), else (``"earlier"``) of `depth_pvalues`,
+    of the -ELBO among all reference cells or of `neighbour_pvalues`, as the data allow."""
     if is_default_check(cells, predicted, log_library):
         p = novelty_pvalues(z, nelbo, log_library, cells, predicted, k, geometry, check)
-        return soft_factor(p, NOVELTY_TAIL)
+        return soft_factor(p, NOVELTY_TAIL), check
     if cells.nelbo is not None and _is_depth(cells.log_library) and _is_depth(log_library):
         return soft_factor(depth_pvalues(nelbo, log_library, cells.nelbo, cells.log_library),
-                           DEPTH_TAIL)
+                           DEPTH_TAIL), "earlier"
     if cells.nelbo is not None:
-        return soft_factor(shifted_pvalues(nelbo, cells.nelbo), UNKNOWN_TAIL)
+        return soft_factor(shifted_pvalues(nelbo, cells.nelbo), UNKNOWN_TAIL), "earlier"
     labels = cells.labels if predicted is not None else None
     p = neighbour_pvalues(z, cells.latent, k, geometry, predicted, labels)
-    return soft_factor(p, NEIGHBOUR_TAIL)
+    return soft_factor(p, NEIGHBOUR_TAIL), "earlier"
 
 
 def novelty_pvalues(z: np.ndarray, nelbo: np.ndarray, log_library: np.ndarray,

@@ -26,7 +26,7 @@ from geovae.models.reference import (
 )
 from geovae.models.transfer import check_freeze
 from geovae.tools._labels import UNKNOWN, call_labels, label_probs, label_scores
-from geovae.tools.novelty import NOVELTY_CHECKS, VOTE_POWER, is_default_check, typicality
+from geovae.tools.novelty import NOVELTY_CHECKS, VOTE_POWER, typicality
 from geovae.tools.placement import place_on_umap
 from geovae.tools.record import update_record
 
@@ -146,16 +146,19 @@ def transfer(
     nelbo, depth = negative_elbo(mapped, source), log_library(source)
     if cells is not None:  # how typical each cell is of the reference cells (novelty.py)
         codes = None if probs is None else probs.argmax(1)
-        factor = typicality(z, nelbo, cells, codes, n_neighbors, geometry, depth, novelty)
-        default_check = is_default_check(cells, codes, depth)
-        votes_out = method == "knn" and default_check
+        factor, ran = typicality(z, nelbo, cells, codes, n_neighbors, geometry, depth, novelty)
+        votes_out = method == "knn" and ran != "earlier"
         conf = factor * conf ** (VOTE_POWER if votes_out else 1.0)
-        if not default_check:  # older models / data without library sizes: earlier checks
-            if novelty == "query":
-                notes.append("--novelty query needs reference cells with -ELBO and library "
-                              "sizes on both sides (models saved since issue 23, count data): "
-                              "the earlier check by -ELBO or distance was used")
-            novelty = "earlier"
+        if ran == "earlier" and novelty == "query":  # older models / data without depths
+            notes.append("--novelty query needs reference cells with -ELBO and library "
+                          "sizes on both sides (models saved since issue 23, count data): "
+                          "the earlier check by -ELBO or distance was used")
+        novelty = ran
+    elif probs is not None:  # a supervised c*GMΔVAE's q(y|x) alone
+        notes.append("the model directory holds no reference cells (reference.npz): the "
+                     "labels are the classifier's q(y|x) and no unknown check ran (refit the "
+                     "model, or give the reference's fit output as the reference)")
+        novelty = "none"
     info: dict[str, Any] = {
         "n_features_matched": spec.n_features - prepared.n_missing_features,
         "n_missing_features": prepared.n_missing_features,
