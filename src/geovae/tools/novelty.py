@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from geovae.models.reference import ReferenceCells
+from geovae.tools._lines import least_squares_line
 from geovae.tools.neighbors import knn
 from geovae.tools.query_share import query_share_stats
 
@@ -220,14 +221,6 @@ def _window_size(n_ref: int) -> int:
     return min(n_ref, max(MIN_DEPTH_WINDOW, int(round(DEPTH_WINDOW * n_ref))))
 
 
-def _line(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Least-squares line per row: (x mean, y mean, slope), each (rows, 1)."""
-    x_mean, y_mean = x.mean(1, keepdims=True), y.mean(1, keepdims=True)
-    var = ((x - x_mean) ** 2).sum(1, keepdims=True)
-    cov = ((x - x_mean) * (y - y_mean)).sum(1, keepdims=True)
-    return x_mean, y_mean, np.where(var > 0, cov / np.maximum(var, 1e-12), 0.0)
-
-
 def _window_residuals(score: np.ndarray, depth: np.ndarray, ref_score: np.ndarray,
                       ref_depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per query cell, its standardised residual and its window's (cells, window): the
@@ -239,10 +232,10 @@ def _window_residuals(score: np.ndarray, depth: np.ndarray, ref_score: np.ndarra
     start = np.clip(np.searchsorted(ref_depth, depth) - window // 2, 0, n_ref - window)
     rows = start[:, None] + np.arange(window)
     x, y, xq = np.expm1(ref_depth[rows]), ref_score[rows], np.expm1(depth)[:, None]
-    x_mean, y_mean, slope = _line(x, y)
+    x_mean, y_mean, slope = least_squares_line(x, y)
     resid = y - y_mean - slope * (x - x_mean)
     resid_q = score[:, None] - y_mean - slope * (xq - x_mean)
-    a_mean, s_mean, s_slope = _line(x, np.abs(resid))
+    a_mean, s_mean, s_slope = least_squares_line(x, np.abs(resid))
     floor = 1e-3 * np.maximum(s_mean, 1e-12)
     scale = np.maximum(s_mean + s_slope * (x - a_mean), floor)
     scale_q = np.maximum(s_mean + s_slope * (xq - a_mean), floor)
@@ -344,10 +337,9 @@ def label_depth_pvalues(query: np.ndarray, query_depth: np.ndarray, reference: n
     reference_depth = np.asarray(reference_depth, np.float64)
     groups = []
     for q_idx, r_idx in _groups(predicted, ref_labels, len(query), len(reference)):
-        x_ref = reference_depth[r_idx] - reference_depth[r_idx].mean()
         y_ref = reference[r_idx]
-        slope = (x_ref * (y_ref - y_ref.mean())).sum() / max((x_ref ** 2).sum(), 1e-12)
-        x_query = query_depth[q_idx] - reference_depth[r_idx].mean()
+        x_mean, _, slope = least_squares_line(reference_depth[r_idx], y_ref)
+        x_ref, x_query = reference_depth[r_idx] - x_mean, query_depth[q_idx] - x_mean
         groups.append((q_idx, query[q_idx] - slope * x_query, y_ref - slope * x_ref))
     return _shifted(groups, len(query))
 

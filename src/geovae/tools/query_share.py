@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from geovae.tools._lines import least_squares_line
 from geovae.tools.neighbors import knn
 
 #: neighbours in the joint latent whose sides are counted. Development split: the bundled
@@ -69,9 +70,8 @@ def depth_residuals(stat: np.ndarray, depth: np.ndarray, groups: np.ndarray) -> 
         rows = np.flatnonzero(groups == g)
         if len(rows) < 3:
             continue
-        x, y = depth[rows] - depth[rows].mean(), out[rows]
-        slope = (x * (y - y.mean())).sum() / max((x ** 2).sum(), 1e-12)
-        out[rows] = y - slope * x
+        x_mean, _, slope = least_squares_line(depth[rows], out[rows])
+        out[rows] = out[rows] - slope * (depth[rows] - x_mean)
     return out
 
 
