@@ -160,8 +160,9 @@ RECORD_FIELDS: dict[str, str] = {
     "cluster": "method, representation, resolution, neighbours, metric, number of clusters; "
     "with a chosen resolution (`resolution_choice`): the rule, grid, stability and clusters per "
     "grid point, the cells searched, and why resolution 1 was used instead (`fallback`); "
-    "with a given resolution (`merge`): the `rule` (`threshold`, or `off` for "
-    "`--leiden-merge off`), the Leiden clusters merged because the graph could not "
+    "with a given resolution (`merge`): the `rule` (`threshold`; `gap`, with its `floor`, "
+    "`ratio` and whether it stopped at a drop, `at_gap`; or `off` for `--leiden-merge off`), "
+    "the Leiden clusters merged because the graph could not "
     "tell them apart (`merged`, each pair named `a+b` by the Leiden names, and its PAGA "
     "`connectivity`), the `threshold`, the clusters before and after and the highest "
     "connectivity left (`max_left`)",

@@ -50,6 +50,9 @@ def test_cluster_merge_flag_sets_and_records_the_threshold(blobs: Path, tmp_path
     low = _cluster(blobs, tmp_path / "l.h5ad", "--leiden-merge=0.5")
     assert low.uns["geovae"]["cluster"]["merge"]["threshold"] == 0.5
     assert low.obs["geovae_cluster"].nunique() == 3
+    gap = _cluster(blobs, tmp_path / "g.h5ad", "--leiden-merge", "Gap")
+    assert gap.uns["geovae"]["cluster"]["merge"]["rule"] == "gap"
+    assert gap.obs["geovae_cluster"].nunique() == 3
 
 
 def test_fit_merge_off_reaches_the_clusters(tmp_path: Path) -> None:
@@ -69,7 +72,7 @@ def test_help_shows_the_default_threshold(monkeypatch: pytest.MonkeyPatch) -> No
         lines = res.output.splitlines()
         at = next(i for i, x in enumerate(lines) if "--leiden-merge" in x)
         row = " ".join(" ".join(x.strip("│| ").split()) for x in lines[at:at + 3])
-        assert "<float|off>" in row and f"Default: {MERGE_CONNECTIVITY:g}." in row, row
+        assert "<float|gap|off>" in row and f"Default: {MERGE_CONNECTIVITY:g}." in row, row
 
 
 @pytest.mark.parametrize("bad", ["-0.1", "nan", "1.5", "often", "inf"])
@@ -82,6 +85,6 @@ def test_a_bad_merge_value_is_one_line(tmp_path: Path, monkeypatch: pytest.Monke
     assert res.exit_code == 2, res.output
     err = res.stderr.strip().splitlines()
     assert len(err) == 1, err
-    assert re.search(r"error: --leiden-merge must be a PAGA connectivity between 0 and 1 or off "
-                     rf"\(no merging\), got '{re.escape(bad)}'$", err[0]), err
+    assert re.search(r"error: --leiden-merge must be a PAGA connectivity between 0 and 1, gap "
+                     rf"or off \(no merging\), got '{re.escape(bad)}'$", err[0]), err
     assert list(tmp_path.iterdir()) == []

@@ -36,9 +36,11 @@ Resolution = Annotated[str | None, typer.Option(
 LeidenMerge = Annotated[str | None, typer.Option(
     "--leiden-merge",
     help="After Leiden at a given resolution, merge the two clusters the kNN graph cannot tell "
-         "apart, one pair at a time, while their PAGA connectivity (0-1) exceeds this; off: "
-         "Leiden's clusters as they are. Recorded in uns['geovae']['cluster']['merge']. "
-         "Default: 0.8.", metavar="<float|off>", show_default=False)]
+         "apart, one pair at a time, while their PAGA connectivity (0-1) exceeds this; gap: "
+         "above 0.8, then on down to 0.3 where that ends at a tenfold drop (pieces of large "
+         "groups are less connected); off: Leiden's clusters as they are. Recorded in "
+         "uns['geovae']['cluster']['merge']. Default: 0.8.", metavar="<float|gap|off>",
+    show_default=False)]
 NNeighbors = Annotated[int, typer.Option(
     help="Neighbours per cell in the kNN graph the clusters and the UMAP are built from.")]
 NoUmap = Annotated[bool, typer.Option(

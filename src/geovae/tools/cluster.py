@@ -13,7 +13,7 @@ import torch
 from geovae import _keys as K
 from geovae.errors import InputError, OptionError
 from geovae.tools.jit_cache import import_umap
-from geovae.tools.merge import MERGE_CONNECTIVITY, OFF, merge_clusters
+from geovae.tools.merge import GAP, MERGE_CONNECTIVITY, OFF, merge_clusters
 from geovae.tools.neighbors import ANN_THRESHOLD, ApproxKNN, knn_recall, knn_transformer
 from geovae.tools.record import drop_fields, update_record
 from geovae.tools.resolution import AUTO, LEIDEN, choose_resolution
@@ -66,7 +66,7 @@ def cluster(
     method: str = "leiden",
     ann_threshold: int = ANN_THRESHOLD,
     umap_epochs: int = UMAP_EPOCHS,
-    merge: float | None = MERGE_CONNECTIVITY,
+    merge: float | str | None = MERGE_CONNECTIVITY,
 ) -> ad.AnnData:
     """Cluster cells on the kNN graph of ``obsm[use_rep]`` and compute a UMAP from it.
 
@@ -107,7 +107,9 @@ def cluster(
     merge
         After Leiden at a given resolution, merge the two clusters the graph cannot tell apart
         (PAGA connectivity above ``merge``, default 0.8, `geovae.tools.merge`) until none is
-        left; recorded in ``uns['geovae']['cluster']['merge']`` and logged. None: Leiden's
+        left; ``"gap"``: above 0.8, then on down to 0.3 where that ends at a tenfold drop in
+        connectivity (`geovae.tools.merge.gap_stop`); recorded in
+        ``uns['geovae']['cluster']['merge']`` and logged. None: Leiden's
         clusters as they are (also ``sc.tl.leiden`` on the shared graph), recorded as
         ``{'rule': 'off'}``. Not with ``auto``.
 
@@ -145,9 +147,10 @@ def cluster(
             or umap_epochs < 0:
         raise OptionError("{opt} must be a whole number >= 0 (0: umap-learn's default)",
                           param="umap_epochs")
-    if merge is not None and (isinstance(merge, (str, bool)) or not 0 <= merge <= 1):
-        raise OptionError("{opt} must be a PAGA connectivity in [0, 1] or None (no merging)",
-                          param="merge")
+    if merge is not None and merge != GAP and (isinstance(merge, (str, bool))
+                                               or not 0 <= merge <= 1):
+        raise OptionError(f"{{opt}} must be a PAGA connectivity in [0, 1], '{GAP}' or None (no "
+                          "merging)", param="merge")
     if adata.n_obs < 3:
         raise InputError(f"clustering needs at least 3 cells, got {adata.n_obs}")
     rep = np.asarray(adata.obsm[use_rep])
