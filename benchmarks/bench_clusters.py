@@ -58,6 +58,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import add_record_options, cpu_model, cpus, emit, load_average, runs_wanted  # noqa: E402,I001
+from cluster_sets import LEVELS, N_TYPES, USED_SHARE, epochs_of, leiden, load, n_used  # noqa: E402
 
 #: the ablation: c*GMΔVAE model options, every ingredient explicit (`mixture_start`)
 OFF = {"warm_start": 0.0, "hold": 0.0, "y_temper": 0.0}
@@ -88,61 +89,9 @@ METHODS = ("cgmvae", *VARIANTS, "vae_bgmm", "vae_leiden", "pca_leiden")
 #: the row every ablation row is paired against, and the two-stage target
 BASELINES = ("cgmvae_plain", "vae_bgmm", "vae_leiden")
 METRICS = ("ari", "nmi", "n_used", "n_weight", "seconds")
-N_TYPES = 5
-#: a component is in use at this share of the cells (`geovae.models.cgmvae.USED_SHARE`)
-USED_SHARE = 0.005
-#: simulation levels: `simulate_counts` arguments
-LEVELS = {"easy": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.1, "de_scale": 1.0},
-          "hard": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.05, "de_scale": 0.8},
-          "medium": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.07, "de_scale": 0.9},
-          "issue": {"n_cells": 4000, "n_genes": 500},
-          "issue2k": {"n_cells": 2000, "n_genes": 500}}
-#: ``rare``: the medium level with its first type cut to this share of the cells
-RARE_SHARE = 0.02
-
-
-def load(name: str, seed: int) -> tuple[Any, dict[str, Any], str]:
-    """(adata, fit kwargs, truth column) of a development set drawn with ``seed``."""
-    from geovae.datasets import make_blobs, simulate_counts
-
-    if name in LEVELS or name == "rare":
-        a = simulate_counts(n_types=N_TYPES, n_conditions=3, condition_prob=0.2, seed=seed,
-                            **LEVELS["medium" if name == "rare" else name])
-        if name == "rare":  # the first type cut to 2% of the cells
-            first = (a.obs["cell_type"] == a.obs["cell_type"].cat.categories[0]).to_numpy()
-            keep = int(round(RARE_SHARE * (~first).sum() / (1 - RARE_SHARE)))
-            a = a[~first | (np.cumsum(first) <= keep)].copy()
-        return a, {"likelihood": "nb"}, "cell_type"
-    if name == "blobs":
-        a = make_blobs(n_cells=2000, n_features=50, n_blobs=N_TYPES, n_conditions=3, seed=seed)
-        return a, {"likelihood": "gaussian"}, "blob"
-    raise ValueError(name)
-
-
-def n_used(pred: np.ndarray) -> int:
-    """Components that are the argmax of >= `USED_SHARE` of the cells (and >= 1)."""
-    counts = np.unique(pred, return_counts=True)[1]
-    return int((counts >= max(1, np.ceil(USED_SHARE * len(pred)))).sum())
-
-
-def leiden(adata: Any, rep: str, seed: int) -> np.ndarray:
-    import scanpy as sc
-
-    sc.pp.neighbors(adata, use_rep=rep, random_state=seed)
-    sc.tl.leiden(adata, flavor="igraph", n_iterations=2, directed=False, resolution=1.0,
-                 random_state=seed)
-    return adata.obs["leiden"].to_numpy()
-
-
 #: (data, seed, epochs, encoder input) -> (VAE latent, VAE seconds, its epochs): one VAE
 #: serves every K of vae_bgmm and vae_leiden
 _VAE_CACHE: dict[tuple[str, int, int, str | None], tuple[np.ndarray, float]] = {}
-
-
-def _epochs_of(adata: Any) -> tuple[int, int]:
-    """(best epoch, 1-based; epochs run) of the fit whose record ``adata`` holds."""
-    info = adata.uns["geovae"]
-    return int(info["best_epoch"]), len(info["loss_history"]["validation"])
 
 
 def run(data: str, method: str, k: int, seed: int, epochs: int,
@@ -165,7 +114,7 @@ def run(data: str, method: str, k: int, seed: int, epochs: int,
         if method.startswith("cgmvae"):
             options = {"n_clusters": k, **VARIANTS.get(method, {}), **encoder}
             geovae.fit(adata, model="cgmvae", model_options=options, **fit)
-            vae_epochs = _epochs_of(adata)
+            vae_epochs = epochs_of(adata)
             pred = adata.obsm["geovae_cluster_probs"].argmax(1)
             n_weight = int(adata.uns["geovae"]["n_components_used"])
         elif method.startswith("vae"):
@@ -173,7 +122,7 @@ def run(data: str, method: str, k: int, seed: int, epochs: int,
             if key not in _VAE_CACHE:
                 geovae.fit(adata, model="vae", model_options=encoder, **fit)
                 _VAE_CACHE[key] = (adata.obsm["X_geovae"], time.perf_counter() - t0,
-                                   _epochs_of(adata))
+                                   epochs_of(adata))
             latent, vae_seconds, vae_epochs = _VAE_CACHE[key]
             adata.obsm["X_geovae"] = latent
             t0 = time.perf_counter() - vae_seconds
@@ -292,8 +241,8 @@ def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
                "ari": float(adjusted_rand_score(labels, pred)),
                "nmi": float(normalized_mutual_info_score(labels, pred)),
                "n_used": n_used(pred), "n_weight": int((weights >= USED_SHARE).sum()),
-               "seconds": round(seconds, 1), "best_epoch": _epochs_of(adata)[0],
-               "epochs_run": _epochs_of(adata)[1],
+               "seconds": round(seconds, 1), "best_epoch": epochs_of(adata)[0],
+               "epochs_run": epochs_of(adata)[1],
                "encoder_input": (encoder_input or "log1p") if kw["likelihood"] == "nb" else None,
                "load": load_average(3), "cpus": cpus(), "cpu": cpu_model()}
         if method == methods[0]:

@@ -1,0 +1,61 @@
+"""The development sets of `bench_clusters.py` (issue 24) and what its rows share: the
+data drawn per seed (`load`; the sets are described in bench_clusters.py's docstring),
+components in use, Leiden at resolution 1, and a fit's epochs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: types in every development set
+N_TYPES = 5
+#: a component is in use at this share of the cells (`geovae.models.cgmvae.USED_SHARE`)
+USED_SHARE = 0.005
+#: simulation levels: `simulate_counts` arguments
+LEVELS = {"easy": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.1, "de_scale": 1.0},
+          "hard": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.05, "de_scale": 0.8},
+          "medium": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.07, "de_scale": 0.9},
+          "issue": {"n_cells": 4000, "n_genes": 500},
+          "issue2k": {"n_cells": 2000, "n_genes": 500}}
+#: ``rare``: the medium level with its first type cut to this share of the cells
+RARE_SHARE = 0.02
+
+
+def load(name: str, seed: int) -> tuple[Any, dict[str, Any], str]:
+    """(adata, fit kwargs, truth column) of a development set drawn with ``seed``."""
+    from geovae.datasets import make_blobs, simulate_counts
+
+    if name in LEVELS or name == "rare":
+        a = simulate_counts(n_types=N_TYPES, n_conditions=3, condition_prob=0.2, seed=seed,
+                            **LEVELS["medium" if name == "rare" else name])
+        if name == "rare":  # the first type cut to 2% of the cells
+            first = (a.obs["cell_type"] == a.obs["cell_type"].cat.categories[0]).to_numpy()
+            keep = int(round(RARE_SHARE * (~first).sum() / (1 - RARE_SHARE)))
+            a = a[~first | (np.cumsum(first) <= keep)].copy()
+        return a, {"likelihood": "nb"}, "cell_type"
+    if name == "blobs":
+        a = make_blobs(n_cells=2000, n_features=50, n_blobs=N_TYPES, n_conditions=3, seed=seed)
+        return a, {"likelihood": "gaussian"}, "blob"
+    raise ValueError(name)
+
+
+def n_used(pred: np.ndarray) -> int:
+    """Components that are the argmax of >= `USED_SHARE` of the cells (and >= 1)."""
+    counts = np.unique(pred, return_counts=True)[1]
+    return int((counts >= max(1, np.ceil(USED_SHARE * len(pred)))).sum())
+
+
+def leiden(adata: Any, rep: str, seed: int) -> np.ndarray:
+    import scanpy as sc
+
+    sc.pp.neighbors(adata, use_rep=rep, random_state=seed)
+    sc.tl.leiden(adata, flavor="igraph", n_iterations=2, directed=False, resolution=1.0,
+                 random_state=seed)
+    return adata.obs["leiden"].to_numpy()
+
+
+def epochs_of(adata: Any) -> tuple[int, int]:
+    """(best epoch, 1-based; epochs run) of the fit whose record ``adata`` holds."""
+    info = adata.uns["geovae"]
+    return int(info["best_epoch"]), len(info["loss_history"]["validation"])
