@@ -75,8 +75,9 @@ def test_the_overlap_rules_find_the_number_of_cored_types(rule: str) -> None:
 
 
 def _overlap_merges_as_first_written(z, logits, loc, scale, active, rule, cutoff):  # noqa: ANN001, ANN202
-    """`greedy_overlap_merges` as cc6a311 wrote it: both statistics for every pair, q(y|z)
-    three times a round."""
+    """`greedy_overlap_merges` as cc6a311 wrote it (both statistics for every pair, q(y|z)
+    three times a round), with one change since: j's mean weighs by the mass i receives
+    (F11, `test_an_overlap_merge_refits_to_the_cells_the_survivor_receives`)."""
     cutoff = (RIDGE_RATIO if rule == "modes" else DEMP_CUTOFF) if cutoff is None else cutoff
     column = 2 if rule == "modes" else 3
     active, loc, scale = active.clone(), loc.clone(), scale.clone()
@@ -88,8 +89,9 @@ def _overlap_merges_as_first_written(z, logits, loc, scale, active, rule, cutoff
         i, j = max(passing, key=lambda s: s[column])[:2]
         counts = mixture_probs(logits, active, None).sum(0)
         active[j] = False
-        a, mu, sd = merged_component(z, loc, mixture_probs(logits, active, None)[:, i], i, j,
-                                     counts)
+        resp = mixture_probs(logits, active, None)[:, i]
+        counts[j] = (resp.sum() - counts[i]).clamp(min=0.0)
+        a, mu, sd = merged_component(z, loc, resp, i, j, counts)
         loc[:, i], scale[:, i] = mu, sd
         merges.append((i, j, a, sd))
     return active, merges
@@ -100,8 +102,8 @@ def _overlap_merges_as_first_written(z, logits, loc, scale, active, rule, cutoff
 def test_overlap_merges_compute_only_their_rule_and_merge_as_before(
         rule: str, cutoff: float | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each rule computes only its own statistic (``demp`` never walks a ridgeline) and makes
-    exactly the merges the first version made, to the last bit; the small cutoffs also merge
-    types, so merged components are merged again."""
+    exactly the merges the first version made (with the F11 weighting), to the last bit; the
+    small cutoffs also merge types, so merged components are merged again."""
     z, _, logits, loc, sd, _ = _cored_types(4, n=1500, gap=4.0)
     logits = logits + 0.5 * torch.randn(logits.shape, generator=torch.Generator().manual_seed(1),
                                         dtype=logits.dtype)  # a classifier, not the truth
@@ -117,6 +119,32 @@ def test_overlap_merges_compute_only_their_rule_and_merge_as_before(
     assert torch.equal(new_active, old_active)
     assert [(i, j, a) for i, j, a, _ in new] == [(i, j, a) for i, j, a, _ in old]
     assert all(torch.equal(n[3], o[3]) for n, o in zip(new, old, strict=True))
+
+
+def test_an_overlap_merge_refits_to_the_cells_the_survivor_receives() -> None:
+    """F11: components i (600 cells at 0) and j (300 cells at 1) make one mode, so ``modes``
+    merges them, but the classifier sends j's cells to a third component k (at 10) once j
+    is gone. i receives nothing, so its mean stays where it was and its sd is its own cells'
+    (before: the mean moved 23% of the way to j's, by j's whole mass, and the sd was fitted
+    around that mean to i's cells alone)."""
+    gen = torch.Generator().manual_seed(0)
+    n_i, n_j, n_k = 600, 300, 600
+    z = torch.cat([torch.randn(n_i, 1, generator=gen, dtype=torch.float64),
+                   1.0 + torch.randn(n_j, 1, generator=gen, dtype=torch.float64),
+                   10.0 + torch.randn(n_k, 1, generator=gen, dtype=torch.float64)])
+    q = torch.tensor([[1.0, 0.0, 0.0]] * n_i + [[0.0, 0.6, 0.4]] * n_j
+                     + [[0.0, 0.0, 1.0]] * n_k, dtype=torch.float64)
+    logits = q.clamp(min=1e-30).log()
+    n = len(z)
+    loc = torch.tensor([0.0, 1.0, 10.0], dtype=torch.float64)[None, :, None].expand(n, 3, 1)
+    sd = torch.ones(n, 3, 1, dtype=torch.float64)
+    active, merges = greedy_overlap_merges(z, logits, loc.clone(), sd,
+                                           torch.ones(3, dtype=torch.bool), "modes")
+    assert [(i, j) for i, j, _, _ in merges] == [(0, 1)] and active.tolist() == [True, False, True]
+    (_, _, a, merged_sd), = merges
+    assert a == pytest.approx(1.0, abs=1e-9)  # the mean stays at i's
+    own = z[:n_i, 0]
+    assert merged_sd.item() == pytest.approx(float(own.square().mean().sqrt()), rel=1e-6)
 
 
 def test_dip_ratio_matches_the_closed_form_of_two_equal_gaussians() -> None:

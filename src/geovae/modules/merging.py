@@ -10,7 +10,10 @@ ranks them next, mostly to its twin i) AND refits component i to the cells it th
     mu_i(w) <- a mu_i(w) + (1 - a) mu_j(w),   a = N_i / (N_i + N_j)   (linear in the prior
                network's last layer: exact),
     sigma_i <- the weighted sd of z around mu_i(w) under i's new responsibilities (constant
-               in w).
+               in w),
+
+N the components' q(y) mass; under the overlap rules below N_j is the part of j's mass that
+i receives (where j's cells go to a third component, i's mean stays with its own cells).
 
 Which merges are made is the ``merge_rule`` (`MERGE_RULES`):
 
@@ -245,6 +248,9 @@ def greedy_overlap_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tens
         counts = q.sum(0)
         active[j] = False
         q = mixture_probs(logits, active, None)
+        # j's mean weighs by the mass i receives, not j's whole mass: where j's cells go to
+        # a third component, i's mean stays with the cells it keeps (its sd is theirs)
+        counts[j] = (q[:, i].sum() - counts[i]).clamp(min=0.0)
         a, mu, sd = merged_component(z, loc, q[:, i], i, j, counts)
         loc[:, i], scale[:, i] = mu, sd
         merges.append((i, j, a, sd))
