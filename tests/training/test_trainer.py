@@ -145,6 +145,37 @@ def test_optimizer_is_fused_adamw_with_the_for_loop_update():
     assert torch.equal(frozen.weight, before)
 
 
+
+def test_optimizer_stepper_is_optimizer_step_bit_for_bit():
+    """`optimizer_stepper`'s direct fused AdamW kernels leave every parameter and every state
+    tensor exactly where ``optimizer.step()`` does: two learning-rate groups, weight decay,
+    and a step where one parameter has no gradient (it falls back to ``step``)."""
+    from geovae.training.parts import optimizer_stepper
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.Linear(5, 3)) for _ in "ab"]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [torch.optim.AdamW([{"params": n[0].parameters(), "lr": 1e-2},
+                               {"params": n[1].parameters(), "lr": 3e-3}],
+                              lr=1e-2, weight_decay=1e-3, fused=True) for n in nets]
+    step_a, step_b = opts[0].step, optimizer_stepper(opts[1])
+    assert step_b != opts[1].step  # the direct path, not torch's own step
+    x = torch.randn(16, 7)
+    for i in range(6):
+        for net, step in ((nets[0], step_a), (nets[1], step_b)):
+            for p in net.parameters():
+                p.grad = None
+            (net(x) ** 2).sum().backward()
+            if i == 3:  # a parameter without a gradient in this step
+                net[1].bias.grad = None
+            step()
+    for p, q in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(p, q)
+        for k, v in opts[0].state[p].items():
+            assert torch.equal(v, opts[1].state[q][k]), k
+    plain = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), foreach=False)
+    assert optimizer_stepper(plain) == plain.step  # not fused: torch's own step
+
 def test_map_batches_fills_every_cell_in_order():
     """One preallocated result, filled batch by batch: the same rows, in order, as the
     function applied to every cell at once (a ragged last batch included)."""

@@ -141,6 +141,59 @@ def make_optimizer(module: nn.Module, lr: float, weight_decay: float
     return torch.optim.AdamW(spec, lr=lr, weight_decay=weight_decay)
 
 
+
+def optimizer_stepper(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+    """``optimizer.step`` as a function of no arguments, the same numbers: for a fused AdamW
+    on the CPU (`make_optimizer`) whose every parameter has a gradient and its state, torch's
+    own two kernels (the step counters' increment, then ``_fused_adamw_`` on each group's
+    lists) without ``Optimizer.step``'s per-call regrouping and checks (~0.13 ms a step on
+    the CPU, 1-2 % of a default step). Any other case (a first step, a parameter without a
+    gradient, another optimiser) goes through ``optimizer.step()``."""
+    step = optimizer.step
+    if not (isinstance(optimizer, torch.optim.AdamW) and hasattr(torch, "_fused_adamw_")
+            and all(_plain_fused(g) for g in optimizer.param_groups)):
+        return step
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if not all(p.device.type == "cpu" and p.dtype == torch.float32 and not p.is_sparse
+               for p in params):
+        return step
+    lists: list = []  # per group: (params, exp_avgs, exp_avg_sqs, steps, hyperparameters)
+
+    def kernels() -> None:
+        if not lists:
+            states = [optimizer.state.get(p, {}) for p in params]
+            if not all({"step", "exp_avg", "exp_avg_sq"} <= s.keys() for s in states):
+                return step()  # the first step creates the state
+            for g in optimizer.param_groups:
+                st = [optimizer.state[p] for p in g["params"]]
+                lists.append((list(g["params"]), [s["exp_avg"] for s in st],
+                              [s["exp_avg_sq"] for s in st], [s["step"] for s in st], g))
+        grads = [p.grad for p in params]
+        if any(gr is None or gr.is_sparse for gr in grads):
+            return step()
+        for ps, exp_avgs, exp_avg_sqs, steps, g in lists:
+            beta1, beta2 = g["betas"]
+            torch._foreach_add_(steps, 1)
+            torch._fused_adamw_(ps, [p.grad for p in ps], exp_avgs, exp_avg_sqs, [], steps,
+                                amsgrad=False, lr=g["lr"], beta1=beta1, beta2=beta2,
+                                weight_decay=g["weight_decay"], eps=g["eps"],
+                                maximize=False, grad_scale=None, found_inf=None)
+        return None
+
+    return kernels
+
+
+def _plain_fused(group: dict) -> bool:
+    """A param group torch steps with ``_fused_adamw_`` and nothing else (float settings, no
+    AMSGrad, maximise, capturable or differentiable step)."""
+    return (group.get("fused") is True and not group.get("amsgrad")
+            and not group.get("maximize") and not group.get("capturable")
+            and not group.get("differentiable")
+            and group.get("decoupled_weight_decay", True)
+            and all(isinstance(group.get(k), float) for k in ("lr", "eps", "weight_decay"))
+            and all(isinstance(b, float) for b in group.get("betas", (None,))))
+
+
 T = TypeVar("T")
 
 

@@ -31,6 +31,7 @@ from geovae.training.parts import (
     core_for_builder,
     gradient_clipper,
     make_optimizer,
+    optimizer_stepper,
     split_indices,
 )
 
@@ -164,6 +165,7 @@ class Trainer:
         optimizer = make_optimizer(module, s.lr, s.weight_decay)
         params = [p for group in optimizer.param_groups for p in group["params"]]
         clip_gradients = gradient_clipper(params, s.clip_norm)
+        optimizer_step = optimizer_stepper(optimizer)
         val_idx = val_idx.to(device)
         my_val = ranks.part(val_idx)
         loss_fn = ranks.loss_fn(module, lambda: source.take(
@@ -191,10 +193,11 @@ class Trainer:
                         ranks.shard(perm, batch_size), local_batch, drop_last=True))
                     for batch in built_ahead(batches, prefetch):
                         out = loss_fn(batch, warmup(step))
-                        optimizer.zero_grad(set_to_none=True)
+                        for p in params:  # = optimizer.zero_grad(set_to_none=True)
+                            p.grad = None
                         out.loss.backward()
                         clip_gradients()
-                        optimizer.step()
+                        optimizer_step()
                         if ranks.world > 1:  # the module's own updates (`synced_state`)
                             ranks.average_(module.synced_state())
                         step += 1
