@@ -13,7 +13,7 @@ import pytest
 from helpers import PBMC, run_cli
 from sklearn.datasets import make_blobs
 
-from geovae.tools.merge import MERGE_CONNECTIVITY
+from geovae.tools.merge import DEFAULT_MERGE, MERGE_CONNECTIVITY
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +39,14 @@ def _cluster(src: Path, out: Path, *merge: str) -> ad.AnnData:
 def test_cluster_merge_flag_sets_and_records_the_threshold(blobs: Path, tmp_path: Path) -> None:
     default = _cluster(blobs, tmp_path / "d.h5ad")
     rec = default.uns["geovae"]["cluster"]["merge"]
-    assert rec["rule"] == "threshold" and rec["threshold"] == MERGE_CONNECTIVITY
+    assert rec["rule"] == DEFAULT_MERGE == "gap" and rec["threshold"] == MERGE_CONNECTIVITY
     assert default.obs["geovae_cluster"].nunique() == 3 < rec["n_before"]
     off = _cluster(blobs, tmp_path / "o.h5ad", "--leiden-merge", "off")
     assert dict(off.uns["geovae"]["cluster"]["merge"]) == {"rule": "off"}
     assert off.obs["geovae_cluster"].nunique() == rec["n_before"]  # Leiden's, unmerged
     one = _cluster(blobs, tmp_path / "1.h5ad", "--leiden-merge", "1")  # capped at 1: nothing merges
-    assert one.uns["geovae"]["cluster"]["merge"]["threshold"] == 1.0
+    assert dict(one.uns["geovae"]["cluster"]["merge"])["threshold"] == 1.0
+    assert one.uns["geovae"]["cluster"]["merge"]["rule"] == "threshold"
     assert one.obs["geovae_cluster"].nunique() == rec["n_before"]
     low = _cluster(blobs, tmp_path / "l.h5ad", "--leiden-merge=0.5")
     assert low.uns["geovae"]["cluster"]["merge"]["threshold"] == 0.5
@@ -72,7 +73,7 @@ def test_help_shows_the_default_threshold(monkeypatch: pytest.MonkeyPatch) -> No
         lines = res.output.splitlines()
         at = next(i for i, x in enumerate(lines) if "--leiden-merge" in x)
         row = " ".join(" ".join(x.strip("│| ").split()) for x in lines[at:at + 3])
-        assert "<float|gap|off>" in row and f"Default: {MERGE_CONNECTIVITY:g}." in row, row
+        assert "<float|gap|off>" in row and f"Default: {DEFAULT_MERGE}." in row, row
 
 
 @pytest.mark.parametrize("bad", ["-0.1", "nan", "1.5", "often", "inf"])

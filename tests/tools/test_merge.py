@@ -40,7 +40,7 @@ def test_merging_undoes_resolution_1s_cuts_through_blobs(seed, caplog) -> None:
     info = adata.uns["geovae"]["cluster"]
     merge = info["merge"]
     assert info["n_clusters"] == 3 and merge["n_before"] == unmerged and merge["n_after"] == 3
-    assert merge["rule"] == "threshold"
+    assert merge["rule"] == "gap" and not merge["at_gap"]  # the default; the drop is at 0.8
     assert len(merge["merged"]) == unmerged - 3
     assert min(merge["connectivity"]) > MERGE_CONNECTIVITY >= merge["max_left"]
     assert sorted(adata.obs["geovae_cluster"].cat.categories) == ["0", "1", "2"]

@@ -39,7 +39,7 @@ LeidenMerge = Annotated[str | None, typer.Option(
          "apart, one pair at a time, while their PAGA connectivity (0-1) exceeds this; gap: "
          "above 0.8, then on down to 0.3 where that ends at a tenfold drop (pieces of large "
          "groups are less connected); off: Leiden's clusters as they are. Recorded in "
-         "uns['geovae']['cluster']['merge']. Default: 0.8.", metavar="<float|gap|off>",
+         "uns['geovae']['cluster']['merge']. Default: gap.", metavar="<float|gap|off>",
     show_default=False)]
 NNeighbors = Annotated[int, typer.Option(
     help="Neighbours per cell in the kNN graph the clusters and the UMAP are built from.")]

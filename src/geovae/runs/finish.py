@@ -61,7 +61,7 @@ class Graph:
     method: str = "leiden"
     #: a number, "auto" (`geovae.tools.resolution`) or None: auto for a table, 1 otherwise
     resolution: float | str | None = None
-    #: the merge threshold (`geovae.tools.merge.parse_merge`): a number, "off" or None (0.8)
+    #: the merge (`geovae.tools.merge.parse_merge`): a number, "gap", "off" or None (the default)
     merge: float | str | None = None
     n_neighbors: int = 15
     umap: bool = True

@@ -13,7 +13,7 @@ import torch
 from geovae import _keys as K
 from geovae.errors import InputError, OptionError
 from geovae.tools.jit_cache import import_umap
-from geovae.tools.merge import GAP, MERGE_CONNECTIVITY, OFF, merge_clusters
+from geovae.tools.merge import DEFAULT_MERGE, GAP, OFF, merge_clusters
 from geovae.tools.neighbors import ANN_THRESHOLD, ApproxKNN, knn_recall, knn_transformer
 from geovae.tools.record import drop_fields, update_record
 from geovae.tools.resolution import AUTO, LEIDEN, choose_resolution
@@ -66,7 +66,7 @@ def cluster(
     method: str = "leiden",
     ann_threshold: int = ANN_THRESHOLD,
     umap_epochs: int = UMAP_EPOCHS,
-    merge: float | str | None = MERGE_CONNECTIVITY,
+    merge: float | str | None = DEFAULT_MERGE,
 ) -> ad.AnnData:
     """Cluster cells on the kNN graph of ``obsm[use_rep]`` and compute a UMAP from it.
 
@@ -106,9 +106,9 @@ def cluster(
         cells, 200 above, 5 negative samples): a similar picture at 2-5 times the time.
     merge
         After Leiden at a given resolution, merge the two clusters the graph cannot tell apart
-        (PAGA connectivity above ``merge``, default 0.8, `geovae.tools.merge`) until none is
-        left; ``"gap"``: above 0.8, then on down to 0.3 where that ends at a tenfold drop in
-        connectivity (`geovae.tools.merge.gap_stop`); recorded in
+        (PAGA connectivity above ``merge``, `geovae.tools.merge`) until none is left;
+        ``"gap"`` (the default): above 0.8, then on down to 0.3 where that ends at a tenfold
+        drop in connectivity (`geovae.tools.merge.gap_stop`); recorded in
         ``uns['geovae']['cluster']['merge']`` and logged. None: Leiden's
         clusters as they are (also ``sc.tl.leiden`` on the shared graph), recorded as
         ``{'rule': 'off'}``. Not with ``auto``.
