@@ -25,6 +25,9 @@ from geovae.tools.merge import GAP, GAP_FLOOR, GAP_RATIO, gap_stop, merge_cluste
     ([0.7, 0.5], 0.0, 2),  # below 0.8 from the start; no edge left
     ([0.7, 0.5], 0.3, 0),
     ([], 0.02, 0),
+    ([0.9, 0.5], None, 1),  # the merges ended at one cluster: no pair left, no drop
+    ([0.7, 0.5], None, 0),
+    ([1, 0.95], None, 2),  # above 0.8 all the way: the threshold rule's merges
 ])
 def test_gap_stop_keeps_the_merges_above_the_threshold_and_runs_to_a_drop(conns, left,
                                                                          kept) -> None:
@@ -74,3 +77,22 @@ def test_gap_rule_through_cluster_and_the_floor() -> None:
     geovae.cluster(adata, umap=False, merge="gap")
     info = adata.uns["geovae"]["cluster"]["merge"]
     assert info["rule"] == GAP and info["threshold"] == 0.8 and info["ratio"] == GAP_RATIO
+
+
+def test_gap_rule_never_takes_one_cluster_for_a_drop() -> None:
+    """Two Gaussian groups 2 sd apart (PAGA connectivity about 0.4: below 0.8, above the
+    floor), given as two clusters: merging them leaves one cluster and no pair to drop to,
+    so the gap rule keeps both, as 0.8 does (it used to read the end as a drop "to no edge"
+    and merge them: ARI 1 -> 0)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 750)
+    X = rng.normal(size=(len(y), 3))
+    X[:, 0] += 2.0 * y
+    adata = ad.AnnData(np.zeros((len(y), 1), np.float32))
+    adata.obsm["X_geovae"] = X.astype(np.float32)
+    geovae.cluster(adata, umap=False, merge=None)  # the kNN graph
+    for rule in (0.8, GAP):
+        kept, rec = merge_clusters(adata, y.astype(str), "geovae_neighbors", rule)
+        assert rec.merged == [] and rec.n_after == 2 and not rec.at_gap, (rule, rec)
+        assert GAP_FLOOR < rec.max_left < 0.8
+        assert adjusted_rand_score(y, kept) == 1.0

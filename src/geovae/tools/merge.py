@@ -187,7 +187,9 @@ def merge_clusters(adata: ad.AnnData, labels: np.ndarray, neighbors_key: str,
         steps.append((f"{a}+{b}", left, group.copy(), list(current)))
         left = 0.0
     conns = [c for _, c, _, _ in steps]
-    n = gap_stop(conns, left, top) if rule == GAP else len(steps)
+    # one cluster left: no pair to drop to, so the end of the merges is no gap
+    n = gap_stop(conns, None if len(current) == 1 else left, top) if rule == GAP \
+        else len(steps)
     rec.at_gap = n > 0 and conns[n - 1] <= top
     rec.merged = [name for name, _, _, _ in steps[:n]]
     rec.connectivity = conns[:n]
@@ -200,16 +202,20 @@ def merge_clusters(adata: ad.AnnData, labels: np.ndarray, neighbors_key: str,
     return by_size(np.asarray(steps[n - 1][3])[steps[n - 1][2][codes]]), rec
 
 
-def gap_stop(conns: list[float], left: float, top: float = MERGE_CONNECTIVITY,
+def gap_stop(conns: list[float], left: float | None, top: float = MERGE_CONNECTIVITY,
              ratio: float = GAP_RATIO) -> int:
     """How many of the greedy merges (their connectivities ``conns``, each above `GAP_FLOOR`,
-    then ``left``: the highest connectivity after the last) the gap rule keeps: every merge
-    above ``top``, and beyond them the longest run that ends at a drop of ``ratio`` or more
-    (the last merged pair ``ratio`` times as connected as the most connected pair left)."""
+    then ``left``: the highest connectivity after the last, None when they left one cluster)
+    the gap rule keeps: the merges up to the first at or below ``top`` (the threshold rule),
+    or more, up to the stop with the largest drop of ``ratio`` or more beyond them (the last
+    merged pair at least ``ratio`` times as connected as the most connected pair left; where
+    the merges end at one cluster no pair is left, so that end is no drop)."""
     n = next((k for k, c in enumerate(conns) if c <= top), len(conns))
     after = [*conns[1:], left]
     best = 0.0
     for k in range(max(n, 1), len(conns) + 1):
+        if after[k - 1] is None:  # the merges ended at one cluster: nothing to drop to
+            continue
         drop = conns[k - 1] / max(after[k - 1], 1e-12)
         if drop >= ratio and drop > best:
             n, best = k, drop
