@@ -89,3 +89,28 @@ def test_a_bad_merge_value_is_one_line(tmp_path: Path, monkeypatch: pytest.Monke
     assert re.search(r"error: --leiden-merge must be a PAGA connectivity between 0 and 1, gap "
                      rf"or off \(no merging\), got '{re.escape(bad)}'$", err[0]), err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("args", "why"), [
+    (["--resolution", "auto", "--leiden-merge", "0.5"], "chosen from the data"),
+    (["--method", "mixture", "--leiden-merge", "gap"], "the mixture's components"),
+    (["--resolution", "auto"], None),  # the default merge: nothing was asked
+    (["--resolution", "auto", "--leiden-merge", "off"], None),  # not merging was asked
+])
+def test_a_merge_that_cannot_apply_says_so(blobs: Path, tmp_path: Path, args: list[str],
+                                           why: str | None) -> None:
+    """--leiden-merge given where no Leiden clusters at a given resolution are cut (a chosen
+    resolution, a mixture's components) is a warning line, not silently dropped."""
+    a = ad.read_h5ad(blobs)
+    a.obsm["geovae_cluster_probs"] = np.eye(3, dtype=np.float32)[a.obs["blob"].astype(int)]
+    src = tmp_path / "probs.h5ad"
+    a.write_h5ad(src)
+    res = run_cli("cluster", src, "--out", tmp_path / "c.h5ad", "--no-umap", *args)
+    assert res.exit_code == 0, res.output
+    lines = [x for x in res.stderr.splitlines() if "had no effect" in x]
+    if why is None:
+        assert lines == [], lines
+    else:
+        assert len(lines) == 1 and why in lines[0], res.stderr
+        assert f"--leiden-merge {args[-1]} had no effect" in lines[0], lines[0]
+        assert "merge" not in ad.read_h5ad(tmp_path / "c.h5ad").uns["geovae"]["cluster"]

@@ -88,6 +88,7 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
     model with its reference cells, the h5ad, any ``extras`` (path, writer(tmp)) and the
     metrics)."""
     cluster_cells(adata, graph, job, compute_umap=umap is None)
+    merge_note(adata, graph, result)
     if graph.umap and umap is not None:
         place_umap(adata, umap)
     agreement = score_clusters(adata, graph, result)
@@ -113,6 +114,23 @@ def cluster_cells(adata: Any, graph: Graph, job: Job, compute_umap: bool = True)
                 method=graph.method, n_neighbors=graph.n_neighbors,
                 umap=graph.umap and compute_umap, umap_epochs=graph.umap_epochs,
                 merge=parse_merge(graph.merge))
+
+
+def merge_note(adata: Any, graph: Graph, result: RunResult) -> None:
+    """A warning where a merge was asked for ({merge}, not ``off``) but not made: it merges
+    Leiden clusters cut at a given resolution, not a mixture's components nor the clusters of
+    a resolution chosen from the data."""
+    from geovae.tools.merge import parse_merge
+
+    if graph.merge is None or parse_merge(graph.merge) is None:
+        return
+    if adata.uns[K.UNS]["cluster"].get("merge") is not None:
+        return
+    why = ("the clusters are the mixture's components" if graph.method == "mixture" else
+           "the resolution was chosen from the data ({resolution=auto}), which picks the "
+           "number of clusters itself: give a resolution ({resolution=1}) to merge")
+    note(result, Note(f"{{merge={graph.merge}}} had no effect: it merges Leiden clusters cut "
+                      f"at a given resolution, and {why}"), level=logging.WARNING)
 
 
 def place_umap(adata: Any, coords: Any) -> None:
