@@ -6,10 +6,10 @@ trains a VAE for ``--epochs`` epochs on synthetic negative-binomial counts (``--
 ``--genes``, `geovae.datasets.simulate_counts`, batch key ``condition``), then times every
 extra at its default and the held-out estimate at the old default (100 samples) and at the
 full precision (100 samples x 2,000 cells), and the UMAP as `geovae.tools.cluster` runs it
-(`run_umap`: geovae's default epochs, negative samples and PCA start; the spectral start;
-umap-learn's negative samples; umap-learn's defaults, ``--umap-epochs 0``), each as a share of
-the 10-epoch training time measured in the same process: on a shared machine only ratios
-within one run compare.
+(`run_umap`: geovae's default epochs, learning rate, negative samples and PCA start; the
+earlier default, ``--umap-epochs 100``; umap-learn's defaults, ``--umap-epochs 0``), each as a
+share of the 10-epoch training time measured in the same process: on a shared machine only
+ratios within one run compare.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_fixed_costs.py --cells 20000 \\
         --genes 2000 --epochs 10 --threads 2 [--json benchmarks/results/fixed_costs.jsonl]
@@ -97,27 +97,18 @@ def main() -> None:
           samples=100, cells=len(val))
     extra("ppc", lambda: E.posterior_predictive_check(model), cells=min(adata.n_obs, 2000))
     extra("knn_leiden", lambda: cluster(adata, use_rep=K.REP, umap=False, seed=0))
-    from geovae.tools.cluster import (
-        UMAP_EPOCHS,
-        UMAP_LEARN_NEGATIVE_SAMPLES,
-        run_umap,
-        umap_settings,
-    )
+    from geovae.tools.cluster import UMAP_EPOCHS, run_umap, umap_settings
 
     # the UMAP from the same graph as `cluster` runs it (`run_umap`, its start included):
-    # geovae's defaults, the same with scanpy's spectral start (what this row timed before
-    # 2026-12-06 evening) and with umap-learn's negative samples, then umap-learn's defaults
-    # (--umap-epochs 0)
+    # geovae's defaults (by size), the earlier default (--umap-epochs 100: 100 epochs at
+    # learning rate 1) and umap-learn's defaults (--umap-epochs 0)
     rep = adata.obsm[K.REP]
-    default = umap_settings(adata.n_obs, UMAP_EPOCHS, rep.shape[1])
-    full = umap_settings(adata.n_obs, 0, rep.shape[1])
-    for name, (n_epochs, negatives, init) in {
-            "umap": default, "umap_spectral_start": (*default[:2], "spectral"),
-            "umap_5_negative_samples": (default[0], UMAP_LEARN_NEGATIVE_SAMPLES, default[2]),
-            "umap_umap_learn_default": full}.items():
-        extra(name, lambda e=n_epochs, n=negatives, i=init: run_umap(
-            adata, rep, n_epochs=e, negatives=n, init=i, seed=0),
-              epochs=n_epochs, negative_sample_rate=negatives, init=init)
+    for name, asked in {"umap": None, "umap_100_epochs": UMAP_EPOCHS,
+                        "umap_umap_learn_default": 0}.items():
+        settings = umap_settings(adata.n_obs, asked, rep.shape[1])
+        extra(name, lambda s=settings: run_umap(adata, rep, **s._asdict(), seed=0),
+              epochs=settings.n_epochs, negative_sample_rate=settings.negatives,
+              learning_rate=settings.learning_rate, init=settings.init)
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "umap.png"
         extra("plot", lambda: save_figure(umap_figure(adata, ["condition"]),

@@ -181,7 +181,8 @@ RECORD_FIELDS: dict[str, str] = {
     "labels",
     "umap": "whether this run computed a UMAP (not with --no-umap or umap=False) and the "
     "obsm/uns keys it wrote it to (one policy: geovae.tools.umap_keys), its optimisation "
-    "epochs `n_epochs` (--umap-epochs), `negative_sample_rate` and starting layout `init` "
+    "epochs `n_epochs` (--umap-epochs), `negative_sample_rate`, initial `learning_rate` "
+    "(1.43 at the default above 10,000 cells, else umap-learn's 1) and starting layout `init` "
     "(pca: the latent's first two principal components; spectral with --umap-epochs 0)",
     "transfer": "transfer: features matched/missing, new categories, frozen weights, epochs, "
     "unknown-call rate, accuracy and macro-F1 against --eval-key; with --reference, `mixing`: "

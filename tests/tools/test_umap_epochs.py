@@ -1,4 +1,5 @@
-"""The UMAP's optimisation epochs: geovae's default, umap-learn's with 0, recorded, checked."""
+"""The UMAP's optimisation epochs: geovae's default by size, umap-learn's with 0, N asked,
+recorded, checked."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from geovae import _keys as K
 from geovae.errors import OptionError
 from geovae.tools.cluster import (
     CHEAP_UMAP_CELLS,
+    LARGE_UMAP_EPOCHS,
+    LARGE_UMAP_LEARNING_RATE,
     UMAP_EPOCHS,
     UMAP_LEARN_NEGATIVE_SAMPLES,
     UMAP_NEGATIVE_SAMPLES,
@@ -24,13 +27,15 @@ class _Seen(list):
 
 @pytest.fixture
 def epochs_run(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The ``n_epochs`` umap-learn's optimiser is called with (scanpy imports it per call)."""
+    """The (``n_epochs``, negative samples, initial learning rate) umap-learn's optimiser is
+    called with (scanpy imports it per call)."""
     import umap.umap_ as U
 
     real, seen = U.simplicial_set_embedding, _Seen()
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        seen.append((kwargs["n_epochs"], kwargs["negative_sample_rate"]))
+        seen.append((kwargs["n_epochs"], kwargs["negative_sample_rate"],
+                     kwargs["initial_alpha"]))
         starts.append(kwargs["init"])
         return real(*args, **kwargs)
 
@@ -49,28 +54,40 @@ def blobs(n: int = 240) -> ad.AnnData:
 
 
 @pytest.mark.parametrize(("asked", "used", "negatives"), [
-    (None, UMAP_EPOCHS, UMAP_LEARN_NEGATIVE_SAMPLES), (7, 7, UMAP_LEARN_NEGATIVE_SAMPLES),
+    (None, 100, UMAP_LEARN_NEGATIVE_SAMPLES), (7, 7, UMAP_LEARN_NEGATIVE_SAMPLES),
     (0, 500, UMAP_LEARN_NEGATIVE_SAMPLES)])
 def test_umap_runs_and_records_the_epochs(epochs_run: list, asked: int | None,
                                           used: int, negatives: int) -> None:
     a = blobs()
     kwargs = {} if asked is None else {"umap_epochs": asked}
     cluster(a, seed=0, **kwargs)
-    assert epochs_run == [(used, negatives)]
+    assert epochs_run == [(used, negatives, 1.0)]
     assert a.uns[K.UNS]["umap"]["n_epochs"] == used
     assert a.uns[K.UNS]["umap"]["negative_sample_rate"] == negatives
+    assert a.uns[K.UNS]["umap"]["learning_rate"] == 1.0
     assert a.obsm[K.UMAP_GEOVAE].shape == (a.n_obs, 2)
 
 
-@pytest.mark.parametrize(("asked", "used", "negatives"), [
-    (None, UMAP_EPOCHS, UMAP_NEGATIVE_SAMPLES), (0, 200, UMAP_LEARN_NEGATIVE_SAMPLES)])
-def test_more_cells_take_fewer_negative_samples(epochs_run: list, asked: int | None,
-                                                used: int, negatives: int) -> None:
+@pytest.mark.parametrize(("asked", "used", "negatives", "rate"), [
+    (None, 70, UMAP_NEGATIVE_SAMPLES, 1.43), (100, 100, UMAP_NEGATIVE_SAMPLES, 1.0),
+    (0, 200, UMAP_LEARN_NEGATIVE_SAMPLES, 1.0)])
+def test_more_cells_take_fewer_epochs_at_a_higher_learning_rate(
+        epochs_run: list, asked: int | None, used: int, negatives: int, rate: float) -> None:
+    """Above 10,000 cells the default is 70 epochs at 1.43 with 1 negative sample (issue 26:
+    under 10 % of a 10-epoch fit of 20k cells), not the earlier 100 at 1, which
+    ``umap_epochs=100`` still gives; 0 is umap-learn's defaults."""
     a = blobs(CHEAP_UMAP_CELLS + 1)
     kwargs = {} if asked is None else {"umap_epochs": asked}
     cluster(a, seed=0, **kwargs)
-    assert epochs_run == [(used, negatives)]
-    assert a.uns[K.UNS]["umap"]["negative_sample_rate"] == negatives
+    assert epochs_run == [(used, negatives, rate)]
+    record = a.uns[K.UNS]["umap"]
+    assert (record["n_epochs"], record["negative_sample_rate"], record["learning_rate"]) == (
+        used, negatives, rate)
+
+
+def test_the_large_default_keeps_the_summed_step_of_100_epochs() -> None:
+    """umap-learn's learning rate falls linearly to 0: the summed step is epochs x rate / 2."""
+    assert LARGE_UMAP_EPOCHS * LARGE_UMAP_LEARNING_RATE == pytest.approx(UMAP_EPOCHS, rel=0.01)
 
 
 def test_fewer_epochs_change_the_picture_and_the_seed_repeats_it() -> None:
@@ -104,7 +121,7 @@ def test_umap_learn_default_by_size() -> None:
     assert (umap_learn_epochs(10000), umap_learn_epochs(10001)) == (500, 200)
 
 
-@pytest.mark.parametrize("bad", [-1, 2.5, True])
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "70"])
 def test_a_bad_epoch_count_is_refused(bad: object) -> None:
     with pytest.raises(OptionError, match="umap_epochs"):
         cluster(blobs(), umap_epochs=bad)  # type: ignore[arg-type]

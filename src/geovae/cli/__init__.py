@@ -168,7 +168,7 @@ def fit(
     resolution: Resolution = None,
     n_neighbors: NNeighbors = 15,
     no_umap: NoUmap = False,
-    umap_epochs: UmapEpochs = 100,
+    umap_epochs: UmapEpochs = None,
     volume: Annotated[bool, typer.Option(
         "--volume", help="Also write obs['geovae_volume'] = log sqrt(det JᵀJ) of the "
                          "decoder.")] = False,
@@ -206,7 +206,7 @@ def embed(
     resolution: Resolution = None,
     n_neighbors: NNeighbors = 15,
     no_umap: NoUmap = False,
-    umap_epochs: UmapEpochs = 100,
+    umap_epochs: UmapEpochs = None,
     device: Device = "cpu",
     threads: Threads = 0,
     backed: Backed = None,
@@ -269,7 +269,7 @@ def transfer(
         help="Neighbours per cell: the kNN graph of clusters and UMAP, and the reference cells "
              "each query cell's label and UMAP place come from.")] = 15,
     no_umap: NoUmap = False,
-    umap_epochs: UmapEpochs = 100,
+    umap_epochs: UmapEpochs = None,
     device: Device = "auto",
     precision: Precision = "auto",
     threads: Threads = 0,
@@ -309,7 +309,7 @@ def cluster(
     resolution: Resolution = None,
     n_neighbors: NNeighbors = 15,
     no_umap: NoUmap = False,
-    umap_epochs: UmapEpochs = 100,
+    umap_epochs: UmapEpochs = None,
     seed: Annotated[int, typer.Option(help="Random seed for Leiden and UMAP.")] = 0,
     **outputs: Any,
 ) -> None:

@@ -65,8 +65,9 @@ class Graph:
     merge: float | str | None = None
     n_neighbors: int = 15
     umap: bool = True
-    #: UMAP optimisation epochs (`geovae.tools.cluster.UMAP_EPOCHS`; 0: umap-learn's default)
-    umap_epochs: int = 100
+    #: UMAP optimisation epochs (None: geovae's by size, `geovae.tools.cluster.umap_settings`;
+    #: 0: umap-learn's default)
+    umap_epochs: int | None = None
     seed: int = 0
     use_rep: str = K.REP
     label_key: str | None = None

@@ -34,14 +34,16 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
             resolution: float | str | None = None, command: str | None = None,
             obs_columns: list[str] | tuple[str, ...] = (), n_neighbors: int = 15,
             umap: bool = True, metrics_json: str | os.PathLike | None = None,
-            backed: bool | None = None, names: Names | None = None, umap_epochs: int = 100,
-            merge: float | str | None = None, **fit_kwargs: Any) -> RunResult:
+            backed: bool | None = None, names: Names | None = None,
+            umap_epochs: int | None = None, merge: float | str | None = None,
+            **fit_kwargs: Any) -> RunResult:
     """Read ``input_path``, fit, cluster, plot; write OUT.h5ad, the plot and the model (and
     with ``metrics_json`` the run's metrics).
 
     ``obs_columns``: table columns that are metadata, not features (the batch and label
     columns always are). ``n_neighbors``, ``umap``: the kNN graph and whether to compute a
-    UMAP (and the plot); ``umap_epochs`` its optimisation epochs (0: umap-learn's default).
+    UMAP (and the plot); ``umap_epochs`` its optimisation epochs (None: geovae's by size,
+    0: umap-learn's default; `geovae.tools.cluster.cluster`).
     ``merge``: the Leiden clusters' merge threshold, ``"off"`` or None for the default
     (`geovae.tools.merge.parse_merge`; the same in `run_embed`, `run_cluster`). ``backed``:
     train from the ``.h5ad`` on disk without loading X (None: automatic, see `resolve_backed`).
@@ -137,7 +139,7 @@ def run_embed(model_dir: str | os.PathLike, input_path: str | os.PathLike,
               n_neighbors: int = 15, umap: bool = True, label_key: str | None = None,
               metrics_json: str | os.PathLike | None = None,
               backed: bool | None = None, threads: int | None = 0,
-              names: Names | None = None, umap_epochs: int = 100,
+              names: Names | None = None, umap_epochs: int | None = None,
               merge: float | str | None = None) -> RunResult:
     """Embed a new file with a saved model; cluster, plot and write OUT.h5ad. ``label_key``:
     labels to score the clusters against (default: the model's, where the input has it).
@@ -195,7 +197,7 @@ def run_cluster(input_path: str | os.PathLike, out: str | os.PathLike,
                 plot: str | os.PathLike | None = None, seed: int = 0,
                 command: str | None = None, n_neighbors: int = 15, umap: bool = True,
                 label_key: str | None = None, metrics_json: str | os.PathLike | None = None,
-                names: Names | None = None, umap_epochs: int = 100,
+                names: Names | None = None, umap_epochs: int | None = None,
                 merge: float | str | None = None) -> RunResult:
     """Cluster an embedding already in a file; writes OUT.h5ad and a UMAP plot.
     ``label_key``: labels to colour and to score the clusters against."""

@@ -32,15 +32,15 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
                  n_neighbors: int = 15, umap: bool = True,
                  metrics_json: str | os.PathLike | None = None,
                  backed: bool | None = None, names: Names | None = None,
-                 umap_epochs: int = 100, merge: float | str | None = None,
+                 umap_epochs: int | None = None, merge: float | str | None = None,
                  **transfer_kwargs: Any) -> RunResult:
     """Map the query file onto the model in ``model_dir``; see `geovae.tools.transfer`.
     ``n_neighbors`` is also the transfer's; with ``umap`` off there is no UMAP and no plot
     (the joint object is still written, without the joint plot); ``umap_epochs``: a computed
-    UMAP's optimisation epochs (0: umap-learn's default). ``merge``: the clusters' merge
-    threshold (`geovae.tools.merge.parse_merge`). ``backed``: read the query
-    (and the reference output) from disk in chunks (None: automatic). ``names``: how notes
-    name parameters (`geovae.runs.plan.RunResult.names`)."""
+    UMAP's optimisation epochs (None: geovae's by size; 0: umap-learn's default). ``merge``:
+    the clusters' merge threshold (`geovae.tools.merge.parse_merge`). ``backed``: read the
+    query (and the reference output) from disk in chunks (None: automatic). ``names``: how
+    notes name parameters (`geovae.runs.plan.RunResult.names`)."""
     from geovae.models import GeoVAE
 
     query_path = Path(query_path)

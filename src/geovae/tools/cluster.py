@@ -4,7 +4,7 @@ mixture's argmax, plus UMAP from the same graph."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import anndata as ad
 import numpy as np
@@ -20,12 +20,26 @@ from geovae.tools.resolution import AUTO, LEIDEN, choose_resolution
 from geovae.tools.umap_keys import put_back, set_aside
 
 METHODS = ("leiden", "mixture")
-#: UMAP optimisation epochs by default; 0 is umap-learn's own default (500 up to 10,000 cells,
-#: 200 above). On the bundled mouse 10k cells and 20k simulated cells, 100 epochs gave the
-#: same trustworthiness and cluster silhouette as 500 / 200 within the spread between two
-#: seeds, 2-3% lower kNN preservation, at a half to a fifth of the time (benchmarks/RESULTS.md,
-#: "Fixed costs of a fit")
+#: UMAP optimisation epochs by default up to `CHEAP_UMAP_CELLS` cells; 0 is umap-learn's own
+#: default (500 up to 10,000 cells, 200 above). On the bundled mouse 10k cells and 20k simulated
+#: cells, 100 epochs gave the same trustworthiness and cluster silhouette as 500 / 200 within
+#: the spread between two seeds, 2-3% lower kNN preservation, at a half to a fifth of the time
+#: (benchmarks/RESULTS.md, "Fixed costs of a fit")
 UMAP_EPOCHS = 100
+#: above `CHEAP_UMAP_CELLS` cells the default runs `LARGE_UMAP_EPOCHS` epochs at an initial
+#: learning rate of `LARGE_UMAP_LEARNING_RATE` (umap-learn: 1, decaying linearly to 0), so the
+#: summed step size matches 100 epochs at 1 (100 / 70): 30 % less time, to bring the UMAP
+#: under 10 % of a 10-epoch fit of 20k cells (issue 26). Chosen on the development latent only
+#: (the 20k simulated cells of `bench_vs_scvi.py`, geovae seed 0, /tmp/vs_quiet2/geovae_s0;
+#: `benchmarks/bench_umap_saved.py`, paired with 100 epochs at 1 over UMAP seeds): 70 (or 80)
+#: epochs at 1 lost trustworthiness (-0.0016, p 0.007, 3 seeds) and type silhouette (-0.008);
+#: at 1.43, 6 seeds: CPU -32 %, trustworthiness -0.0001, silhouette +0.006 (both n.s.), global
+#: structure -0.004 (n.s.), 5 % fewer latent neighbours kept (0.068 -> 0.065, p 0.003); 1.2
+#: and 75 at 1.33 were no better. Sets that chose nothing: benchmarks/RESULTS.md ("Fixed costs
+#: of a fit") and docs/speed.md ("UMAP").
+#: ``umap_epochs=N`` runs N epochs at 1 (100: the earlier default)
+LARGE_UMAP_EPOCHS = 70
+LARGE_UMAP_LEARNING_RATE = 1.43
 #: negative samples per positive edge sample in the UMAP's optimiser above `CHEAP_UMAP_CELLS`
 #: cells (umap-learn: 5); each epoch's cost grows with 1 + this. 5 -> 2 halved the CPU time on
 #: 20k simulated cells (5.5-5.9 -> 3.4 s) at a trustworthiness 0.0004 lower and a higher
@@ -65,7 +79,7 @@ def cluster(
     umap: bool = True,
     method: str = "leiden",
     ann_threshold: int = ANN_THRESHOLD,
-    umap_epochs: int = UMAP_EPOCHS,
+    umap_epochs: int | None = None,
     merge: float | str | None = DEFAULT_MERGE,
 ) -> ad.AnnData:
     """Cluster cells on the kNN graph of ``obsm[use_rep]`` and compute a UMAP from it.
@@ -100,10 +114,13 @@ def cluster(
         latents; its recall against exact kNN is measured on 1,000 random cells and recorded.
         0 always approximates.
     umap_epochs
-        The UMAP's optimisation epochs (default 100, with 1 negative sample per edge sample
-        above 10,000 cells, 5 below; recorded in ``uns['geovae']['umap']['n_epochs']`` and
-        ``['negative_sample_rate']``); 0 is umap-learn's defaults (500 epochs up to 10,000
-        cells, 200 above, 5 negative samples): a similar picture at 2-5 times the time.
+        The UMAP's optimisation epochs. None (default): 100 up to 10,000 cells; above, 70 at
+        an initial learning rate of 1.43 (the summed step size of 100 at umap-learn's 1) with
+        1 negative sample per edge sample (5 below). N: N epochs at learning rate 1 (100: the
+        earlier default). 0: umap-learn's defaults (500 epochs up to 10,000 cells, 200
+        above, 5 negative samples, spectral start): a similar picture at 3-7 times the time.
+        Recorded in ``uns['geovae']['umap']`` (``n_epochs``, ``negative_sample_rate``,
+        ``learning_rate``, ``init``).
     merge
         After Leiden at a given resolution, merge the two clusters the graph cannot tell apart
         (PAGA connectivity above ``merge``, `geovae.tools.merge`) until none is left;
@@ -143,8 +160,8 @@ def cluster(
     if isinstance(ann_threshold, bool) or not isinstance(ann_threshold, (int, np.integer)) \
             or ann_threshold < 0:
         raise OptionError("{opt} must be a whole number >= 0", param="ann_threshold")
-    if isinstance(umap_epochs, bool) or not isinstance(umap_epochs, (int, np.integer)) \
-            or umap_epochs < 0:
+    whole = isinstance(umap_epochs, (int, np.integer)) and not isinstance(umap_epochs, bool)
+    if umap_epochs is not None and not (whole and umap_epochs >= 0):
         raise OptionError("{opt} must be a whole number >= 0 (0: umap-learn's default)",
                           param="umap_epochs")
     if merge is not None and merge != GAP and (isinstance(merge, (str, bool))
@@ -208,18 +225,20 @@ def cluster(
             merge_info = merged.record()
         adata.obs[key_added] = categorical(labels)
     saved = set_aside(adata)  # where the UMAP goes: `geovae.tools.umap_keys`
-    n_epochs, negatives, init = umap_settings(adata.n_obs, umap_epochs, rep.shape[1])
+    settings = umap_settings(adata.n_obs, umap_epochs, rep.shape[1])
     try:
         if umap:
-            log.info(f"UMAP of {adata.n_obs} cells ({n_epochs} optimisation epochs, "
-                     f"{negatives} negative samples, {init} start)")
-            run_umap(adata, rep, n_epochs=n_epochs, negatives=negatives, init=init, seed=seed)
+            log.info(f"UMAP of {adata.n_obs} cells ({settings.n_epochs} optimisation epochs, "
+                     f"learning rate {settings.learning_rate:g}, {settings.negatives} negative "
+                     f"samples, {settings.init} start)")
+            run_umap(adata, rep, **settings._asdict(), seed=seed)
     except BaseException:
         put_back(adata, saved, computed=False)  # the user's UMAP keys back in place
         raise
     where = put_back(adata, saved, computed=umap)
     if umap:
-        where.update(n_epochs=n_epochs, negative_sample_rate=negatives, init=init)
+        where.update(n_epochs=settings.n_epochs, negative_sample_rate=settings.negatives,
+                     learning_rate=settings.learning_rate, init=settings.init)
     drop_fields(adata, "label_agreement")  # it scored earlier clusters
     update_record(adata, cluster={"method": method, "use_rep": use_rep,
                                   "resolution": None if isinstance(resolution, str)
@@ -232,18 +251,34 @@ def cluster(
     return adata
 
 
-def umap_settings(n_obs: int, umap_epochs: int, dims: int) -> tuple[int, int, str]:
-    """The UMAP's (optimisation epochs, negative samples, start) for ``n_obs`` cells of a
-    ``dims``-dimensional embedding at ``umap_epochs`` (0: umap-learn's defaults)."""
+class UmapSettings(NamedTuple):
+    """The UMAP's optimiser settings (`umap_settings`), the keywords of `run_umap`."""
+
+    n_epochs: int
+    negatives: int
+    init: str
+    learning_rate: float
+
+
+def umap_settings(n_obs: int, umap_epochs: int | None, dims: int) -> UmapSettings:
+    """The UMAP's epochs, negative samples, start and learning rate for ``n_obs`` cells of a
+    ``dims``-dimensional embedding at ``umap_epochs`` (None: geovae's defaults by size; 0:
+    umap-learn's defaults; N: N epochs at learning rate 1)."""
+    rate = 1.0
+    if umap_epochs is None and n_obs > CHEAP_UMAP_CELLS:
+        umap_epochs, rate = LARGE_UMAP_EPOCHS, LARGE_UMAP_LEARNING_RATE
+    elif umap_epochs is None:
+        umap_epochs = UMAP_EPOCHS
     n_epochs = int(umap_epochs) or umap_learn_epochs(n_obs)
     init = UMAP_INIT if umap_epochs and dims >= 2 else "spectral"
-    return n_epochs, umap_negative_samples(n_obs, umap_epochs), init
+    return UmapSettings(n_epochs, umap_negative_samples(n_obs, umap_epochs), init, rate)
 
 
 def run_umap(adata: ad.AnnData, rep: np.ndarray, *, n_epochs: int, negatives: int, init: str,
-             seed: int) -> None:
+             seed: int, learning_rate: float = 1.0) -> None:
     """scanpy's UMAP (``obsm['X_umap']``, ``uns['umap']``) from geovae's kNN graph, started
-    from `umap_init` of ``rep`` for ``init="pca"``: what `cluster` runs (and
+    from `umap_init` of ``rep`` for ``init="pca"``, at an initial ``learning_rate`` (scanpy's
+    ``alpha``): what `cluster` runs (and
     benchmarks/bench_fixed_costs.py times). The UMAP gets a copy of the connectivities:
     umap-learn zeroes the edges it prunes in place, and the graph written must stay the one
     the clusters were cut on."""
@@ -254,7 +289,7 @@ def run_umap(adata: ad.AnnData, rep: np.ndarray, *, n_epochs: int, negatives: in
     adata.obsp[key] = graph.copy()
     try:
         sc.tl.umap(adata, neighbors_key=K.NEIGHBORS, random_state=seed, maxiter=n_epochs,
-                   negative_sample_rate=negatives,
+                   negative_sample_rate=negatives, alpha=learning_rate,
                    init_pos=umap_init(rep, seed) if init == "pca" else init)
     finally:
         adata.obsp[key] = graph
