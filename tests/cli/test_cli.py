@@ -225,3 +225,27 @@ def test_version_and_bare_command() -> None:
     assert res.exit_code == 0 and res.output.strip() == f"geovae {geovae.__version__}"
     res = run_cli()
     assert "fit" in res.output and "embed" in res.output and "cluster" in res.output
+
+
+@pytest.mark.parametrize(("extra", "why"), [
+    (["--latent", "sphere"], "the sphere latent"),
+    (["--mixture-weights", "per-cell"], "--mixture-weights global only"),
+    (["--no-delete-moves"], "--no-delete-moves turns merging off too"),
+    (["--label-key", "blob"], "labels"),
+])
+def test_merge_rule_where_no_merge_runs_is_one_line(tmp_path: Path, extra: list[str],
+                                                    why: str) -> None:
+    """--merge-rule other than the default where no merge moves run (a curved latent, labels,
+    per-cell weights, delete moves off) is a one-line error before any work, not a recorded
+    rule that never ran."""
+    blobs = tmp_path / "blobs.h5ad"
+    assert run_cli("blobs", blobs, "--n-cells", "300", "--quiet").exit_code == 0
+    bad = run_cli("fit", blobs, "--model", "cgmvae", "--merge-rule", "demp", "--epochs", "2",
+                  *extra, "--quiet")
+    assert bad.exit_code == 2, bad.output
+    errors = [x for x in bad.stderr.splitlines() if "error:" in x]
+    assert len(errors) == 1 and "Traceback" not in bad.stderr, bad.stderr
+    line = errors[0]
+    assert "--merge-rule demp would have no effect" in line, line
+    assert why in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blobs.h5ad"]

@@ -58,6 +58,26 @@ def component_usage(assignments: np.ndarray, n_clusters: int) -> tuple[list[int]
     return used, [int(k) for k in np.flatnonzero(counts < need)]
 
 
+def check_merge_rule_applies(opts: dict[str, Any], latent: str,
+                             defaults: dict[str, Any]) -> None:
+    """A one-line `OptionError` when a ``merge_rule`` other than the default is given where
+    no merge moves run (`geovae.modules.merging.mergeable`), instead of dropping it."""
+    rule = opts.get("merge_rule", defaults["merge_rule"])
+    if rule == defaults["merge_rule"]:
+        return
+    why = [reason for off, reason in (
+        (latent != "euclidean", f"the {latent} latent: a merge refits a Gaussian's moments, "
+                                "{latent='euclidean'} only"),
+        (bool(opts.get("n_labels")), "labels: each labelled component is its label's"),
+        (opts.get("mixture_weights") != "global",
+         "per-cell weights: {mixture_weights='global'} only"),
+        (not opts.get("delete_moves", True), "{delete_moves=False} turns merging off too"),
+        (not opts.get("merge_moves", True), "{merge_moves=False}")) if off]
+    if why:
+        raise OptionError(f"{{opt}} {rule} would have no effect: merge moves run for an "
+                          f"unsupervised mixture only ({'; '.join(why)})", param="merge_rule")
+
+
 @register
 class CGMVAE(GeoVAE):
     """The conditional Gaussian-mixture VAE with a Dirichlet prior (c*GMΔVAE).
@@ -96,6 +116,8 @@ class CGMVAE(GeoVAE):
                      "hold", "y_temper", "prior_lr", "merge_moves", "hold_weights",
                      "plateau_start", "merge_rule"):
             opts.setdefault(name, self.module_options()[name])
+        if self.adata is not None:  # a new fit (a saved model keeps its options)
+            check_merge_rule_applies(opts, self.config.latent, self.module_options())
 
     @classmethod
     def from_saved(cls, config: Any, spec: Any) -> CGMVAE:
