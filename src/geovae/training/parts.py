@@ -172,6 +172,8 @@ def optimizer_stepper(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
         if any(gr is None or gr.is_sparse for gr in grads):
             return step()
         for ps, exp_avgs, exp_avg_sqs, steps, g in lists:
+            if not ps:
+                continue
             beta1, beta2 = g["betas"]
             torch._foreach_add_(steps, 1)
             torch._fused_adamw_(ps, [p.grad for p in ps], exp_avgs, exp_avg_sqs, [], steps,
