@@ -32,7 +32,8 @@ same graph, Leiden as geovae runs it (`geovae.tools.resolution.LEIDEN`, the fit'
 ``--sequence`` records instead each fit's whole greedy merge sequence (`run_sequence`), and
 ``--rules FILE`` scores stopping rules on such records (`rules`; the 2026-12-06 record
 `results/cluster_merge_sequences_2026-12-06.jsonl`, same fits as above plus a fourth draw:
-300,000 cells, data seed 3, ``geovae fit --batch-key batch --epochs 10 --seed 0 --no-umap``).
+300,000 cells, data seed 3, ``geovae fit --batch-key batch --epochs 10 --seed S --no-umap``,
+seeds 0-1).
 ``--summary`` picks the threshold on the development fits (`DEV`) and pairs every set against
 resolution 1.
 """
@@ -217,7 +218,7 @@ def _rules() -> dict:
     def gap(floor: float, ratio: float):
         def stop(cs: list[float]) -> int:
             run = next((k for k, c in enumerate(cs) if c <= floor), len(cs))
-            return gap_stop(cs[:run], cs[run] if run < len(cs) else 0.0, ratio=ratio)
+            return gap_stop(cs[:run], cs[run] if run < len(cs) else None, ratio=ratio)
         return stop
 
     return {"res1": lambda cs: 0, "0.8": threshold(0.8), "0.7": threshold(0.7),

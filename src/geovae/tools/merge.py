@@ -40,14 +40,15 @@ OFF = "off"
 #: the gap rule (``merge="gap"``): the merges above `MERGE_CONNECTIVITY`, then on down to
 #: `GAP_FLOOR` where that ends at a drop: the last pair merged at least `GAP_RATIO` times as
 #: connected as the most connected pair left. Pieces of one group get less connected as the
-#: group grows (at 200,000 simulated cells 0.78-0.79, against 0.80-1 at 100,000), the pairs of
-#: different groups stay far below (0.02-0.03); benchmarks/RESULTS.md
+#: group grows (the weakest such merge at 100,000 simulated cells 0.80-0.85, at 200,000 0.78,
+#: at 300,000 0.72-0.73), the pairs of different groups stay far below (0.02-0.04); floor and ratio
+#: set after seeing the 200k draw, checked on a new 300k draw: benchmarks/RESULTS.md
 GAP = "gap"
 GAP_FLOOR = 0.3
 GAP_RATIO = 10.0
 #: what `geovae.tools.cluster.cluster` and the commands merge with by default: the gap rule
 #: (the same clusters as 0.8 on every development and report set but one seed of one, and 6
-#: of 6 types at 200,000 and 300,000 simulated cells where 0.8 left 9 and 11)
+#: of 6 types at 200,000 and 300,000 simulated cells where 0.8 left 9 and 11-13)
 DEFAULT_MERGE = GAP
 
 
