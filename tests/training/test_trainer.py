@@ -176,6 +176,30 @@ def test_optimizer_stepper_is_optimizer_step_bit_for_bit():
     plain = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), foreach=False)
     assert optimizer_stepper(plain) == plain.step  # not fused: torch's own step
 
+
+def test_optimizer_stepper_steps_past_an_empty_param_group():
+    """A param group without parameters (torch's own step skips it; its fused kernels raise
+    on empty lists) leaves the direct path bit for bit where ``optimizer.step()`` is."""
+    from geovae.training.parts import optimizer_stepper
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Linear(3, 2) for _ in "ab"]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [torch.optim.AdamW([{"params": list(n.parameters())}, {"params": [], "lr": 1e-3}],
+                              lr=1e-2, fused=True) for n in nets]
+    steps = [opts[0].step, optimizer_stepper(opts[1])]
+    assert steps[1] != opts[1].step
+    x = torch.randn(5, 3)
+    for _ in range(4):  # the first step builds the state, the later ones take the kernels
+        for net, step in zip(nets, steps, strict=True):
+            for p in net.parameters():
+                p.grad = None
+            (net(x) ** 2).sum().backward()
+            step()
+    for p, q in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
 def test_map_batches_fills_every_cell_in_order():
     """One preallocated result, filled batch by batch: the same rows, in order, as the
     function applied to every cell at once (a ragged last batch included)."""
