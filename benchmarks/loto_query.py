@@ -16,16 +16,27 @@ a p-value per query cell (high: typical), from one run's saved arrays (``--save-
   cells of its own side (query over query, the mirror over reference), t times.
 * ``..._d``: then the residual of a line in log library size within the (predicted) label
   (`query_share.depth_residuals`); ``..._label``: ranked within the predicted label;
-  ``..._labelbase``: log-odds against the (predicted) label's base rate (`label_base_rates`).
+  ``..._labelbase``: log-odds against the (predicted) label's base rate
+  (`query_share.label_base_rates`); ``max(...)``: the larger p-value of the two.
 * ``cauchy(before,<share>)``: the Cauchy combination with the default before
   (`novelty_pvalues`' three reference-only parts; half the weight each);
   ``cauchy(parts,<share>)``: with the three parts (a quarter each). ``shipped``: today's
-  default `novelty.novelty_pvalues` (``before``); ``query``: its ``check="query"``
-  (``cauchy(before,share_k150_s15x3_d)``, `geovae transfer --novelty query`).
+  default `novelty.novelty_pvalues` (``check="query"``:
+  ``cauchy(before,max(share_k150_s15x3_d,share_k150_s15x3_d_labelbase))``); ``reference``
+  its ``check="reference"`` (``before``); ``query-overall``: ``cauchy(before,
+  share_k150_s15x3_d)``, the opt-in before (`geovae transfer --novelty query-overall`).
+
+``--composition``: each run's query resampled so that one known label (the one most unseen
+cells are predicted as, and a random other) is 1.5x and 3x as common as in the reference
+(other known cells dropped at random; with and without the unseen cells): the share of that
+label's known cells below p = 0.05 (no unseen cells) and the AUROC (with them), for
+``reference``, ``shipped`` and ``query-overall`` (`composition`).
 
 Paired over the runs against the default before (`paired_stats.paired`), per pair and all::
 
     python benchmarks/loto_query.py dev/ dev_cp10k/ --out loto_query_dev.jsonl
+    python benchmarks/loto_query.py dev/ --composition --out loto_query_composition_dev.jsonl
+    python benchmarks/loto_query.py rep/ --names reported --shipped-only --out loto_query.jsonl
 """
 
 from __future__ import annotations
@@ -45,13 +56,14 @@ from paired_stats import fmt_p, paired  # noqa: E402
 from geovae.models.reference import ReferenceCells  # noqa: E402
 from geovae.tools.neighbors import knn  # noqa: E402
 from geovae.tools.novelty import (  # noqa: E402
+    NOVELTY_CHECKS,
     best_label_pvalues,
     combine_pvalues,
     label_depth_pvalues,
     novelty_pvalues,
     shifted_pvalues,
 )
-from geovae.tools.query_share import depth_residuals  # noqa: E402
+from geovae.tools.query_share import depth_residuals, label_base_rates  # noqa: E402
 
 #: the default's neighbours (transfer's n_neighbors default)
 K = 15
@@ -105,22 +117,6 @@ def share_stats(share: np.ndarray, n_ref: int, k: int) -> tuple[np.ndarray, np.n
             logit[:n_ref] - np.log(base_r / (1 - base_r)))
 
 
-def label_base_rates(predicted: np.ndarray, ref_labels: np.ndarray, k: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """``_labelbase``: per query cell the query's share of its predicted label's cells (query
-    cells predicted so + reference cells labelled so), per reference cell the reference's,
-    clipped to what k neighbours can show; unlabelled reference cells: the global share."""
-    n_q, n_r = len(predicted), len(ref_labels)
-    base_q, base_r = np.full(n_q, n_q / (n_q + n_r)), np.full(n_r, n_r / (n_q + n_r))
-    for c in np.unique(np.r_[predicted, ref_labels]):
-        in_q, in_r = predicted == c, ref_labels == c
-        if c >= 0:
-            base_q[in_q] = in_q.sum() / (in_q.sum() + in_r.sum())
-            base_r[in_r] = in_r.sum() / (in_q.sum() + in_r.sum())
-    lo, hi = 0.5 / (k + 1.0), (k + 0.5) / (k + 1.0)
-    return np.clip(base_q, lo, hi), np.clip(base_r, lo, hi)
-
-
 def label_base_p(z: np.ndarray, ref_z: np.ndarray, joint: np.ndarray, side, k: int, m: int,
                  steps: int, depths: tuple) -> np.ndarray:
     """``share_k{k}_s{m}x{steps}_d_labelbase``: as ``_d``, each cell's log-odds taken
@@ -165,6 +161,75 @@ def _share_p(z: np.ndarray, ref_z: np.ndarray, joint: np.ndarray, side, k: int, 
     return shifted_pvalues(q, r, predicted, ref_labels)
 
 
+def shipped(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`novelty.novelty_pvalues` of one saved run: the default (``shipped``) and each check."""
+    z, rz = a["z"].astype(np.float64), a["ref_z"].astype(np.float64)
+    cells = ReferenceCells(rz, a["ref_labels"], None, a["ref_nelbo"], a["ref_depth"])
+    out = {"shipped": novelty_pvalues(z, a["nelbo"], a["depth"], cells, a["pred_code"], K,
+                                      "euclidean")}
+    for check in NOVELTY_CHECKS:
+        out[check] = novelty_pvalues(z, a["nelbo"], a["depth"], cells, a["pred_code"], K,
+                                     "euclidean", check)
+    return out
+
+
+def composition(folder: Path, rng_seed: int = 0) -> pd.DataFrame:
+    """``--composition`` (module docstring) over the saved runs of ``folder``."""
+    rows = []
+    for f in sorted(folder.glob("*.npz")):
+        with np.load(f) as d:
+            a = dict(d)
+        pair, seed, held_out = f.stem.rsplit("_", 2)
+        novel, pred, labels = a["novel"].astype(bool), a["pred_code"], a["ref_labels"]
+        rng = np.random.default_rng([rng_seed, int(seed), len(f.stem)])
+        known = [c for c in np.unique(labels) if (pred[~novel] == c).sum() >= 50]
+        near = int(np.argmax(np.bincount(pred[novel], minlength=labels.max() + 1)))
+        picks = {"near": near, "random": int(rng.choice([c for c in known if c != near]))}
+        for kind, label in picks.items():
+            is_label, others = ~novel & (pred == label), np.flatnonzero(~novel & (pred != label))
+            for ratio in (1.5, 3.0):
+                target = min(0.9, ratio * np.mean(labels == label))
+                n_other = int(round(is_label.sum() * (1 - target) / target))
+                if n_other > len(others):
+                    continue
+                kept = rng.choice(others, n_other, replace=False)
+                for with_novel in (False, True):
+                    rows_kept = np.sort(np.r_[np.flatnonzero(is_label), kept,
+                                              np.flatnonzero(novel) if with_novel else []])
+                    b = {**a, **{key: a[key][rows_kept.astype(int)] for key in
+                                 ("z", "nelbo", "depth", "pred_code", "novel")}}
+                    nv = b["novel"].astype(bool)
+                    row = {"pair": pair, "seed": int(seed), "held_out": held_out, "kind": kind,
+                           "ratio": ratio, "unseen": with_novel}
+                    for name, p in shipped(b).items():
+                        row[f"calls:{name}"] = float(np.mean(p[~nv & (b["pred_code"] == label)]
+                                                             < 0.05))
+                        if with_novel:
+                            row[f"auroc:{name}"] = float(roc_auc_score(nv, -p))
+                    rows.append(row)
+        print("composition", f.stem, flush=True)
+    return pd.DataFrame(rows)
+
+
+def composition_table(df: pd.DataFrame) -> str:
+    """Per check: the commoner label's known cells below p = 0.05 (mean, share of runs above
+    20 %) per pick and ratio, and the AUROC with the unseen cells kept."""
+    checks = [c.split(":", 1)[1] for c in df.columns if c.startswith("calls:")]
+    alone, mixed = df[~df["unseen"]], df[df["unseen"]]
+    groups = sorted(alone.groupby(["kind", "ratio"]).groups)
+    out = ["| check | " + " | ".join(f"{k} {r}x: below 0.05 (runs > 20 %)" for k, r in groups)
+           + " | AUROC 1.5x / 3x |", "|---" * (len(groups) + 2) + "|"]
+    for c in checks:
+        cells = []
+        for k, r in groups:
+            x = alone.loc[(alone["kind"] == k) & (alone["ratio"] == r), f"calls:{c}"]
+            cells.append(f"{x.mean():.3f} ({(x > 0.2).mean():.2f}, n {len(x)})")
+        au = " / ".join(f"{mixed.loc[mixed['ratio'] == r, f'auroc:{c}'].mean():.3f}"
+                        for r in (1.5, 3.0))
+        out.append(f"| {c} | {' | '.join(cells)} | {au} |")
+    return "\n".join(out)
+
+
 def candidates(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """name -> query p-values of one saved run."""
     z, rz = a["z"].astype(np.float64), a["ref_z"].astype(np.float64)
@@ -173,11 +238,7 @@ def candidates(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
              label_depth_pvalues(a["nelbo"], a["depth"], a["ref_nelbo"], a["ref_depth"],
                                  pred, labels),
              best_label_pvalues(z, rz, labels, K, "euclidean")]
-    cells = ReferenceCells(rz, labels, None, a["ref_nelbo"], a["ref_depth"])
-    out = {"before": combine_pvalues(parts),
-           "shipped": novelty_pvalues(z, a["nelbo"], a["depth"], cells, pred, K, "euclidean"),
-           "query": novelty_pvalues(z, a["nelbo"], a["depth"], cells, pred, K, "euclidean",
-                                    "query")}
+    out = {"before": combine_pvalues(parts), **shipped(a)}
     both = np.vstack([rz, z])
     _, joint = knn(both, both, max(KS), "euclidean", exclude_self=True)
     m_max = max(m for m, _ in SMOOTH)
@@ -196,14 +257,19 @@ def candidates(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                 name = "share_k150_s15x3_d_labelbase"
                 out[name] = label_base_p(z, rz, joint, side, k, m, t, depths)
                 out[f"cauchy(before,{name})"] = combine_pvalues([out["before"], out[name]])
+                both = np.maximum(out[name], out["share_k150_s15x3_d"])
+                name = "max(share_k150_s15x3_d,share_k150_s15x3_d_labelbase)"
+                out[name] = both
+                out[f"cauchy(before,{name})"] = combine_pvalues([out["before"], both])
             if k == 50:
                 out[name[:-2] + "_label"] = _share_p(z, rz, joint, side if m else None, k, m,
                                                      t, pred, labels)
     return out
 
 
-def score_runs(folder: Path, setting: str) -> pd.DataFrame:
-    """Per saved run and candidate: AUROC (unseen vs known), partial r with depth, and the
+def score_runs(folder: Path, setting: str, shipped_only: bool = False) -> pd.DataFrame:
+    """Per saved run and candidate (``shipped_only``: the shipped checks, `shipped`, with
+    ``before`` as ``reference``): AUROC (unseen vs known), partial r with depth, and the
     shares of unseen / known cells below p = 0.05."""
     rows = []
     for f in sorted(folder.glob("*.npz")):
@@ -215,7 +281,9 @@ def score_runs(folder: Path, setting: str) -> pd.DataFrame:
         lib = roc_auc_score(novel, a["depth"])
         row = {"setting": setting, "pair": pair, "seed": int(seed), "held_out": held_out,
                "auroc_library": max(lib, 1 - lib)}
-        for name, p in candidates(a).items():
+        scores = ({"before": (sh := shipped(a))["reference"], **sh} if shipped_only
+                  else candidates(a))
+        for name, p in scores.items():
             row[f"auroc:{name}"] = float(roc_auc_score(novel, -p))
             row[f"r:{name}"] = partial_spearman(p[known], a["depth"][known],
                                                 a["pred_code"][known])
@@ -261,14 +329,26 @@ def main() -> None:
     p.add_argument("--names", default="log1p,log1p_cp10k", help="the folders' setting names")
     p.add_argument("--out", type=Path, default=None, help="per-run metrics (JSON lines)")
     p.add_argument("--table", type=Path, default=None, help="print the table of a record")
+    p.add_argument("--shipped-only", action="store_true", help="score the shipped checks "
+                   "only (the reported pairs: no candidate is chosen there)")
+    p.add_argument("--composition", action="store_true", help="the composition test "
+                   "(module docstring) on the first folder; --table: of such a record")
     args = p.parse_args()
+    if args.composition:
+        df = (pd.read_json(args.table, lines=True) if args.table is not None
+              else composition(args.folders[0]))
+        if args.out is not None and args.table is None:
+            df.to_json(args.out, orient="records", lines=True)
+        print(composition_table(df))
+        return
     if args.table is not None:
         df = pd.read_json(args.table, lines=True)
     elif not args.folders:
         p.error("give saved-array folders or --table RECORD")
     else:
         names = args.names.split(",")
-        df = pd.concat([score_runs(f, names[i] if i < len(names) else f.name)
+        df = pd.concat([score_runs(f, names[i] if i < len(names) else f.name,
+                                   args.shipped_only)
                         for i, f in enumerate(args.folders)])
         if args.out is not None:
             df.to_json(args.out, orient="records", lines=True)

@@ -23,7 +23,9 @@ def test_own_share_counts_the_neighbours_of_each_side() -> None:
 
 def test_the_shipped_scores_are_the_candidates_named() -> None:
     """On a simulated run (three labels, a query with one more type beside label 0): the
-    default is the reference-only check, ``--novelty query`` the chosen query-aware one."""
+    default (``--novelty query``) is the overall and label share's larger p-value combined
+    with the reference-only check, ``reference`` that check, ``query-overall`` the opt-in
+    before."""
     mod = load_benchmark("loto_query")
     rng = np.random.default_rng(0)
     centres = np.zeros((4, 6))
@@ -37,10 +39,14 @@ def test_the_shipped_scores_are_the_candidates_named() -> None:
            "ref_depth": ref_depth, "nelbo": 300 * depth + rng.gumbel(size=len(truth)),
            "ref_nelbo": 300 * ref_depth + rng.gumbel(size=600)}
     p = mod.candidates(run)
-    np.testing.assert_allclose(p["query"], p["cauchy(before,share_k150_s15x3_d)"],
+    both = "cauchy(before,max(share_k150_s15x3_d,share_k150_s15x3_d_labelbase))"
+    np.testing.assert_allclose(p["shipped"], p[both], rtol=1e-10)
+    np.testing.assert_allclose(p["query"], p["shipped"], rtol=1e-10)
+    np.testing.assert_allclose(p["query-overall"], p["cauchy(before,share_k150_s15x3_d)"],
                                rtol=1e-10)
-    np.testing.assert_allclose(p["shipped"], p["before"], rtol=1e-10)
-    assert not np.allclose(p["query"], p["before"])
+    np.testing.assert_allclose(p["reference"], p["before"], rtol=1e-10)
+    assert not np.allclose(p["shipped"], p["before"])
+    assert not np.allclose(p["shipped"], p["query-overall"])
 
 
 def test_the_label_base_rate_leaves_a_commoner_known_type_alone() -> None:

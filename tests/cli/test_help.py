@@ -66,7 +66,7 @@ def test_every_closed_option_is_a_choice() -> None:
     (["transfer", "m", "q.h5ad", "--freeze", "some"],
      "unknown --freeze 'some': choose all, covariates, none"),
     (["transfer", "m", "q.h5ad", "--novelty", "nearest"],
-     "unknown --novelty 'nearest': choose reference, query"),
+     "unknown --novelty 'nearest': choose query, reference, query-overall"),
     (["fit", "x.h5ad", "--merge-rule", "ward"],
      "unknown --merge-rule 'ward': choose elbo, modes, demp"),
 ])

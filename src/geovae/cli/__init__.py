@@ -259,10 +259,11 @@ def transfer(
         help="Cells with label confidence below this are labelled 'unknown'.")] = 0.5,
     novelty: Annotated[Novelty, typer.Option(
         case_sensitive=False,
-        help="The unknown check: reference (how well the reference explains each cell) or "
-             "query (also query-dense regions of the joint latent: finds more unseen types, "
-             "but flags known types commoner in the query than in the reference).")
-    ] = Novelty.reference,
+        help="The unknown check: query (how well the reference explains each cell, and "
+             "regions of the joint latent denser in query cells than the query's overall and "
+             "its label's share), reference (the first part alone: cheaper) or query-overall "
+             "(against the overall share only: also flags known types commoner in the query).")
+    ] = Novelty.query,
     obs_columns: ObsColumns = None,
     resolution: Resolution = None,
     n_neighbors: Annotated[int, typer.Option(

@@ -36,7 +36,7 @@ Likelihood = choices("Likelihood", "auto", "nb", "zinb", "gaussian", "bernoulli"
 Freeze = choices("Freeze", "all", "covariates", "none")
 Method = choices("Method", "leiden", "mixture")
 EncoderInput = choices("EncoderInput", "log1p", "log1p_cp10k")
-Novelty = choices("Novelty", "reference", "query")
+Novelty = choices("Novelty", "query", "reference", "query-overall")
 MergeRule = choices("MergeRule", "elbo", "modes", "demp")
 
 
