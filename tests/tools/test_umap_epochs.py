@@ -3,6 +3,8 @@ recorded, checked."""
 
 from __future__ import annotations
 
+import importlib
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -125,3 +127,18 @@ def test_umap_learn_default_by_size() -> None:
 def test_a_bad_epoch_count_is_refused(bad: object) -> None:
     with pytest.raises(OptionError, match="umap_epochs"):
         cluster(blobs(), umap_epochs=bad)  # type: ignore[arg-type]
+
+
+def test_the_large_default_repeats_with_its_seed_and_uses_its_rate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same seed, same picture at 1.43; 70 epochs at umap-learn's rate 1 differ from it (the
+    rate reaches the optimiser)."""
+    monkeypatch.setattr(importlib.import_module("geovae.tools.cluster"), "CHEAP_UMAP_CELLS", 100)
+    a, b, c = blobs(), blobs(), blobs()
+    cluster(a, seed=0)
+    cluster(b, seed=0)
+    cluster(c, seed=0, umap_epochs=LARGE_UMAP_EPOCHS)
+    assert a.uns[K.UNS]["umap"]["learning_rate"] == LARGE_UMAP_LEARNING_RATE
+    assert c.uns[K.UNS]["umap"]["learning_rate"] == 1.0
+    assert np.array_equal(a.obsm[K.UMAP_GEOVAE], b.obsm[K.UMAP_GEOVAE])
+    assert not np.allclose(a.obsm[K.UMAP_GEOVAE], c.obsm[K.UMAP_GEOVAE], atol=1e-3)
