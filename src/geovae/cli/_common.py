@@ -50,7 +50,7 @@ UmapEpochs = Annotated[int | None, typer.Option(
     help="UMAP optimisation epochs. Default: 100 up to 10,000 cells; above, 70 at a learning "
          "rate of 1.43 and 1 negative sample, not 5 (30 % less time than 100 at 1). N: N "
          "epochs at learning rate 1 (100: the earlier default). 0: umap-learn's defaults, 500 "
-         "epochs up to 10,000 cells, 200 above, 5 negative samples: a similar picture at 3-7 "
+         "epochs up to 10,000 cells, 200 above, 5 negative samples: a closer picture at 5-13 "
          "times the time.")]
 MetricsJson = Annotated[Path | None, typer.Option(
     help="Also write the run's metrics to this .json (losses, held-out log-likelihood, "

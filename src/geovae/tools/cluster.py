@@ -118,7 +118,7 @@ def cluster(
         an initial learning rate of 1.43 (the summed step size of 100 at umap-learn's 1) with
         1 negative sample per edge sample (5 below). N: N epochs at learning rate 1 (100: the
         earlier default). 0: umap-learn's defaults (500 epochs up to 10,000 cells, 200
-        above, 5 negative samples, spectral start): a similar picture at 3-7 times the time.
+        above, 5 negative samples, spectral start): a closer picture at 5-13 times the time.
         Recorded in ``uns['geovae']['umap']`` (``n_epochs``, ``negative_sample_rate``,
         ``learning_rate``, ``init``).
     merge
