@@ -12,10 +12,9 @@ Run (one thread; each line of ``--json`` is one fit)::
 encoder input (`geovae.modules.vae.ENCODER_INPUTS`, recorded as ``encoder_input``; blobs
 are not counts and run once) and pairs them over seeds in the summary.
 
-``--posthoc-rules`` gives the merge-rule rows (``cgmvae_elbo``, ``cgmvae_modes``,
-``cgmvae_demp``: `geovae.modules.merging.MERGE_RULES`) from one fit per data set, K and
-seed, each rule run on the same kept weights (`run_rules`); the summary pairs them against
-``cgmvae_elbo`` and prints the pair diagnostic (`pair_diagnostic`)::
+``--posthoc-rules`` gives the merge-rule rows (`RULE_METHODS`) from one fit per data set, K
+and seed, each rule run on the same kept weights (`run_rules`); the summary pairs them
+against ``cgmvae_elbo`` and prints the pair diagnostic (`pair_diagnostic`)::
 
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/bench_clusters.py --data issue2k blobs \
         --methods cgmvae_elbo cgmvae_modes cgmvae_demp --ks 15 20 5 --seeds 0 1 2 3 4 \
@@ -78,13 +77,14 @@ VARIANTS = {
     "cgmvae_elbo": {"merge_rule": "elbo"},  # the default rule, explicit
     "cgmvae_modes": {"merge_rule": "modes"},
     "cgmvae_demp": {"merge_rule": "demp"},
+    "cgmvae_lobes": {"merge_rule": "lobes"},  # DEMP less pairs whose expression differs
 }
-#: rows that differ only in the merge rule, applied after training: with ``--posthoc-rules``
-#: one fit serves them all (`run_rules`)
-RULE_METHODS = {"cgmvae_elbo": "elbo", "cgmvae_modes": "modes", "cgmvae_demp": "demp"}
+#: rows differing only in the merge rule (`MERGE_RULES`; ``--posthoc-rules``: one fit, `run_rules`)
+RULE_METHODS = {f"cgmvae_{rule}": rule for rule in ("elbo", "modes", "demp", "lobes")}
 #: each overlap rule's cutoffs tried on the same kept weights (`run_rules`: ``cutoffs``, ARI,
 #: NMI, components in use at each): the grid the development runs chose the cutoffs from
-CUTOFFS = {"modes": (0.2, 0.5, 0.8, 0.99), "demp": (0.025, 0.05, 0.1, 0.15, 0.2)}
+CUTOFFS = {"modes": (0.2, 0.5, 0.8, 0.99), "demp": (0.025, 0.05, 0.1, 0.15, 0.2),
+           "lobes": (4.0, 5.0, 6.0, 8.0)}  # "lobes": `LOBE_T`
 METHODS = ("cgmvae", *VARIANTS, "vae_bgmm", "vae_leiden", "pca_leiden")
 #: the row every ablation row is paired against, and the two-stage target
 BASELINES = ("cgmvae_plain", "vae_bgmm", "vae_leiden")
@@ -164,8 +164,9 @@ def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
     separate fits give, at a third of the cost). The first record also holds ``pairs``,
     the diagnostic: for every pair of components with >= 0.5% of the mass on the kept
     weights, (i, j, ridge ratio, DEMP, cells whose argmax is i / j, their majority type's
-    share and whether i and j have the same majority type); the default rule's record
-    ``matches_fit``: its clusters are what the fit wrote."""
+    share, whether i and j have the same majority type, features with |t| > `LOBE_T` and
+    the largest |t| of `merging.feature_t`); the default rule's ``matches_fit``: its
+    clusters are what the fit wrote."""
     import copy
 
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -173,7 +174,7 @@ def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
     import geovae
     from geovae.modules import merging
     from geovae.modules.cgmvae import DELETE_CELLS, CGMVAEModule
-    from geovae.modules.merging import mixture_draws, pair_statistics
+    from geovae.modules.merging import feature_t, mixture_draws, pair_statistics
 
     adata, kw, truth = load(data, seed)
     labels = adata.obs[truth].to_numpy()
@@ -204,7 +205,8 @@ def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
     module_default = module.merge_rule
     module.load_state_dict(saved["state"])
     kept = model.cluster_probs_of(source).argmax(1)
-    d = mixture_draws(module, source, idx, s, DELETE_CELLS)
+    d = mixture_draws(module, source, idx, s, DELETE_CELLS, profiles=True)
+    hard = merging.mixture_probs(d["logits"], module.active, None).argmax(1)
     pairs = []
     for i, j, ridge, demp in pair_statistics(d["logits"], d["loc"], d["scale"], module.active):
         sides = []
@@ -215,10 +217,12 @@ def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
         pairs.append([i, j, round(ridge, 4), round(demp, 4), sides[0][0], sides[1][0],
                       round(sides[0][2], 3), round(sides[1][2], 3),
                       sides[0][1] == sides[1][1]])
+        t = feature_t(d["profiles"], hard, i, j).abs()  # the "lobes" rule's veto
+        pairs[-1] += [int((t > merging.LOBE_T).sum()), round(float(t.max()), 2)]
     def moves(rule: str, cutoff: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(argmax of q(y|x), mixture weights) after ``rule``'s moves on the kept weights,
         at ``cutoff`` (the overlap rules; default the module's constant)."""
-        name = {"modes": "RIDGE_RATIO", "demp": "DEMP_CUTOFF"}.get(rule)
+        name = {"modes": "RIDGE_RATIO", "demp": "DEMP_CUTOFF", "lobes": "LOBE_T"}.get(rule)
         default = getattr(merging, name) if name else None
         module.load_state_dict(saved["state"])
         module.merge_rule, module.weights_fixed = rule, saved["fixed"]
@@ -336,8 +340,9 @@ def pair_diagnostic(recs: list[dict[str, Any]]) -> None:
             if min(p[4], p[5]) >= max(1, USED_SHARE * r["n_cells"]):  # both in use
                 groups.setdefault((r["data"], r["k"]), []).append(p)
     if groups:
-        print("\n| data | K | pairs, same type: n, ridge ratio min / median, DEMP min / median "
-              "| pairs, two types: n, ridge ratio max, DEMP max |\n|---|---|---|---|")
+        print("\n| data | K | pairs, same type: n, ridge ratio min / median, DEMP min / median | "
+              "pairs, two types: n, ridge ratio max, DEMP max | |t| > LOBE_T: same max, two min "
+              "|\n" + "|---" * 5 + "|")
     for (data, k), ps in groups.items():
         same = [p for p in ps if p[8]]
         other = [p for p in ps if not p[8]]
@@ -346,7 +351,9 @@ def pair_diagnostic(recs: list[dict[str, Any]]) -> None:
                 f"{np.median([p[3] for p in same]):.3f}" if same else "0"]
         cell.append(f"{len(other)}, {max(p[2] for p in other):.3f}, "
                     f"{max(p[3] for p in other):.3f}" if other else "0")
-        print(f"| {data} | {k} | {cell[0]} | {cell[1]} |")
+        lobes = (max((p[9] for p in same if len(p) > 9), default="-"),
+                 min((p[9] for p in other if len(p) > 9), default="-"))
+        print(f"| {data} | {k} | {cell[0]} | {cell[1]} | {lobes[0]}, {lobes[1]} |")
 
 
 def main() -> None:
@@ -364,7 +371,7 @@ def main() -> None:
     ap.add_argument("--n-cells", type=int, default=None,
                     help="draw this many cells instead of the level's (simulations)")
     ap.add_argument("--posthoc-rules", action="store_true",
-                    help="the merge-rule rows (cgmvae_elbo, cgmvae_modes, cgmvae_demp) from "
+                    help="the merge-rule rows (cgmvae_elbo, _modes, _demp, _lobes) from "
                          "one fit per data set, K and seed, each rule on its kept weights")
     add_record_options(ap)
     args = ap.parse_args()

@@ -112,9 +112,10 @@ MergeRuleOpt = Annotated[MergeRule | None, typer.Option(
     help="cgmvae without labels (Euclidean latent, global weights): which components merge "
          "after training. elbo: only where the bound (ELBO) rises; modes: where the pair's "
          "density has one mode on its ridgeline; demp: where q(y|z) confuses the pair "
-         "(misclassification > 0.1), which folds a type's lobe of shallow cells into it. "
-         "Default elbo: modes and demp also merged weak real types on simulated counts "
-         "(benchmarks/RESULTS.md).", show_default=False)]
+         "(misclassification > 0.1), which folds a type's lobe of shallow cells into it; "
+         "lobes: demp, but not where the pair's cells differ in depth-normalised expression "
+         "(marker genes). Default elbo: modes and demp also merged weak real types on "
+         "simulated counts (benchmarks/RESULTS.md).", show_default=False)]
 WarmStart = Annotated[float | None, typer.Option(
     min=0.0, max=0.75,
     help="cgmvae without labels (Euclidean latent): share of the epochs that train z as a VAE "

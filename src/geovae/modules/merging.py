@@ -37,8 +37,12 @@ Which merges are made is the ``merge_rule`` (`MERGE_RULES`):
   finds the count where types are well separated and split into lobes (the issue-type
   simulation); where types are weak (the hard simulation) real types overlap as much and it
   merged them (K = 5 collapsed onto 2 components in 2 of 5 seeds): not the default.
+* ``"lobes"``: ``"demp"``, less the pairs whose cells' depth-normalised expression differs
+  (`expression_differs`): a type's core and its lobe of shallow cells share one profile
+  (the NB decoder takes the library size as an offset); two weak types overlap as much in
+  z but differ in their marker genes at equal depth.
 
-The two overlap rules merge greedily, the pair with the highest statistic first, then
+The overlap rules merge greedily, the pair with the highest statistic first, then
 recompute it on the merged mixture, while one pair passes; both look only at components with
 at least `MERGE_SHARE` of the cells' mass (smaller ones are the delete moves' business), and
 the smaller of a pair is folded into the larger. Euclidean latents only (the refit is a
@@ -61,7 +65,7 @@ from geovae.modules.deletion import mixture_probs, negative_bound, seeded_subsam
 from geovae.modules.mixture_start import inverse_softplus
 
 #: ``merge_rule`` values (module docstring)
-MERGE_RULES = ("elbo", "modes", "demp")
+MERGE_RULES = ("elbo", "modes", "demp", "lobes")
 #: "modes": merge where the density's lowest point on the ridgeline is at least this share of
 #: the lower of its two peaks (Hennig 2010's ridge.ratio method; 0.2 recalled as fpc's
 #: mergenormals default, not checked; the development runs below found no better one:
@@ -76,6 +80,14 @@ RIDGE_RATIO = 0.2
 #: small counts in 2 of 4 seeds; on the hard simulation no cutoff of the grid kept weak real
 #: types apart in every seed
 DEMP_CUTOFF = 0.1
+#: "lobes": a feature differs between two components where its |Welch t| (`feature_t`)
+#: exceeds this, and a pair with at least `LOBE_FEATURES` such features is two types. Chosen
+#: on the development set of issue 24's depth lobes (`bench_clusters` fits at the default
+#: epochs: issue2k K = 15 and 20 seed 0, hard K = 5 seed 1, hard K = 15 seed 2): a type's
+#: core and lobe had 0-2 features above 5 (|t| <= 5.6), pairs of two types in the hard data
+#: 4-15 above 6; every (t, count) in 5-8 x 1-3 but (5, 1-2) gave the same merges there
+LOBE_T = 6.0
+LOBE_FEATURES = 3
 #: points on each ridgeline
 RIDGE_POINTS = 41
 #: the overlap rules look at components with at least this share of the cells' q(y) mass
@@ -224,14 +236,17 @@ def _pairs(q: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, active: torc
 
 def greedy_overlap_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor,
                           scale: torch.Tensor, active: torch.Tensor, rule: str = "modes",
-                          n_protected: int = 0, cutoff: float | None = None
+                          n_protected: int = 0, cutoff: float | None = None,
+                          profiles: torch.Tensor | None = None
                           ) -> tuple[torch.Tensor, list[tuple[int, int, float, torch.Tensor]]]:
     """The ``"modes"`` / ``"demp"`` rules (module docstring): merge the pair with the highest
     ridge ratio / DEMP above ``cutoff`` (default `RIDGE_RATIO` / `DEMP_CUTOFF`), refit the
-    survivor (`merged_component`), recompute, until no pair passes. Only the rule's own
-    statistic is computed; q(y|z) once a round (it depends on the active set alone). Inputs
-    as `greedy_merges` plus the components' sds at each cell's w ``scale`` (n, K, d). Returns
-    (the new ``active``, merges as (i, j, a, sd))."""
+    survivor (`merged_component`), recompute, until no pair passes. ``"lobes"``: DEMP,
+    less the pairs whose cells' depth-normalised expression ``profiles`` (n, G) differ
+    (`expression_differs`). Only the rule's own statistic is computed; q(y|z) once a round
+    (it depends on the active set alone). Inputs as `greedy_merges` plus the components'
+    sds at each cell's w ``scale`` (n, K, d). Returns (the new ``active``, merges as (i, j,
+    a, sd))."""
     cutoff = (RIDGE_RATIO if rule == "modes" else DEMP_CUTOFF) if cutoff is None else cutoff
     column = 2 if rule == "modes" else 3
     active, loc, scale = active.clone(), loc.clone(), scale.clone()
@@ -240,8 +255,12 @@ def greedy_overlap_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tens
         return active, merges
     q = mixture_probs(logits, active, None)
     while int(active.sum()) > 1:
-        stats = _pairs(q, loc, scale, active, n_protected, (rule,))
+        stats = _pairs(q, loc, scale, active, n_protected, ("modes",) if column == 2
+                       else ("demp",))
         passing = [s for s in stats if s[column] > cutoff]
+        if rule == "lobes" and passing:  # the pairs are few: the veto only where DEMP passes
+            hard = q.argmax(1)
+            passing = [s for s in passing if not expression_differs(profiles, hard, *s[:2])]
         if not passing:
             break
         i, j = max(passing, key=lambda s: s[column])[:2]
@@ -255,6 +274,41 @@ def greedy_overlap_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tens
         loc[:, i], scale[:, i] = mu, sd
         merges.append((i, j, a, sd))
     return active, merges
+
+
+def depth_normalised(x: torch.Tensor, batch: torch.Tensor | None, counts: bool
+                     ) -> torch.Tensor:
+    """Each cell's expression x / its library size (``counts``; else the features as they
+    are), float64, with each batch's (each distinct row of ``batch``) mean moved to the
+    mean over all cells: what two components of one type split by depth share."""
+    y = x.double()
+    if counts:
+        y = y / y.sum(1, keepdim=True).clamp(min=1.0)
+    if batch is not None and batch.shape[1]:
+        groups = torch.unique(batch, dim=0, return_inverse=True)[1]
+        means = torch.zeros(int(groups.max()) + 1, y.shape[1], dtype=y.dtype)
+        means.index_add_(0, groups, y)
+        means /= torch.bincount(groups)[:, None].to(y)
+        y = y - means[groups] + y.mean(0)
+    return y
+
+
+def feature_t(y: torch.Tensor, hard: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    """Welch's t per feature of ``y`` between the cells whose argmax ``hard`` is i and j."""
+    a, b = y[hard == i], y[hard == j]
+    if min(len(a), len(b)) < 2:
+        return torch.zeros(y.shape[1], dtype=y.dtype)
+    se = (a.var(0) / len(a) + b.var(0) / len(b)).clamp(min=1e-300).sqrt()
+    return (a.mean(0) - b.mean(0)) / se
+
+
+def expression_differs(y: torch.Tensor, hard: torch.Tensor, i: int, j: int) -> bool:
+    """Whether components i and j are two types by their cells' depth-normalised expression
+    (the ``"lobes"`` rule's veto): at least `LOBE_FEATURES` features with |t| > `LOBE_T`. A
+    type's deep core and its lobe of shallow cells decode to one profile (the NB decoder
+    takes the library size as an offset), so their cells' x / library agree feature by
+    feature; two weak types differ in their marker genes at equal depth."""
+    return int((feature_t(y, hard, i, j).abs() > LOBE_T).sum()) >= LOBE_FEATURES
 
 
 def apply_merge(module: torch.nn.Module, i: int, j: int, a: float, sd: torch.Tensor) -> None:
@@ -282,19 +336,23 @@ def mergeable(module: torch.nn.Module) -> bool:
 
 @torch.no_grad()
 def mixture_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor, seed: int,
-                  max_cells: int) -> dict[str, torch.Tensor]:
+                  max_cells: int, profiles: bool = False) -> dict[str, torch.Tensor]:
     """One seeded draw of z and w for at most ``max_cells`` of the cells ``idx`` (eval mode,
     the global RNG untouched), float64: ``z`` (n, d), ``logits`` of q(y|z) (n, K), the
     components' ``loc`` and ``scale`` at each cell's w (n, K, d), ``log_pz`` (n, K),
-    ``n_sub`` (the subsample's size)."""
+    ``n_sub`` (the subsample's size); with ``profiles`` also `depth_normalised` ``profiles``."""
     was_training = module.training
     module.eval()
     sub = seeded_subsample(idx, max_cells, seed)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("z", "logits", "loc", "scale",
                                                            "log_pz")}
+    targets, covariates = [], []
     with seeded(seed, source.device):
         for batch in source.batches(sub, 1024):
-            qz, qw, _ = module.posteriors(batch.x, batch.c)
+            qz, qw, target = module.posteriors(batch.x, batch.c)
+            if profiles:
+                targets.append(target.cpu())
+                covariates += [] if batch.c is None else [batch.c.cpu()]
             z, _ = module.latent.rsample(qz)
             prior = module.prior_z(qw.rsample(), batch.c)
             out["z"].append(z.double())
@@ -303,6 +361,10 @@ def mixture_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor
             out["scale"].append(prior.base_dist.scale.double())
             out["log_pz"].append(prior.log_prob(z.unsqueeze(1)).double())
     module.train(was_training)
+    if profiles:
+        out["profiles"] = [depth_normalised(torch.cat(targets), torch.cat(covariates)
+                                            if covariates else None,
+                                            module.likelihood.encoder_transform == "log1p")]
     return {**{k: torch.cat(v) for k, v in out.items()},
             "n_sub": torch.tensor(len(sub))}
 
@@ -318,7 +380,7 @@ def merge_components(module: torch.nn.Module, source: DataSource, idx: torch.Ten
     rule = check_merge_rule(rule or getattr(module, "merge_rule", "elbo"))
     if len(idx) == 0 or not mergeable(module):
         return []
-    d = mixture_draws(module, source, idx, seed, max_cells)
+    d = mixture_draws(module, source, idx, seed, max_cells, profiles=rule == "lobes")
     z, logits = d["z"], d["logits"]
     if rule == "elbo":
         active, merges = greedy_merges(z, logits, d["loc"], d["log_pz"],
@@ -326,7 +388,8 @@ def merge_components(module: torch.nn.Module, source: DataSource, idx: torch.Ten
                                        float(module.n_obs) / int(d["n_sub"]), module.n_labels)
     else:
         active, merges = greedy_overlap_merges(z, logits, d["loc"], d["scale"], module.active,
-                                               rule, module.n_labels)
+                                               rule, module.n_labels,
+                                               profiles=d.get("profiles"))
     for i, j, a, sd in merges:
         apply_merge(module, i, j, a, sd)
     if merges:
