@@ -169,3 +169,28 @@ def test_in_place_passes_give_the_same_bits() -> None:
     ref = _out_of_place_reference(mu.detach(), theta.detach(), nz, grad)
     for got, want in zip((out, grad_mu, grad_theta), ref, strict=True):
         assert torch.equal(got, want)
+
+
+def test_proportions_and_library_give_the_products_bits() -> None:
+    """``library`` given: the mean formed inside gives the value and the gradients (through
+    the proportions, and theta) of passing ``proportions * library``, bit for bit; the NB
+    likelihood head takes this path and still exposes the mean."""
+    x = counts(80, 300, 0.4, seed=8, dtype=torch.float32)
+    g = torch.Generator().manual_seed(9)
+    logits = torch.randn(80, 300, generator=g, requires_grad=True)
+    theta = (torch.rand(300, generator=g) * 5 + 0.01).requires_grad_()
+    library = x.sum(-1, keepdim=True)
+    grad = torch.randn(80, generator=g)
+    nz = NonZeros.of(x)
+    rho = torch.softmax(logits, -1)
+    got = nb_log_prob_sum(rho, theta, nz, library)
+    want = nb_log_prob_sum(rho * library, theta, nz)
+    assert torch.equal(got, want)
+    g_got = torch.autograd.grad(got, (logits, theta), grad, retain_graph=True)
+    g_want = torch.autograd.grad(want, (logits, theta), grad)
+    for a, b in zip(g_got, g_want, strict=True):
+        assert torch.equal(a, b)
+    px = NegativeBinomial(None, theta, proportions=rho, library=library)
+    assert px.factors() is not None and tuple(px.batch_shape) == (80, 300)
+    assert torch.equal(summed_log_prob(px, x), want)
+    assert torch.equal(px.mean, rho * library) and px.factors() is None

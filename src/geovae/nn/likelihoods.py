@@ -89,12 +89,15 @@ def summed_log_prob(px: Distribution, value: torch.Tensor) -> torch.Tensor:
     """
     if (isinstance(px, NegativeBinomial) and px.zi_logits is None
             and value.device.type == "cpu" and value.dim() == 2
-            and px.mu.shape == value.shape and px.theta.dim() == 1
+            and tuple(px.batch_shape) == tuple(value.shape) and px.theta.dim() == 1
             and px.theta.shape[0] == value.shape[1]):
         nonzeros = getattr(value, NONZERO_ENTRIES, None)
         if nonzeros is None:  # a scan, not a count read back: no host read in the step
             nonzeros = NonZeros.of(value)
         if 2 * nonzeros.flat.numel() <= value.numel():
+            factors = px.factors()
+            if factors is not None:  # the mean formed inside (one (B, G) buffer fewer)
+                return nb_log_prob_sum(factors[0], px.theta, nonzeros, factors[1])
             return nb_log_prob_sum(px.mu, px.theta, nonzeros)
     return px.log_prob(value).sum(-1)
 
@@ -105,10 +108,30 @@ class NegativeBinomial(Distribution):
     arg_constraints = {"mu": constraints.positive, "theta": constraints.positive}
     support = constraints.nonnegative_integer
 
-    def __init__(self, mu: torch.Tensor, theta: torch.Tensor,
-                 zi_logits: torch.Tensor | None = None, validate_args: bool = False):
-        self.mu, self.theta, self.zi_logits = mu, theta, zi_logits
-        super().__init__(batch_shape=mu.shape, validate_args=validate_args)
+    def __init__(self, mu: torch.Tensor | None, theta: torch.Tensor,
+                 zi_logits: torch.Tensor | None = None, validate_args: bool = False, *,
+                 proportions: torch.Tensor | None = None,
+                 library: torch.Tensor | None = None):
+        """``mu`` the mean; or None with ``proportions`` (cells, features) and ``library``
+        (cells, 1): the mean is their product, formed on first use of `mu` (the fused NB sum
+        takes the factors instead, `factors`)."""
+        if mu is None and (proportions is None or library is None):
+            raise ValueError("NegativeBinomial needs mu, or proportions and library")
+        self._mu, self.theta, self.zi_logits = mu, theta, zi_logits
+        self.proportions, self.library = proportions, library
+        shape = mu.shape if mu is not None else torch.broadcast_shapes(proportions.shape,
+                                                                       library.shape)
+        super().__init__(batch_shape=shape, validate_args=validate_args)
+
+    @property
+    def mu(self) -> torch.Tensor:
+        if self._mu is None:
+            self._mu = self.proportions * self.library
+        return self._mu
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(proportions, library) while the mean has not been formed, else None."""
+        return None if self._mu is not None else (self.proportions, self.library)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -159,7 +182,7 @@ class NBLikelihood(Likelihood):
         rho = torch.softmax(self.scale(h), dim=-1)
         theta = torch.exp(self.log_theta.clamp(-12.0, 12.0))  # per feature, broadcast
         zi = self.dropout(h) if self.dropout is not None else None
-        return NegativeBinomial(rho * library, theta, zi)
+        return NegativeBinomial(None, theta, zi, proportions=rho, library=library)
 
 
 class GaussianLikelihood(Likelihood):

@@ -86,18 +86,23 @@ def row_sums(values: torch.Tensor, row_ends: torch.Tensor) -> torch.Tensor:
 
 class _NBSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, mu: torch.Tensor, theta: torch.Tensor, rows: torch.Tensor,
-                cols: torch.Tensor, flat: torch.Tensor, values: torch.Tensor,
-                row_ends: torch.Tensor, log_factorial: torch.Tensor | None) -> torch.Tensor:
+    def forward(ctx, mu: torch.Tensor, theta: torch.Tensor, library: torch.Tensor | None,
+                rows: torch.Tensor, cols: torch.Tensor, flat: torch.Tensor,
+                values: torch.Tensor, row_ends: torch.Tensor,
+                log_factorial: torch.Tensor | None) -> torch.Tensor:
+        # with ``library``, ``mu`` holds the proportions: the mean is formed here, and its
+        # buffer becomes t (autograd's product would keep its own)
+        if library is not None:
+            mu = mu * library
+        mu_nz = mu.reshape(-1).index_select(0, flat)
         # the dense (B, G) passes write in place where they can (the same numbers, less
         # memory traffic): t = (mu + theta) + eps, d = log(theta + eps) - log(t)
-        t = torch.add(mu, theta).add_(_EPS)
+        t = (mu.add_(theta) if library is not None else torch.add(mu, theta)).add_(_EPS)
         log_theta = torch.log(theta + _EPS)
         d = torch.log(t)
         torch.sub(log_theta, d, out=d)
         # theta * d summed over features: a matrix-vector product
         out = torch.mv(d, theta)
-        mu_nz = mu.reshape(-1).index_select(0, flat)
         t_nz = t.reshape(-1).index_select(0, flat)
         theta_nz = theta.index_select(0, cols)
         y = values + theta_nz
@@ -105,12 +110,12 @@ class _NBSum(torch.autograd.Function):
         vals = (values * (torch.log(mu_nz + _EPS) - torch.log(t_nz)) + torch.lgamma(y)
                 - torch.lgamma(theta).index_select(0, cols) - lf)
         out += row_sums(vals, row_ends)
-        ctx.save_for_backward(theta, t, d, mu_nz, t_nz, y, rows, cols, flat, values)
+        ctx.save_for_backward(theta, t, d, mu_nz, t_nz, y, rows, cols, flat, values, library)
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        theta, t, d, mu_nz, t_nz, y, rows, cols, flat, values = ctx.saved_tensors
+        theta, t, d, mu_nz, t_nz, y, rows, cols, flat, values, library = ctx.saved_tensors
         g_nz = grad.index_select(0, rows)
         q = theta / t  # theta / (theta + mu + eps), (B, G)
         grad_mu = grad_theta = None
@@ -124,14 +129,19 @@ class _NBSum(torch.autograd.Function):
             grad_mu = q.mul_((-grad)[:, None])  # q * (-grad), in place: q is not used again
             grad_mu.reshape(-1).scatter_add_(  # faster than index_add_ on the CPU
                 0, flat, g_nz * values * (1 / (mu_nz + _EPS) - 1 / t_nz))
-        return grad_mu, grad_theta, None, None, None, None, None, None
+            if library is not None:  # the proportions' gradient: autograd's grad * library
+                grad_mu.mul_(library)
+        return grad_mu, grad_theta, None, None, None, None, None, None, None
 
 
-def nb_log_prob_sum(mu: torch.Tensor, theta: torch.Tensor, nonzeros: NonZeros) -> torch.Tensor:
+def nb_log_prob_sum(mu: torch.Tensor, theta: torch.Tensor, nonzeros: NonZeros,
+                    library: torch.Tensor | None = None) -> torch.Tensor:
     """Per-cell NB log-likelihood, (B,), of the block whose non-zeros are ``nonzeros``; ``mu``
     (B, G), ``theta`` (G,) per feature. Same value as the dense formula summed over features
-    up to float rounding; gradients for ``mu`` and ``theta``."""
+    up to float rounding; gradients for ``mu`` and ``theta``. With ``library`` (B, 1), data
+    without a gradient, ``mu`` holds the proportions and the mean is ``mu * library``: the same
+    numbers as passing that product, bit for bit, with one (B, G) buffer fewer each way."""
     nz = nonzeros
     log_factorial = None if nz.log_factorial is None else nz.log_factorial.to(mu.dtype)
-    return _NBSum.apply(mu, theta, nz.rows, nz.cols, nz.flat, nz.values.to(mu.dtype),
-                        nz.row_ends, log_factorial)
+    return _NBSum.apply(mu, theta, library, nz.rows, nz.cols, nz.flat,
+                        nz.values.to(mu.dtype), nz.row_ends, log_factorial)
