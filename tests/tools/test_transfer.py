@@ -103,6 +103,8 @@ def test_transfer_cli_labels_unknowns_and_untouched_reference(blobs_ref, tmp_pat
     info = q.uns[K.UNS]["transfer"]
     assert list(info["new_categories"]["condition"]) == ["cond2"]
     assert info["novelty"] == "earlier"  # blobs hold no library sizes: the earlier check ran
+    # ... and the default check on data that are not counts adds no note the user did not ask
+    assert not any("--novelty" in n for n in q.uns[K.UNS].get("notes", [])), q.uns[K.UNS]
     # well-separated blobs; about 10% are called unknown (the misfit check: the new
     # condition's -ELBO tail against the reference cells' -ELBO, as without --reference)
     assert info["accuracy_called"] > 0.9 and info["accuracy"] > 0.8, info
@@ -149,17 +151,22 @@ def test_query_far_from_reference_gets_low_confidence(blobs_ref, check: str) -> 
 
 
 def test_novelty_query_without_library_sizes_says_the_earlier_check_ran(blobs_ref) -> None:
-    """Blobs (no count library sizes): ``novelty="query"`` cannot run; the record and a note
-    say which check did instead of recording "query"."""
+    """Blobs (no count library sizes): ``novelty="query"`` cannot run; the record says which
+    check did instead of recording "query". Data that are not counts never had the
+    query-aware check, so the default adds no note; a query with library sizes against
+    reference cells without them (an older model) gets a note that says why."""
     d, query = blobs_ref
-    q = query.copy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        geovae.transfer(q, geovae.GeoVAE.load(d / "ref.out.model"), epochs=2, progress=False,
-                        novelty="query")
-    record = q.uns[K.UNS]
-    assert record["transfer"]["novelty"] == "earlier"
-    assert any("--novelty query needs" in n for n in record["notes"]), record["notes"]
+    model = geovae.GeoVAE.load(d / "ref.out.model")
+    for shift, noted in ((0.0, False), (float(-query.X.min()) + 1.0, True)):
+        q = query.copy()
+        q.X = q.X + shift  # shifted: every row sums above 0, i.e. the query has depths
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            geovae.transfer(q, model, epochs=2, progress=False, novelty="query")
+        record = q.uns[K.UNS]
+        assert record["transfer"]["novelty"] == "earlier"
+        said = any("--novelty query needs" in n for n in record.get("notes", []))
+        assert said == noted, (shift, record.get("notes"))
 
 
 def test_transfer_without_reference_cells_records_that_no_check_ran(tmp_path: Path) -> None:

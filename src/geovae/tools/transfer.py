@@ -153,7 +153,9 @@ def transfer(
         factor, ran = typicality(z, nelbo, cells, codes, n_neighbors, geometry, depth, novelty)
         votes_out = method == "knn" and ran != "earlier"
         conf = factor * conf ** (VOTE_POWER if votes_out else 1.0)
-        if ran == "earlier" and novelty != "reference":  # older models / data without depths
+        # an older model on count data: say why; data that are not counts (no depths) never
+        # had the query-aware check, and the record's 'earlier' says which ran
+        if ran == "earlier" and novelty != "reference" and depth is not None:
             notes.append(f"--novelty {novelty} needs reference cells with -ELBO and "
                           "library sizes on both sides (models saved since issue 23, count "
                           "data): the earlier check by -ELBO or distance was used")
