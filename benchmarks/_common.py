@@ -114,3 +114,59 @@ def runs_wanted(args: argparse.Namespace, summarise: Callable[[Path], None]) -> 
 
     torch.set_num_threads(1)
     return True
+
+
+#: `simulate_counts` keyword arguments of the data `bench_vs_scvi.py` trains on (6 types, 2
+#: batches, median library ~200, ~8 % non-zeros): what the speed claims are measured on
+VS_SCVI_DATA = {"n_types": 6, "n_conditions": 1, "n_batches": 2, "library_mean": 200.0,
+                "mean_shape": 0.3}
+
+
+def vs_scvi_counts(cells: int = 20000, genes: int = 2000, seed: int = 0):
+    """`bench_vs_scvi.py`'s synthetic counts, in memory (batch key ``batch``)."""
+    from geovae.datasets.simulate import simulate_counts
+
+    return simulate_counts(n_cells=cells, n_genes=genes, seed=seed, **VS_SCVI_DATA)
+
+
+class EpochClock:
+    """Marks each epoch's start (end of ``before_epoch``) and end (start of the next
+    ``before_epoch``, or of ``after_training``) on a module, in the training thread: wall,
+    that thread's CPU and the process's CPU; and the phase each epoch trained in."""
+
+    def __init__(self, module) -> None:
+        self.module = module
+        self.starts: list[tuple[float, float, float]] = []
+        self.ends: list[tuple[float, float, float]] = []
+        self.phases: list[str] = []
+        self.hooks: list[float] = []
+        before, after = module.before_epoch, module.after_training
+
+        def before_epoch(*args, **kwargs):
+            t = self.now()
+            if self.starts:
+                self.ends.append(t)
+            out = before(*args, **kwargs)
+            self.starts.append(self.now())
+            self.hooks.append(self.starts[-1][0] - t[0])
+            self.phases.append(str(getattr(module, "phase", "vae")))
+            return out
+
+        def after_training(*args, **kwargs):
+            self.ends.append(self.now())
+            return after(*args, **kwargs)
+
+        module.before_epoch, module.after_training = before_epoch, after_training
+
+    @staticmethod
+    def now() -> tuple[float, float, float]:
+        return time.perf_counter(), time.thread_time(), time.process_time()
+
+    def detach(self) -> None:
+        del self.module.before_epoch, self.module.after_training
+
+    def epochs(self) -> list[dict]:
+        return [{"phase": p, "wall_s": e[0] - s[0], "thread_cpu_s": e[1] - s[1],
+                 "process_cpu_s": e[2] - s[2], "hook_s": h}
+                for s, e, p, h in zip(self.starts, self.ends, self.phases, self.hooks,
+                                      strict=False)]

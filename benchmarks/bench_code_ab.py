@@ -1,18 +1,23 @@
 """Two versions of geovae's code, the same training epochs: a before/after of a speed change.
 
-Run:  python benchmarks/bench_code_ab.py --old REV [--data FILE.h5ad] [--batch-key batch]
-          [--epochs 1] [--rounds 4] [--threads 2] [--json FILE]
+Run:  python benchmarks/bench_code_ab.py --old REV [--data FILE.h5ad | --simulate 20000]
+          [--batch-key batch] [--model vae] [--epochs 3] [--rounds 4] [--threads 2]
+          [--json FILE]
 
 ``--old`` is a git revision of this repository: its ``src/`` is exported to a temporary folder
 (``git archive``) and compared with this checkout's ``src/``. Each round starts one process per
 version, in alternating order (A B, B A, ...: both see the same machine load); a process loads
-the data, builds the default model (``GeoVAE(adata, batch_key=...)``), trains one warm-up
-epoch, then times ``--epochs`` epochs of the real `Trainer` (``TrainSettings`` defaults, the
-fit's test split): wall s, the process's CPU s and the training thread's CPU s per epoch
-(``time.thread_time`` in the loop's thread: the critical path; the batch builder's thread is
-not in it), and ms of that thread per step. Prints the medians per version and their ratio,
-with the load average at each run; on a shared machine the thread's CPU is the steadier
-figure, and every timing is indicative only.
+the data (``--simulate N``: bench_vs_scvi.py's synthetic counts of N cells made in memory,
+batch key ``batch``), builds the default model (``GeoVAE`` or ``CGMVAE(adata,
+batch_key=..., seed=0)``) and fits it ONCE for ``--epochs`` + 1 epochs at the defaults
+(``model.train``, the batch builder as the trainer resolves it). The epochs after the first
+are timed (`_common.EpochClock`: the steps, the validation pass and early stopping's
+bookkeeping; not the set-up, the c*GMΔVAE's mixture start or its moves after training): wall
+s, the process's CPU s and the training thread's CPU s per epoch (``time.thread_time`` in the
+loop's thread: the critical path; the batch builder's thread is not in it), and ms of that
+thread per step. Prints the medians per version and their ratio, with the load average at each
+run; on a shared machine the thread's CPU is the steadier figure, and every timing is
+indicative only.
 """
 
 from __future__ import annotations
@@ -28,10 +33,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, emit, load_average  # noqa: E402
+from _common import ROOT, EpochClock, emit, load_average, vs_scvi_counts  # noqa: E402
 
 
-def child(data: Path, batch_key: str | None, epochs: int, threads: int) -> None:
+def child(args: argparse.Namespace) -> None:
     """Time the epochs with whatever geovae is first on the path; print one JSON line."""
     import geovae  # before torch: the OpenMP wait policy
 
@@ -40,45 +45,53 @@ def child(data: Path, batch_key: str | None, epochs: int, threads: int) -> None:
     import torch
 
     from geovae.models import GeoVAE
-    from geovae.training.parts import TEST_FRACTION
-    from geovae.training.trainer import Trainer, TrainSettings
+    from geovae.models.cgmvae import CGMVAE
 
-    torch.set_num_threads(threads)
-    model = GeoVAE(ad.read_h5ad(data), batch_key=batch_key, seed=0)
-    source = model.source()
+    torch.set_num_threads(args.threads)
+    adata = vs_scvi_counts(args.simulate) if args.simulate else ad.read_h5ad(args.data)
+    cls = CGMVAE if args.model == "cgmvae" else GeoVAE
+    model = cls(adata, batch_key=args.batch_key, seed=0)
+    clock = EpochClock(model.module)
+    hist = model.train(epochs=args.epochs + 1, progress=False)
+    clock.detach()
+    rows = clock.epochs()[1:]  # the first epoch left out (first-call costs)
+    steps = hist.total_steps // (args.epochs + 1)
 
-    def settings(n: int) -> TrainSettings:
-        return TrainSettings(epochs=n, progress=False, test_fraction=TEST_FRACTION)
+    def mean(key: str) -> float:
+        return statistics.fmean(r[key] for r in rows)
 
-    Trainer(model.module, source, settings(1)).fit()  # warm-up
-    wall, cpu, thread = time.perf_counter(), time.process_time(), time.thread_time()
-    hist = Trainer(model.module, source, settings(epochs)).fit()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    thread = time.thread_time() - thread
-    print(json.dumps({"geovae": source_file, "wall_epoch": wall / epochs,
-                      "cpu_epoch": cpu / epochs, "thread_epoch": thread / epochs,
-                      "thread_ms_step": 1e3 * thread / hist.total_steps,
-                      "val_last": hist.validation[-1]}))
+    print(json.dumps({"geovae": source_file, "wall_epoch": mean("wall_s"),
+                      "cpu_epoch": mean("process_cpu_s"), "thread_epoch": mean("thread_cpu_s"),
+                      "thread_ms_step": 1e3 * mean("thread_cpu_s") / steps,
+                      "phases": [r["phase"] for r in rows], "val_last": hist.validation[-1]}))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--old", required=True, help="git revision to compare this checkout with")
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "mouse10k_counts.h5ad")
+    ap.add_argument("--simulate", type=int, default=0,
+                    help="cells of bench_vs_scvi.py's synthetic counts instead of --data")
     ap.add_argument("--batch-key", default=None)
-    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--model", choices=["vae", "cgmvae"], default="vae")
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs (after the first)")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None, help="append one record (JSON line)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.simulate and args.batch_key is None:
+        args.batch_key = "batch"
     if args.child:
-        return child(args.data, args.batch_key, args.epochs, args.threads)
+        return child(args)
     rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.old],
                          check=True, capture_output=True, text=True).stdout.strip()
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                           check=True, capture_output=True, text=True).stdout.strip()
     runs: dict[str, list[dict]] = {"old": [], "new": []}
+    passed = ["--data", str(args.data), "--simulate", str(args.simulate), "--model",
+              args.model, "--epochs", str(args.epochs), "--threads", str(args.threads)] + (
+        ["--batch-key", args.batch_key] if args.batch_key else [])
     with tempfile.TemporaryDirectory() as tmp:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"],
                                  check=True, capture_output=True).stdout
@@ -89,10 +102,7 @@ def main() -> None:
                 env = {**os.environ, "PYTHONPATH": paths[name]}
                 load = load_average()
                 out = subprocess.run(
-                    [sys.executable, __file__, "--child", "--old", rev, "--data",
-                     str(args.data), "--epochs", str(args.epochs), "--threads",
-                     str(args.threads)] + (["--batch-key", args.batch_key]
-                                            if args.batch_key else []),
+                    [sys.executable, __file__, "--child", "--old", rev, *passed],
                     env=env, check=True, capture_output=True, text=True).stdout
                 run = json.loads(out.strip().splitlines()[-1]) | {"round": r, "load": load}
                 runs[name].append(run)
@@ -102,10 +112,13 @@ def main() -> None:
     for k in keys:
         print(f"{k}: old {med['old'][k]:.4g}, new {med['new'][k]:.4g}, "
               f"new / old {med['new'][k] / med['old'][k]:.3f}")
+    faster = sum(n["wall_epoch"] < o["wall_epoch"] for o, n in zip(runs["old"], runs["new"],
+                                                                     strict=True))
+    print(f"new faster (wall) in {faster}/{args.rounds} rounds; load {load_average(3)}")
     emit({"benchmark": "code_ab", "old": rev, "new": head, "data": str(args.data),
-          "batch_key": args.batch_key, "epochs": args.epochs, "threads": args.threads,
-          "medians": med, "runs": runs, "time": time.strftime("%Y-%m-%d %H:%M:%S")},
-         args.json)
+          "simulate": args.simulate, "model": args.model, "batch_key": args.batch_key,
+          "epochs": args.epochs, "threads": args.threads, "medians": med, "runs": runs,
+          "time": time.strftime("%Y-%m-%d %H:%M:%S")}, args.json)
 
 
 if __name__ == "__main__":

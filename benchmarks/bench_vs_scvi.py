@@ -48,7 +48,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, SCVI_PYTHON, cpu_model, launch, load_average, replace_section  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    SCVI_PYTHON,
+    VS_SCVI_DATA,
+    cpu_model,
+    launch,
+    load_average,
+    replace_section,
+)
 from paired_stats import fmt_p, paired, sd  # noqa: E402
 
 SECTION = "## geovae vs scvi-tools (SCVI): speed, memory and clusters"
@@ -167,8 +175,7 @@ def make_data(path: Path, cells: int, genes: int, seed: int) -> dict:
     if not path.exists():
         from geovae.datasets.simulate import simulate_counts
 
-        a = simulate_counts(n_cells=cells, n_genes=genes, n_types=6, n_conditions=1,
-                            n_batches=2, library_mean=200.0, mean_shape=0.3, seed=seed)
+        a = simulate_counts(n_cells=cells, n_genes=genes, seed=seed, **VS_SCVI_DATA)
         a.obs = a.obs[["cell_type", "batch"]].copy()
         a.uns = {}
         tmp = path.with_name(path.name + ".tmp.h5ad")
