@@ -194,3 +194,29 @@ def test_proportions_and_library_give_the_products_bits() -> None:
     assert px.factors() is not None and tuple(px.batch_shape) == (80, 300)
     assert torch.equal(summed_log_prob(px, x), want)
     assert torch.equal(px.mean, rho * library) and px.factors() is None
+
+
+def test_logits_give_the_softmaxs_bits() -> None:
+    """``logits=True``: the softmax formed inside (one autograd node) gives the value and the
+    gradients (through the logits, and theta) of passing the softmax, bit for bit; the NB
+    head hands its logits and forms the proportions only where asked for them."""
+    x = counts(64, 250, 0.3, seed=10, dtype=torch.float32)
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(64, 250, generator=g, requires_grad=True)
+    theta = (torch.rand(250, generator=g) * 5 + 0.01).requires_grad_()
+    library = x.sum(-1, keepdim=True)
+    grad = torch.randn(64, generator=g)
+    nz = NonZeros.of(x)
+    got = nb_log_prob_sum(logits, theta, nz, library, logits=True)
+    want = nb_log_prob_sum(torch.softmax(logits, -1), theta, nz, library)
+    assert torch.equal(got, want)
+    g_got = torch.autograd.grad(got, (logits, theta), grad)
+    g_want = torch.autograd.grad(want, (logits, theta), grad)
+    for a, b in zip(g_got, g_want, strict=True):
+        assert torch.equal(a, b)
+    px = NegativeBinomial(None, theta, logits=logits, library=library)
+    assert px.factors()[0] is None  # the proportions not formed yet
+    assert torch.equal(summed_log_prob(px, x), want)
+    assert torch.equal(px.mean, torch.softmax(logits, -1) * library)
+    with pytest.raises(ValueError, match="library"):
+        nb_log_prob_sum(logits, theta, nz, logits=True)

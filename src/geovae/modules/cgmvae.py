@@ -95,7 +95,7 @@ from geovae.modules.deletion import delete_components
 from geovae.modules.merging import check_merge_rule, merge_components
 from geovae.modules.mixture_start import HOLD, WARM_START, mixture_phase, pretrain_loss, set_phase
 from geovae.modules.vae import VAEModule, repeat_samples
-from geovae.nn.latents import Latent
+from geovae.nn.latents import Latent, standard_normal_kl
 from geovae.nn.layers import mlp
 from geovae.nn.likelihoods import summed_log_prob
 
@@ -250,10 +250,8 @@ class CGMVAEModule(VAEModule):
         if (self.training and self.update_weights and kl_weight >= 1 and self.phase != "hold"
                 and not self.weights_fixed):
             self._update_gamma(pi.detach())  # after the KL warm-up: components form first
-        kl_global = kl_divergence(comp.dirichlet_(self.gamma),
-                                  comp.dirichlet_(self.alpha)) / self.n_obs
-        e_log = self.expected_log_weights().to(pi.dtype)
-        return e_log.expand_as(pi), kl_global.to(pi.dtype).expand(pi.shape[0])
+        e_log, kl_global = comp.global_weight_terms(self)  # computed once while gamma is held
+        return e_log.to(pi.dtype).expand_as(pi), kl_global.to(pi.dtype).expand(pi.shape[0])
 
     @torch.no_grad()
     def _update_gamma(self, pi: torch.Tensor) -> None:
@@ -362,7 +360,8 @@ class CGMVAEModule(VAEModule):
     # ------------------------------------------------------------------ loss
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, kl_weight: float = 1.0) -> LossOutput:
-        """-ELBO (five closed-form terms) plus the classification loss on labelled cells."""
+        """-ELBO (five closed-form terms) plus the classification loss on labelled cells (the
+        tempering term left out at entropy weight 1: the same bits)."""
         if self.phase == "pretrain":
             return pretrain_loss(self, x, c, kl_weight)
         qz, qw, target = self.posteriors(x, c)
@@ -370,8 +369,7 @@ class CGMVAEModule(VAEModule):
         if log_qz is None:
             log_qz = qz.log_prob(z)
         w = qw.rsample()
-        library = x.sum(-1, keepdim=True)
-        reconstruction = -summed_log_prob(self.decode(z, c, library), target)
+        reconstruction = -summed_log_prob(self.decode(z, c, self.target_and_library(x)[1]), target)
         log_pi = torch.log_softmax(self.logits(z), dim=-1)
         pi = log_pi.exp()
         # sum_k q log q, 0 for deleted components (q = 0; finite gradients, unlike xlogy's)
@@ -386,15 +384,15 @@ class CGMVAEModule(VAEModule):
         terms = {
             "reconstruction": reconstruction,
             "kl_z": log_qz - (pi * log_pz).sum(-1),
-            "kl_w": kl_divergence(qw, comp.normal_(torch.zeros_like(w),
-                                                   torch.ones_like(w))).sum(-1),
+            "kl_w": standard_normal_kl(qw.loc, qw.scale).sum(-1),  # KL(q(w) || N(0, I))
             "kl_y": neg_entropy - (pi * e_log_d).sum(-1),
             "kl_d": kl_d,
         }
         kl = terms["kl_z"] + terms["kl_w"] + terms["kl_y"] + terms["kl_d"]
-        ce = torch.where(labelled, -log_pi.gather(1, labels.clamp(min=0)[:, None]).squeeze(1),
-                         torch.zeros_like(kl)) if labels is not None else torch.zeros_like(kl)
-        weight = self.classifier_weight / self.labelled_fraction
-        tempered = kl - (1 - self.entropy_weight) * neg_entropy  # = kl once the weight is 1
-        loss = (reconstruction + kl_weight * tempered + weight * ce).mean()
-        return LossOutput(loss, reconstruction, kl, {**terms, "classification": ce})
+        untempered = 1 - self.entropy_weight  # `y_temper`
+        loss = reconstruction + kl_weight * (kl - untempered * neg_entropy if untempered else kl)
+        ce = torch.zeros_like(kl)
+        if labels is not None:
+            ce = torch.where(labelled, -log_pi.gather(1, labels.clamp(min=0)[:, None])[:, 0], ce)
+            loss = loss + self.classifier_weight / self.labelled_fraction * ce
+        return LossOutput(loss.mean(), reconstruction, kl, {**terms, "classification": ce})

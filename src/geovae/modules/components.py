@@ -50,3 +50,22 @@ def component_prior(latent: Latent, out: torch.Tensor) -> Distribution:
         return WrappedNormal(latent.manifold.expmap0(latent.manifold.tangent0(a)), scale)
     # no argument checks: each would read a value back from the device every step
     return Independent(normal_(a, scale), 1, validate_args=False)
+
+
+def global_weight_terms(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E_q(pi)[log pi] (K,), KL(q(pi) || p(pi)) / N) of a c*GMΔVAE's global weights (q(pi) =
+    Dir(gamma), p(pi) = Dir(alpha)), the same numbers as computing them: kept while gamma,
+    alpha and N are the same tensors at the same versions (no in-place change since), so the
+    steps that hold the weights (the warm start's hold, ``hold_weights``) compute them once."""
+    from torch.distributions import kl_divergence
+
+    key = [(t, t._version) for t in (module.gamma, module.alpha, module.n_obs)]
+    cached = module.__dict__.get("_global_weight_terms")
+    if cached is not None and all(a is b and v == w for (a, v), (b, w) in zip(cached[0], key,
+                                                                               strict=True)):
+        return cached[1]
+    terms = (module.expected_log_weights(),
+             kl_divergence(dirichlet_(module.gamma), dirichlet_(module.alpha)) / module.n_obs)
+    if not torch.is_inference_mode_enabled():  # inference tensors cannot join a graph later
+        module.__dict__["_global_weight_terms"] = (key, terms)
+    return terms

@@ -97,7 +97,9 @@ def summed_log_prob(px: Distribution, value: torch.Tensor) -> torch.Tensor:
         if 2 * nonzeros.flat.numel() <= value.numel():
             factors = px.factors()
             if factors is not None:  # the mean formed inside (one (B, G) buffer fewer)
-                return nb_log_prob_sum(factors[0], px.theta, nonzeros, factors[1])
+                logits = factors[0] is None  # and the proportions too (one node fewer)
+                return nb_log_prob_sum(px.logits if logits else factors[0], px.theta,
+                                       nonzeros, factors[1], logits=logits)
             return nb_log_prob_sum(px.mu, px.theta, nonzeros)
     return px.log_prob(value).sum(-1)
 
@@ -111,17 +113,23 @@ class NegativeBinomial(Distribution):
     def __init__(self, mu: torch.Tensor | None, theta: torch.Tensor,
                  zi_logits: torch.Tensor | None = None, validate_args: bool = False, *,
                  proportions: torch.Tensor | None = None,
-                 library: torch.Tensor | None = None):
-        """``mu`` the mean; or None with ``proportions`` (cells, features) and ``library``
-        (cells, 1): the mean is their product, formed on first use of `mu` (the fused NB sum
-        takes the factors instead, `factors`)."""
-        if mu is None and (proportions is None or library is None):
-            raise ValueError("NegativeBinomial needs mu, or proportions and library")
+                 library: torch.Tensor | None = None, logits: torch.Tensor | None = None):
+        """``mu`` the mean; or None with ``proportions`` (cells, features), or their ``logits``
+        (softmax over features), and ``library`` (cells, 1): the mean is their product, formed
+        on first use of `mu` (the fused NB sum takes the factors instead, `factors`)."""
+        if mu is None and ((proportions is None and logits is None) or library is None):
+            raise ValueError("NegativeBinomial needs mu, or proportions (or logits) and library")
         self._mu, self.theta, self.zi_logits = mu, theta, zi_logits
-        self.proportions, self.library = proportions, library
-        shape = mu.shape if mu is not None else torch.broadcast_shapes(proportions.shape,
-                                                                       library.shape)
+        self._proportions, self.logits, self.library = proportions, logits, library
+        shape = mu.shape if mu is not None else torch.broadcast_shapes(
+            (logits if proportions is None else proportions).shape, library.shape)
         super().__init__(batch_shape=shape, validate_args=validate_args)
+
+    @property
+    def proportions(self) -> torch.Tensor | None:
+        if self._proportions is None and self.logits is not None:
+            self._proportions = torch.softmax(self.logits, dim=-1)
+        return self._proportions
 
     @property
     def mu(self) -> torch.Tensor:
@@ -129,9 +137,10 @@ class NegativeBinomial(Distribution):
             self._mu = self.proportions * self.library
         return self._mu
 
-    def factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(proportions, library) while the mean has not been formed, else None."""
-        return None if self._mu is not None else (self.proportions, self.library)
+    def factors(self) -> tuple[torch.Tensor | None, torch.Tensor] | None:
+        """(proportions, library) while the mean has not been formed, else None; the
+        proportions are None while they have not been formed from the logits either."""
+        return None if self._mu is not None else (self._proportions, self.library)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -179,10 +188,10 @@ class NBLikelihood(Likelihood):
         self.dropout = nn.Linear(n_hidden, n_features) if zero_inflated else None
 
     def forward(self, h: torch.Tensor, library: torch.Tensor) -> NegativeBinomial:
-        rho = torch.softmax(self.scale(h), dim=-1)
         theta = torch.exp(self.log_theta.clamp(-12.0, 12.0))  # per feature, broadcast
         zi = self.dropout(h) if self.dropout is not None else None
-        return NegativeBinomial(None, theta, zi, proportions=rho, library=library)
+        # the proportions are softmax(logits), formed where first used
+        return NegativeBinomial(None, theta, zi, logits=self.scale(h), library=library)
 
 
 class GaussianLikelihood(Likelihood):
