@@ -47,21 +47,29 @@ recompute it on the merged mixture, while one pair passes; both look only at com
 at least `MERGE_SHARE` of the cells' mass (smaller ones are the delete moves' business), and
 the smaller of a pair is folded into the larger. Euclidean latents only (the refit is a
 Gaussian's moments) and unsupervised mixtures only (labelled cells keep their label's
-component); turning the delete moves off (``delete_moves=False``) turns these off too.
+component); turning the delete moves off (``delete_moves=False``) turns these off too. The
+pair statistics (ridge ratio, DEMP, the veto's t) are in `geovae.modules.merge_statistics`.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch.distributions import Normal
 
 from geovae._rng import seeded
 from geovae.data.sources import DataSource
 from geovae.errors import OptionError
 from geovae.modules.deletion import mixture_probs, negative_bound, seeded_subsample
+from geovae.modules.merge_statistics import (  # noqa: F401 - the statistics re-exported
+    RIDGE_POINTS,
+    component_density,
+    depth_normalised,
+    dip_ratio,
+    feature_t,
+    misclassification,
+    ridge_ratio,
+    ridgeline,
+)
 from geovae.modules.mixture_start import inverse_softplus
 
 #: ``merge_rule`` values (module docstring)
@@ -88,8 +96,6 @@ DEMP_CUTOFF = 0.1
 #: 4-15 above 6; every (t, count) in 5-8 x 1-3 but (5, 1-2) gave the same merges there
 LOBE_T = 6.0
 LOBE_FEATURES = 3
-#: points on each ridgeline
-RIDGE_POINTS = 41
 #: the overlap rules look at components with at least this share of the cells' q(y) mass
 #: (`geovae.models.cgmvae.USED_SHARE`)
 MERGE_SHARE = 0.005
@@ -153,56 +159,6 @@ def greedy_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor,
         active[j] = False
         merges.append((i, j, a, sd))
     return active, merges
-
-
-def component_density(points: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor
-                      ) -> torch.Tensor:
-    """log of one component's density averaged over the cells' w, (1/n) sum_cells
-    N(point; loc_cell, diag scale_cell^2), at ``points`` (G, d); ``loc``, ``scale`` (n, d)."""
-    lp = Normal(loc[None], scale[None]).log_prob(points[:, None]).sum(-1)  # (G, n)
-    return torch.logsumexp(lp, 1) - math.log(loc.shape[0])
-
-
-def ridgeline(m_i: torch.Tensor, v_i: torch.Tensor, m_j: torch.Tensor, v_j: torch.Tensor,
-              points: int = RIDGE_POINTS) -> torch.Tensor:
-    """Ray & Lindsay's ridgeline between N(m_i, diag v_i) and N(m_j, diag v_j): the points
-    [(1 - t)/v_i + t/v_j]^-1 [(1 - t) m_i/v_i + t m_j/v_j], t in [0, 1], (points, d). Every
-    mode of a mixture of the two lies on it."""
-    t = torch.linspace(0.0, 1.0, points, dtype=m_i.dtype, device=m_i.device)[:, None]
-    return ((1 - t) * m_i / v_i + t * m_j / v_j) / ((1 - t) / v_i + t / v_j)
-
-
-def dip_ratio(log_density: torch.Tensor) -> float:
-    """min over the points of density / min(highest density before it, highest after it)
-    for a density profile (G,) given as logs: 1 when it has one mode, near 0 when it falls
-    to nothing between two."""
-    left = torch.cummax(log_density, 0).values
-    right = torch.cummax(log_density.flip(0), 0).values.flip(0)
-    return float(torch.exp((log_density - torch.minimum(left, right)).min()))
-
-
-def ridge_ratio(loc: torch.Tensor, scale: torch.Tensor, counts: torch.Tensor, i: int,
-                j: int) -> float:
-    """`dip_ratio` of pi_i p_i + pi_j p_j along the ridgeline between the moment-matched
-    Gaussians of components i and j (mean and variance over the cells' w of N(mu_k(w),
-    sigma_k(w)^2)); ``loc``, ``scale`` (n, K, d), ``counts`` (K,) the q(y) mass."""
-    moments = []
-    for k in (i, j):
-        mk = loc[:, k].mean(0)
-        moments += [mk, scale[:, k].square().mean(0) + (loc[:, k] - mk).square().mean(0)]
-    path = ridgeline(*moments)
-    log_f = torch.logaddexp(torch.log(counts[i]) + component_density(path, loc[:, i],
-                                                                      scale[:, i]),
-                            torch.log(counts[j]) + component_density(path, loc[:, j],
-                                                                      scale[:, j]))
-    return dip_ratio(log_f)
-
-
-def misclassification(q: torch.Tensor) -> torch.Tensor:
-    """(K, K): P[i, j] = sum_cells q_i 1[argmax q = j] / sum_cells q_i, the estimated
-    probability that a cell of component i is assigned to j (Hennig 2010's DEMP)."""
-    hard = F.one_hot(q.argmax(1), q.shape[1]).to(q)
-    return q.T @ hard / q.sum(0)[:, None].clamp(min=1e-12)
 
 
 def pair_statistics(logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
@@ -274,32 +230,6 @@ def greedy_overlap_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tens
         loc[:, i], scale[:, i] = mu, sd
         merges.append((i, j, a, sd))
     return active, merges
-
-
-def depth_normalised(x: torch.Tensor, batch: torch.Tensor | None, counts: bool
-                     ) -> torch.Tensor:
-    """Each cell's expression x / its library size (``counts``; else the features as they
-    are), float64, with each batch's (each distinct row of ``batch``) mean moved to the
-    mean over all cells: what two components of one type split by depth share."""
-    y = x.double()
-    if counts:
-        y = y / y.sum(1, keepdim=True).clamp(min=1.0)
-    if batch is not None and batch.shape[1]:
-        groups = torch.unique(batch, dim=0, return_inverse=True)[1]
-        means = torch.zeros(int(groups.max()) + 1, y.shape[1], dtype=y.dtype)
-        means.index_add_(0, groups, y)
-        means /= torch.bincount(groups)[:, None].to(y)
-        y = y - means[groups] + y.mean(0)
-    return y
-
-
-def feature_t(y: torch.Tensor, hard: torch.Tensor, i: int, j: int) -> torch.Tensor:
-    """Welch's t per feature of ``y`` between the cells whose argmax ``hard`` is i and j."""
-    a, b = y[hard == i], y[hard == j]
-    if min(len(a), len(b)) < 2:
-        return torch.zeros(y.shape[1], dtype=y.dtype)
-    se = (a.var(0) / len(a) + b.var(0) / len(b)).clamp(min=1e-300).sqrt()
-    return (a.mean(0) - b.mean(0)) / se
 
 
 def expression_differs(y: torch.Tensor, hard: torch.Tensor, i: int, j: int) -> bool:
