@@ -6,6 +6,7 @@ equal depth: keep). Two close types, each a core and a lobe of shallow cells, fi
 
 from __future__ import annotations
 
+import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 from torch.distributions import Normal
@@ -84,3 +85,19 @@ def test_the_conditions_mean_is_taken_out_before_the_t_test() -> None:
     assert not expression_differs(y, hard, 2, 3)
     assert expression_differs(y, hard, 0, 2)
     assert int((feature_t(y, hard, 0, 2).abs() > 6).sum()) >= MARKERS - 1
+
+
+@pytest.mark.parametrize(("rule", "match"), [
+    ("lobes", r"^rule 'lobes' needs profiles, the cells' depth-normalised expression"),
+    ("elbo", r"^rule must be one of modes, demp, lobes \(elbo: greedy_merges\), not 'elbo'$"),
+])
+def test_a_misused_overlap_rule_is_a_value_error(rule: str, match: str) -> None:
+    """``"lobes"`` without ``profiles`` was a TypeError deep in the veto, once a pair passed
+    DEMP (as here: every cell's argmax is component 0); ``"elbo"`` ran as ``"demp"``."""
+    n, k, d = 20, 3, 2
+    with pytest.raises(ValueError, match=match):
+        greedy_overlap_merges(torch.randn(n, d, dtype=torch.float64),
+                              torch.zeros(n, k, dtype=torch.float64),
+                              torch.zeros(n, k, d, dtype=torch.float64),
+                              torch.ones(n, k, d, dtype=torch.float64),
+                              torch.ones(k, dtype=torch.bool), rule)

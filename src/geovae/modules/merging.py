@@ -74,6 +74,8 @@ from geovae.modules.mixture_start import inverse_softplus
 
 #: ``merge_rule`` values (module docstring)
 MERGE_RULES = ("elbo", "modes", "demp", "lobes")
+#: the rules `greedy_overlap_merges` makes (``"elbo"`` is `greedy_merges`)
+OVERLAP_RULES = ("modes", "demp", "lobes")
 #: "modes": merge where the density's lowest point on the ridgeline is at least this share of
 #: the lower of its two peaks (Hennig 2010's ridge.ratio method; 0.2 recalled as fpc's
 #: mergenormals default, not checked; the development runs below found no better one:
@@ -202,7 +204,14 @@ def greedy_overlap_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tens
     (`expression_differs`). Only the rule's own statistic is computed; q(y|z) once a round
     (it depends on the active set alone). Inputs as `greedy_merges` plus the components'
     sds at each cell's w ``scale`` (n, K, d). Returns (the new ``active``, merges as (i, j,
-    a, sd))."""
+    a, sd)). A ``rule`` not in `OVERLAP_RULES`, or ``"lobes"`` without ``profiles``, is a
+    `ValueError`."""
+    if rule not in OVERLAP_RULES:
+        raise ValueError(f"rule must be one of {', '.join(OVERLAP_RULES)} (elbo: greedy_merges), "
+                         f"not {rule!r}")
+    if rule == "lobes" and profiles is None:
+        raise ValueError("rule 'lobes' needs profiles, the cells' depth-normalised expression "
+                         "(n, G): mixture_draws(..., profiles=True)['profiles']")
     cutoff = (RIDGE_RATIO if rule == "modes" else DEMP_CUTOFF) if cutoff is None else cutoff
     column = 2 if rule == "modes" else 3
     active, loc, scale = active.clone(), loc.clone(), scale.clone()
