@@ -171,3 +171,41 @@ def test_log_normalisation_is_scanpys(sparse: bool) -> None:
     sc.pp.log1p(b)
     assert np.allclose(ours, b.X, rtol=1e-5, atol=1e-6)
     assert not ours[0].any() and ours[1:].sum(1).min() > 0
+
+
+@pytest.mark.parametrize("shift", [None, 0.0, 100.0])
+def test_no_log2_fold_changes_where_the_matrix_cannot_be_log1p(
+        shift: float | None, caplog: pytest.LogCaptureFixture) -> None:
+    """A table that is not counts is ranked as it is; scanpy's log2 fold changes (a ratio of
+    expm1 of log1p means) raised numpy's RuntimeWarnings on a standardised table (negative
+    values) and on values too large for log1p expression, and meant nothing there: now NaN,
+    with a log line, and no warning. Log-normalised expression (``shift=None``) keeps finite
+    fold changes; the ranking itself is the same."""
+    import logging
+    import warnings
+
+    from geovae.tools.markers import log_normalised, rank_markers
+
+    a = counts_with_markers(n=300)
+    x = log_normalised(a.X)
+    if shift is not None:  # standardised; 100: shifted above any log1p expression
+        x = (x - x.mean(0)) / x.std(0) + shift
+    a.X = x.astype(np.float32)
+    logger = logging.getLogger("geovae")  # the CLI's tests may have stopped propagation
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="geovae"), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert rank_markers(a) is not None
+    finally:
+        logger.removeHandler(caplog.handler)
+    result = a.uns["rank_genes_groups"]
+    assert [result["names"][g][0] for g in ("0", "1", "2")] == ["g0", "g1", "g2"]
+    folds = np.array([result["logfoldchanges"][g] for g in ("0", "1", "2")], dtype=float)
+    said = sorted({r.getMessage() for r in caplog.records  # each record once, both handlers
+                   if "no log2 fold changes" in r.getMessage()})
+    if shift is None:
+        assert np.isfinite(folds).all() and folds[:, 0].min() > 2 and not said
+    else:
+        assert np.isnan(folds).all() and len(said) == 1, said
+        assert ("negative values" if shift == 0 else "values up to 1") in said[0], said

@@ -4,7 +4,10 @@ Marker genes are scanpy's ``sc.tl.rank_genes_groups`` (t-test, each cluster agai
 on log-normalised expression (counts scaled to 10,000 per cell, then log1p; a matrix that
 is not counts is taken as already normalised), computed on a seeded subsample of at most
 `MAX_CELLS` cells so that the cost stays bounded on large data. The result is stored under
-scanpy's usual key, so ``sc.pl.rank_genes_groups(adata)`` draws it.
+scanpy's usual key, so ``sc.pl.rank_genes_groups(adata)`` draws it. Its log2 fold changes
+(``logfoldchanges``) are left NaN, with a log line, where a matrix that is not counts cannot be
+log1p expression (`fold_change_problem`: negative values, as in a standardised table, or
+values above `LOG1P_MAX`): there scanpy's ratio of expm1 of the means means nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ N_NAMED = 5
 #: where the ranking goes: scanpy's default key, unless the input holds its own there
 KEY = "rank_genes_groups"
 KEY_OWN = "geovae_rank_genes_groups"
+#: the largest value a matrix not of counts may hold for scanpy's log2 fold changes: they read
+#: the matrix as natural-log log1p expression (expm1 of each group's mean), and e^25, about
+#: 7e10 counts in a cell, is more than any cell holds
+LOG1P_MAX = 25.0
 
 
 def majority_labels(clusters: Any, labels: Any) -> tuple[list[str], list[str], list[float]]:
@@ -123,12 +130,18 @@ def rank_markers(adata: Any, groupby: str = K.CLUSTER, layer: str | None = None,
              f"{len(idx):,} cells")
     if how.startswith("log1p"):
         sub.X = log_normalised(sub.X)
-    with warnings.catch_warnings():  # scanpy builds its table column by column
-        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+    no_folds = fold_change_problem(sub.X, how)
+    with warnings.catch_warnings(), np.errstate(**({"all": "ignore"} if no_folds else {})):
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)  # column by column
         sc.tl.rank_genes_groups(sub, groupby, groups=ranked, reference="rest",
                                 method="t-test", n_genes=min(N_RANKED, adata.n_vars),
                                 use_raw=False)
     result = sub.uns["rank_genes_groups"]
+    if no_folds:
+        for group in result["logfoldchanges"].dtype.names:
+            result["logfoldchanges"][group] = np.nan
+        log.info(f"marker genes: no log2 fold changes (logfoldchanges left NaN): {no_folds}, "
+                 "and scanpy's are a ratio of expm1 of log1p expression; ranked by the t-test")
     result["params"]["geovae"] = True
     dots = dot_plot_data(sub, groupby, ranked, result)
     own = adata.uns.get(KEY)
@@ -137,6 +150,20 @@ def rank_markers(adata: Any, groupby: str = K.CLUSTER, layer: str | None = None,
     adata.uns[key] = result
     return {"key": key, "n_cells": int(len(idx)), "expression": how, "seed": int(seed),
             "method": "t-test", "dotplot": dots}
+
+
+def fold_change_problem(x: Any, how: str) -> str | None:
+    """Why scanpy's log2 fold changes mean nothing on the ranked matrix ``x`` (made as
+    ``how`` says, `expression`), or None: a matrix that is not counts with negative values or
+    values above `LOG1P_MAX` is no log1p expression. Log-normalised counts always pass."""
+    if how.startswith("log1p"):
+        return None
+    low, high = float(x.min()), float(x.max())
+    if low < 0:
+        return f"the matrix has negative values (down to {low:.3g}; standardised?)"
+    if high > LOG1P_MAX:
+        return f"the matrix has values up to {high:.3g}, no natural-log expression"
+    return None
 
 
 def dot_plot_data(sub: Any, groupby: str, groups: list[str], result: Any,
