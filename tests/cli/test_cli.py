@@ -238,14 +238,51 @@ def test_merge_rule_where_no_merge_runs_is_one_line(tmp_path: Path, extra: list[
     """--merge-rule other than the default where no merge moves run (a curved latent, labels,
     per-cell weights, delete moves off) is a one-line error before any work, not a recorded
     rule that never ran."""
+    line = _refused_cgmvae_fit(tmp_path, "--merge-rule", "demp", *extra)
+    assert "--merge-rule demp would have no effect" in line, line
+    assert why in line, line
+
+
+def _refused_cgmvae_fit(tmp_path: Path, *args: str) -> str:
+    """The one error line of a c*GMΔVAE fit with ``args`` on 300 blobs that exits with 2
+    before writing anything (no traceback)."""
     blobs = tmp_path / "blobs.h5ad"
     assert run_cli("blobs", blobs, "--n-cells", "300", "--quiet").exit_code == 0
-    bad = run_cli("fit", blobs, "--model", "cgmvae", "--merge-rule", "demp", "--epochs", "2",
-                  *extra, "--quiet")
+    bad = run_cli("fit", blobs, "--model", "cgmvae", "--epochs", "2", *args, "--quiet")
     assert bad.exit_code == 2, bad.output
     errors = [x for x in bad.stderr.splitlines() if "error:" in x]
     assert len(errors) == 1 and "Traceback" not in bad.stderr, bad.stderr
-    line = errors[0]
-    assert "--merge-rule demp would have no effect" in line, line
-    assert why in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blobs.h5ad"]
+    return errors[0]
+
+
+@pytest.mark.parametrize(("extra", "why"), [
+    (["--latent", "sphere"], "the sphere latent: the start's Gaussian mixture is fitted in z's "
+                             "coordinates, --latent euclidean only"),
+    (["--latent", "hyperbolic"], "the hyperbolic latent"),
+    (["--mixture-weights", "per-cell"], "per-cell weights: --mixture-weights global only"),
+    (["--label-key", "blob"], "labels: each labelled component is its label's"),
+])
+def test_warm_start_where_it_cannot_run_is_one_line(tmp_path: Path, extra: list[str],
+                                                   why: str) -> None:
+    """The reviewer's F20: --warm-start where the warm start never runs (it fits its GMM in
+    z's Euclidean coordinates and sets the global weights of free components) was dropped
+    without a word; now a one-line error before any work, naming why."""
+    line = _refused_cgmvae_fit(tmp_path, "--warm-start", "0.3", *extra)
+    assert "--warm-start 0.3 would have no effect: the warm start runs for an unsupervised " \
+        "mixture with global weights on a Euclidean latent only (" in line, line
+    assert why in line and line.endswith("); leave it out"), line
+
+
+def test_warm_start_zero_or_default_is_no_error_where_it_cannot_run() -> None:
+    """0 (the mixture trained end to end: what runs there) and the default (not given) pass;
+    ``hold`` given above 0 where no warm start runs is refused as ``warm_start`` is."""
+    from geovae.errors import OptionError
+    from geovae.models.cgmvae import check_warm_start_applies
+
+    sphere = {"warm_start": 0.0, "hold": 0.25, "n_labels": 0, "mixture_weights": "global"}
+    check_warm_start_applies(sphere, "sphere", {"warm_start"})
+    check_warm_start_applies({**sphere, "warm_start": 0.5}, "sphere", set())
+    check_warm_start_applies({**sphere, "warm_start": 0.3}, "euclidean", {"warm_start", "hold"})
+    with pytest.raises(OptionError, match=r"^`hold` 0.25 would have no effect.*\(labels"):
+        check_warm_start_applies({**sphere, "n_labels": 3}, "euclidean", {"warm_start", "hold"})

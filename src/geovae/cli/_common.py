@@ -118,10 +118,10 @@ MergeRuleOpt = Annotated[MergeRule | None, typer.Option(
          "simulated counts (benchmarks/RESULTS.md).", show_default=False)]
 WarmStart = Annotated[float | None, typer.Option(
     min=0.0, max=0.75,
-    help="cgmvae without labels (Euclidean latent): share of the epochs that train z as a VAE "
-         "before the mixture starts from a Bayesian GMM on the latent and is held for a "
-         "quarter of the epochs (default 0.5; 0 trains the mixture end to end, as geovae "
-         "<= 0.2.0).", metavar="<share>", show_default=False)]
+    help="cgmvae without labels (Euclidean latent, global weights): share of the epochs that "
+         "train z as a VAE before the mixture starts from a Bayesian GMM on the latent and "
+         "is held for a quarter of the epochs (default 0.5; 0 trains the mixture end to end, "
+         "as geovae <= 0.2.0).", metavar="<share>", show_default=False)]
 Precision = Annotated[PrecisionChoice, typer.Option(
     case_sensitive=False,
     help="Hidden layers' matrix products while training: auto (bfloat16 autocast on a CUDA GPU "

@@ -58,6 +58,18 @@ def component_usage(assignments: np.ndarray, n_clusters: int) -> tuple[list[int]
     return used, [int(k) for k in np.flatnonzero(counts < need)]
 
 
+def not_unsupervised_global(opts: dict[str, Any], latent: str, geometry: str) -> list[str]:
+    """Why ``opts`` on the ``latent`` are no unsupervised mixture with global weights on a
+    Euclidean latent (what the merge moves and the warm start act on; ``geometry``: why the
+    latent must be Euclidean), one reason each; [] where they are one."""
+    return [reason for off, reason in (
+        (latent != "euclidean", f"the {latent} latent: {geometry}, "
+                                "{latent='euclidean'} only"),
+        (bool(opts.get("n_labels")), "labels: each labelled component is its label's"),
+        (opts.get("mixture_weights") != "global",
+         "per-cell weights: {mixture_weights='global'} only")) if off]
+
+
 def check_merge_rule_applies(opts: dict[str, Any], latent: str,
                              defaults: dict[str, Any]) -> None:
     """A one-line `OptionError` when a ``merge_rule`` other than the default is given where
@@ -65,17 +77,29 @@ def check_merge_rule_applies(opts: dict[str, Any], latent: str,
     rule = opts.get("merge_rule", defaults["merge_rule"])
     if rule == defaults["merge_rule"]:
         return
-    why = [reason for off, reason in (
-        (latent != "euclidean", f"the {latent} latent: a merge refits a Gaussian's moments, "
-                                "{latent='euclidean'} only"),
-        (bool(opts.get("n_labels")), "labels: each labelled component is its label's"),
-        (opts.get("mixture_weights") != "global",
-         "per-cell weights: {mixture_weights='global'} only"),
-        (not opts.get("delete_moves", True), "{delete_moves=False} turns merging off too"),
-        (not opts.get("merge_moves", True), "{merge_moves=False}")) if off]
+    why = not_unsupervised_global(opts, latent, "a merge refits a Gaussian's moments") + [
+        reason for off, reason in (
+            (not opts.get("delete_moves", True), "{delete_moves=False} turns merging off too"),
+            (not opts.get("merge_moves", True), "{merge_moves=False}")) if off]
     if why:
         raise OptionError(f"{{opt}} {rule} would have no effect: merge moves run for an "
                           f"unsupervised mixture only ({'; '.join(why)})", param="merge_rule")
+
+
+def check_warm_start_applies(opts: dict[str, Any], latent: str, given: set[str]) -> None:
+    """A one-line `OptionError` when ``warm_start`` or ``hold`` above 0 is among the options
+    ``given`` where the warm start does not run (`geovae.modules.mixture_start.warm_starts`:
+    its GMM is fitted in z's Euclidean coordinates, and it sets the global weights and free
+    components), instead of dropping it. 0 (the mixture trained end to end: what runs
+    there) is accepted; so is the default, which applies where it can."""
+    asked = [name for name in ("warm_start", "hold") if name in given and opts.get(name)]
+    why = not_unsupervised_global(opts, latent, "the start's Gaussian mixture is fitted in z's "
+                                                "coordinates")
+    if asked and why:
+        raise OptionError(f"{{opt}} {opts[asked[0]]:g} would have no effect: the warm start "
+                          "runs for an unsupervised mixture with global weights on a "
+                          f"Euclidean latent only ({'; '.join(why)}); leave it out",
+                          param=asked[0])
 
 
 @register
@@ -102,8 +126,9 @@ class CGMVAE(GeoVAE):
                               "label column)", param="batch_key")
 
     def complete_config(self) -> None:
-        super().complete_config()
         opts = self.config.model_options
+        given = set(opts)  # what the caller passed (a saved model's are all there: not checked)
+        super().complete_config()
         n_labels = len(self.spec.label_categories)
         opts.setdefault("n_labels", n_labels)
         opts.setdefault("n_clusters", n_labels or 20)
@@ -118,6 +143,7 @@ class CGMVAE(GeoVAE):
             opts.setdefault(name, self.module_options()[name])
         if self.adata is not None:  # a new fit (a saved model keeps its options)
             check_merge_rule_applies(opts, self.config.latent, self.module_options())
+            check_warm_start_applies(opts, self.config.latent, given)
 
     @classmethod
     def from_saved(cls, config: Any, spec: Any) -> CGMVAE:
