@@ -90,3 +90,22 @@ def test_a_bad_merge_threshold_is_one_line(bad) -> None:
     adata, _ = _blobs(0, n=60)
     with pytest.raises(geovae.OptionError, match="merge.*must be a PAGA connectivity"):
         geovae.cluster(adata, umap=False, merge=bad)
+
+
+@pytest.mark.parametrize(("bad", "text"), [(1.5, "1.5"), ("often", "often"), (True, "True")])
+def test_cluster_and_the_command_line_check_merge_alike(bad, text: str) -> None:
+    """One check (`check_merge`) behind `cluster` and the command line's `parse_merge`: the
+    same message for the same value, and ``"off"`` is no merging in both."""
+    from geovae.tools.merge import parse_merge
+
+    adata, _ = _blobs(0, n=60)
+    with pytest.raises(geovae.OptionError) as python:
+        geovae.cluster(adata, umap=False, merge=bad)
+    with pytest.raises(geovae.OptionError) as cli:
+        parse_merge(text if isinstance(bad, str) else bad)
+    assert str(python.value) == str(cli.value) == (
+        f"`merge` must be a PAGA connectivity between 0 and 1, gap or off (no merging), got "
+        f"'{text}'")
+    assert parse_merge("Off") is None and "geovae" not in adata.uns
+    geovae.cluster(adata, umap=False, merge="off")
+    assert adata.uns["geovae"]["cluster"]["merge"] == {"rule": "off"}

@@ -13,7 +13,7 @@ import torch
 from geovae import _keys as K
 from geovae.errors import InputError, OptionError
 from geovae.tools.jit_cache import import_umap
-from geovae.tools.merge import DEFAULT_MERGE, GAP, OFF, merge_clusters
+from geovae.tools.merge import DEFAULT_MERGE, OFF, check_merge, merge_clusters
 from geovae.tools.neighbors import ANN_THRESHOLD, ApproxKNN, knn_recall, knn_transformer
 from geovae.tools.record import drop_fields, update_record
 from geovae.tools.resolution import AUTO, LEIDEN, choose_resolution
@@ -126,7 +126,7 @@ def cluster(
         (PAGA connectivity above ``merge``, `geovae.tools.merge`) until none is left;
         ``"gap"`` (the default): above 0.8, then on down to 0.3 where that ends at a tenfold
         drop in connectivity (`geovae.tools.merge.gap_stop`); recorded in
-        ``uns['geovae']['cluster']['merge']`` and logged. None: Leiden's
+        ``uns['geovae']['cluster']['merge']`` and logged. None (or ``"off"``): Leiden's
         clusters as they are (also ``sc.tl.leiden`` on the shared graph), recorded as
         ``{'rule': 'off'}``. Not with ``auto``.
 
@@ -164,10 +164,7 @@ def cluster(
     if umap_epochs is not None and not (whole and umap_epochs >= 0):
         raise OptionError("{opt} must be a whole number >= 0 (0: umap-learn's default)",
                           param="umap_epochs")
-    if merge is not None and merge != GAP and (isinstance(merge, (str, bool))
-                                               or not 0 <= merge <= 1):
-        raise OptionError(f"{{opt}} must be a PAGA connectivity in [0, 1], '{GAP}' or None (no "
-                          "merging)", param="merge")
+    merge = check_merge(merge)
     if adata.n_obs < 3:
         raise InputError(f"clustering needs at least 3 cells, got {adata.n_obs}")
     rep = np.asarray(adata.obsm[use_rep])

@@ -56,23 +56,32 @@ def parse_merge(value: float | str | None) -> float | str | None:
     """A merge setting as the runs and the command line take it (a number or its text, ``off``,
     ``gap``, or None for the default) as `geovae.tools.cluster.cluster` takes it: a PAGA
     connectivity in [0, 1], `GAP` (also for None: `DEFAULT_MERGE`), or None for ``off``."""
-    from geovae.errors import OptionError
-
     if value is None:
         return DEFAULT_MERGE
     given = value
-    if isinstance(value, str):
-        if value.strip().lower() == OFF:
-            return None
-        if value.strip().lower() == GAP:
-            return GAP
+    if isinstance(value, str) and value.strip().lower() not in (OFF, GAP):
         try:
             value = float(value)
         except ValueError:
             value = float("nan")
-    if isinstance(value, bool) or not 0 <= value <= 1:  # NaN fails both comparisons
+    return check_merge(value.strip().lower() if isinstance(value, str) else value, given)
+
+
+def check_merge(value: float | str | None, given: object = None) -> float | str | None:
+    """``value`` as `geovae.tools.cluster.cluster` uses it when it is a merge setting: a PAGA
+    connectivity in [0, 1] (a float), `GAP`, or None or `OFF` (no merging: None); else a
+    one-line `OptionError` quoting ``given`` (what the user wrote; default ``value``). The
+    check of both `cluster` and the command line (`parse_merge`)."""
+    from geovae.errors import OptionError
+
+    if value is None or value == OFF:
+        return None
+    if value == GAP:
+        return GAP
+    if isinstance(value, (str, bool)) or not 0 <= value <= 1:  # NaN fails both comparisons
         raise OptionError(f"{{opt}} must be a PAGA connectivity between 0 and 1, {GAP} or {OFF} "
-                          f"(no merging), got '{given}'", param="merge")
+                          f"(no merging), got '{value if given is None else given}'",
+                          param="merge")
     return float(value)
 
 
