@@ -5,7 +5,8 @@ Run:  python benchmarks/bench_code_ab.py --old REV [--data FILE.h5ad | --simulat
           [--json FILE]
 
 ``--old`` is a git revision of this repository: its ``src/`` is exported to a temporary folder
-(``git archive``) and compared with this checkout's ``src/``. Each round starts one process per
+(``git archive``) and compared with this checkout's ``src/`` (recorded as ``new``: HEAD's
+hash, ``+dirty`` where ``src/`` has changes not committed). Each round starts one process per
 version, in alternating order (A B, B A, ...: both see the same machine load); a process loads
 the data (``--simulate N``: bench_vs_scvi.py's synthetic counts of N cells made in memory,
 batch key ``batch``), builds the default model (``GeoVAE`` or ``CGMVAE(adata,
@@ -66,6 +67,20 @@ def child(args: argparse.Namespace) -> None:
                       "phases": [r["phase"] for r in rows], "val_last": hist.validation[-1]}))
 
 
+def git(root: Path, *args: str) -> str:
+    """``git -C root ARGS``'s output, stripped."""
+    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def code_label(root: Path) -> str:
+    """What the "new" side runs, for the record: HEAD's short hash, with ``+dirty`` where
+    ``src/`` differs from HEAD (uncommitted or untracked files: the child imports the working
+    tree's ``src/``, not HEAD's)."""
+    head = git(root, "rev-parse", "--short", "HEAD")
+    return f"{head}+dirty" if git(root, "status", "--porcelain", "--", "src") else head
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--old", required=True, help="git revision to compare this checkout with")
@@ -84,10 +99,8 @@ def main() -> None:
         args.batch_key = "batch"
     if args.child:
         return child(args)
-    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.old],
-                         check=True, capture_output=True, text=True).stdout.strip()
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    rev = git(ROOT, "rev-parse", "--short", args.old)
+    head = code_label(ROOT)
     runs: dict[str, list[dict]] = {"old": [], "new": []}
     passed = ["--data", str(args.data), "--simulate", str(args.simulate), "--model",
               args.model, "--epochs", str(args.epochs), "--threads", str(args.threads)] + (
