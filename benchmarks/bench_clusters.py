@@ -84,7 +84,7 @@ RULE_METHODS = {f"cgmvae_{rule}": rule for rule in ("elbo", "modes", "demp", "lo
 #: each overlap rule's cutoffs tried on the same kept weights (`run_rules`: ``cutoffs``, ARI,
 #: NMI, components in use at each): the grid the development runs chose the cutoffs from
 CUTOFFS = {"modes": (0.2, 0.5, 0.8, 0.99), "demp": (0.025, 0.05, 0.1, 0.15, 0.2),
-           "lobes": (4.0, 5.0, 6.0, 8.0)}  # "lobes": `LOBE_T`
+           "lobes": (0.3, 0.5, 0.8, 1.2)}  # "lobes": `LOBE_EFFECT`
 METHODS = ("cgmvae", *VARIANTS, "vae_bgmm", "vae_leiden", "pca_leiden")
 #: the row every ablation row is paired against, and the two-stage target
 BASELINES = ("cgmvae_plain", "vae_bgmm", "vae_leiden")
@@ -160,13 +160,12 @@ def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
               encoder_input: str | None = None) -> list[dict[str, Any]]:
     """One record per method of ``methods`` (`RULE_METHODS`) from ONE default c*GMΔVAE fit:
     the kept weights are saved where training ends and each merge rule's moves (then the
-    delete moves) run on a copy of them (training never reads the rule, so this is what
-    separate fits give, at a third of the cost). The first record also holds ``pairs``,
-    the diagnostic: for every pair of components with >= 0.5% of the mass on the kept
-    weights, (i, j, ridge ratio, DEMP, cells whose argmax is i / j, their majority type's
-    share, whether i and j have the same majority type, features with |t| > `LOBE_T` and
-    the largest |t| of `merging.feature_t`); the default rule's ``matches_fit``: its
-    clusters are what the fit wrote."""
+    delete moves) run on a copy of them (training never reads the rule: what separate fits
+    give). The first record also holds ``pairs``, for every pair of components with >= 0.5%
+    of the mass on the kept weights: (i, j, ridge ratio, DEMP, cells whose argmax is i / j,
+    their majority type's share, whether i and j have the same majority type, features past
+    the "lobes" veto, the largest effect past its t guard); the default rule's
+    ``matches_fit``: its clusters are what the fit wrote."""
     import copy
 
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -174,7 +173,7 @@ def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
     import geovae
     from geovae.modules import merging
     from geovae.modules.cgmvae import DELETE_CELLS, CGMVAEModule
-    from geovae.modules.merging import feature_t, mixture_draws, pair_statistics
+    from geovae.modules.merging import mixture_draws, pair_statistics
 
     adata, kw, truth = load(data, seed)
     labels = adata.obs[truth].to_numpy()
@@ -217,12 +216,13 @@ def run_rules(data: str, methods: list[str], k: int, seed: int, epochs: int,
         pairs.append([i, j, round(ridge, 4), round(demp, 4), sides[0][0], sides[1][0],
                       round(sides[0][2], 3), round(sides[1][2], 3),
                       sides[0][1] == sides[1][1]])
-        t = feature_t(d["profiles"], hard, i, j).abs()  # the "lobes" rule's veto
-        pairs[-1] += [int((t > merging.LOBE_T).sum()), round(float(t.max()), 2)]
+        e, t = merging.feature_effect(d["profiles"], hard, i, j)  # the "lobes" rule's veto
+        e = e.abs()[t.abs() > merging.LOBE_T].tolist() + [0.0]  # past its noise guard
+        pairs[-1] += [sum(v >= merging.LOBE_EFFECT for v in e), round(max(e), 2)]
     def moves(rule: str, cutoff: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(argmax of q(y|x), mixture weights) after ``rule``'s moves on the kept weights,
         at ``cutoff`` (the overlap rules; default the module's constant)."""
-        name = {"modes": "RIDGE_RATIO", "demp": "DEMP_CUTOFF", "lobes": "LOBE_T"}.get(rule)
+        name = {"modes": "RIDGE_RATIO", "demp": "DEMP_CUTOFF", "lobes": "LOBE_EFFECT"}.get(rule)
         default = getattr(merging, name) if name else None
         module.load_state_dict(saved["state"])
         module.merge_rule, module.weights_fixed = rule, saved["fixed"]
@@ -341,8 +341,8 @@ def pair_diagnostic(recs: list[dict[str, Any]]) -> None:
                 groups.setdefault((r["data"], r["k"]), []).append(p)
     if groups:
         print("\n| data | K | pairs, same type: n, ridge ratio min / median, DEMP min / median | "
-              "pairs, two types: n, ridge ratio max, DEMP max | |t| > LOBE_T: same max, two min "
-              "|\n" + "|---" * 5 + "|")
+              "pairs, two types: n, ridge ratio max, DEMP max | features past the veto: same "
+              "max, two min |\n" + "|---" * 5 + "|")
     for (data, k), ps in groups.items():
         same = [p for p in ps if p[8]]
         other = [p for p in ps if not p[8]]

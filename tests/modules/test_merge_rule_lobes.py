@@ -11,10 +11,12 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 from torch.distributions import Normal
 
+from geovae.modules import merging
 from geovae.modules.deletion import mixture_probs
 from geovae.modules.merging import (
     depth_normalised,
     expression_differs,
+    feature_effect,
     feature_t,
     greedy_overlap_merges,
 )
@@ -101,3 +103,33 @@ def test_a_misused_overlap_rule_is_a_value_error(rule: str, match: str) -> None:
                               torch.zeros(n, k, d, dtype=torch.float64),
                               torch.ones(n, k, d, dtype=torch.float64),
                               torch.ones(k, dtype=torch.bool), rule)
+
+
+def _shifted(n: int, shift: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, hard): n cells in each of components 0 and 1, GENES standard normal features, the
+    first MARKERS shifted by ``shift`` sd in component 1."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.randn(2 * n, GENES, generator=gen, dtype=torch.float64)
+    hard = (torch.arange(2 * n) >= n).long()
+    y[hard == 1, :MARKERS] += shift
+    return y, hard
+
+
+@pytest.mark.parametrize(("n", "shift", "two_types"), [(50, 1.0, True), (400, 0.25, False)])
+def test_the_veto_does_not_flip_when_the_cells_are_replicated(
+        n: int, shift: float, two_types: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review F22: both components' cells replicated 10x leave the effect size as it is
+    (population variances) and multiply |t| by about sqrt(10). A 1-sd difference in MARKERS
+    features between 50 and 50 cells (|t| about 5) is two types at either size; a 0.25-sd
+    one between 400 and 400 (|t| about 3.5) is one type at either size. The earlier veto
+    (|t| > 6 in >= 3 features, no effect size) merged both pairs at their own size and kept
+    both apart replicated: under it this test fails."""
+    y, hard = _shifted(n, shift)
+    y10, hard10 = y.repeat(10, 1), hard.repeat(10)
+    assert torch.allclose(feature_effect(y, hard, 0, 1)[0], feature_effect(y10, hard10, 0, 1)[0])
+    assert expression_differs(y, hard, 0, 1) is two_types
+    assert expression_differs(y10, hard10, 0, 1) is two_types
+    for name, value in (("LOBE_EFFECT", 0.0), ("LOBE_T", 6.0), ("LOBE_FEATURES", 3)):
+        monkeypatch.setattr(merging, name, value)  # the earlier veto: it flips
+    assert not expression_differs(y, hard, 0, 1)
+    assert expression_differs(y10, hard10, 0, 1)

@@ -2,7 +2,8 @@
 `geovae.modules.merging` makes the merges): ``"modes"``' ridge ratio (Ray & Lindsay 2005's
 ridgeline between two Gaussians, the dip of the mixture density along it, Hennig 2010),
 ``"demp"``'s directly estimated misclassification probability (Hennig 2010), and the
-``"lobes"`` rule's veto: Welch's t per feature of the cells' depth-normalised expression.
+``"lobes"`` rule's veto: the standardised mean difference and Welch's t per feature of the
+cells' depth-normalised expression.
 Pure functions of tensors, float64 where the callers pass it.
 """
 
@@ -94,3 +95,20 @@ def feature_t(y: torch.Tensor, hard: torch.Tensor, i: int, j: int) -> torch.Tens
     se = (a.var(0) / len(a) + b.var(0) / len(b)).clamp(min=1e-300).sqrt()
     return (a.mean(0) - b.mean(0)) / se
 
+
+
+def feature_effect(y: torch.Tensor, hard: torch.Tensor, i: int, j: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(standardised mean difference, Welch's t) per feature of ``y`` between the cells whose
+    argmax ``hard`` is i and j. The effect is the difference of the two means over the root
+    mean of the two variances (population variances: it stays as it is when every cell is
+    replicated, and does not grow with the cells' count, as t does; review F22); t is
+    `feature_t`'s."""
+    a, b = y[hard == i], y[hard == j]
+    if min(len(a), len(b)) < 2:
+        zero = torch.zeros(y.shape[1], dtype=y.dtype)
+        return zero, zero
+    diff = a.mean(0) - b.mean(0)
+    pooled = ((a.var(0, correction=0) + b.var(0, correction=0)) / 2).clamp(min=1e-300)
+    se = (a.var(0) / len(a) + b.var(0) / len(b)).clamp(min=1e-300)
+    return diff / pooled.sqrt(), diff / se.sqrt()

@@ -40,7 +40,8 @@ Which merges are made is the ``merge_rule`` (`MERGE_RULES`):
 * ``"lobes"``: ``"demp"``, less the pairs whose cells' depth-normalised expression differs
   (`expression_differs`): a type's core and its lobe of shallow cells share one profile
   (the NB decoder takes the library size as an offset); two weak types overlap as much in
-  z but differ in their marker genes at equal depth.
+  z but differ in their marker genes at equal depth (by an effect size, not a t that grows
+  with the cells' count).
 
 The overlap rules merge greedily, the pair with the highest statistic first, then
 recompute it on the merged mixture, while one pair passes; both look only at components with
@@ -48,7 +49,8 @@ at least `MERGE_SHARE` of the cells' mass (smaller ones are the delete moves' bu
 the smaller of a pair is folded into the larger. Euclidean latents only (the refit is a
 Gaussian's moments) and unsupervised mixtures only (labelled cells keep their label's
 component); turning the delete moves off (``delete_moves=False``) turns these off too. The
-pair statistics (ridge ratio, DEMP, the veto's t) are in `geovae.modules.merge_statistics`.
+pair statistics (ridge ratio, DEMP, the veto's effect size and t) are in
+`geovae.modules.merge_statistics`.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from geovae.modules.merge_statistics import (  # noqa: F401 - the statistics re-
     component_density,
     depth_normalised,
     dip_ratio,
+    feature_effect,
     feature_t,
     misclassification,
     ridge_ratio,
@@ -90,14 +93,19 @@ RIDGE_RATIO = 0.2
 #: small counts in 2 of 4 seeds; on the hard simulation no cutoff of the grid kept weak real
 #: types apart in every seed
 DEMP_CUTOFF = 0.1
-#: "lobes": a feature differs between two components where its |Welch t| (`feature_t`)
-#: exceeds this, and a pair with at least `LOBE_FEATURES` such features is two types. Chosen
-#: on the development set of issue 24's depth lobes (`bench_clusters` fits at the default
-#: epochs: issue2k K = 15 and 20 seed 0, hard K = 5 seed 1, hard K = 15 seed 2): a type's
-#: core and lobe had 0-2 features above 5 (|t| <= 5.6), pairs of two types in the hard data
-#: 4-15 above 6; every (t, count) in 5-8 x 1-3 but (5, 1-2) gave the same merges there
-LOBE_T = 6.0
-LOBE_FEATURES = 3
+#: "lobes": a feature differs between two components where its standardised mean difference
+#: (`feature_effect`: it does not grow with the cells' count, review F22) is at least
+#: LOBE_EFFECT and its |Welch t| exceeds LOBE_T (a noise guard, no more: a 1-sd difference
+#: between 50 and 50 cells has |t| about 5), and a pair with at least LOBE_FEATURES such
+#: features is two types. All three chosen on the development fits only (issue2k K = 15 and
+#: 20 seed 0, hard K = 5 seed 1, hard K = 15 seed 2, default epochs;
+#: benchmarks/results/clusters_lobes_effect_dev_2026-12-07.jsonl): the second-largest effect
+#: of a type's core and lobe was at most 0.64, of two types (each component >= 65 % one
+#: type) at least 1.0, pairs with a mixed component (<= 45 %) 0.50-1.04; LOBE_T 3 kept two
+#: small lobes (31-50 cells) apart, 5 made the same merges as 4
+LOBE_EFFECT = 0.7
+LOBE_T = 4.0
+LOBE_FEATURES = 2
 #: the overlap rules look at components with at least this share of the cells' q(y) mass
 #: (`geovae.models.cgmvae.USED_SHARE`)
 MERGE_SHARE = 0.005
@@ -243,11 +251,15 @@ def greedy_overlap_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tens
 
 def expression_differs(y: torch.Tensor, hard: torch.Tensor, i: int, j: int) -> bool:
     """Whether components i and j are two types by their cells' depth-normalised expression
-    (the ``"lobes"`` rule's veto): at least `LOBE_FEATURES` features with |t| > `LOBE_T`. A
+    (the ``"lobes"`` rule's veto): at least `LOBE_FEATURES` features whose standardised mean
+    difference is at least `LOBE_EFFECT` with |Welch t| > `LOBE_T` (`feature_effect`). A
     type's deep core and its lobe of shallow cells decode to one profile (the NB decoder
     takes the library size as an offset), so their cells' x / library agree feature by
-    feature; two weak types differ in their marker genes at equal depth."""
-    return int((feature_t(y, hard, i, j).abs() > LOBE_T).sum()) >= LOBE_FEATURES
+    feature; two weak types differ in their marker genes at equal depth. The decision does
+    not change when the cells are replicated, once |t| passes its guard."""
+    effect, t = feature_effect(y, hard, i, j)
+    hits = (effect.abs() >= LOBE_EFFECT) & (t.abs() > LOBE_T)
+    return int(hits.sum()) >= LOBE_FEATURES
 
 
 def apply_merge(module: torch.nn.Module, i: int, j: int, a: float, sd: torch.Tensor) -> None:
