@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import geovae
 from geovae.data.batch import Batch
 from geovae.datasets.blobs import make_blobs
+from geovae.models.cgmvae import bound_note
 from geovae.modules.cgmvae import CGMVAEModule
 from geovae.modules.deletion import greedy_deletions, mixture_probs, negative_bound
 from geovae.nn.latents import make_latent
@@ -291,3 +292,21 @@ def test_the_record_and_log_say_how_many_components_ended_in_use() -> None:
                     f"{info['n_components_used']} by weight)"]
     model.write_outputs(adata.copy(), model.source(adata))  # again: the note is not repeated
     assert sum(n.startswith("c*GMΔVAE: ") for n in model.notes) == 1
+
+
+def test_a_fit_that_uses_every_component_says_the_bound_was_reached() -> None:
+    """Issue 24 item 7: K is meant as an upper bound; where an unsupervised fit ends with every
+    component in use (K = 2 on 4 well-separated blobs) its notes say so and name a larger
+    bound to try. Not where a component stayed empty, nor with labels (K = the labels)."""
+    adata = make_blobs(n_cells=400, n_blobs=4, n_conditions=1, seed=1)
+    with warnings.catch_warnings():  # no moves: they may fold the two into one early on
+        warnings.simplefilter("ignore")
+        geovae.fit(adata, model="cgmvae", latent_dim=2, likelihood="gaussian", epochs=20,
+                   model_options={"n_clusters": 2, "merge_moves": False,
+                                  "delete_moves": False}, progress=False, heldout_samples=0)
+    info = adata.uns["geovae"]
+    assert info["n_components_argmax"] == 2
+    said = [n for n in info["notes"] if n.startswith("c*GMΔVAE bound reached")]
+    assert said == [bound_note(2, 2, False)] and "--n-clusters 4" in said[0]
+    assert bound_note(5, 6, False) is None and bound_note(6, 6, True) is None
+    assert "all 6 components" in bound_note(6, 6, False)

@@ -50,6 +50,17 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     return -(probs * np.log(p)).sum(1)
 
 
+def bound_note(n_used: int, n_clusters: int, labelled: bool) -> str | None:
+    """The note of an unsupervised fit whose every component ended in use (issue 24 item 7):
+    then K did not act as an upper bound, and the data may hold more clusters than K. None
+    where some component stayed empty, or with labels (there K is the number of labels)."""
+    if labelled or n_clusters < 2 or n_used < n_clusters:
+        return None
+    return (f"c*GMΔVAE bound reached: all {n_clusters} components are in use, so the data may "
+            f"hold more clusters than --n-clusters {n_clusters}; refit with a larger bound "
+            f"(e.g. --n-clusters {2 * n_clusters}) and compare the components in use")
+
+
 def component_usage(assignments: np.ndarray, n_clusters: int) -> tuple[list[int], list[int]]:
     """(used, empty) components: used = argmax of >= max(1, USED_SHARE * n) cells."""
     counts = np.bincount(assignments, minlength=n_clusters)
@@ -260,7 +271,9 @@ class CGMVAE(GeoVAE):
         used = (f"c*GMΔVAE: {len(used_argmax)} of {n_clusters} mixture components in use (the "
                 f"most probable component of >= {USED_SHARE:.1%} of the cells; "
                 f"{n_clusters - len(empty)} by weight)")
-        self.notes = [n for n in self.notes if not n.startswith("c*GMΔVAE: ")] + [used]
+        bound = bound_note(len(used_argmax), n_clusters, bool(labels))
+        self.notes = [n for n in self.notes if not n.startswith("c*GMΔVAE")] + [used] + (
+            [bound] if bound else [])
         calibration = self.label_calibration(source, probs) if labels else None
         if calibration:
             info["calibration"] = calibration
