@@ -122,3 +122,28 @@ def test_hold_phase_step_is_unchanged_by_the_kept_terms() -> None:
     want = reference_forward(m, batch.x, batch.c, batch.labels, 1.0)
     torch.manual_seed(3)
     assert torch.equal(m(batch.x, batch.c, batch.labels, 1.0).loss, want)
+
+
+def test_a_gaussian_step_is_the_one_before_with_no_extra_transform() -> None:
+    """Review F33: on data that are not counts the step took its library size from a third
+    `transform` (a standardisation of the block) that the likelihood does not read; now the
+    row sum as before: the reference's loss and gradients, bit for bit, two transforms."""
+    torch.manual_seed(0)
+    m = CGMVAEModule(13, make_latent("euclidean", 3, 32), "gaussian", 0, n_hidden=32,
+                     n_clusters=5, center=torch.randn(13), scale=torch.rand(13) + 0.5).train()
+    m.set_data_facts(500, 1.0)
+    x = torch.randn(16, 13)
+    calls = []
+    transform = m.transform
+    m.transform = lambda v: (calls.append(1), transform(v))[1]
+    results = []
+    for fn in (reference_forward, lambda *a: CGMVAEModule.forward(*a).loss):
+        torch.manual_seed(5)
+        calls.clear()
+        loss = fn(m, x, None, None, 0.5)
+        results.append((loss, len(calls), torch.autograd.grad(
+            loss, [p for p in m.parameters() if p.requires_grad], allow_unused=True)))
+    (want, _, want_grads), (got, n_calls, grads) = results
+    assert torch.equal(got, want) and n_calls == 2
+    for a, b in zip(grads, want_grads, strict=True):
+        assert (a is None) == (b is None) and (a is None or torch.equal(a, b))

@@ -369,7 +369,7 @@ class CGMVAEModule(VAEModule):
         if log_qz is None:
             log_qz = qz.log_prob(z)
         w = qw.rsample()
-        reconstruction = -summed_log_prob(self.decode(z, c, self.target_and_library(x)[1]), target)
+        reconstruction = -summed_log_prob(self.decode(z, c, self.library_of(x)), target)
         log_pi = torch.log_softmax(self.logits(z), dim=-1)
         pi = log_pi.exp()
         # sum_k q log q, 0 for deleted components (q = 0; finite gradients, unlike xlogy's)

@@ -184,8 +184,12 @@ class VAEModule(BaseModule):
         """`transform`'s reconstruction target and library size, without the encoder input."""
         if self.likelihood.encoder_transform == "standardize":
             return self.transform(x)[1:]
+        return x, self.library_of(x)
+
+    def library_of(self, x: torch.Tensor) -> torch.Tensor:
+        """`transform`'s library size of raw ``x`` (``prepare``'s where it ran), alone."""
         pre = getattr(x, PREPARED_INPUT, None)
-        return x, (x.sum(-1, keepdim=True) if pre is None else pre[2])
+        return x.sum(-1, keepdim=True) if pre is None else pre[2]
 
     def encode(self, x_in: torch.Tensor, c: torch.Tensor | None) -> Distribution:
         """q(z|x,c) from the transformed data ``x_in``."""
