@@ -114,6 +114,18 @@ def test_global_weight_terms_follow_gamma() -> None:
         first = got
 
 
+def test_global_weight_terms_of_a_module_built_in_inference_mode() -> None:
+    """Tensors made under torch.inference_mode() have no version counter: the terms are
+    computed, not kept (review F35: reading ``_version`` raised a RuntimeError)."""
+    with torch.inference_mode():
+        m, _ = _module(0, "global")
+    got = comp.global_weight_terms(m)
+    want = (m.expected_log_weights(), kl_divergence(
+        comp.dirichlet_(m.gamma), comp.dirichlet_(m.alpha)) / m.n_obs)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert "_global_weight_terms" not in m.__dict__
+
+
 def test_hold_phase_step_is_unchanged_by_the_kept_terms() -> None:
     """In the hold (prior network frozen, gamma held) the step is the reference's too."""
     m, batch = _module(0, "global")

@@ -59,7 +59,11 @@ def global_weight_terms(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Te
     steps that hold the weights (the warm start's hold, ``hold_weights``) compute them once."""
     from torch.distributions import kl_divergence
 
-    key = [(t, t._version) for t in (module.gamma, module.alpha, module.n_obs)]
+    tensors = (module.gamma, module.alpha, module.n_obs)
+    if any(t.is_inference() for t in tensors):  # built in inference mode: no version to key on
+        return (module.expected_log_weights(),
+                kl_divergence(dirichlet_(module.gamma), dirichlet_(module.alpha)) / module.n_obs)
+    key = [(t, t._version) for t in tensors]
     cached = module.__dict__.get("_global_weight_terms")
     if cached is not None and all(a is b and v == w for (a, v), (b, w) in zip(cached[0], key,
                                                                                strict=True)):
