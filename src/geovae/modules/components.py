@@ -60,16 +60,16 @@ def global_weight_terms(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Te
     from torch.distributions import kl_divergence
 
     tensors = (module.gamma, module.alpha, module.n_obs)
-    if any(t.is_inference() for t in tensors):  # built in inference mode: no version to key on
-        return (module.expected_log_weights(),
-                kl_divergence(dirichlet_(module.gamma), dirichlet_(module.alpha)) / module.n_obs)
-    key = [(t, t._version) for t in tensors]
+    # built in inference mode: no version counter to key a kept copy on (review F35)
+    key = (None if any(t.is_inference() for t in tensors)
+           else [(t, t._version) for t in tensors])
     cached = module.__dict__.get("_global_weight_terms")
-    if cached is not None and all(a is b and v == w for (a, v), (b, w) in zip(cached[0], key,
-                                                                               strict=True)):
+    if key is not None and cached is not None and all(
+            a is b and v == w for (a, v), (b, w) in zip(cached[0], key, strict=True)):
         return cached[1]
     terms = (module.expected_log_weights(),
              kl_divergence(dirichlet_(module.gamma), dirichlet_(module.alpha)) / module.n_obs)
-    if not torch.is_inference_mode_enabled():  # inference tensors cannot join a graph later
+    # inference tensors cannot join a graph later
+    if key is not None and not torch.is_inference_mode_enabled():
         module.__dict__["_global_weight_terms"] = (key, terms)
     return terms
