@@ -171,17 +171,22 @@ def test_in_place_passes_give_the_same_bits() -> None:
         assert torch.equal(got, want)
 
 
+def head_case(n: int, genes: int, rate: float, seed: int) -> tuple:
+    """An NB head's inputs in float32: counts (seed ``seed``), then logits, per-feature theta
+    and an upstream gradient (seed ``seed + 1``), the library sizes and the non-zeros."""
+    x = counts(n, genes, rate, seed=seed, dtype=torch.float32)
+    g = torch.Generator().manual_seed(seed + 1)
+    logits = torch.randn(n, genes, generator=g, requires_grad=True)
+    theta = (torch.rand(genes, generator=g) * 5 + 0.01).requires_grad_()
+    grad = torch.randn(n, generator=g)
+    return x, logits, theta, x.sum(-1, keepdim=True), grad, NonZeros.of(x)
+
+
 def test_proportions_and_library_give_the_products_bits() -> None:
     """``library`` given: the mean formed inside gives the value and the gradients (through
     the proportions, and theta) of passing ``proportions * library``, bit for bit; the NB
     likelihood head takes this path and still exposes the mean."""
-    x = counts(80, 300, 0.4, seed=8, dtype=torch.float32)
-    g = torch.Generator().manual_seed(9)
-    logits = torch.randn(80, 300, generator=g, requires_grad=True)
-    theta = (torch.rand(300, generator=g) * 5 + 0.01).requires_grad_()
-    library = x.sum(-1, keepdim=True)
-    grad = torch.randn(80, generator=g)
-    nz = NonZeros.of(x)
+    x, logits, theta, library, grad, nz = head_case(80, 300, 0.4, seed=8)
     rho = torch.softmax(logits, -1)
     got = nb_log_prob_sum(rho, theta, nz, library)
     want = nb_log_prob_sum(rho * library, theta, nz)
@@ -200,13 +205,7 @@ def test_logits_give_the_softmaxs_bits() -> None:
     """``logits=True``: the softmax formed inside (one autograd node) gives the value and the
     gradients (through the logits, and theta) of passing the softmax, bit for bit; the NB
     head hands its logits and forms the proportions only where asked for them."""
-    x = counts(64, 250, 0.3, seed=10, dtype=torch.float32)
-    g = torch.Generator().manual_seed(11)
-    logits = torch.randn(64, 250, generator=g, requires_grad=True)
-    theta = (torch.rand(250, generator=g) * 5 + 0.01).requires_grad_()
-    library = x.sum(-1, keepdim=True)
-    grad = torch.randn(64, generator=g)
-    nz = NonZeros.of(x)
+    x, logits, theta, library, grad, nz = head_case(64, 250, 0.3, seed=10)
     got = nb_log_prob_sum(logits, theta, nz, library, logits=True)
     want = nb_log_prob_sum(torch.softmax(logits, -1), theta, nz, library)
     assert torch.equal(got, want)
