@@ -227,19 +227,20 @@ def test_version_and_bare_command() -> None:
     assert "fit" in res.output and "embed" in res.output and "cluster" in res.output
 
 
-@pytest.mark.parametrize(("extra", "why"), [
-    (["--latent", "sphere"], "the sphere latent"),
-    (["--mixture-weights", "per-cell"], "--mixture-weights global only"),
-    (["--no-delete-moves"], "--no-delete-moves turns merging off too"),
-    (["--label-key", "blob"], "labels"),
+@pytest.mark.parametrize(("extra", "why", "rule"), [
+    (["--latent", "sphere"], "the sphere latent", "demp"),
+    (["--mixture-weights", "per-cell"], "--mixture-weights global only", "demp"),
+    (["--no-delete-moves"], "--no-delete-moves turns merging off too", "demp"),
+    (["--label-key", "blob"], "labels", "demp"),
+    (["--latent", "sphere"], "the sphere latent", "elbo"),
 ])
 def test_merge_rule_where_no_merge_runs_is_one_line(tmp_path: Path, extra: list[str],
-                                                    why: str) -> None:
-    """--merge-rule other than the default where no merge moves run (a curved latent, labels,
-    per-cell weights, delete moves off) is a one-line error before any work, not a recorded
-    rule that never ran."""
-    line = _refused_cgmvae_fit(tmp_path, "--merge-rule", "demp", *extra)
-    assert "--merge-rule demp would have no effect" in line, line
+                                                    why: str, rule: str) -> None:
+    """--merge-rule where no merge moves run (a curved latent, labels, per-cell weights,
+    delete moves off) is a one-line error before any work, not a recorded rule that never
+    ran; the default's value given explicitly too, as for --warm-start."""
+    line = _refused_cgmvae_fit(tmp_path, "--merge-rule", rule, *extra)
+    assert f"--merge-rule {rule} would have no effect" in line, line
     assert why in line, line
 
 

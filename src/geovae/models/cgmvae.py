@@ -81,13 +81,13 @@ def not_unsupervised_global(opts: dict[str, Any], latent: str, geometry: str) ->
          "per-cell weights: {mixture_weights='global'} only")) if off]
 
 
-def check_merge_rule_applies(opts: dict[str, Any], latent: str,
-                             defaults: dict[str, Any]) -> None:
-    """A one-line `OptionError` when a ``merge_rule`` other than the default is given where
-    no merge moves run (`geovae.modules.merging.mergeable`), instead of dropping it."""
-    rule = opts.get("merge_rule", defaults["merge_rule"])
-    if rule == defaults["merge_rule"]:
+def check_merge_rule_applies(opts: dict[str, Any], latent: str, given: set[str]) -> None:
+    """A one-line `OptionError` when ``merge_rule`` is among the options ``given`` (the
+    default's value too, as for `check_warm_start_applies`) where no merge moves run
+    (`geovae.modules.merging.mergeable`), instead of dropping it."""
+    if "merge_rule" not in given:
         return
+    rule = opts["merge_rule"]
     why = not_unsupervised_global(opts, latent, "a merge refits a Gaussian's moments") + [
         reason for off, reason in (
             (not opts.get("delete_moves", True), "{delete_moves=False} turns merging off too"),
@@ -153,7 +153,7 @@ class CGMVAE(GeoVAE):
                      "plateau_start", "merge_rule"):
             opts.setdefault(name, self.module_options()[name])
         if self.adata is not None:  # a new fit (a saved model keeps its options)
-            check_merge_rule_applies(opts, self.config.latent, self.module_options())
+            check_merge_rule_applies(opts, self.config.latent, given)
             check_warm_start_applies(opts, self.config.latent, given)
 
     @classmethod
