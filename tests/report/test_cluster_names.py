@@ -209,3 +209,15 @@ def test_no_log2_fold_changes_where_the_matrix_cannot_be_log1p(
     else:
         assert np.isnan(folds).all() and len(said) == 1, said
         assert ("negative values" if shift == 0 else "values up to 1") in said[0], said
+    # the dot plot's dot size: cells expressing (> 0) on expression; on a table that is no
+    # expression, cells above the feature's median (> 0 is everything at shift 100)
+    dots = rank_markers(a)["dotplot"]
+    assert dots["fraction_of"] == ("expressing" if shift is None else "above_median")
+    genes = list(dots["genes"])
+    for k in range(3):
+        own = dots["fraction"][k, genes.index(f"g{k}")]
+        rest = np.delete(dots["fraction"][:, genes.index(f"g{k}")], k)
+        if shift is None:  # Poisson(2) elsewhere: most cells of every cluster express it
+            assert own == 1.0 and rest.min() > 0.8, (k, own, rest)
+        else:  # at shift 100 "> 0" would be 1.0 everywhere
+            assert own > 0.9 and rest.max() < 0.6, (shift, k, own, rest)

@@ -69,12 +69,16 @@ def names_section(ctx: Context) -> Section | None:
     dots = info.get("dotplot")
     if isinstance(dots, dict) and np.size(dots.get("genes", [])):
         names = {r[0]: r[2].rsplit(" (", 1)[0] if len(r) > 3 else "" for r in rows}
+        median = dots.get("fraction_of") == "above_median"
+        size = ("above the feature's median over all ranked cells (the matrix is no "
+                "expression, e.g. standardised: above 0 would mean above its mean)" if median
+                else "expressing the gene")
+        colour = "mean value" if median else "mean log-normalised expression"
         parts.append(ctx.figure(dot_figure(dots, names), "Top two marker genes of each "
-                                "cluster: dot size, the fraction of the cluster's cells "
-                                "expressing the gene; colour, its mean log-normalised "
-                                "expression there, scaled from 0 (the gene's lowest "
-                                "cluster) to 1 (its highest); same cells as the ranking.",
-                                "Marker genes per cluster"))
+                                f"cluster: dot size, the fraction of the cluster's cells "
+                                f"{size}; colour, its {colour} there, scaled from 0 (the "
+                                "gene's lowest cluster) to 1 (its highest); same cells as "
+                                "the ranking.", "Marker genes per cluster"))
     return Section("names", "Cluster names", "".join(parts), len(parts) - 1)
 
 
@@ -106,6 +110,7 @@ def dot_figure(dots: dict[str, Any], labels: dict[str, str]) -> Any:
         fig.colorbar(dots_, ax=ax, label="mean expression\n(0-1 per gene)", shrink=0.5)
         for f in (0.25, 0.5, 1.0):
             ax.scatter([], [], s=(f * 14) ** 2, c="#888888", label=f"{f:.0%}")
-        ax.legend(title="cells expressing", loc="upper left", bbox_to_anchor=(1.2, 0.0),
+        ax.legend(title="cells above median" if dots.get("fraction_of") == "above_median"
+                  else "cells expressing", loc="upper left", bbox_to_anchor=(1.2, 0.0),
                   frameon=False, labelspacing=1.0)
     return fig

@@ -143,7 +143,7 @@ def rank_markers(adata: Any, groupby: str = K.CLUSTER, layer: str | None = None,
         log.info(f"marker genes: no log2 fold changes (logfoldchanges left NaN): {no_folds}, "
                  "and scanpy's are a ratio of expm1 of log1p expression; ranked by the t-test")
     result["params"]["geovae"] = True
-    dots = dot_plot_data(sub, groupby, ranked, result)
+    dots = dot_plot_data(sub, groupby, ranked, result, expression=not no_folds)
     own = adata.uns.get(KEY)
     key = KEY_OWN if isinstance(own, dict) and not own.get("params", {}).get("geovae") \
         else KEY
@@ -167,20 +167,26 @@ def fold_change_problem(x: Any, how: str) -> str | None:
 
 
 def dot_plot_data(sub: Any, groupby: str, groups: list[str], result: Any,
-                  per_group: int = 2, most: int = 40) -> dict[str, Any]:
+                  per_group: int = 2, most: int = 40,
+                  expression: bool = True) -> dict[str, Any]:
     """What a dot plot of the markers draws: the top ``per_group`` genes of each group (at
-    most ``most`` genes), and per group and gene the fraction of cells expressing it and the
-    mean (log-normalised) expression."""
+    most ``most`` genes), and per group and gene the fraction of cells expressing it (above
+    0) and the mean (log-normalised) expression. A matrix that is no expression
+    (``expression=False``, e.g. a standardised table, where "above 0" is "above the mean" or
+    everything) counts the cells above the feature's median over all ranked cells instead
+    (``fraction_of``)."""
     genes = list(dict.fromkeys(str(g) for grp in groups
                                for g in result["names"][grp][:per_group]))[:most]
     cols = sub.var_names.get_indexer(genes)
     x = sub.X[:, cols]
     x = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
     labels = sub.obs[groupby].astype(str).to_numpy()
-    fraction = np.array([(x[labels == g] > 0).mean(axis=0) for g in groups])
+    above = 0.0 if expression else np.median(x, axis=0)
+    fraction = np.array([(x[labels == g] > above).mean(axis=0) for g in groups])
     mean = np.array([x[labels == g].mean(axis=0) for g in groups])
     return {"groups": groups, "genes": genes, "fraction": fraction.astype(np.float32),
-            "mean": mean.astype(np.float32)}
+            "mean": mean.astype(np.float32),
+            "fraction_of": "expressing" if expression else "above_median"}
 
 
 def top_markers(adata: Any, key: str, n: int = N_NAMED) -> dict[str, list[str]]:
