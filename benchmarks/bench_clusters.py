@@ -78,9 +78,9 @@ VARIANTS = {
     "cgmvae_modes": {"merge_rule": "modes"},
     "cgmvae_demp": {"merge_rule": "demp"},
     "cgmvae_lobes": {"merge_rule": "lobes"},  # DEMP less pairs whose expression differs
-}
+    "cgmvae_graph": {"merge_rule": "graph"}}  # PAGA on the latent's kNN graph, gap rule
 #: rows differing only in the merge rule (`MERGE_RULES`; ``--posthoc-rules``: one fit, `run_rules`)
-RULE_METHODS = {f"cgmvae_{rule}": rule for rule in ("elbo", "modes", "demp", "lobes")}
+RULE_METHODS = {f"cgmvae_{rule}": rule for rule in ("elbo", "modes", "demp", "lobes", "graph")}
 #: each overlap rule's cutoffs tried on the same kept weights (`run_rules`: ``cutoffs``, ARI,
 #: NMI, components in use at each): the grid the development runs chose the cutoffs from
 CUTOFFS = {"modes": (0.2, 0.5, 0.8, 0.99), "demp": (0.025, 0.05, 0.1, 0.15, 0.2),
@@ -371,8 +371,8 @@ def main() -> None:
     ap.add_argument("--n-cells", type=int, default=None,
                     help="draw this many cells instead of the level's (simulations)")
     ap.add_argument("--posthoc-rules", action="store_true",
-                    help="the merge-rule rows (cgmvae_elbo, _modes, _demp, _lobes) from "
-                         "one fit per data set, K and seed, each rule on its kept weights")
+                    help="the merge-rule rows (`RULE_METHODS`) from one fit per data set, K "
+                         "and seed, each rule on its kept weights")
     add_record_options(ap)
     args = ap.parse_args()
     if not runs_wanted(args, summarise):

@@ -68,7 +68,7 @@ def test_every_closed_option_is_a_choice() -> None:
     (["transfer", "m", "q.h5ad", "--novelty", "nearest"],
      "unknown --novelty 'nearest': choose query, reference, query-overall"),
     (["fit", "x.h5ad", "--merge-rule", "ward"],
-     "unknown --merge-rule 'ward': choose elbo, modes, demp, lobes"),
+     "unknown --merge-rule 'ward': choose elbo, modes, demp, lobes, graph"),
 ])
 def test_unknown_choice_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     args: list[str], line: str) -> None:

@@ -165,7 +165,7 @@ def test_dip_ratio_matches_the_closed_form_of_two_equal_gaussians() -> None:
 
 def test_a_bad_merge_rule_is_one_line() -> None:
     """An unknown ``merge_rule`` is an `OptionError` naming the choices."""
-    with pytest.raises(geovae.OptionError, match="merge_rule.*elbo, modes, demp, lobes"):
+    with pytest.raises(geovae.OptionError, match="merge_rule.*elbo, modes, demp, lobes, graph"):
         CGMVAEModule(6, make_latent("euclidean", 2, 16), "gaussian", n_clusters=3,
                      merge_rule="ridge")
 

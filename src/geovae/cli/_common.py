@@ -114,8 +114,10 @@ MergeRuleOpt = Annotated[MergeRule | None, typer.Option(
          "density has one mode on its ridgeline; demp: where q(y|z) confuses the pair "
          "(misclassification > 0.1), which folds a type's lobe of shallow cells into it; "
          "lobes: demp, but not where the pair's cells differ in depth-normalised expression "
-         "(marker genes). Default elbo: modes and demp also merged weak real types on "
-         "simulated counts (benchmarks/RESULTS.md).", show_default=False)]
+         "(marker genes); graph: where the kNN graph of the latent cannot tell them apart "
+         "(PAGA connectivity, the gap rule of the Leiden clusters' merge). Default elbo: "
+         "modes and demp also merged weak real types on simulated counts "
+         "(benchmarks/RESULTS.md).", show_default=False)]
 WarmStart = Annotated[float | None, typer.Option(
     min=0.0, max=0.75,
     help="cgmvae without labels (Euclidean latent, global weights): share of the epochs that "

@@ -37,7 +37,7 @@ Freeze = choices("Freeze", "all", "covariates", "none")
 Method = choices("Method", "leiden", "mixture")
 EncoderInput = choices("EncoderInput", "log1p", "log1p_cp10k")
 Novelty = choices("Novelty", "query", "reference", "query-overall")
-MergeRule = choices("MergeRule", "elbo", "modes", "demp", "lobes")
+MergeRule = choices("MergeRule", "elbo", "modes", "demp", "lobes", "graph")
 
 
 class MixtureWeights(Choice):

@@ -42,6 +42,9 @@ Which merges are made is the ``merge_rule`` (`MERGE_RULES`):
   (the NB decoder takes the library size as an offset); two weak types overlap as much in
   z but differ in their marker genes at equal depth (by an effect size, not a t that grows
   with the cells' count).
+* ``"graph"``: components the latent's kNN graph cannot tell apart, by the Leiden clusters'
+  PAGA gap rule (`geovae.modules.graph_merge`): a lobe's cells and its core's are each
+  other's neighbours, two types' are not, Gaussian or not.
 
 The overlap rules merge greedily, the pair with the highest statistic first, then
 recompute it on the merged mixture, while one pair passes; both look only at components with
@@ -62,6 +65,7 @@ from geovae._rng import seeded
 from geovae.data.sources import DataSource
 from geovae.errors import OptionError
 from geovae.modules.deletion import mixture_probs, negative_bound, seeded_subsample
+from geovae.modules.graph_merge import graph_merges, posterior_means
 from geovae.modules.merge_statistics import (  # noqa: F401 - the statistics re-exported
     RIDGE_POINTS,
     component_density,
@@ -76,8 +80,9 @@ from geovae.modules.merge_statistics import (  # noqa: F401 - the statistics re-
 from geovae.modules.mixture_start import inverse_softplus
 
 #: ``merge_rule`` values (module docstring)
-MERGE_RULES = ("elbo", "modes", "demp", "lobes")
-#: the rules `greedy_overlap_merges` makes (``"elbo"`` is `greedy_merges`)
+MERGE_RULES = ("elbo", "modes", "demp", "lobes", "graph")
+#: the rules `greedy_overlap_merges` makes (``"elbo"`` is `greedy_merges`, ``"graph"``
+#: `geovae.modules.graph_merge.graph_merges`)
 OVERLAP_RULES = ("modes", "demp", "lobes")
 #: "modes": merge where the density's lowest point on the ridgeline is at least this share of
 #: the lower of its two peaks (Hennig 2010's ridge.ratio method; 0.2 recalled as fpc's
@@ -237,16 +242,26 @@ def greedy_overlap_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tens
         if not passing:
             break
         i, j = max(passing, key=lambda s: s[column])[:2]
-        counts = q.sum(0)
-        active[j] = False
-        q = mixture_probs(logits, active, None)
-        # j's mean weighs by the mass i receives, not j's whole mass: where j's cells go to
-        # a third component, i's mean stays with the cells it keeps (its sd is theirs)
-        counts[j] = (q[:, i].sum() - counts[i]).clamp(min=0.0)
-        a, mu, sd = merged_component(z, loc, q[:, i], i, j, counts)
-        loc[:, i], scale[:, i] = mu, sd
-        merges.append((i, j, a, sd))
+        q = fold(z, logits, loc, scale, active, q, i, j, merges)
     return active, merges
+
+
+def fold(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
+         active: torch.Tensor, q: torch.Tensor, i: int, j: int,
+         merges: list[tuple[int, int, float, torch.Tensor]]) -> torch.Tensor:
+    """Component i takes over j, in place: j leaves ``active``, i's mean and sd at each
+    cell's w in ``loc``, ``scale`` become the merge's (`merged_component`), the merge is
+    appended to ``merges``; returns q(y|z) over the new active set. ``q`` is q(y|z) before."""
+    counts = q.sum(0)
+    active[j] = False
+    q = mixture_probs(logits, active, None)
+    # j's mean weighs by the mass i receives, not j's whole mass: where j's cells go to
+    # a third component, i's mean stays with the cells it keeps (its sd is theirs)
+    counts[j] = (q[:, i].sum() - counts[i]).clamp(min=0.0)
+    a, mu, sd = merged_component(z, loc, q[:, i], i, j, counts)
+    loc[:, i], scale[:, i] = mu, sd
+    merges.append((i, j, a, sd))
+    return q
 
 
 def expression_differs(y: torch.Tensor, hard: torch.Tensor, i: int, j: int) -> bool:
@@ -333,7 +348,11 @@ def merge_components(module: torch.nn.Module, source: DataSource, idx: torch.Ten
         return []
     d = mixture_draws(module, source, idx, seed, max_cells, profiles=rule == "lobes")
     z, logits = d["z"], d["logits"]
-    if rule == "elbo":
+    if rule == "graph":
+        means, mean_logits = posterior_means(module, source, idx, seed, max_cells)
+        active, merges = graph_merges(z, logits, d["loc"], d["scale"], module.active, means,
+                                      mean_logits, module.n_labels, seed)
+    elif rule == "elbo":
         active, merges = greedy_merges(z, logits, d["loc"], d["log_pz"],
                                        module.alpha.double(), module.active,
                                        float(module.n_obs) / int(d["n_sub"]), module.n_labels)

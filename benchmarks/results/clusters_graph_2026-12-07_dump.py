@@ -1,0 +1,45 @@
+"""One default c*GMΔVAE fit of a bench_clusters data set, pickled with its kept weights (the
+state where training ends, before the merge and delete moves) so that every merge rule can
+be run on the SAME fit afterwards (`..._eval.py`). Run from the repository root:
+python THIS.py DATA K SEED OUT.pt [EPOCHS]"""
+import copy
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch  # noqa: E402
+from cluster_sets import load  # noqa: E402
+
+import geovae  # noqa: E402
+from geovae.modules.cgmvae import CGMVAEModule  # noqa: E402
+
+data, k, seed, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+epochs = int(sys.argv[5]) if len(sys.argv) > 5 else None
+adata, kw, truth = load(data, seed)
+saved = {}
+original = CGMVAEModule.after_training
+
+
+def keep(module, source, idx, s):
+    saved.update(state=copy.deepcopy(module.state_dict()), args=(source, idx, s),
+                 fixed=module.weights_fixed)
+    original(module, source, idx, s)
+
+
+CGMVAEModule.after_training = keep
+t0 = time.perf_counter()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    model = geovae.fit(adata, model="cgmvae", model_options={"n_clusters": k}, seed=seed,
+                       epochs=epochs, progress=False, device="cpu", heldout_samples=0,
+                       batch_key="condition", **kw)
+CGMVAEModule.after_training = original
+saved.update(model=model, written=adata.obsm["geovae_cluster_probs"].argmax(1),
+             labels=adata.obs[truth].astype(str).to_numpy(), seconds=time.perf_counter() - t0,
+             data=data, k=k, seed=seed, info={x: adata.uns["geovae"][x] for x in
+                                              ("best_epoch",)},
+             epochs_run=len(adata.uns["geovae"]["loss_history"]["validation"]))
+torch.save(saved, out)
+print(out, round(saved["seconds"], 1), saved["epochs_run"])
