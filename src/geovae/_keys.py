@@ -170,7 +170,9 @@ RECORD_FIELDS: dict[str, str] = {
     "`label_share` of its labelled cells, `label_key`) and top 5 marker genes (`markers`), "
     "how they were ranked (`markers_from`: uns key, cells, expression, seed) and the "
     "report's dot plot (`dotplot`: top 2 markers per cluster, fraction of cells expressing "
-    "each and mean log-normalised expression)",
+    "each and mean log-normalised expression; on a matrix that is no expression, e.g. a "
+    "standardised table, the fraction above the feature's median and the mean value: "
+    "`fraction_of`)",
     "command": "the command line that produced the file",
     "commands": "every command line that made the file, first to last (e.g. fit, transfer, "
     "cluster; a transfer with --reference starts from the reference output's)",

@@ -221,3 +221,24 @@ def test_no_log2_fold_changes_where_the_matrix_cannot_be_log1p(
             assert own == 1.0 and rest.min() > 0.8, (k, own, rest)
         else:  # at shift 100 "> 0" would be 1.0 everywhere
             assert own > 0.9 and rest.max() < 0.6, (shift, k, own, rest)
+
+
+@pytest.mark.parametrize("fraction_of", ["expressing", "above_median"])
+def test_dot_figure_says_what_the_dots_count(fraction_of: str) -> None:
+    """The dot plot's legend and colour bar name what the dots show: cells expressing and
+    mean expression, or on a table that is no expression cells above the median and the
+    mean value (review F41: the colour bar said "mean expression" on tables)."""
+    import matplotlib.pyplot as plt
+
+    from geovae.report.names import dot_figure
+
+    dots = {"groups": ["0", "1"], "genes": ["a", "b"], "fraction_of": fraction_of,
+            "fraction": np.array([[0.9, 0.1], [0.2, 0.8]]),
+            "mean": np.array([[2.0, 0.1], [0.3, 1.5]])}
+    fig = dot_figure(dots, {})
+    legend = fig.axes[0].get_legend().get_title().get_text()
+    bar = fig.axes[1].get_ylabel()
+    plt.close(fig)
+    median = fraction_of == "above_median"
+    assert legend == ("cells above median" if median else "cells expressing"), legend
+    assert bar.startswith("mean value" if median else "mean expression"), bar

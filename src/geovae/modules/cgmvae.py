@@ -72,7 +72,7 @@ stim kept in the latent, rel. same-stim 1.15 vs 1.10, p 5e-4; RESULTS.md, donors
 ``hold_weights`` (default True: with the warm start gamma is held from the start to the end
 of training, then set to its optimum given q(y)), ``merge_moves`` (default True: after
 training, before the delete moves, unsupervised Euclidean only: `geovae.modules.merging`;
-``merge_rule`` ``elbo``, default, ``demp``, ``lobes`` or ``modes``: which merges are made),
+``merge_rule`` ``elbo``, default, ``demp``, ``lobes``, ``modes`` or ``graph``: which merges),
 ``prior_lr`` (the components' share of the learning rate, default 1), ``y_temper`` (default 0,
 off), ``encoder_input`` (count data: as the VAE's, `geovae.modules.vae.ENCODER_INPUTS`).
 """

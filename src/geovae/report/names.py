@@ -107,10 +107,12 @@ def dot_figure(dots: dict[str, Any], labels: dict[str, str]) -> Any:
         ax.spines[:].set_visible(False)
         ax.grid(True, color="#EEEEEE", linewidth=0.6)
         ax.set_axisbelow(True)
-        fig.colorbar(dots_, ax=ax, label="mean expression\n(0-1 per gene)", shrink=0.5)
+        median = dots.get("fraction_of") == "above_median"
+        fig.colorbar(dots_, ax=ax, label=f"mean {'value' if median else 'expression'}\n"
+                     "(0-1 per gene)", shrink=0.5)
         for f in (0.25, 0.5, 1.0):
             ax.scatter([], [], s=(f * 14) ** 2, c="#888888", label=f"{f:.0%}")
-        ax.legend(title="cells above median" if dots.get("fraction_of") == "above_median"
-                  else "cells expressing", loc="upper left", bbox_to_anchor=(1.2, 0.0),
-                  frameon=False, labelspacing=1.0)
+        ax.legend(title="cells above median" if median else "cells expressing",
+                  loc="upper left", bbox_to_anchor=(1.2, 0.0), frameon=False,
+                  labelspacing=1.0)
     return fig
