@@ -104,7 +104,7 @@ def graph_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor, scale
     merges: list[tuple[int, int, float, torch.Tensor]] = []
     if any(torch.isnan(t).any() for t in (logits, loc, scale, means, mean_logits)):
         return active, merges
-    labels = mixture_probs(mean_logits, active, None).argmax(1).numpy()
+    labels = mixture_probs(mean_logits, active.cpu(), None).argmax(1).numpy()  # means: CPU
     groups = graph_groups(means.numpy(), labels, seed)
     q = mixture_probs(logits, active, None)
     for group in groups:
