@@ -24,7 +24,9 @@ a p-value per query cell (high: typical), from one run's saved arrays (``--save-
   default `novelty.novelty_pvalues` (``check="query"``:
   ``cauchy(before,max(share_k150_s15x3_d,share_k150_s15x3_d_labelbase))``); ``reference``
   its ``check="reference"`` (``before``); ``query-overall``: ``cauchy(before,
-  share_k150_s15x3_d)``, the opt-in before (`geovae transfer --novelty query-overall`).
+  share_k150_s15x3_d)``, the opt-in before (`geovae transfer --novelty query-overall`);
+  since issue 23 item 1 each of these three then goes through
+  `depth_free.query_depth_free` (`loto_depth.py`), the candidates named do not.
 
 ``--composition``: each run's query resampled so that one known label (the one most unseen
 cells are predicted as, and a random other) is 1.5x and 3x as common as in the reference

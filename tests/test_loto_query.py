@@ -1,6 +1,7 @@
 """benchmarks/loto_query.py: its fast candidates (neighbours computed once per run) count
 each cell's own side as `geovae.tools.query_share` does, and the candidate it names as
-shipped is what `novelty.novelty_pvalues` computes."""
+shipped is what `novelty.novelty_pvalues` computes (then made depth-free in the query's terms,
+`depth_free.query_depth_free`)."""
 
 from __future__ import annotations
 
@@ -39,12 +40,17 @@ def test_the_shipped_scores_are_the_candidates_named() -> None:
            "ref_depth": ref_depth, "nelbo": 300 * depth + rng.gumbel(size=len(truth)),
            "ref_nelbo": 300 * ref_depth + rng.gumbel(size=600)}
     p = mod.candidates(run)
+    from geovae.tools.depth_free import query_depth_free
+
+    def free(q: np.ndarray) -> np.ndarray:  # the shipped checks' last step (issue 23 item 1)
+        return query_depth_free(q, depth, run["pred_code"])
+
     both = "cauchy(before,max(share_k150_s15x3_d,share_k150_s15x3_d_labelbase))"
-    np.testing.assert_allclose(p["shipped"], p[both], rtol=1e-10)
+    np.testing.assert_allclose(p["shipped"], free(p[both]), rtol=1e-10)
     np.testing.assert_allclose(p["query"], p["shipped"], rtol=1e-10)
-    np.testing.assert_allclose(p["query-overall"], p["cauchy(before,share_k150_s15x3_d)"],
-                               rtol=1e-10)
-    np.testing.assert_allclose(p["reference"], p["before"], rtol=1e-10)
+    np.testing.assert_allclose(p["query-overall"],
+                               free(p["cauchy(before,share_k150_s15x3_d)"]), rtol=1e-10)
+    np.testing.assert_allclose(p["reference"], free(p["before"]), rtol=1e-10)
     assert not np.allclose(p["shipped"], p["before"])
     assert not np.allclose(p["shipped"], p["query-overall"])
 

@@ -9,7 +9,9 @@ labels is not flagged), its -ELBO among its predicted label's reference cells gi
 library size (`label_depth_pvalues`), and whether it sits in a region of the joint latent
 dense in query cells (`geovae.tools.query_share`; composition-robust). Each is ranked among
 the reference cells' own after one shift for the whole query (a shift per label would absorb
-a type the reference lacks wherever it makes up much of a label). Chosen on the development
+a type the reference lacks wherever it makes up much of a label); the combined p-value's line
+in log library size within each predicted label, fitted on the query's own cells, is removed
+last (`geovae.tools.depth_free`: not a proxy for depth). Chosen on the development
 split only (the bundled Kang subset; benchmarks/loto_scores.py, loto_query.py); elsewhere:
 benchmarks/RESULTS.md. Older models and data use the earlier checks (`typicality`); the
 p-value enters the confidence through `soft_factor`, which keeps its order.
@@ -21,6 +23,7 @@ import numpy as np
 
 from geovae.models.reference import ReferenceCells
 from geovae.tools._lines import least_squares_line
+from geovae.tools.depth_free import query_depth_free
 from geovae.tools.neighbors import knn
 from geovae.tools.query_share import BASES, query_share_stats
 
@@ -92,7 +95,9 @@ def novelty_pvalues(z: np.ndarray, nelbo: np.ndarray, log_library: np.ndarray,
     (`label_depth_pvalues`) (``check="reference"``: these alone) and of its share of query
     cells in the joint latent (`query_share.query_share_stats`): the larger p-value against
     the overall and the label's share (``"query"``), or the overall one's (``"query-overall"``:
-    flags commoner known types). Development split: `NOVELTY_TAIL`, `query_share`."""
+    flags commoner known types); then made depth-free in the query's own terms
+    (`depth_free.query_depth_free`). Development split: `NOVELTY_TAIL`, `query_share`,
+    `depth_free`."""
     if check not in NOVELTY_CHECKS:
         raise ValueError(f"check must be one of {NOVELTY_CHECKS}, not {check!r}")
     labels = cells.labels
@@ -101,14 +106,14 @@ def novelty_pvalues(z: np.ndarray, nelbo: np.ndarray, log_library: np.ndarray,
                                  predicted, labels)]
     if geometry == "euclidean":
         parts.append(best_label_pvalues(z, cells.latent, labels, k, geometry))
-    reference_only = combine_pvalues(parts, "cauchy")
-    if check == "reference":
-        return reference_only
-    bases = BASES if check == "query" else ("overall",)
-    share = np.max([shifted_pvalues(q, r) for q, r in query_share_stats(
-        z, cells.latent, geometry, log_library, cells.log_library, predicted, labels,
-        bases=bases)], axis=0)
-    return combine_pvalues([reference_only, share], "cauchy")
+    p = combine_pvalues(parts, "cauchy")
+    if check != "reference":
+        bases = BASES if check == "query" else ("overall",)
+        share = np.max([shifted_pvalues(q, r) for q, r in query_share_stats(
+            z, cells.latent, geometry, log_library, cells.log_library, predicted, labels,
+            bases=bases)], axis=0)
+        p = combine_pvalues([p, share], "cauchy")
+    return query_depth_free(p, log_library, predicted)
 
 
 def is_default_check(cells: ReferenceCells, predicted: np.ndarray | None,
