@@ -61,8 +61,8 @@ NOVELTY_TAIL = 0.05
 VOTE_POWER = 0.0
 #: the same for the check by distance (reference cells without -ELBO; no development split)
 NEIGHBOUR_TAIL = 0.05
-#: `novelty_pvalues`' checks (`query_share`; dev AUROC 0.743 / 0.657 / 0.765: the last flags
-#: commoner known types)
+#: `novelty_pvalues`' checks (`query_share`; dev AUROC 0.743 / 0.657 / 0.765 before the
+#: `depth_free` step, the default 0.742 with it; the last flags commoner known types)
 NOVELTY_CHECKS = ("query", "reference", "query-overall")
 
 
