@@ -1,7 +1,8 @@
 """One default c*GMΔVAE fit of a bench_clusters data set, pickled with its kept weights (the
 state where training ends, before the merge and delete moves) so that every merge rule can
 be run on the SAME fit afterwards (`..._eval.py`). Run from the repository root:
-python THIS.py DATA K SEED OUT.pt [EPOCHS]"""
+python THIS.py DATA K SEED OUT.pt [EPOCHS]; DATA a `cluster_sets.load` name, or kang / pbmc (the
+bundled Kang subset with batch key stim, pbmc68k)."""
 import copy
 import sys
 import time
@@ -17,7 +18,16 @@ from geovae.modules.cgmvae import CGMVAEModule  # noqa: E402
 
 data, k, seed, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 epochs = int(sys.argv[5]) if len(sys.argv) > 5 else None
-adata, kw, truth = load(data, seed)
+if data in ("kang", "pbmc"):  # real data, as clusters_rules_real_2026-12-06.py ran them
+    import anndata as ad
+
+    root = Path(__file__).resolve().parents[2] / "data"
+    adata = ad.read_h5ad(root / ("kang_counts.h5ad" if data == "kang" else
+                                 "pbmc68k_counts.h5ad"))
+    adata.obs["condition"] = adata.obs["stim"].astype(str) if data == "kang" else "one"
+    kw, truth = {"likelihood": "nb"}, ("seurat_annotations" if data == "kang" else "bulk_labels")
+else:
+    adata, kw, truth = load(data, seed)
 saved = {}
 original = CGMVAEModule.after_training
 

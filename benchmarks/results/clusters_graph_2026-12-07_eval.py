@@ -6,10 +6,12 @@ type). Run from the repository root: python THIS.py OUT.jsonl DUMP.pt ... (one l
 and dump)."""
 import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
+import scanpy  # noqa: E402,F401 - imported before the timed moves
 import torch  # noqa: E402
 from cluster_sets import USED_SHARE, n_used  # noqa: E402
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # noqa: E402
@@ -49,14 +51,17 @@ for f in sys.argv[2:]:
     for rule in RULES:
         module.load_state_dict(d["state"])
         module.merge_rule, module.weights_fixed = rule, d["fixed"]
-        original(module, source, idx, s)
+        t0 = time.process_time()
+        original(module, source, idx, s)  # the rule's merges, then the delete moves
+        moves_cpu = round(time.process_time() - t0, 2)
         pred = model.cluster_probs_of(source).argmax(1)
         w = module.mixture_weight_means().cpu().numpy()
         rec = {"data": d["data"], "k": d["k"], "seed": d["seed"], "rule": rule,
                "ari": round(float(adjusted_rand_score(labels, pred)), 4),
                "nmi": round(float(normalized_mutual_info_score(labels, pred)), 4),
                "n_used": n_used(pred), "n_weight": int((w >= USED_SHARE).sum()),
-               "fit_seconds": round(d["seconds"], 1), "epochs_run": d["epochs_run"]}
+               "fit_seconds": round(d["seconds"], 1), "epochs_run": d["epochs_run"],
+               "moves_cpu_s": moves_cpu}
         if rule == "elbo":
             rec["matches_fit"] = bool((pred == d["written"]).all())
         if rule == "graph":

@@ -75,9 +75,11 @@ def graph_merge_record(means: np.ndarray, labels: np.ndarray, seed: int = 0,
     merged labels and the `MergeRecord`."""
     import scanpy as sc
 
+    from geovae.tools.jit_cache import import_umap
     from geovae.tools.merge import GAP, merge_clusters
     from geovae.tools.neighbors import knn_transformer
 
+    import_umap()  # scanpy's connectivities use umap-learn: numba's cache on, as the fit's graph
     labels = np.asarray(labels)
     a = ad.AnnData(obs={"_": np.zeros(len(labels))}, obsm={"rep": np.asarray(means)})
     k = max(2, min(n_neighbors, len(labels) - 1))
