@@ -2,7 +2,7 @@
 state where training ends, before the merge and delete moves) so that every merge rule can
 be run on the SAME fit afterwards (`..._eval.py`). Run from the repository root:
 python THIS.py DATA K SEED OUT.pt [EPOCHS]; DATA a `cluster_sets.load` name, or kang / pbmc (the
-bundled Kang subset with batch key stim, pbmc68k)."""
+bundled Kang subset with batch key stim, pbmc68k) or small (4 types, 1,000 x 200)."""
 import copy
 import sys
 import time
@@ -26,6 +26,12 @@ if data in ("kang", "pbmc"):  # real data, as clusters_rules_real_2026-12-06.py 
                                  "pbmc68k_counts.h5ad"))
     adata.obs["condition"] = adata.obs["stim"].astype(str) if data == "kang" else "one"
     kw, truth = {"likelihood": "nb"}, ("seurat_annotations" if data == "kang" else "bulk_labels")
+elif data == "small":  # the slow test's small counts (tests/modules/test_cgmvae_merging.py)
+    from geovae.datasets import simulate_counts
+
+    adata = simulate_counts(n_cells=1000, n_genes=200, n_types=4, n_conditions=2,
+                            condition_prob=0.2, seed=seed)
+    kw, truth = {"likelihood": "nb"}, "cell_type"
 else:
     adata, kw, truth = load(data, seed)
 saved = {}
