@@ -237,7 +237,7 @@ def greedy_overlap_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tens
                        else ("demp",))
         passing = [s for s in stats if s[column] > cutoff]
         if rule == "lobes" and passing:  # the pairs are few: the veto only where DEMP passes
-            hard = q.argmax(1)
+            hard = q.argmax(1).to(profiles.device)  # profiles: CPU, q: the module's device
             passing = [s for s in passing if not expression_differs(profiles, hard, *s[:2])]
         if not passing:
             break
