@@ -1,5 +1,5 @@
 """Leiden at 100k cells cuts types apart (issue 26 item 1): resolution 1 against merging the
-clusters the graph cannot tell apart (`geovae.tools.merge`, PAGA connectivity) and against
+clusters the graph cannot tell apart (`geovae.graph.merge`, PAGA connectivity) and against
 other resolutions, on fitted latents (no training here).
 
 Run (the 2026-12-06 record, `results/cluster_merge_2026-12-06.jsonl`)::
@@ -28,7 +28,7 @@ same graph, Leiden as geovae runs it (`geovae.tools.resolution.LEIDEN`, the fit'
 ``res1`` (the fit's own default clusters, recomputed), ``res<r>`` (a fixed resolution),
 ``res_n`` (resolution ``min(1, sqrt(20000 / cells))``: shrinking with the cells), ``merge<t>``
 (res1, then PAGA merges above connectivity t), ``merge_gap`` (the gap rule,
-`geovae.tools.merge.gap_stop`). Recorded: ARI, NMI, clusters, seconds of the step.
+`geovae.graph.merge.gap_stop`). Recorded: ARI, NMI, clusters, seconds of the step.
 ``--sequence`` records instead each fit's whole greedy merge sequence (`run_sequence`), and
 ``--rules FILE`` scores stopping rules on such records (`rules`; the 2026-12-06 record
 `results/cluster_merge_sequences_2026-12-06.jsonl`, same fits as above plus a fourth draw:
@@ -73,7 +73,7 @@ def run_one(path: str, label_key: str, label_file: str | None) -> list[dict]:
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     from geovae import _keys as K
-    from geovae.tools.merge import merge_clusters
+    from geovae.graph.merge import merge_clusters
 
     a = ad.read_h5ad(path)
     seed = int(a.uns["geovae"].get("seed", 0))
@@ -121,7 +121,7 @@ def run_sequence(path: str, label_key: str, label_file: str | None) -> dict:
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     from geovae import _keys as K
-    from geovae.tools.merge import edge_counts, paga_connectivity
+    from geovae.graph.merge import edge_counts, paga_connectivity
 
     a = ad.read_h5ad(path)
     seed = int(a.uns["geovae"].get("seed", 0))
@@ -210,7 +210,7 @@ def summary(path: Path) -> None:
 #: stopping rules scored on the recorded sequences (`rules`): merges kept, from the
 #: connectivities of the greedy merges and the highest left after the last
 def _rules() -> dict:
-    from geovae.tools.merge import gap_stop
+    from geovae.graph.merge import gap_stop
 
     def threshold(t: float):
         return lambda cs: next((k for k, c in enumerate(cs) if c <= t), len(cs))

@@ -20,7 +20,7 @@ process may use) pinned to the same CPUs; they stop by themselves after ``--time
 and are ended after each run. A run longer than ``--timeout`` is stopped and reported as such.
 
 knn: times exact and approximate (pynndescent) kNN graphs, and the recall, on clustered
-synthetic points of each geometry (`geovae.tools.neighbors`).
+synthetic points of each geometry (`geovae.graph.neighbors`).
 
 Prints a markdown table; ``--write`` appends it to benchmarks/RESULTS.md.
 """
@@ -171,7 +171,7 @@ KNN_CHILD = r"""
 import json, sys, time
 import numpy as np, torch
 from geovae.geometry.manifolds import Lorentz
-from geovae.tools.neighbors import ApproxKNN, knn_recall, knn_transformer
+from geovae.graph.neighbors import ApproxKNN, knn_recall, knn_transformer
 geometry, n, k, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
 rng = np.random.default_rng(0)

@@ -55,8 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_loto import partial_spearman  # noqa: E402
 from paired_stats import fmt_p, paired  # noqa: E402
 
+from geovae.graph.neighbors import knn  # noqa: E402
 from geovae.models.reference import ReferenceCells  # noqa: E402
-from geovae.tools.neighbors import knn  # noqa: E402
 from geovae.tools.novelty import (  # noqa: E402
     NOVELTY_CHECKS,
     best_label_pvalues,

@@ -111,7 +111,7 @@ def _label_stats(a: dict[str, np.ndarray], kind: str) -> tuple[np.ndarray, np.nd
     distance (Ledoit-Wolf), ``elbo`` the -ELBO."""
     from sklearn.covariance import LedoitWolf
 
-    from geovae.tools.neighbors import knn
+    from geovae.graph.neighbors import knn
 
     if kind in ("elbo", "ppc"):
         return a[f"{kind}" if kind == "ppc" else "nelbo"].astype(float), \
@@ -168,7 +168,7 @@ def query_share_pvalues(a: dict[str, np.ndarray], k: int = 30) -> np.ndarray:
     reference and query cells, itself left out) is query cells, over the share the query
     makes up; ranked among the reference cells' own share of reference cells over theirs
     (mirror image): a type the reference lacks sits among query cells only."""
-    from geovae.tools.neighbors import knn
+    from geovae.graph.neighbors import knn
     from geovae.tools.novelty import empirical_pvalue
 
     z, rz = a["z"].astype(np.float64), a["ref_z"].astype(np.float64)

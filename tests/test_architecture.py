@@ -9,7 +9,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "geovae"
 #: bottom (0) to top; a module may import from its own layer and those below
 LAYERS = {"errors": 0, "_keys": 0, "_threads": 0, "_rng": 0, "geometry": 1, "distributions": 2,
-          "nn": 3, "data": 4,
+          "nn": 3, "data": 4, "graph": 4,
           "modules": 5, "training": 6, "io": 6, "report": 6, "models": 7, "datasets": 7,
           "tools": 8, "runs": 9, "cli": 10, "__main__": 11, "__init__": 11}
 

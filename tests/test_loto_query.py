@@ -59,7 +59,7 @@ def test_the_label_base_rate_leaves_a_commoner_known_type_alone() -> None:
     """No unseen type; label 0 makes up 40 % of the query and 33 % of the reference: against
     the query's overall share its cells read as query-dense (most below p = 0.05), against
     its label's share (``_labelbase``) far fewer are."""
-    from geovae.tools.neighbors import knn
+    from geovae.graph.neighbors import knn
 
     mod = load_benchmark("loto_query")
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ import pytest
 from helpers import PBMC, run_cli
 from sklearn.datasets import make_blobs
 
-from geovae.tools.merge import DEFAULT_MERGE, MERGE_CONNECTIVITY
+from geovae.graph.merge import DEFAULT_MERGE, MERGE_CONNECTIVITY
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import torch
 
 from geovae.distributions import WrappedNormal
 from geovae.geometry.manifolds import Lorentz
-from geovae.tools.neighbors import GeodesicKNN
+from geovae.graph.neighbors import GeodesicKNN
 
 H = Lorentz()
 EPS32 = torch.finfo(torch.float32).eps

@@ -14,10 +14,10 @@ from sklearn.metrics import adjusted_rand_score
 
 import geovae
 from geovae.datasets.blobs import make_blobs
+from geovae.graph.neighbors import GeodesicKNN
 from geovae.modules.cgmvae import TERMS, CGMVAEModule
 from geovae.modules.components import concentration
 from geovae.nn.latents import make_latent
-from geovae.tools.neighbors import GeodesicKNN
 
 DATA = PBMC
 

@@ -91,7 +91,7 @@ def test_query_mixes_with_reference_of_its_type(mapped) -> None:
     """Same-type query and reference cells are neighbours in the latent: the share of
     reference cells among a query cell's 15 nearest same-type cells is far from 0."""
     ref, query, model = mapped
-    from geovae.tools.neighbors import knn
+    from geovae.graph.neighbors import knn
 
     ref_z = model.get_latent(ref)  # the reference re-embedded with the query-mapped weights
     shares = []

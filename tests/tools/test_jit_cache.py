@@ -1,4 +1,4 @@
-"""umap-learn and pynndescent imported through `geovae.tools.jit_cache` compile once: a second
+"""umap-learn and pynndescent imported through `geovae.graph.jit_cache` compile once: a second
 process loads their numba functions from the on-disk cache instead of compiling them."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 CHILD = r"""
 import json, logging, sys
 logging.basicConfig(level=logging.INFO, format="%(message)s")
-from geovae.tools.jit_cache import cache_ready, import_umap
+from geovae.graph.jit_cache import cache_ready, import_umap
 ready_before = cache_ready()
 import_umap()
 import numpy as np
@@ -61,7 +61,7 @@ def test_second_process_loads_compiled_functions_from_the_cache(tmp_path):
 def test_already_imported_packages_are_left_alone(monkeypatch):
     import numba
 
-    from geovae.tools import jit_cache
+    from geovae.graph import jit_cache
 
     monkeypatch.setitem(sys.modules, "umap", object())
     before = numba.njit
@@ -72,7 +72,7 @@ def test_already_imported_packages_are_left_alone(monkeypatch):
 FALLBACK = r"""
 import json, sys
 import numba
-from geovae.tools import jit_cache
+from geovae.graph import jit_cache
 before = numba.njit
 
 def broken(func):
@@ -88,7 +88,7 @@ print(json.dumps({"restored": numba.njit is before, "umap": "umap" in sys.module
 PARTS = r"""
 import json, os, sys
 import numba
-from geovae.tools.jit_cache import import_umap
+from geovae.graph.jit_cache import import_umap
 before = numba.njit
 import_umap()
 if os.environ.get("GEOVAE_NUMBA_CACHE") == "0":

@@ -1,4 +1,4 @@
-"""Merging the Leiden clusters that the graph cannot tell apart (`geovae.tools.merge`,
+"""Merging the Leiden clusters that the graph cannot tell apart (`geovae.graph.merge`,
 issue 26 item 1: Leiden at resolution 1 cut every type of 100k simulated cells in 2-3)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 import geovae
-from geovae.tools.merge import MERGE_CONNECTIVITY, edge_counts, merge_clusters, paga_connectivity
+from geovae.graph.merge import MERGE_CONNECTIVITY, edge_counts, merge_clusters, paga_connectivity
 
 
 def _blobs(seed: int, n: int = 1500, dim: int = 6) -> tuple[ad.AnnData, np.ndarray]:
@@ -96,7 +96,7 @@ def test_a_bad_merge_threshold_is_one_line(bad) -> None:
 def test_cluster_and_the_command_line_check_merge_alike(bad, text: str) -> None:
     """One check (`check_merge`) behind `cluster` and the command line's `parse_merge`: the
     same message for the same value, and ``"off"`` is no merging in both."""
-    from geovae.tools.merge import parse_merge
+    from geovae.graph.merge import parse_merge
 
     adata, _ = _blobs(0, n=60)
     with pytest.raises(geovae.OptionError) as python:

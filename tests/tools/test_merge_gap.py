@@ -1,4 +1,4 @@
-"""The gap rule of the Leiden-cluster merge (`geovae.tools.merge.gap_stop`, ``merge="gap"``):
+"""The gap rule of the Leiden-cluster merge (`geovae.graph.merge.gap_stop`, ``merge="gap"``):
 pieces of one group get less connected as the group grows (issue 26: 0.78-0.79 at 200,000
 simulated cells, so the 0.8 threshold stopped at 9 clusters for 6 types), the pairs of
 different groups stay far below; the rule goes on below 0.8, down to 0.3, only where that ends
@@ -13,7 +13,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 import geovae
-from geovae.tools.merge import GAP, GAP_FLOOR, GAP_RATIO, gap_stop, merge_clusters
+from geovae.graph.merge import GAP, GAP_FLOOR, GAP_RATIO, gap_stop, merge_clusters
 
 
 @pytest.mark.parametrize(("conns", "left", "kept"), [

@@ -79,8 +79,8 @@ def test_same_numbers_as_scib_metrics() -> None:
     scib = pytest.importorskip("scib_metrics")
     from scib_metrics.nearest_neighbors import NeighborsResults
 
+    from geovae.graph.neighbors import knn
     from geovae.tools.mixing import _mixing
-    from geovae.tools.neighbors import knn
 
     z, _, batch, labels = _latents(n=300, seed=1)
     ours = integration_scores(z, batch, labels, n_neighbors=30)

@@ -14,8 +14,7 @@ import torch
 from geovae import _keys as K
 from geovae.geometry.lorentz import ann_metric
 from geovae.geometry.manifolds import Lorentz, Sphere
-from geovae.tools.cluster import cluster
-from geovae.tools.neighbors import (
+from geovae.graph.neighbors import (
     ANN_THRESHOLD,
     ApproxKNN,
     GeodesicKNN,
@@ -23,6 +22,7 @@ from geovae.tools.neighbors import (
     knn_recall,
     knn_transformer,
 )
+from geovae.tools.cluster import cluster
 
 N, DIM, K_NN = 1500, 6, 10
 GEOMETRIES = ("euclidean", "sphere", "hyperbolic")

@@ -97,7 +97,7 @@ def test_one_cluster_does_not_win_by_being_trivially_stable() -> None:
     """Resolutions so low that Leiden keeps all cells in one cluster, whose subsample ARI is 1
     by convention: the chooser takes the most stable partition into 2 or more."""
     from geovae import _keys as K
-    from geovae.tools.neighbors import knn_transformer
+    from geovae.graph.neighbors import knn_transformer
     from geovae.tools.resolution import choose_resolution
 
     X, _ = make_blobs(n_samples=300, centers=1, n_features=2, random_state=0)
@@ -153,7 +153,7 @@ def test_identical_rows_are_not_one_cluster_each(caplog) -> None:
     """100 identical rows: Leiden at resolutions above 1 cuts them into near-singletons
     (40-100 clusters, the singletons perfectly "stable"); they are trivial like one cluster."""
     from geovae import _keys as K
-    from geovae.tools.neighbors import knn_transformer
+    from geovae.graph.neighbors import knn_transformer
     from geovae.tools.resolution import choose_resolution
 
     adata = _embedding(np.ones((100, 4)))

@@ -15,8 +15,8 @@ import pytest
 import geovae
 from geovae import _keys as K
 from geovae.datasets import make_blobs
+from geovae.graph.neighbors import knn
 from geovae.tools._labels import combine_votes
-from geovae.tools.neighbors import knn
 
 
 def _weights_hash(model: geovae.GeoVAE) -> str:

@@ -11,8 +11,8 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 from geovae import _keys as K
+from geovae.graph.merge import merge_clusters
 from geovae.tools.cluster import cluster
-from geovae.tools.merge import merge_clusters
 from geovae.tools.resolution import LEIDEN
 
 

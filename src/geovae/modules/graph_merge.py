@@ -1,5 +1,5 @@
 """The ``"graph"`` merge rule for the c*GMΔVAE's mixture (issue 24): merge the components the
-latent's kNN graph cannot tell apart, the way `geovae.tools.merge` merges Leiden clusters.
+latent's kNN graph cannot tell apart, the way `geovae.graph.merge` merges Leiden clusters.
 
 The ``"elbo"`` rule keeps two components where two Gaussians fit one type better than one:
 count data put a type's shallower cells in a side lobe, and a mixture splits each such type
@@ -8,11 +8,11 @@ core are each other's neighbours, the cells of two types are not. So the rule re
 mixture's clusters (each cell's argmax of q(y|z) at its posterior mean, on the merge
 subsample) on the kNN graph of the cells' posterior means (`n_neighbors`, as
 `geovae.tools.cluster` builds it: scanpy's neighbours, exact Euclidean kNN), measures scanpy's
-PAGA connectivity between them (`geovae.tools.merge.paga_connectivity`) and merges greedily
-by the same gap rule as the Leiden clusters (`geovae.tools.merge.merge_clusters` with
+PAGA connectivity between them (`geovae.graph.merge.paga_connectivity`) and merges greedily
+by the same gap rule as the Leiden clusters (`geovae.graph.merge.merge_clusters` with
 ``GAP``: above 0.8, then on down to 0.3 where that ends at a tenfold drop, `gap_stop`).
 Each group of components it joins becomes the group's largest component, refitted to the
-cells it then has (`geovae.modules.merging.fold`, the overlap rules' refit), so the model,
+cells it then has (`geovae.modules.merge_fold.fold`, the overlap rules' refit), so the model,
 not a relabelling, holds the merged clusters: the prior's component and q(y|z) change, and
 `cluster_probs` reads them as for any other merge.
 """
@@ -26,6 +26,7 @@ import torch
 from geovae._rng import seeded
 from geovae.data.sources import DataSource
 from geovae.modules.deletion import mixture_probs, seeded_subsample
+from geovae.modules.merge_fold import fold
 
 #: neighbours per cell of the graph (`geovae.tools.cluster.cluster`'s default)
 N_NEIGHBORS = 15
@@ -56,7 +57,7 @@ def graph_groups(means: np.ndarray, labels: np.ndarray, seed: int = 0,
                  n_neighbors: int = N_NEIGHBORS) -> list[list[int]]:
     """The groups of components (each a list, two or more) that the gap rule merges: PAGA on
     the kNN graph of ``means`` (n, d) between the cells' components ``labels`` (n,), greedy,
-    `geovae.tools.merge.merge_clusters` with ``GAP``. Components no cell chose are in none."""
+    `geovae.graph.merge.merge_clusters` with ``GAP``. Components no cell chose are in none."""
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2 or len(labels) < 3:
         return []
@@ -70,14 +71,14 @@ def graph_groups(means: np.ndarray, labels: np.ndarray, seed: int = 0,
 def graph_merge_record(means: np.ndarray, labels: np.ndarray, seed: int = 0,
                        n_neighbors: int = N_NEIGHBORS, threshold: float | str | None = None
                        ) -> tuple[np.ndarray, object]:
-    """`geovae.tools.merge.merge_clusters` (``threshold``, default ``GAP``) of the cells'
+    """`geovae.graph.merge.merge_clusters` (``threshold``, default ``GAP``) of the cells'
     ``labels`` on the kNN graph of ``means`` (exact Euclidean, scanpy's neighbours): the
     merged labels and the `MergeRecord`."""
     import scanpy as sc
 
-    from geovae.tools.jit_cache import import_umap
-    from geovae.tools.merge import GAP, merge_clusters
-    from geovae.tools.neighbors import knn_transformer
+    from geovae.graph.jit_cache import import_umap
+    from geovae.graph.merge import GAP, merge_clusters
+    from geovae.graph.neighbors import knn_transformer
 
     import_umap()  # scanpy's connectivities use umap-learn: numba's cache on, as the fit's graph
     labels = np.asarray(labels)
@@ -100,8 +101,6 @@ def graph_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor, scale
     cells' posterior ``means`` (n, d) and the logits of q(y|z) there ``mean_logits`` (n, K).
     Within each group the largest component (q(y) mass) takes the others, largest first.
     Returns (the new ``active``, merges as (i, j, a, sd))."""
-    from geovae.modules.merging import fold
-
     active, loc, scale = active.clone(), loc.clone(), scale.clone()
     merges: list[tuple[int, int, float, torch.Tensor]] = []
     if any(torch.isnan(t).any() for t in (logits, loc, scale, means, mean_logits)):

@@ -61,7 +61,7 @@ class Graph:
     method: str = "leiden"
     #: a number, "auto" (`geovae.tools.resolution`) or None: auto for a table, 1 otherwise
     resolution: float | str | None = None
-    #: the merge (`geovae.tools.merge.parse_merge`): a number, "gap", "off" or None (the default)
+    #: the merge (`geovae.graph.merge.parse_merge`): a number, "gap", "off" or None (the default)
     merge: float | str | None = None
     n_neighbors: int = 15
     umap: bool = True
@@ -102,8 +102,8 @@ def finish(adata: Any, plan: OutputPlan, graph: Graph, job: Job, result: RunResu
 def cluster_cells(adata: Any, graph: Graph, job: Job, compute_umap: bool = True) -> None:
     """Clusters on the kNN graph of ``obsm[graph.use_rep]`` and, with ``graph.umap`` (and
     ``compute_umap``), a UMAP under geovae's UMAP keys (`geovae.tools.cluster`)."""
+    from geovae.graph.merge import parse_merge
     from geovae.tools.cluster import cluster
-    from geovae.tools.merge import parse_merge
     from geovae.tools.resolution import default_resolution
 
     resolution = default_resolution(graph.resolution, job.fmt)
@@ -121,7 +121,7 @@ def merge_note(adata: Any, graph: Graph, result: RunResult) -> None:
     """A warning where a merge was asked for ({merge}, not ``off``) but not made: it merges
     Leiden clusters cut at a given resolution, not a mixture's components nor the clusters of
     a resolution chosen from the data."""
-    from geovae.tools.merge import parse_merge
+    from geovae.graph.merge import parse_merge
 
     if graph.merge is None or parse_merge(graph.merge) is None:
         return

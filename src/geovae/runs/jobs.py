@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from geovae import _keys as K
 from geovae.errors import Note
+from geovae.graph.merge import parse_merge
 from geovae.io.read import check_readable
 from geovae.runs.finish import Graph, Job, finish, note
 from geovae.runs.plan import OutputPlan, RunResult, check_graph, default_outputs, plot_path
-from geovae.tools.merge import parse_merge
 from geovae.tools.resolution import parse_resolution
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def run_fit(input_path: str | os.PathLike, out: str | os.PathLike | None = None,
     UMAP (and the plot); ``umap_epochs`` its optimisation epochs (None: geovae's by size,
     0: umap-learn's default; `geovae.tools.cluster.cluster`).
     ``merge``: the Leiden clusters' merge threshold, ``"off"`` or None for the default
-    (`geovae.tools.merge.parse_merge`; the same in `run_embed`, `run_cluster`). ``backed``:
+    (`geovae.graph.merge.parse_merge`; the same in `run_embed`, `run_cluster`). ``backed``:
     train from the ``.h5ad`` on disk without loading X (None: automatic, see `resolve_backed`).
     ``names``: how notes name parameters (`RunResult.names`; the same in `run_embed`,
     `run_cluster`)."""

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from geovae import _keys as K
 from geovae.errors import Note
+from geovae.graph.merge import parse_merge
 from geovae.io.read import check_readable
 from geovae.runs.finish import Graph, Job, finish, note
 from geovae.runs.plan import OutputPlan, RunResult, check_graph, default_outputs, plot_path
-from geovae.tools.merge import parse_merge
 from geovae.tools.resolution import parse_resolution
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def run_transfer(model_dir: str | os.PathLike, query_path: str | os.PathLike,
     ``n_neighbors`` is also the transfer's; with ``umap`` off there is no UMAP and no plot
     (the joint object is still written, without the joint plot); ``umap_epochs``: a computed
     UMAP's optimisation epochs (None: geovae's by size; 0: umap-learn's default). ``merge``:
-    the clusters' merge threshold (`geovae.tools.merge.parse_merge`). ``backed``: read the
+    the clusters' merge threshold (`geovae.graph.merge.parse_merge`). ``backed``: read the
     query (and the reference output) from disk in chunks (None: automatic). ``names``: how
     notes name parameters (`geovae.runs.plan.RunResult.names`)."""
     from geovae.models import GeoVAE

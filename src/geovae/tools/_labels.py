@@ -12,9 +12,9 @@ import pandas as pd
 
 from geovae import _keys as K
 from geovae.data.checks import category_strings, is_unlabelled
+from geovae.graph.neighbors import knn
 from geovae.models import CGMVAE, GeoVAE
 from geovae.models.reference import ReferenceCells
-from geovae.tools.neighbors import knn
 
 UNKNOWN = "unknown"
 #: a supervised mixture's labels (`combine_votes`): q(y|x)^CLASSIFIER_POWER * (votes +

@@ -12,9 +12,9 @@ import torch
 
 from geovae import _keys as K
 from geovae.errors import InputError, OptionError
-from geovae.tools.jit_cache import import_umap
-from geovae.tools.merge import DEFAULT_MERGE, OFF, check_merge, merge_clusters
-from geovae.tools.neighbors import ANN_THRESHOLD, ApproxKNN, knn_recall, knn_transformer
+from geovae.graph.jit_cache import import_umap
+from geovae.graph.merge import DEFAULT_MERGE, OFF, check_merge, merge_clusters
+from geovae.graph.neighbors import ANN_THRESHOLD, ApproxKNN, knn_recall, knn_transformer
 from geovae.tools.record import drop_fields, update_record
 from geovae.tools.resolution import AUTO, LEIDEN, choose_resolution
 from geovae.tools.umap_keys import put_back, set_aside
@@ -123,9 +123,9 @@ def cluster(
         ``learning_rate``, ``init``).
     merge
         After Leiden at a given resolution, merge the two clusters the graph cannot tell apart
-        (PAGA connectivity above ``merge``, `geovae.tools.merge`) until none is left;
+        (PAGA connectivity above ``merge``, `geovae.graph.merge`) until none is left;
         ``"gap"`` (the default): above 0.8, then on down to 0.3 where that ends at a tenfold
-        drop in connectivity (`geovae.tools.merge.gap_stop`); recorded in
+        drop in connectivity (`geovae.graph.merge.gap_stop`); recorded in
         ``uns['geovae']['cluster']['merge']`` and logged. None (or ``"off"``): Leiden's
         clusters as they are (also ``sc.tl.leiden`` on the shared graph), recorded as
         ``{'rule': 'off'}``. Not with ``auto``.

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from geovae.geometry.manifolds import get_manifold
-from geovae.tools.neighbors import knn
+from geovae.graph.neighbors import knn
 
 log = logging.getLogger("geovae.tools")
 

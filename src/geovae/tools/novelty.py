@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from geovae.graph.neighbors import knn
 from geovae.models.reference import ReferenceCells
 from geovae.tools._lines import least_squares_line
 from geovae.tools.depth_free import query_depth_free
-from geovae.tools.neighbors import knn
 from geovae.tools.query_share import BASES, query_share_stats
 
 #: a label with fewer reference cells is ranked among all (by distance only; no dev split)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from geovae.graph.neighbors import knn
 from geovae.models.reference import ReferenceCells
-from geovae.tools.neighbors import knn
 
 
 def place_on_umap(z: np.ndarray, cells: ReferenceCells, k: int, geometry: str

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from geovae.graph.neighbors import knn
 from geovae.tools._lines import least_squares_line
-from geovae.tools.neighbors import knn
 
 #: neighbours in the joint latent whose sides are counted. Development split: the bundled
 #: Kang subset (benchmarks/bench_loto.py --dev: CTRL -> STIM and STIM -> CTRL, every type

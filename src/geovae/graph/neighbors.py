@@ -100,7 +100,7 @@ class ApproxKNN(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def fit_transform(self, X: np.ndarray, y: object = None, **_: object) -> sp.csr_matrix:
-        from geovae.tools.jit_cache import import_umap
+        from geovae.graph.jit_cache import import_umap
 
         import_umap()  # pynndescent with numba's cache on
         from pynndescent import NNDescent
