@@ -328,11 +328,7 @@ def run_queue(queue: list, args) -> list:
         if method == BUDGET and (*key, GEOVAE) not in done:
             waiting.append(item)
             continue
-        ref = ref_all[ref_all.obs["type"] != held_out].copy()
-        query = query_all.copy()
-        if pair != "kang_pbmc68k":
-            cols = reference_hvgs(ref.X, args.n_top_genes)
-            ref, query = ref[:, cols].copy(), query[:, cols].copy()
+        ref, query = run_split(ref_all, query_all, pair, held_out, args.n_top_genes)
         truth = query.obs["type"].astype(str).to_numpy()
         depth = np.log1p(np.asarray(query.X.sum(1)).ravel())
         ref_types = set(ref.obs["type"].astype(str))
@@ -516,6 +512,18 @@ def candidate_table(recs: pd.DataFrame) -> str:
         mp = geo.groupby("pair")["auroc_maxprob"].mean().round(3).to_dict()
         out.append(f"\nLibrary size alone: {lib}; max prob alone: {mp}")
     return "\n".join(out)
+
+
+def run_split(ref_all: ad.AnnData, query_all: ad.AnnData, pair: str, held_out: str,
+              n_top_genes: int) -> tuple[ad.AnnData, ad.AnnData]:
+    """One leave-one-type-out run's (reference without ``held_out``, query), on the
+    reference's highly variable genes (Kang → pbmc68k: the shared genes as drawn)."""
+    ref = ref_all[ref_all.obs["type"] != held_out].copy()
+    query = query_all.copy()
+    if pair != "kang_pbmc68k":
+        cols = reference_hvgs(ref.X, n_top_genes)
+        ref, query = ref[:, cols].copy(), query[:, cols].copy()
+    return ref, query
 
 
 def main() -> None:

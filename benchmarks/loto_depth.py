@@ -40,6 +40,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_loto import partial_spearman  # noqa: E402
+from loto_query import saved_run  # noqa: E402
 from paired_stats import fmt_p, paired  # noqa: E402
 
 from geovae.models.reference import ReferenceCells  # noqa: E402
@@ -204,14 +205,9 @@ def pooled_depth_free(p: np.ndarray, depth: np.ndarray, pred: np.ndarray,
 def score_folder(folder: Path) -> pd.DataFrame:
     rows = []
     for f in sorted(folder.glob("*.npz")):
-        with np.load(f) as d:
-            a = dict(d)
-        novel = a["novel"].astype(bool)
+        a, novel, run = saved_run(f)
         known = ~novel
-        pair, seed, held_out = f.stem.rsplit("_", 2)
-        lib = roc_auc_score(novel, a["depth"])
-        row = {"pair": pair, "seed": int(seed), "held_out": held_out,
-               "auroc_library": max(lib, 1 - lib),
+        row = {**run,
                "auroc_maxprob": roc_auc_score(novel, -a["maxprob"]),
                "auroc_conf": roc_auc_score(novel, -a["conf"]),
                "r_conf": partial_spearman(a["conf"][known], a["depth"][known],

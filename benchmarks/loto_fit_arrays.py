@@ -21,8 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_loto import check_pairs, dev_cells, report_cells, tasks  # noqa: E402
-from bench_transfer import reference_hvgs  # noqa: E402
+from bench_loto import check_pairs, dev_cells, report_cells, run_split, tasks  # noqa: E402
 
 
 def thin(query, seed: int, low: float) -> None:
@@ -94,11 +93,7 @@ def main() -> None:
         path = args.out / f"{pair}_{seed}_{held_out}.npz"
         if i % n_shards != shard or path.exists():
             continue
-        ref = ref_all[ref_all.obs["type"] != held_out].copy()
-        query = query_all.copy()
-        if pair != "kang_pbmc68k":
-            cols = reference_hvgs(ref.X, args.n_top_genes)
-            ref, query = ref[:, cols].copy(), query[:, cols].copy()
+        ref, query = run_split(ref_all, query_all, pair, held_out, args.n_top_genes)
         truth = query.obs["type"].astype(str).to_numpy()
         t0 = time.perf_counter()
         queries, paths = [query], [path]

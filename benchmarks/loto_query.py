@@ -269,20 +269,27 @@ def candidates(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def saved_run(f: Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, object]]:
+    """A saved run's arrays, its unseen-cell mask and its identity from the file name
+    (``PAIR_SEED_HELDOUT.npz``) with library size's AUROC alone (the better direction)."""
+    with np.load(f) as d:
+        a = dict(d)
+    novel = a["novel"].astype(bool)
+    pair, seed, held_out = f.stem.rsplit("_", 2)
+    lib = roc_auc_score(novel, a["depth"])
+    return a, novel, {"pair": pair, "seed": int(seed), "held_out": held_out,
+                      "auroc_library": max(lib, 1 - lib)}
+
+
 def score_runs(folder: Path, setting: str, shipped_only: bool = False) -> pd.DataFrame:
     """Per saved run and candidate (``shipped_only``: the shipped checks, `shipped`, with
     ``before`` as ``reference``): AUROC (unseen vs known), partial r with depth, and the
     shares of unseen / known cells below p = 0.05."""
     rows = []
     for f in sorted(folder.glob("*.npz")):
-        with np.load(f) as d:
-            a = dict(d)
-        novel = a["novel"].astype(bool)
+        a, novel, run = saved_run(f)
         known = ~novel
-        pair, seed, held_out = f.stem.rsplit("_", 2)
-        lib = roc_auc_score(novel, a["depth"])
-        row = {"setting": setting, "pair": pair, "seed": int(seed), "held_out": held_out,
-               "auroc_library": max(lib, 1 - lib)}
+        row = {"setting": setting, **run}
         scores = ({"before": (sh := shipped(a))["reference"], **sh} if shipped_only
                   else candidates(a))
         for name, p in scores.items():
