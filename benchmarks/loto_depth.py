@@ -40,7 +40,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_loto import partial_spearman  # noqa: E402
-from loto_query import saved_run  # noqa: E402
+from loto_query import saved_run, score_metrics  # noqa: E402
 from paired_stats import fmt_p, paired  # noqa: E402
 
 from geovae.models.reference import ReferenceCells  # noqa: E402
@@ -213,12 +213,7 @@ def score_folder(folder: Path) -> pd.DataFrame:
                "r_conf": partial_spearman(a["conf"][known], a["depth"][known],
                                           a["pred_code"][known])}
         scores = final(a, STRESSES) if FINAL else candidates(a)
-        for name, p in scores.items():
-            row[f"auroc:{name}"] = float(roc_auc_score(novel, -p))
-            row[f"r:{name}"] = partial_spearman(p[known], a["depth"][known],
-                                                a["pred_code"][known])
-            row[f"tpr:{name}"] = float(np.mean(p[novel] < 0.05))
-            row[f"fpr:{name}"] = float(np.mean(p[known] < 0.05))
+        row.update(score_metrics(scores, a, novel))
         rows.append(row)
         print(f.stem, {k[2:]: round(v, 3) for k, v in row.items() if k.startswith("r:")},
               flush=True)

@@ -281,6 +281,19 @@ def saved_run(f: Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, obj
                       "auroc_library": max(lib, 1 - lib)}
 
 
+def score_metrics(scores: dict[str, np.ndarray], a: dict[str, np.ndarray],
+                  novel: np.ndarray) -> dict[str, float]:
+    """Per candidate p-value in ``scores``: AUROC (unseen vs known, low p = unseen), partial
+    r with depth given the predicted label (known cells), shares below p = 0.05."""
+    known, out = ~novel, {}
+    for name, p in scores.items():
+        out[f"auroc:{name}"] = float(roc_auc_score(novel, -p))
+        out[f"r:{name}"] = partial_spearman(p[known], a["depth"][known], a["pred_code"][known])
+        out[f"tpr:{name}"] = float(np.mean(p[novel] < 0.05))
+        out[f"fpr:{name}"] = float(np.mean(p[known] < 0.05))
+    return out
+
+
 def score_runs(folder: Path, setting: str, shipped_only: bool = False) -> pd.DataFrame:
     """Per saved run and candidate (``shipped_only``: the shipped checks, `shipped`, with
     ``before`` as ``reference``): AUROC (unseen vs known), partial r with depth, and the
@@ -288,16 +301,10 @@ def score_runs(folder: Path, setting: str, shipped_only: bool = False) -> pd.Dat
     rows = []
     for f in sorted(folder.glob("*.npz")):
         a, novel, run = saved_run(f)
-        known = ~novel
         row = {"setting": setting, **run}
         scores = ({"before": (sh := shipped(a))["reference"], **sh} if shipped_only
                   else candidates(a))
-        for name, p in scores.items():
-            row[f"auroc:{name}"] = float(roc_auc_score(novel, -p))
-            row[f"r:{name}"] = partial_spearman(p[known], a["depth"][known],
-                                                a["pred_code"][known])
-            row[f"tpr:{name}"] = float(np.mean(p[novel] < 0.05))
-            row[f"fpr:{name}"] = float(np.mean(p[known] < 0.05))
+        row.update(score_metrics(scores, a, novel))
         rows.append(row)
         print(setting, f.stem, round(row["auroc:before"], 3), round(row["auroc:shipped"], 3),
               flush=True)
