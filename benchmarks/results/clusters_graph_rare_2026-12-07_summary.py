@@ -18,7 +18,7 @@ for data, k, tag in dict.fromkeys((r["data"], r["k"], r.get("set")) for r in rec
     by = {m: {r["seed"]: r for r in rs if r["method"] == m} for m in METHODS}
     seeds = sorted(set().union(*by.values()))
     print(f"\n### {data}, K = {k}{f', {tag}' if tag else ''} (seeds {seeds})\n")
-    rare = data == "rare"  # elsewhere the smallest type is no rare type: no F1 columns
+    rare = data.startswith("rare")  # elsewhere the smallest type is no rare type: no F1 columns
     print("| method | in use per seed | ARI per seed | mean ARI | NMI | "
           + ("rare F1 per seed | rare own | " if rare else "")
           + "vs elbo: ARI (p) | NMI (p) | in use (p) |" + (" rare F1 (p) |" if rare else ""))
