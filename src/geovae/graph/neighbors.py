@@ -1,10 +1,14 @@
 """k-nearest neighbours under a latent manifold's geodesic distance, for scanpy: exact
 (scikit-learn, or brute force in blocks) up to `ANN_THRESHOLD` cells, approximate
-(pynndescent) above it, with its recall against the exact neighbours measured on a sample."""
+(pynndescent) above it, with its recall against the exact neighbours measured on a sample;
+`neighbors_graph` builds scanpy's graph with them (for `geovae.tools.cluster` and the
+``graph`` merge rule, `geovae.modules.graph_merge`)."""
 
 from __future__ import annotations
 
+import logging
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -12,6 +16,11 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from geovae.geometry.manifolds import get_manifold
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+log = logging.getLogger("geovae.tools")
 
 #: above this many cells `cluster` builds its kNN graph with pynndescent (approximate);
 #: exact kNN is quadratic in the cells for curved latents (about 1e10 distances at 100k)
@@ -156,6 +165,31 @@ def knn_transformer(geometry: str, n_neighbors: int, n_obs: int = 0,
 
         return KNeighborsTransformer(n_neighbors=n_neighbors, metric=metric, mode="distance")
     return GeodesicKNN(geometry, n_neighbors)
+
+
+def neighbors_graph(adata: ad.AnnData, use_rep: str, key_added: str, geometry: str,
+                    n_neighbors: int, seed: int = 0, ann_threshold: int = ANN_THRESHOLD,
+                    describe: bool = False) -> object:
+    """scanpy's kNN graph (``sc.pp.neighbors``: distances and UMAP connectivities under
+    ``key_added``) of ``obsm[use_rep]`` with the latent's own distance (`knn_transformer` on
+    torch's threads, whose count scanpy resets and this restores); ``describe``: log the
+    method and distance first. Returns the transformer (`ApproxKNN` keeps the neighbours)."""
+    import scanpy as sc
+
+    from geovae.graph.jit_cache import import_umap
+
+    import_umap()  # scanpy's connectivities (and UMAP) use umap-learn: numba's cache on
+    threads = torch.get_num_threads()
+    transformer = knn_transformer(geometry, n_neighbors, n_obs=adata.n_obs,
+                                  ann_threshold=ann_threshold, seed=seed, n_jobs=threads)
+    if describe:
+        method = "approximate, pynndescent" if isinstance(transformer, ApproxKNN) else "exact"
+        log.info(f"kNN graph: {n_neighbors} neighbours of {adata.n_obs} cells ({method}, "
+                 f"{geometry} distance)")
+    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=use_rep, key_added=key_added,
+                    transformer=transformer, random_state=seed)
+    torch.set_num_threads(threads)  # scanpy's neighbours reset torch's thread count
+    return transformer
 
 
 def knn_recall(X: np.ndarray, indices: np.ndarray, distances: np.ndarray, geometry: str,

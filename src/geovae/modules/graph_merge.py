@@ -73,22 +73,15 @@ def graph_merge_record(means: np.ndarray, labels: np.ndarray, seed: int = 0,
                        ) -> tuple[np.ndarray, object]:
     """`geovae.graph.merge.merge_clusters` (``threshold``, default ``GAP``) of the cells'
     ``labels`` on the kNN graph of ``means`` (exact Euclidean, scanpy's neighbours): the
-    merged labels and the `MergeRecord`."""
-    import scanpy as sc
-
-    from geovae.graph.jit_cache import import_umap
+    merged labels and the `MergeRecord`; the graph as `geovae.tools.cluster` builds it
+    (`geovae.graph.neighbors.neighbors_graph`)."""
     from geovae.graph.merge import GAP, merge_clusters
-    from geovae.graph.neighbors import knn_transformer
+    from geovae.graph.neighbors import neighbors_graph
 
-    import_umap()  # scanpy's connectivities use umap-learn: numba's cache on, as the fit's graph
     labels = np.asarray(labels)
     a = ad.AnnData(obs={"_": np.zeros(len(labels))}, obsm={"rep": np.asarray(means)})
     k = max(2, min(n_neighbors, len(labels) - 1))
-    threads = torch.get_num_threads()
-    sc.pp.neighbors(a, n_neighbors=k, use_rep="rep", key_added=_KEY, random_state=seed,
-                    transformer=knn_transformer("euclidean", k, n_obs=len(labels), seed=seed,
-                                                n_jobs=threads))
-    torch.set_num_threads(threads)  # scanpy's neighbours reset torch's thread count
+    neighbors_graph(a, "rep", _KEY, "euclidean", k, seed=seed)
     return merge_clusters(a, labels.astype(str), _KEY, GAP if threshold is None else threshold)
 
 

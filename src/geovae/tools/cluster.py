@@ -12,9 +12,14 @@ import torch
 
 from geovae import _keys as K
 from geovae.errors import InputError, OptionError
-from geovae.graph.jit_cache import import_umap
 from geovae.graph.merge import DEFAULT_MERGE, OFF, check_merge, merge_clusters
-from geovae.graph.neighbors import ANN_THRESHOLD, ApproxKNN, knn_recall, knn_transformer
+from geovae.graph.neighbors import (
+    ANN_THRESHOLD,
+    ApproxKNN,
+    knn_recall,
+    knn_transformer,
+    neighbors_graph,
+)
 from geovae.tools.record import drop_fields, update_record
 from geovae.tools.resolution import AUTO, LEIDEN, choose_resolution
 from geovae.tools.umap_keys import put_back, set_aside
@@ -179,17 +184,9 @@ def cluster(
         adata.obs[key_added] = categorical(np.asarray(probs).argmax(1).astype(str))
     n_neighbors = max(2, min(n_neighbors, adata.n_obs - 1))
     geometry = geometry_of(adata, use_rep)
-    import_umap()  # scanpy's connectivities and UMAP use umap-learn: numba cache on
-    threads = torch.get_num_threads()
-    transformer = knn_transformer(geometry, n_neighbors, n_obs=adata.n_obs,
-                                  ann_threshold=ann_threshold, seed=seed, n_jobs=threads)
     scanpy_slot_free = _scanpy_slot_free(adata)
-    log.info(f"kNN graph: {n_neighbors} neighbours of {adata.n_obs} cells "
-             f"({'approximate, pynndescent' if isinstance(transformer, ApproxKNN) else 'exact'}"
-             f", {geometry} distance)")
-    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=use_rep, key_added=K.NEIGHBORS,
-                    transformer=transformer, random_state=seed)
-    torch.set_num_threads(threads)  # scanpy's neighbours reset torch's thread count
+    transformer = neighbors_graph(adata, use_rep, K.NEIGHBORS, geometry, n_neighbors, seed=seed,
+                                  ann_threshold=ann_threshold, describe=True)
     if scanpy_slot_free:  # also where scanpy looks by default (sc.tl.leiden(adata))
         _share_graph(adata)
     knn_info: dict[str, Any] = {"knn_method": "exact", "knn_recall": 1.0}
@@ -201,6 +198,8 @@ def cluster(
     choice = None
     merge_info = None
     if method == "leiden" and auto:
+        threads = torch.get_num_threads()
+
         def make(k: int, n: int) -> Any:
             return knn_transformer(geometry, k, n_obs=n, ann_threshold=ann_threshold, seed=seed,
                                    n_jobs=threads)
