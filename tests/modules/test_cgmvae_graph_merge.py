@@ -13,7 +13,8 @@ from sklearn.metrics import adjusted_rand_score
 from torch.distributions import Normal
 
 from geovae.modules.deletion import mixture_probs
-from geovae.modules.graph_merge import graph_groups, graph_merges
+from geovae.modules.graph_merge import graph_groups, graph_merges, posterior_means
+from geovae.modules.merging import mixture_draws
 
 #: each type: a core N(centre, 1) with 60% of its cells and two side lobes N(centre + 1.5 e_1
 #: or + 1.5 e_2, 0.6^2) with 20% each; types 10 apart on the first axis
@@ -70,6 +71,30 @@ def test_two_types_far_apart_are_never_one_group() -> None:
     assert groups, "no components merged"
     for group in groups:
         assert len({c // len(PIECES) for c in group}) == 1, group
+
+
+def test_the_merge_draws_carry_the_posterior_means_of_a_second_pass() -> None:
+    """``mixture_draws(..., means=True)`` (the merge step's one pass): the draws as without
+    ``means`` and `posterior_means`' means and logits, to the bit, on a subsample of two
+    batches. Broken once (the means taken as the draws z): failed."""
+    import warnings
+
+    import geovae
+    from geovae.datasets import make_blobs
+
+    adata = make_blobs(n_cells=1500, n_blobs=3, n_conditions=1, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = geovae.fit(adata, model="cgmvae", latent_dim=3, likelihood="gaussian",
+                           model_options={"n_clusters": 6}, epochs=2, progress=False,
+                           heldout_samples=0, seed=4)
+    module, source, idx = model.module, model.source(adata), torch.arange(adata.n_obs)
+    plain = mixture_draws(module, source, idx, seed=7, max_cells=1300)
+    both = mixture_draws(module, source, idx, seed=7, max_cells=1300, means=True)
+    means, mean_logits = posterior_means(module, source, idx, seed=7, max_cells=1300)
+    assert set(both) == set(plain) | {"means", "mean_logits"} and len(means) == 1300
+    for key, value in [*plain.items(), ("means", means), ("mean_logits", mean_logits)]:
+        assert both[key].dtype == value.dtype and torch.equal(both[key], value), key
 
 
 @pytest.mark.slow

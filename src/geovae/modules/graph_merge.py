@@ -38,7 +38,9 @@ _KEY = "graph_merge"
 def posterior_means(module: torch.nn.Module, source: DataSource, idx: torch.Tensor, seed: int,
                     max_cells: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(posterior means of z, logits of q(y|z) at them) of the merge subsample (the cells of
-    `geovae.modules.merging.mixture_draws`: `seeded_subsample`), float64; eval mode."""
+    `geovae.modules.merging.mixture_draws`: `seeded_subsample`), float64; eval mode. The merge
+    step takes them from its one pass (``mixture_draws(..., means=True)``); this second pass
+    is for scripts that need only the means."""
     was_training = module.training
     module.eval()
     sub = seeded_subsample(idx, max_cells, seed)

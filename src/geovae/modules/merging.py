@@ -65,7 +65,7 @@ from geovae._rng import seeded
 from geovae.data.sources import DataSource
 from geovae.errors import OptionError
 from geovae.modules.deletion import mixture_probs, negative_bound, seeded_subsample
-from geovae.modules.graph_merge import graph_merges, posterior_means
+from geovae.modules.graph_merge import graph_merges
 from geovae.modules.merge_fold import fold, merged_component  # noqa: F401 - re-exported
 from geovae.modules.merge_statistics import (  # noqa: F401 - the statistics re-exported
     RIDGE_POINTS,
@@ -274,16 +274,20 @@ def mergeable(module: torch.nn.Module) -> bool:
 
 @torch.no_grad()
 def mixture_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor, seed: int,
-                  max_cells: int, profiles: bool = False) -> dict[str, torch.Tensor]:
+                  max_cells: int, profiles: bool = False, means: bool = False
+                  ) -> dict[str, torch.Tensor]:
     """One seeded draw of z and w for at most ``max_cells`` of the cells ``idx`` (eval mode,
     the global RNG untouched), float64: ``z`` (n, d), ``logits`` of q(y|z) (n, K), the
     components' ``loc`` and ``scale`` at each cell's w (n, K, d), ``log_pz`` (n, K),
-    ``n_sub`` (the subsample's size); with ``profiles`` also `depth_normalised` ``profiles``."""
+    ``n_sub`` (the subsample's size); with ``profiles`` also `depth_normalised` ``profiles``;
+    with ``means`` also the posterior ``means`` of z and ``mean_logits`` there, on the CPU
+    (as `geovae.modules.graph_merge.posterior_means`, from this pass)."""
     was_training = module.training
     module.eval()
     sub = seeded_subsample(idx, max_cells, seed)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("z", "logits", "loc", "scale",
                                                            "log_pz")}
+    out.update({k: [] for k in ("means", "mean_logits") if means})
     targets, covariates = [], []
     with seeded(seed, source.device):
         for batch in source.batches(sub, 1024):
@@ -298,6 +302,10 @@ def mixture_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor
             out["loc"].append(prior.base_dist.loc.double())
             out["scale"].append(prior.base_dist.scale.double())
             out["log_pz"].append(prior.log_prob(z.unsqueeze(1)).double())
+            if means:
+                mean = module.latent.mean(qz)
+                out["means"].append(mean.double().cpu())
+                out["mean_logits"].append(module.classifier(mean).double().cpu())
     module.train(was_training)
     if profiles:
         out["profiles"] = [depth_normalised(torch.cat(targets), torch.cat(covariates)
@@ -318,12 +326,12 @@ def merge_components(module: torch.nn.Module, source: DataSource, idx: torch.Ten
     rule = check_merge_rule(rule or getattr(module, "merge_rule", "elbo"))
     if len(idx) == 0 or not mergeable(module):
         return []
-    d = mixture_draws(module, source, idx, seed, max_cells, profiles=rule == "lobes")
+    d = mixture_draws(module, source, idx, seed, max_cells, profiles=rule == "lobes",
+                      means=rule == "graph")
     z, logits = d["z"], d["logits"]
     if rule == "graph":
-        means, mean_logits = posterior_means(module, source, idx, seed, max_cells)
-        active, merges = graph_merges(z, logits, d["loc"], d["scale"], module.active, means,
-                                      mean_logits, module.n_labels, seed)
+        active, merges = graph_merges(z, logits, d["loc"], d["scale"], module.active,
+                                      d["means"], d["mean_logits"], module.n_labels, seed)
     elif rule == "elbo":
         active, merges = greedy_merges(z, logits, d["loc"], d["log_pz"],
                                        module.alpha.double(), module.active,
