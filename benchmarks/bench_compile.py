@@ -1,7 +1,7 @@
 """Does ``torch.compile`` pay for geovae's training step? Eager vs compiled, same data.
 
 Run:  python benchmarks/bench_compile.py [--data PATH.h5ad] [--steps 100] [--threads 1]
-          [--batch-key batch] [--modes eager compile compile-trunks]
+          [--batch-key batch] [--simulate] [--modes eager compile compile-trunks compile-step]
 
 Each mode runs in its own process (so compilation caches do not carry over): a Euclidean VAE
 (NB likelihood, geovae's defaults) on ``--data``; 5 warm-up steps (which include the
@@ -10,7 +10,12 @@ of 128 cells. Modes:
 
 - ``eager``: what geovae runs;
 - ``compile``: ``torch.compile(module.loss)`` (the whole forward, likelihood included);
-- ``compile-trunks``: ``torch.compile`` of the encoder and decoder MLPs only.
+- ``compile-trunks``: ``torch.compile`` of the encoder and decoder MLPs only;
+- ``compile-step``: ``compile`` plus ``torch.compile`` of the optimiser's step (its AdamW
+  update fused with the rest of the compiled code's kernels).
+
+``--simulate``: bench_vs_scvi.py's 20k x 2,000 counts (batch key ``batch``) instead of
+``--data`` (the data the matmul floor of bench_floor.py is measured on).
 
 Prints one line per mode: warm-up seconds, ms per step, the graphs dynamo compiled and the
 graph breaks it counted, and the mean loss of the timed steps (the same model and data, so the
@@ -40,13 +45,22 @@ def worker(args: argparse.Namespace) -> dict:
     from geovae.models import GeoVAE
     from geovae.training.parts import make_optimizer
 
-    adata = ad.read_h5ad(args.data)
+    if args.simulate:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _common import vs_scvi_counts
+
+        adata, args.batch_key = vs_scvi_counts(), "batch"
+    else:
+        adata = ad.read_h5ad(args.data)
     model = GeoVAE(adata, batch_key=args.batch_key, latent_dim=10, seed=0)
     source, module = model.source(), model.module.train()
     opt = make_optimizer(module, 1e-3, 1e-6)
     loss_fn = module.loss
-    if args.mode == "compile":
+    opt_step = opt.step
+    if args.mode in ("compile", "compile-step"):
         loss_fn = torch.compile(module.loss)
+    if args.mode == "compile-step":
+        opt_step = torch.compile(opt.step)
     elif args.mode == "compile-trunks":
         module.encoder = torch.compile(module.encoder)
         module.decoder = torch.compile(module.decoder)
@@ -58,7 +72,7 @@ def worker(args: argparse.Namespace) -> dict:
         out = loss_fn(batch, 1.0)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
-        opt.step()
+        opt_step()
         return out.loss.detach()
 
     t = time.perf_counter()
@@ -83,7 +97,10 @@ def main() -> None:
     ap.add_argument("--batch-key", default=None)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--modes", nargs="+", default=["eager", "compile", "compile-trunks"])
+    ap.add_argument("--simulate", action="store_true",
+                    help="bench_vs_scvi.py's 20k-cell data (batch key batch) instead of --data")
+    ap.add_argument("--modes", nargs="+",
+                    default=["eager", "compile", "compile-trunks", "compile-step"])
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mode:
@@ -94,6 +111,8 @@ def main() -> None:
                "--steps", str(args.steps), "--threads", str(args.threads)]
         if args.batch_key:
             cmd += ["--batch-key", args.batch_key]
+        if args.simulate:
+            cmd.append("--simulate")
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if res.returncode:
