@@ -35,6 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: the modes (module docstring)
+MODES = ("eager", "compile", "compile-trunks", "compile-step")
+
+
 def worker(args: argparse.Namespace) -> dict:
     import anndata as ad
     import torch
@@ -99,8 +103,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--simulate", action="store_true",
                     help="bench_vs_scvi.py's 20k-cell data (batch key batch) instead of --data")
-    ap.add_argument("--modes", nargs="+",
-                    default=["eager", "compile", "compile-trunks", "compile-step"])
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mode:
