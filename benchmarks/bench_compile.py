@@ -61,10 +61,10 @@ def worker(args: argparse.Namespace) -> dict:
     opt = make_optimizer(module, 1e-3, 1e-6)
     loss_fn = module.loss
     opt_step = opt.step
-    if args.mode in ("compile", "compile-step"):
+    if args.mode == "compile":
         loss_fn = torch.compile(module.loss)
-    if args.mode == "compile-step":
-        opt_step = torch.compile(opt.step)
+    elif args.mode == "compile-step":
+        loss_fn, opt_step = torch.compile(module.loss), torch.compile(opt.step)
     elif args.mode == "compile-trunks":
         module.encoder = torch.compile(module.encoder)
         module.decoder = torch.compile(module.decoder)
