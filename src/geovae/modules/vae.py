@@ -17,9 +17,10 @@ from geovae.modules.base import BaseModule, Batch, LossOutput
 from geovae.nn.latents import Latent, make_latent
 from geovae.nn.layers import mlp
 from geovae.nn.likelihoods import NONZERO_ENTRIES, make_likelihood, summed_log_prob
+from geovae.nn.sparse_linear import SparseRows, feature_major, sparse_linear
 
-#: attribute `VAEModule.prepare` sets on a count block: (its encoder input, the covariates it
-#: was built with, its library size), read by `hidden_of` and `target_and_library`
+#: attribute `VAEModule.prepare` sets on a count block: (its encoder input as `SparseRows`,
+#: the covariates it goes with, its library size), read by `hidden_of` and `library_of`
 PREPARED_INPUT = "_geovae_prepared_input"
 #: what a count model's encoder sees (`VAEModule.transform`): ``log1p`` of the raw counts, or
 #: ``log1p_cp10k``, log1p of the counts scaled to `CP10K` per cell (depth divided out: the
@@ -79,6 +80,8 @@ class VAEModule(BaseModule):
         self.encoder_input = check_encoder_input(encoder_input, counts) or (
             self.count_encoder_input if counts else None)
         self.encoder = mlp(n_features + n_covariates, n_hidden, n_layers, dropout)
+        if counts:  # read from sparse rows on the CPU (`hidden_of`): stored feature-major
+            feature_major(self.encoder[0])
         self.decoder = mlp(latent.decoder_dim + n_covariates, n_hidden, n_layers, dropout)
         self.register_buffer("center", center if center is not None else torch.zeros(n_features))
         self.register_buffer("scale", scale if scale is not None else torch.ones(n_features))
@@ -128,20 +131,32 @@ class VAEModule(BaseModule):
         return self.encoder(x_in if c is None else torch.cat([x_in, c], dim=-1))
 
     def hidden_of(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        """`hidden` of the raw data ``x``: ``hidden(transform(x)[0], c)``, the same numbers.
+        """`hidden` of the raw data ``x``: ``hidden(transform(x)[0], c)``, the same numbers up to
+        float rounding.
 
         A count block that carries its non-zeros (`NONZERO_ENTRIES`, the CPU's sparse rows)
-        is transformed (`depth_scaled`, log1p) at those entries only and written with the
-        covariates into one (cells, features + covariates) block: no dense log1p and no
-        concatenated copy. That block comes from `prepare` where it ran (on the
-        batch-building thread)."""
+        is transformed (`depth_scaled`, log1p) at those entries only, and the encoder's first
+        layer reads them as they are (`geovae.nn.sparse_linear`): no dense log1p, no
+        concatenated copy, and both of the layer's products a step over the non-zeros alone.
+        Those entries come from `prepare` where it ran (on the batch-building thread)."""
         pre = getattr(x, PREPARED_INPUT, None)
         if pre is not None and pre[1] is c:
-            return self.encoder(pre[0])
-        x_in = self._sparse_input(x, c)
-        if x_in is None:
+            return self._hidden_sparse(pre[0], c)
+        sp = self._sparse_rows(x)
+        if sp is None:
             return self.hidden(self.transform(x)[0], c)
-        return self.encoder(x_in)
+        return self._hidden_sparse(sp, c)
+
+    def _hidden_sparse(self, sp: SparseRows, c: torch.Tensor | None) -> torch.Tensor:
+        """The encoder on the block ``sp`` and covariates ``c``: its first layer on the
+        non-zeros (`sparse_linear`), or the dense block where its trunk runs in autocast."""
+        first = self.encoder[0]
+        if self.encoder.autocast_dtype is not None or not isinstance(first, torch.nn.Linear):
+            return self.encoder(sp.dense(c))
+        h = sparse_linear(sp, c, first)
+        for layer in list(self.encoder)[1:]:
+            h = layer(h)
+        return h
 
     def _sparse_counts(self, x: torch.Tensor) -> Any:
         """``x``'s attached non-zeros (`NONZERO_ENTRIES`) where the encoder reads them (a 2-D
@@ -151,33 +166,35 @@ class VAEModule(BaseModule):
             return None
         return nz
 
-    def _sparse_input(self, x: torch.Tensor, c: torch.Tensor | None,
-                      library: torch.Tensor | None = None) -> torch.Tensor | None:
-        """[transform(x)[0], c] from ``x``'s non-zero entries (``library``: ``x``'s row sums,
-        computed where not given and needed); None where ``x`` has none attached or the
-        encoder does not take log1p."""
+    def _sparse_rows(self, x: torch.Tensor, library: torch.Tensor | None = None
+                     ) -> SparseRows | None:
+        """transform(x)[0] at ``x``'s non-zero entries (``library``: ``x``'s row sums, computed
+        where not given and needed); None where ``x`` has none attached or the encoder does
+        not take log1p."""
         nz = self._sparse_counts(x)
         if nz is None:
             return None
         if library is None and self.encoder_input == "log1p_cp10k":
             library = x.sum(-1, keepdim=True)
-        width = x.shape[1] + (0 if c is None else c.shape[1])
-        x_in = x.new_zeros(len(x), width)
         values = torch.log1p(self.depth_scaled(nz.values, library, nz.rows))
-        x_in.view(-1).scatter_(0, nz.rows * width + nz.cols, values)
-        if c is not None:
-            x_in[:, x.shape[1]:] = c
-        return x_in
+        return SparseRows.of(nz.rows, nz.cols, values, nz.row_ends, x.shape[1])
+
+    def _sparse_input(self, x: torch.Tensor, c: torch.Tensor | None,
+                      library: torch.Tensor | None = None) -> torch.Tensor | None:
+        """[transform(x)[0], c] as one dense block, from ``x``'s non-zero entries
+        (`_sparse_rows`); None where it has none attached."""
+        sp = self._sparse_rows(x, library)
+        return None if sp is None else sp.dense(c)
 
     def prepare(self, batch: Batch) -> Batch:
-        """The encoder input of sparse counts (`hidden_of`) and the library size, computed
-        from the data alone (see `BaseModule.prepare`)."""
+        """The encoder's sparse input (`hidden_of`) and the library size, computed from the
+        data alone (see `BaseModule.prepare`)."""
         if self._sparse_counts(batch.x) is None:
             return batch
         library = batch.x.sum(-1, keepdim=True)
-        x_in = self._sparse_input(batch.x, batch.c, library)
-        if x_in is not None:
-            setattr(batch.x, PREPARED_INPUT, (x_in, batch.c, library))
+        sp = self._sparse_rows(batch.x, library)
+        if sp is not None:
+            setattr(batch.x, PREPARED_INPUT, (sp, batch.c, library))
         return batch
 
     def target_and_library(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
