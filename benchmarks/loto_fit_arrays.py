@@ -24,12 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_loto import check_pairs, dev_cells, report_cells, run_split, tasks  # noqa: E402
 
 
-def thin(query, seed: int, low: float) -> None:
+def thin(query, seed: int, low: float, rows: np.ndarray | None = None) -> None:
     """Binomially thin each query cell's counts (in place) to a share exp(-U(0, -log low)):
-    depth that varies within every type independently of biology (``--thin``)."""
+    depth that varies within every type independently of biology (``--thin``); ``rows``
+    (a mask): only those cells, the rest kept whole (``--thin-unseen``)."""
     rng = np.random.default_rng([seed, 7])
     x = sp.csr_matrix(query.X, dtype=np.float32)
     keep = np.exp(-rng.uniform(0.0, -np.log(low), x.shape[0]))
+    if rows is not None:
+        keep = np.where(rows, keep, 1.0)
     x.data = rng.binomial(x.data.astype(np.int64), np.repeat(keep, np.diff(x.indptr))
                           ).astype(np.float32)
     x.eliminate_zeros()
@@ -84,6 +87,9 @@ def main() -> None:
     p.add_argument("--thin", type=Path, default=None, help="also map a thinned copy of the "
                    "query (`thin`) onto the same model; its arrays go to this folder")
     p.add_argument("--thin-low", type=float, default=0.2)
+    p.add_argument("--thin-unseen", type=Path, default=None, help="also map a copy whose "
+                   "UNSEEN type's cells alone are thinned (shallower and novel at once, as "
+                   "pbmc68k's unseen cells; development split only); arrays to this folder")
     args = p.parse_args()
     args.pairs = check_pairs(args.pairs, args.dev)
     shard, n_shards = (int(x) for x in args.shard.split("/"))
@@ -97,13 +103,14 @@ def main() -> None:
         truth = query.obs["type"].astype(str).to_numpy()
         t0 = time.perf_counter()
         queries, paths = [query], [path]
-        if args.thin is not None:
-            thinned = query.copy()
-            thin(thinned, seed, args.thin_low)
-            args.thin.mkdir(parents=True, exist_ok=True)
-            queries.append(thinned)
-            paths.append(args.thin / path.name)
         novel = ~np.isin(truth, sorted(set(ref.obs["type"].astype(str))))
+        for folder, rows in ((args.thin, None), (args.thin_unseen, novel)):
+            if folder is not None:
+                thinned = query.copy()
+                thin(thinned, seed, args.thin_low, rows)
+                folder.mkdir(parents=True, exist_ok=True)
+                queries.append(thinned)
+                paths.append(folder / path.name)
         for arrays, out in zip(fit_one(ref, queries, seed, args.epochs, args.query_epochs),
                                paths, strict=True):
             np.savez_compressed(out, **arrays, novel=novel)
