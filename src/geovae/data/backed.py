@@ -28,6 +28,8 @@ import torch
 from geovae.data.batch import Batch, one_hot
 from geovae.data.h5 import align
 from geovae.data.prepare import BackedPrepared
+from geovae.nn.likelihoods import NONZERO_ENTRIES, NONZERO_POSITIONS
+from geovae.nn.nb_sum import NonZeros
 
 #: rows per block: the unit read from disk in one go
 BLOCK_ROWS = 1024
@@ -153,6 +155,19 @@ class BackedSource:
     def _batch(self, rows: Any, idx: torch.Tensor) -> Batch:
         dense = rows.toarray() if sp.issparse(rows) else np.ascontiguousarray(rows)
         x = torch.from_numpy(np.asarray(dense, dtype=np.float32))
+        # canonical CSR rows on the CPU carry their non-zeros as the in-memory source's do
+        # (`InMemorySource.rows`): the encoder's sparse first layer and the NB sum take them,
+        # so one block and one window train bit for bit as in memory
+        if (sp.issparse(rows) and self.device.type == "cpu" and rows.has_canonical_format
+                and bool((rows.data != 0).all())):
+            lengths = torch.from_numpy(np.diff(rows.indptr).astype(np.int64))
+            row_of = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+            cols = torch.from_numpy(rows.indices.astype(np.int64))
+            flat = row_of * self.n_features + cols
+            setattr(x, NONZERO_POSITIONS, flat)
+            setattr(x, NONZERO_ENTRIES, NonZeros(
+                row_of, cols, flat, torch.from_numpy(rows.data.astype(np.float32)),
+                torch.cumsum(lengths, 0)))
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
         idx = idx.to(self.device)
