@@ -57,6 +57,9 @@ def test_gradients_match_finite_differences() -> None:
     layer = feature_major(torch.nn.Linear(23, 5).double())
     fn = sparse_linear.__globals__["_SparseLinear"].apply
     assert torch.autograd.gradcheck(lambda w, b: fn(w, b, c, sp), (layer.weight, layer.bias))
+    c_soft = torch.rand(9, 3, dtype=torch.float64, requires_grad=True)  # covariates with a grad
+    assert torch.autograd.gradcheck(lambda w, b, cc: fn(w, b, cc, sp),
+                                    (layer.weight, layer.bias, c_soft))
 
 
 def test_a_wrong_width_is_refused() -> None:

@@ -85,14 +85,14 @@ class _SparseLinear(torch.autograd.Function):
         if bias is not None:
             out += bias
         ctx.sp = sp
-        ctx.save_for_backward(c)
+        ctx.save_for_backward(weight, c)
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         sp: SparseRows = ctx.sp
-        (c,) = ctx.saved_tensors
-        grad_weight = grad_bias = None
+        weight, c = ctx.saved_tensors
+        grad_weight = grad_bias = grad_c = None
         if ctx.needs_input_grad[0]:
             grad_x = _bag_sums(sp.rows_by_feature, sp.feature_starts,
                                sp.values_by_feature.to(grad.dtype), grad.contiguous())
@@ -101,7 +101,9 @@ class _SparseLinear(torch.autograd.Function):
             grad_weight = grad_t.t() if ctx.feature_major else grad_t.t().contiguous()
         if ctx.needs_input_grad[1]:
             grad_bias = grad.sum(0)
-        return grad_weight, grad_bias, None, None
+        if ctx.needs_input_grad[2]:  # covariates that carry a gradient (not one-hot data)
+            grad_c = grad @ weight[:, sp.n_features:]
+        return grad_weight, grad_bias, grad_c, None
 
 
 def feature_major(layer: torch.nn.Linear) -> torch.nn.Linear:
@@ -116,7 +118,8 @@ def feature_major(layer: torch.nn.Linear) -> torch.nn.Linear:
 def sparse_linear(sp: SparseRows, c: torch.Tensor | None, layer: torch.nn.Linear
                   ) -> torch.Tensor:
     """``layer([x, c])`` where ``x`` is the block ``sp`` holds (``c`` the covariates, or None
-    when ``layer`` reads ``x`` alone); gradients for the layer's weight and bias."""
+    when ``layer`` reads ``x`` alone); gradients for the layer's weight and bias, and for ``c``
+    where it has one."""
     width = sp.n_features + (0 if c is None else c.shape[1])
     if layer.in_features != width:
         raise ValueError(f"sparse_linear: the layer reads {layer.in_features} columns, the "
