@@ -13,7 +13,8 @@ from sklearn.metrics import adjusted_rand_score
 from torch.distributions import Normal
 
 from geovae.modules.deletion import mixture_probs
-from geovae.modules.graph_merge import graph_groups, graph_merges, posterior_means
+from geovae.modules.graph_merge import (graph_groups, graph_merges, posterior_means,
+                                        small_side_veto)
 from geovae.modules.merging import mixture_draws
 
 #: each type: a core N(centre, 1) with 60% of its cells and two side lobes N(centre + 1.5 e_1
@@ -72,6 +73,39 @@ def test_two_types_far_apart_are_never_one_group() -> None:
     for group in groups:
         assert len({c // len(PIECES) for c in group}) == 1, group
 
+
+
+def _rare_beside_a_small_mixed_piece(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """2-d means, 1,895 cells, 5 components: two types of 900 (0 at the origin, 2 at x = 20),
+    a 20-cell lobe of type 0 inside it (1, at x = 1.5, sd 0.3), a tight 15-cell rare type (3,
+    x = 10, sd 0.2) and a 60-cell piece (4) one unit beside it."""
+    rng = np.random.default_rng(seed)
+    parts = [((0, 0), 1.0, 900), ((1.5, 0), 0.3, 20), ((20, 0), 1.0, 900),
+             ((10, 0), 0.2, 15), ((11, 0), 0.3, 60)]
+    z = np.concatenate([rng.normal(c, s, (n, 2)) for c, s, n in parts])
+    return z, np.repeat(np.arange(len(parts)), [n for _, _, n in parts])
+
+
+def test_the_small_side_veto_keeps_a_rare_type_and_merges_a_small_lobe() -> None:
+    """PAGA caps a pair of small clusters with a few edges between them at 1: without the
+    veto the 15-cell rare type (0.8 % of the cells, each of its cells' 15 neighbours mostly
+    its own) is merged with the piece beside it; with it (the rule's default) it stays, and
+    the 20-cell lobe (1 %), whose cells' neighbours are mostly its type's, is still merged.
+    Broken once (the veto removed from graph_groups' default): [[0, 1], [3, 4]], failed."""
+    z, labels = _rare_beside_a_small_mixed_piece()
+    assert graph_groups(z, labels, veto=False) == [[0, 1], [3, 4]]  # the case is real
+    assert graph_groups(z, labels) == [[0, 1]]
+
+
+def test_the_small_side_veto_needs_both_a_small_side_and_few_edges_to_the_other() -> None:
+    """`small_side_veto` on edge counts: 10 of 1,000 cells sending 20 of 150 edges (13 %) to
+    the other side: vetoed; sending 60 (40 %): not; 100 of 1,000 cells sending 13 %: not."""
+    sizes = np.array([10.0, 890.0, 100.0])
+    edges = np.array([[130.0, 20.0, 0.0], [20.0, 13000.0, 330.0], [0.0, 195.0, 1305.0]])
+    assert small_side_veto(edges, sizes, 0, 1) and small_side_veto(edges, sizes, 1, 0)
+    edges[0] = [90.0, 60.0, 0.0]
+    assert not small_side_veto(edges, sizes, 0, 1)
+    assert not small_side_veto(edges, sizes, 2, 1)  # 195 of 1,500 = 13 %, but 10 % of cells
 
 def test_the_merge_draws_carry_the_posterior_means_of_a_second_pass() -> None:
     """``mixture_draws(..., means=True)`` (the merge step's one pass): the draws as without

@@ -19,6 +19,7 @@ merging goes on below the threshold, down to `GAP_FLOOR`, where that ends at a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +101,8 @@ class MergeRecord:
     max_left: float = 0.0
     #: gap rule: whether it went on below the threshold to a drop (and how deep the drop was)
     at_gap: bool = False
+    #: pairs a ``veto`` kept apart (``a+b``, each once) and their connectivity when it did
+    vetoed: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         """One line for the log."""
@@ -126,6 +129,8 @@ class MergeRecord:
                "max_left": float(self.max_left)}
         if self.rule == GAP:
             out.update(floor=GAP_FLOOR, ratio=GAP_RATIO, at_gap=bool(self.at_gap))
+        if self.vetoed:
+            out["vetoed"] = {k: float(v) for k, v in self.vetoed.items()}
         return out
 
 
@@ -161,11 +166,16 @@ def paga_connectivity(edges: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 
 
 def merge_clusters(adata: ad.AnnData, labels: np.ndarray, neighbors_key: str,
-                   threshold: float | str = MERGE_CONNECTIVITY) -> tuple[np.ndarray, MergeRecord]:
+                   threshold: float | str = MERGE_CONNECTIVITY,
+                   veto: Callable[[np.ndarray, np.ndarray, int, int], bool] | None = None
+                   ) -> tuple[np.ndarray, MergeRecord]:
     """Merge the two most connected clusters of ``labels`` (PAGA on the graph of
     ``neighbors_key``) while their connectivity exceeds ``threshold`` (`GAP`: the gap rule,
     `gap_stop`); return the new labels (renamed "0", "1", ... by size when anything was
-    merged) and what was merged (a merged cluster named ``a+b`` by the Leiden names)."""
+    merged) and what was merged (a merged cluster named ``a+b`` by the Leiden names).
+    ``veto(edges, sizes, i, j)`` (the clusters' directed edge counts and sizes now, a pair):
+    True keeps that pair apart at this step, as if it had no edge; asked again after each
+    merge."""
     rule = GAP if threshold == GAP else "threshold"
     top = MERGE_CONNECTIVITY if rule == GAP else float(threshold)
     floor = min(top, GAP_FLOOR) if rule == GAP else top
@@ -180,8 +190,14 @@ def merge_clusters(adata: ad.AnnData, labels: np.ndarray, neighbors_key: str,
     left = 0.0
     while len(current) > 1:
         conn = paga_connectivity(edges, sizes)
-        i, j = sorted(np.unravel_index(int(np.argmax(conn)), conn.shape))
-        left = float(conn[i, j])
+        while True:
+            i, j = sorted(np.unravel_index(int(np.argmax(conn)), conn.shape))
+            left = float(conn[i, j])
+            if left <= floor or veto is None or not veto(edges, sizes, i, j):
+                break
+            rec.vetoed.setdefault("+".join(sorted((current[i], current[j]), key=_leiden_order)),
+                                  left)
+            conn[i, j] = conn[j, i] = 0.0
         if left <= floor:
             break
         a, b = sorted((current[i], current[j]), key=_leiden_order)
