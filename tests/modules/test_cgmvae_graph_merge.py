@@ -13,8 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 from torch.distributions import Normal
 
 from geovae.modules.deletion import mixture_probs
-from geovae.modules.graph_merge import (graph_groups, graph_merges, posterior_means,
-                                        small_side_veto)
+from geovae.modules.graph_merge import graph_groups, graph_merges, posterior_means, small_side_veto
 from geovae.modules.merging import mixture_draws
 
 #: each type: a core N(centre, 1) with 60% of its cells and two side lobes N(centre + 1.5 e_1

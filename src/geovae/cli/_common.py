@@ -115,7 +115,8 @@ MergeRuleOpt = Annotated[MergeRule | None, typer.Option(
          "(misclassification > 0.1), which folds a type's lobe of shallow cells into it; "
          "lobes: demp, but not where the pair's cells differ in depth-normalised expression "
          "(marker genes); graph: where the kNN graph of the latent cannot tell them apart "
-         "(PAGA connectivity, the gap rule of the Leiden clusters' merge). Default elbo: "
+         "(PAGA connectivity, the gap rule of the Leiden clusters' merge), except a group "
+         "under 2% of the cells with few neighbours in the other. Default elbo: "
          "modes and demp also merged weak real types on simulated counts, graph real types "
          "of the Kang data (benchmarks/RESULTS.md).", show_default=False)]
 WarmStart = Annotated[float | None, typer.Option(
