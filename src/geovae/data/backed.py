@@ -28,7 +28,7 @@ import torch
 from geovae.data.batch import Batch, one_hot
 from geovae.data.h5 import align
 from geovae.data.prepare import BackedPrepared
-from geovae.nn.likelihoods import NONZERO_ENTRIES, NONZERO_POSITIONS
+from geovae.nn.likelihoods import attach_nonzeros
 from geovae.nn.nb_sum import NonZeros
 
 #: rows per block: the unit read from disk in one go
@@ -163,11 +163,9 @@ class BackedSource:
             lengths = torch.from_numpy(np.diff(rows.indptr).astype(np.int64))
             row_of = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
             cols = torch.from_numpy(rows.indices.astype(np.int64))
-            flat = row_of * self.n_features + cols
-            setattr(x, NONZERO_POSITIONS, flat)
-            setattr(x, NONZERO_ENTRIES, NonZeros(
-                row_of, cols, flat, torch.from_numpy(rows.data.astype(np.float32)),
-                torch.cumsum(lengths, 0)))
+            attach_nonzeros(x, NonZeros(
+                row_of, cols, row_of * self.n_features + cols,
+                torch.from_numpy(rows.data.astype(np.float32)), torch.cumsum(lengths, 0)))
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
         idx = idx.to(self.device)

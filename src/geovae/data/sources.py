@@ -18,7 +18,7 @@ import torch
 
 from geovae.data.batch import Batch, one_hot
 from geovae.data.prepare import Prepared
-from geovae.nn.likelihoods import NONZERO_ENTRIES, NONZERO_POSITIONS
+from geovae.nn.likelihoods import attach_nonzeros
 from geovae.nn.nb_sum import NonZeros, log_factorial_table
 
 
@@ -90,9 +90,8 @@ class InMemorySource:
         flat = row_of * self.n_features + cols
         out.view(-1).scatter_(0, flat, values)  # = out[row_of, cols] = values, faster
         if self.positions_known and self.device.type == "cpu":
-            setattr(out, NONZERO_POSITIONS, flat)
             table = self.log_factorial
-            setattr(out, NONZERO_ENTRIES, NonZeros(
+            attach_nonzeros(out, NonZeros(
                 row_of, cols, flat, values, ends,
                 None if table is None else table.index_select(0, values.long())))
         return out

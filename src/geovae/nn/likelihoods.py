@@ -23,6 +23,15 @@ NONZERO_POSITIONS = "_geovae_nonzero_flat"
 NONZERO_ENTRIES = "_geovae_nonzeros"
 
 
+def attach_nonzeros(block: torch.Tensor, nonzeros: NonZeros) -> torch.Tensor:
+    """Mark the dense count ``block`` (made from canonical CSR rows: sorted columns, no
+    duplicates, no stored zeros) with its non-zeros: `NONZERO_POSITIONS` (their ``flat``
+    positions) and `NONZERO_ENTRIES`. Returns ``block``."""
+    setattr(block, NONZERO_POSITIONS, nonzeros.flat)
+    setattr(block, NONZERO_ENTRIES, nonzeros)
+    return block
+
+
 def log_nb_positive(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """log NB(x; mean mu, inverse dispersion theta), written with stable log terms:
 
