@@ -56,7 +56,7 @@ def test_sparse_and_prepared_encoder_input_is_the_dense_one(cls: type,
         prepared = module.prepare(source.take(torch.arange(100)))
         assert hasattr(prepared.x, "_geovae_prepared_input")
         assert torch.equal(module.hidden_of(prepared.x, prepared.c), sparse)
-    assert torch.equal(module._sparse_input(batch.x, None), x_in)
+    assert torch.equal(module._sparse_rows(batch.x).dense(), x_in)
 
 
 def test_default_is_log1p_of_the_raw_counts_and_cp10k_removes_depth() -> None:

@@ -179,13 +179,6 @@ class VAEModule(BaseModule):
         values = torch.log1p(self.depth_scaled(nz.values, library, nz.rows))
         return SparseRows.of(nz.rows, nz.cols, values, nz.row_ends, x.shape[1])
 
-    def _sparse_input(self, x: torch.Tensor, c: torch.Tensor | None,
-                      library: torch.Tensor | None = None) -> torch.Tensor | None:
-        """[transform(x)[0], c] as one dense block, from ``x``'s non-zero entries
-        (`_sparse_rows`); None where it has none attached."""
-        sp = self._sparse_rows(x, library)
-        return None if sp is None else sp.dense(c)
-
     def prepare(self, batch: Batch) -> Batch:
         """The encoder's sparse input (`hidden_of`) and the library size, computed from the
         data alone (see `BaseModule.prepare`)."""

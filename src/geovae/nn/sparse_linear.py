@@ -47,7 +47,6 @@ class SparseRows(NamedTuple):
                    torch.cumsum(per_feature, 0) - per_feature, values.index_select(0, order),
                    n_features)
 
-
     def dense(self, c: torch.Tensor | None = None) -> torch.Tensor:
         """The block as a dense (cells x features) tensor, with ``c``'s columns after it."""
         width = self.n_features + (0 if c is None else c.shape[1])
