@@ -177,6 +177,56 @@ def test_optimizer_stepper_is_optimizer_step_bit_for_bit():
     assert optimizer_stepper(plain) == plain.step  # not fused: torch's own step
 
 
+def test_optimizer_stepper_updates_a_feature_major_weight_through_its_transpose():
+    """A weight stored transposed (`feature_major`, the sparse first layer's) is handed to the
+    fused kernel as its contiguous transpose, sharing its memory: the same parameters and
+    moments as torch's own step, bit for bit, and as a contiguous copy of the weight (up to
+    the products' rounding)."""
+    from geovae.nn.sparse_linear import feature_major
+    from geovae.training.parts import _kernel_views, optimizer_stepper
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(9, 6), torch.nn.Linear(6, 2)) for _ in "abc"]
+    for n in nets[1:]:
+        n.load_state_dict(nets[0].state_dict())
+    feature_major(nets[1][0])
+    feature_major(nets[2][0])
+    assert not nets[1][0].weight.is_contiguous()
+    opts = [torch.optim.AdamW(n.parameters(), lr=1e-2, weight_decay=1e-3, fused=True)
+            for n in nets]
+    steps = [opts[0].step, opts[1].step, optimizer_stepper(opts[2])]
+    x = torch.randn(16, 9)
+
+    def train(which: list[int], layout_of_grad=None) -> None:
+        for i in which:
+            for p in nets[i].parameters():
+                p.grad = None
+            (nets[i](x) ** 2).sum().backward()
+            if layout_of_grad is not None:
+                nets[i][0].weight.grad = layout_of_grad(nets[i][0].weight.grad)
+            steps[i]()
+
+    def same(i: int, j: int, exact: bool = True) -> None:
+        # a transposed weight's products round differently: the contiguous net up to rounding
+        equal = torch.equal if exact else lambda a, b: torch.allclose(a, b, atol=1e-6)
+        for p, q in zip(nets[i].parameters(), nets[j].parameters(), strict=True):
+            assert equal(p, q)
+            for k, v in opts[i].state[p].items():
+                assert equal(v, opts[j].state[q][k]), k
+
+    for _ in range(4):
+        train([0, 1, 2])
+    w = nets[2][0].weight
+    views = _kernel_views(w, opts[2].state[w]["exp_avg"], opts[2].state[w]["exp_avg_sq"])
+    assert all(v.is_contiguous() for v in views) and views[0].data_ptr() == w.data_ptr()
+    same(0, 1, exact=False)
+    same(1, 2)
+    # a gradient assigned by hand in the row-major layout (torch's own kernel would mix the
+    # layouts here): the stepper still updates the weight as the contiguous copy's
+    train([0, 2], lambda g: g.contiguous())
+    same(0, 2, exact=False)
+
+
 def test_optimizer_stepper_steps_past_an_empty_param_group():
     """A param group without parameters (torch's own step skips it; its fused kernels raise
     on empty lists) leaves the direct path bit for bit where ``optimizer.step()`` is."""
