@@ -203,16 +203,16 @@ def test_delete_moves_raise_the_trained_models_elbo(trained: tuple) -> None:
 def test_delete_moves_on_a_subsample_keep_to_the_full_data_bound(
         trained: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     """Deletions decided on 300 of the 600 cells (``max_cells``): the bound they compare is
-    the full data's (the subsample's terms scaled by 600/300), so the change they predict is
-    the change of the full-data -ELBO, measured here on all 600 cells (paired draws, gamma at
-    its optimum); gamma is set for 600 cells, not 300."""
+    the full data's (the subsample's terms scaled by 600/300), so the change they predict
+    estimates the change of the full-data -ELBO, measured here on all 600 cells (paired
+    draws, gamma at its optimum); gamma is set for 600 cells, not 300. One subsample's
+    prediction carries its sampling error (a few cells hold the deleted mass): the mean over
+    six subsamples is compared (unscaled, it would be half)."""
     import geovae.modules.deletion as deletion_module
 
-    m, source = copy.deepcopy(trained[0]), trained[1]
-    n, sub = source.n_obs, 300
+    n, sub = trained[1].n_obs, 300
     idx = torch.arange(n)
-    m.set_data_facts(n)
-    predicted = {}
+    predicted: dict = {}
 
     def recording(logits, log_pz, alpha, active, scale, **kw):  # noqa: ANN001, ANN202
         new, deleted = greedy_deletions(logits, log_pz, alpha, active, scale, **kw)
@@ -224,22 +224,24 @@ def test_delete_moves_on_a_subsample_keep_to_the_full_data_bound(
         return new, deleted
 
     monkeypatch.setattr(deletion_module, "greedy_deletions", recording)
-    before = _elbo_part(m, source, idx, 11)
-    deleted = m.delete_components(source, idx, seed=11, max_cells=sub)
-    assert deleted and predicted["cells"] == sub
-    # gamma at its optimum for 600 cells: weights sum to alpha K + N, a deleted component
-    # keeps its prior share alpha / (N + K alpha)
-    assert float(m.gamma.sum()) == pytest.approx(float(m.alpha.sum()) + n, rel=1e-9)
-    weights = m.mixture_weight_means().numpy()
-    np.testing.assert_allclose(weights[~m.active.numpy()], 0.1 / (n + 1), rtol=1e-6)
-    after = _elbo_part(m, source, idx, 11)
-    change = after - before
-    print("predicted", predicted["change"], "full data", change)
-    assert change < 0
-    # the subsample's prediction is the full-data change, up to the sampling error of
-    # 300 cells (-46.6 vs -47.9 nats; with the subsample taken for the data, -29.5; 150
-    # cells were too few for a 25% tolerance on another trained model: -26 vs -50)
-    assert predicted["change"] == pytest.approx(change, rel=0.25)
+    pairs = []
+    for seed in range(11, 17):
+        m, source = copy.deepcopy(trained[0]), trained[1]
+        m.set_data_facts(n)
+        before = _elbo_part(m, source, idx, 11)
+        deleted = m.delete_components(source, idx, seed=seed, max_cells=sub)
+        assert deleted and predicted["cells"] == sub
+        # gamma at its optimum for 600 cells: weights sum to alpha K + N, a deleted component
+        # keeps its prior share alpha / (N + K alpha)
+        assert float(m.gamma.sum()) == pytest.approx(float(m.alpha.sum()) + n, rel=1e-9)
+        weights = m.mixture_weight_means().numpy()
+        np.testing.assert_allclose(weights[~m.active.numpy()], 0.1 / (n + 1), rtol=1e-6)
+        change = _elbo_part(m, source, idx, 11) - before
+        assert change < 0
+        pairs.append((predicted["change"], change))
+    guessed, measured = np.mean(pairs, axis=0)
+    print("predicted", guessed, "full data", measured, pairs)
+    assert guessed == pytest.approx(measured, rel=0.25)
 
 
 def test_fit_leaves_no_dust_of_weight() -> None:

@@ -36,7 +36,7 @@ from geovae.training.parts import (
     make_optimizer,
     split_indices,
 )
-from geovae.training.trainer import TrainSettings, evaluate_sum
+from geovae.training.trainer import TrainSettings, ahead_generator, evaluate_sum
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 _spec = importlib.util.spec_from_file_location("ddp_worker", WORKER)
@@ -58,7 +58,7 @@ def _reference() -> dict:
     module, source = m.module, m.source()
     s = TrainSettings(epochs=EPOCHS, batch_size=BATCH, progress=False)
     gen = torch.Generator().manual_seed(s.seed)
-    streams = []
+    streams, aheads = [], [ahead_generator(s.seed, r) for r in range(WORLD)]
     for r in range(WORLD):
         torch.manual_seed(s.seed + r)
         streams.append(torch.get_rng_state())
@@ -81,8 +81,9 @@ def _reference() -> dict:
             grads = [torch.zeros_like(p) for p in params]
             for r in range(WORLD):
                 torch.set_rng_state(streams[r])
-                out = module.loss(source.take(block[r * local:(r + 1) * local]),
-                                  kl_weight=warmup(step))
+                batch = module.draw_ahead(module.prepare(source.take(
+                    block[r * local:(r + 1) * local])), aheads[r])
+                out = module.loss(batch, kl_weight=warmup(step))
                 optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
                 streams[r] = torch.get_rng_state()

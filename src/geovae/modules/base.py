@@ -58,7 +58,8 @@ class BaseModule(nn.Module, ABC):
       trains (state the gradient masks cannot express, e.g. global mixture weights);
     * `prepare` — the trainer calls it on each training minibatch where it is built (on the
       batch-building thread with `TrainSettings.prefetch`): work that depends on the data
-      only, done there instead of in the step;
+      only, done there instead of in the step; `draw_ahead` after it, with the trainer's own
+      generator: the step's random numbers that can be drawn there;
     * `synced_state` — state the module updates itself during training (not through the
       optimiser): on several processes the trainer averages it over the ranks after every step.
     """
@@ -70,6 +71,12 @@ class BaseModule(nn.Module, ABC):
     def prepare(self, batch: Batch) -> Batch:
         """Data-only work on a training minibatch before its step (no parameters, no random
         numbers: it may run on another thread). Default: the batch as it is."""
+        return batch
+
+    def draw_ahead(self, batch: Batch, generator: torch.Generator) -> Batch:
+        """The random numbers of a training step that do not depend on the parameters (e.g.
+        dropout masks), drawn from the trainer's ``generator`` on the batch-building thread
+        and attached to the batch. Default: none; the step draws its own."""
         return batch
 
     def synced_state(self) -> list[torch.Tensor]:

@@ -362,6 +362,7 @@ class CGMVAEModule(VAEModule):
                 labels: torch.Tensor | None = None, kl_weight: float = 1.0) -> LossOutput:
         """-ELBO (five closed-form terms) plus the classification loss on labelled cells (the
         tempering term left out at entropy weight 1: the same bits)."""
+        self._arm_dropouts(x)
         if self.phase == "pretrain":
             return pretrain_loss(self, x, c, kl_weight)
         qz, qw, target = self.posteriors(x, c)

@@ -15,13 +15,15 @@ from torch.distributions import Distribution
 from geovae.errors import OptionError
 from geovae.modules.base import BaseModule, Batch, LossOutput
 from geovae.nn.latents import Latent, make_latent
-from geovae.nn.layers import mlp
+from geovae.nn.layers import AheadDropout, draw_masks, mlp
 from geovae.nn.likelihoods import NONZERO_ENTRIES, make_likelihood, summed_log_prob
 from geovae.nn.sparse_linear import SparseRows, feature_major, sparse_linear
 
 #: attribute `VAEModule.prepare` sets on a count block: (its encoder input as `SparseRows`,
 #: the covariates it goes with, its library size), read by `hidden_of` and `library_of`
 PREPARED_INPUT = "_geovae_prepared_input"
+#: attribute of a training batch's ``x``: the trunks' dropout masks (`VAEModule.draw_ahead`)
+DROPOUT_MASKS = "_geovae_dropout_masks"
 #: what a count model's encoder sees (`VAEModule.transform`): ``log1p`` of the raw counts, or
 #: ``log1p_cp10k``, log1p of the counts scaled to `CP10K` per cell (depth divided out: the
 #: decoder gets the library size anyway, so the latent need not carry it)
@@ -190,6 +192,27 @@ class VAEModule(BaseModule):
             setattr(batch.x, PREPARED_INPUT, (sp, batch.c, library))
         return batch
 
+    def draw_ahead(self, batch: Batch, generator: torch.Generator) -> Batch:
+        """The encoder's and decoder's dropout masks for this batch, drawn here (on the
+        batch-building thread, CPU): ~0.1 ms a mask less in the step (`AheadDropout`)."""
+        drops = self._ahead_dropouts()
+        if drops and batch.x.device.type == "cpu" and batch.x.dim() == 2:
+            width = self.encoder[0].out_features
+            setattr(batch.x, DROPOUT_MASKS,
+                    draw_masks(drops, batch.x.shape[0], width, generator,
+                               self.encoder[0].weight.dtype))
+        return batch
+
+    def _ahead_dropouts(self) -> list[AheadDropout]:
+        """The dropout layers of the encoder's and decoder's trunks, in the order they run."""
+        return [m for m in (*self.encoder, *self.decoder) if isinstance(m, AheadDropout)]
+
+    def _arm_dropouts(self, x: torch.Tensor) -> None:
+        """Hand each trunk dropout its mask drawn ahead for ``x`` (`draw_ahead`), if any."""
+        masks = getattr(x, DROPOUT_MASKS, None)
+        for i, d in enumerate(self._ahead_dropouts()):
+            d.waiting = None if masks is None else masks[i]
+
     def target_and_library(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`transform`'s reconstruction target and library size, without the encoder input."""
         if self.likelihood.encoder_transform == "standardize":
@@ -227,6 +250,7 @@ class VAEModule(BaseModule):
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, kl_weight: float = 1.0) -> LossOutput:
         """-ELBO of the minibatch (``labels`` unused here; the mixture model uses them)."""
+        self._arm_dropouts(x)
         target, library = self.target_and_library(x)
         q = self.latent(self.hidden_of(x, c))
         z, log_q = self.latent.rsample(q)

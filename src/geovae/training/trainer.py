@@ -19,7 +19,7 @@ from torch import nn
 from geovae._rng import seeded
 from geovae.data.sources import DataSource
 from geovae.errors import DivergedError, OptionError
-from geovae.modules.base import BaseModule
+from geovae.modules.base import BaseModule, Batch
 from geovae.nn.layers import PRECISIONS, low_precision
 from geovae.training import distributed
 from geovae.training.parts import (
@@ -130,6 +130,13 @@ class TrainSettings:
         return device.type == "cpu" and torch.get_num_threads() >= 2
 
 
+def ahead_generator(seed: int, rank: int = 0) -> torch.Generator:
+    """The generator of the steps' random numbers drawn ahead of them (`BaseModule.draw_ahead`;
+    compiled steps draw their own): its own, so the batch-building thread never touches the
+    global one the step uses; one stream per rank."""
+    return torch.Generator().manual_seed(seed + 7933 + 1_000_003 * rank)
+
+
 class Trainer:
     """Fits a `BaseModule`: ``loss(batch, kl_weight)`` returns a `LossOutput`; its
     ``after_training`` hook runs once on the kept weights."""
@@ -173,6 +180,12 @@ class Trainer:
         if s.torch_compile:
             loss_fn = torch.compile(loss_fn)
         prefetch = s.resolved_prefetch(device)
+        ahead = ahead_generator(s.seed, ranks.rank)
+
+        def built(batch: Batch) -> Batch:
+            batch = module.prepare(batch)
+            return batch if s.torch_compile else module.draw_ahead(batch, ahead)
+
         step = 0
         # the builder thread takes one of the cores torch was given (`core_for_builder`)
         with Progress(s.progress and ranks.main, s.epochs) as progress, \
@@ -189,7 +202,7 @@ class Trainer:
                 total = torch.zeros((), device=device)
                 # the training steps' trunks in the run's precision; validation below in float32
                 with low_precision(module, hist.precision):
-                    batches = map(module.prepare, source.batches(
+                    batches = map(built, source.batches(
                         ranks.shard(perm, batch_size), local_batch, drop_last=True))
                     for batch in built_ahead(batches, prefetch):
                         out = loss_fn(batch, warmup(step))
