@@ -105,13 +105,15 @@ def test_transfer_cli_labels_unknowns_and_untouched_reference(blobs_ref, tmp_pat
     assert info["novelty"] == "earlier"  # blobs hold no library sizes: the earlier check ran
     # ... and the default check on data that are not counts adds no note the user did not ask
     assert not any("--novelty" in n for n in q.uns[K.UNS].get("notes", [])), q.uns[K.UNS]
-    # well-separated blobs; about 10% are called unknown (the misfit check: the new
-    # condition's -ELBO tail against the reference cells' -ELBO, as without --reference)
-    assert info["accuracy_called"] > 0.9 and info["accuracy"] > 0.8, info
-    assert 0 <= info["fraction_unknown"] <= 0.2
+    # well-separated blobs; 13-19 % are called unknown (the misfit check: the new condition's
+    # -ELBO tail against the reference cells' -ELBO, as without --reference). Thresholds from
+    # 8 training seeds (the trainer's global seed offset 0-7, main 4c9679c): accuracy of the
+    # called cells 0.80-0.94, of all 0.68-0.80 (the earlier 0.9 / 0.8 held for seed 0 only)
+    assert info["accuracy_called"] > 0.75 and info["accuracy"] > 0.6, info
+    assert 0 <= info["fraction_unknown"] <= 0.25
     mix = info["mixing"]  # the query mixes with the reference cells of its blob
-    # measured 0.32 (iLISI), 0 when query and reference cells of a blob are apart
-    assert mix["labels"] == "eval_key" and mix["ilisi_per_label"] > 0.15, mix
+    # iLISI 0.14-0.23 over those seeds, 0 when query and reference cells of a blob are apart
+    assert mix["labels"] == "eval_key" and mix["ilisi_per_label"] > 0.1, mix
     joint = ad.read_h5ad(tmp_path / "q.joint.h5ad")
     assert set(joint.obs[K.SOURCE]) == {"reference", "query"} and K.UMAP in joint.obsm
     assert (tmp_path / "q.joint.png").read_bytes()[:4] == b"\x89PNG"
@@ -143,10 +145,12 @@ def test_query_far_from_reference_gets_low_confidence(blobs_ref, check: str) -> 
     from sklearn.metrics import roc_auc_score
 
     is_novel = np.arange(novel.n_obs) < 50
-    assert roc_auc_score(is_novel, -conf) > 0.9
-    # measured: 100% (nelbo) and 70% (neighbours: the encoder places some of the far-off
-    # cells among reference cells, where only their -ELBO gives them away)
-    assert (novel.obs[K.LABEL][:50] == "unknown").mean() > (0.8 if check == "nelbo" else 0.6)
+    # over 8 training seeds (global seed offset 0-7, main 4c9679c): AUROC 0.98-0.99 with the
+    # -ELBO, 0.71-0.95 by distance alone; far cells called unknown 100 % and 12-68 % (the
+    # encoder places some far-off cells among reference cells, where only their -ELBO gives
+    # them away; the earlier 0.9 / 0.6 for neighbours held for seed 0 only)
+    assert roc_auc_score(is_novel, -conf) > (0.9 if check == "nelbo" else 0.65)
+    assert (novel.obs[K.LABEL][:50] == "unknown").mean() > (0.8 if check == "nelbo" else 0.05)
     assert novel.uns[K.UNS]["transfer"]["novelty"] == "earlier"  # the check actually used
 
 
@@ -306,7 +310,8 @@ def test_api_saved_model_carries_its_reference_cells(tmp_path: Path) -> None:
             geovae.transfer(q, m, eval_key="blob", epochs=5, progress=False)
         info = q.uns[K.UNS]["transfer"]
         # measured: accuracy among called cells 0.76, 15% called unknown (harder blobs)
-        assert info["reference_cells"] == ref.n_obs and info["accuracy_called"] > 0.7, info
+        # accuracy of the called cells 0.71-0.77 over 8 training seeds (offset 0-7, 4c9679c)
+        assert info["reference_cells"] == ref.n_obs and info["accuracy_called"] > 0.6, info
         assert q.obsm[K.UMAP].shape == (q.n_obs, 2)
         confidences.append(q.obs[K.LABEL_CONFIDENCE].to_numpy())
     assert np.abs(confidences[0] - confidences[1]).max() < 0.02  # in memory = saved
