@@ -20,7 +20,7 @@ from geovae.nn.layers import AheadDropout, draw_masks
 def test_masks_keep_units_at_one_minus_p_scaled_as_torch_does() -> None:
     """Each unit kept with probability 1 - p (binomial test on 64,000 units per layer),
     independently of the layer, and kept units scaled by 1 / (1 - p); p = 0 gives None."""
-    drops = [AheadDropout(0.3), AheadDropout(0.0), AheadDropout(0.1)]
+    drops = [AheadDropout(0.3), AheadDropout(0.0), AheadDropout(0.1), AheadDropout(0.3)]
     masks = draw_masks(drops, 500, 128, torch.Generator().manual_seed(0))
     assert masks[1] is None
     for d, m in zip(drops, masks, strict=True):
@@ -30,8 +30,13 @@ def test_masks_keep_units_at_one_minus_p_scaled_as_torch_does() -> None:
         kept = m > 0
         assert torch.allclose(m[kept], torch.full_like(m[kept], 1 / (1 - d.p)))
         assert stats.binomtest(int(kept.sum()), kept.numel(), 1 - d.p).pvalue > 1e-3
-    # the two layers' masks are not the same draw
-    assert not torch.equal(masks[0] > 0, masks[2] > 0)
+    # the layers' masks are independent draws: a unit kept by two layers at the product of
+    # their keep rates (one uniform thresholded per layer would give the smaller rate, and
+    # two layers of the same p the same mask)
+    for i, j in ((0, 2), (0, 3), (2, 3)):
+        both = (masks[i] > 0) & (masks[j] > 0)
+        rate = (1 - drops[i].p) * (1 - drops[j].p)
+        assert stats.binomtest(int(both.sum()), both.numel(), rate).pvalue > 1e-3, (i, j)
 
 
 def test_a_waiting_mask_is_used_once_and_only_where_it_fits() -> None:
