@@ -148,9 +148,13 @@ def test_query_far_from_reference_gets_low_confidence(blobs_ref, check: str) -> 
     # over 8 training seeds (global seed offset 0-7, main 4c9679c): AUROC 0.98-0.99 with the
     # -ELBO, 0.71-0.95 by distance alone; far cells called unknown 100 % and 12-68 % (the
     # encoder places some far-off cells among reference cells, where only their -ELBO gives
-    # them away; the earlier 0.9 / 0.6 for neighbours held for seed 0 only)
+    # them away; the earlier 0.9 / 0.6 for neighbours held for seed 0 only). The query's other
+    # cells are called unknown too (8-17 % over reference fits --seed 0-7, either check):
+    # the far cells' share is compared with theirs, not with a constant below it (by
+    # distance alone 0-100 % over those fits, 0 for --seed 6: a weak check)
     assert roc_auc_score(is_novel, -conf) > (0.9 if check == "nelbo" else 0.65)
-    assert (novel.obs[K.LABEL][:50] == "unknown").mean() > (0.8 if check == "nelbo" else 0.05)
+    unknown = (novel.obs[K.LABEL] == "unknown").to_numpy()
+    assert unknown[:50].mean() > max(unknown[50:].mean(), 0.8 if check == "nelbo" else 0.0)
     assert novel.uns[K.UNS]["transfer"]["novelty"] == "earlier"  # the check actually used
 
 
