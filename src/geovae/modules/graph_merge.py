@@ -45,6 +45,21 @@ _KEY = "graph_merge"
 #: ARI; 0.02 / 0.25 confirmed (a tie; 0.5 kept a lobe). Reported on fresh draws: RESULTS.md.
 SMALL_SHARE = 0.02
 SMALL_EDGES = 0.25
+#: `expression_veto`: no merge of two groups where the smaller holds >= `EXPRESSION_SHARE` of
+#: the cells and >= `EXPRESSION_GENES` of the genes that average >= `EXPRESSION_FLOOR` counts
+#: per cell on either side differ >= 2 ** `EXPRESSION_LFC`-fold in pooled rate (the side's
+#: counts / its library sizes, summed over its cells). Chosen on the development split only
+#: (benchmarks/results/clusters_graph_realveto_2026-12-07.py: the bundled Kang data, K = 15,
+#: fit seeds 0-2; rare-2 % draws seeds 10-24, rare-1 % seeds 30-34, issue-type 2,000-cell
+#: K = 15 seeds 10-14): among the pairs the gap rule merges whose smaller side holds >= 1-2 %
+#: of the cells, one type's pieces had <= 0.14 of the genes at 2-fold, Kang's pairs of two
+#: labelled types >= 0.33 (every Kang pair >= 0.30); 0.2 lies between. Smaller sides are
+#: noise (4-15 cells: 0.14-0.41) and stay `small_side_veto`'s. Reported on fresh draws:
+#: RESULTS.md.
+EXPRESSION_SHARE = 0.02
+EXPRESSION_FLOOR = 0.1
+EXPRESSION_LFC = 1.0
+EXPRESSION_GENES = 0.2
 
 
 @torch.no_grad()
@@ -78,17 +93,57 @@ def small_side_veto(edges: np.ndarray, sizes: np.ndarray, i: int, j: int) -> boo
                 and edges[small, other] < SMALL_EDGES * edges[small].sum())
 
 
+def expression_differs(sums: np.ndarray, cells: np.ndarray) -> bool:
+    """`expression_veto`'s test of two sides: ``sums`` (2, G) their cells' summed counts,
+    ``cells`` (2,) how many cells each holds. The pooled rates take each side's library as
+    the offset the NB decoder does, so a type's shallow lobe has its core's; they and the
+    floor are unchanged when every cell is replicated."""
+    rate = sums / np.maximum(sums.sum(1, keepdims=True), 1.0)
+    genes = (sums / np.maximum(cells, 1.0)[:, None] >= EXPRESSION_FLOOR).any(0)
+    if not genes.any():
+        return False
+    with np.errstate(divide="ignore"):
+        lfc = np.abs(np.log2(rate[0, genes]) - np.log2(rate[1, genes]))
+    return bool((lfc >= EXPRESSION_LFC).mean() >= EXPRESSION_GENES)
+
+
+def expression_veto(labels: np.ndarray, sums: np.ndarray):
+    """A `geovae.graph.merge.merge_clusters` ``veto`` for the cells' components ``labels`` with
+    each component's summed counts ``sums`` (K, G; row = component): `small_side_veto`, and
+    no merge where the smaller group holds >= `EXPRESSION_SHARE` of the cells and
+    `expression_differs` from the other (two types the graph joins, e.g. NK and CD8 T).
+    It follows the groups as they merge: `merge_clusters` merges a pair exactly when the
+    veto, asked, says False."""
+    names = np.unique(np.asarray(labels).astype(str))
+    groups = [sums[int(n)] for n in names]
+
+    def veto(edges: np.ndarray, sizes: np.ndarray, i: int, j: int) -> bool:
+        if small_side_veto(edges, sizes, i, j):
+            return True
+        small = i if sizes[i] <= sizes[j] else j
+        if sizes[small] >= EXPRESSION_SHARE * sizes.sum() and expression_differs(
+                np.stack([groups[i], groups[j]]), sizes[[i, j]]):
+            return True
+        groups[i] = groups[i] + groups.pop(j)
+        return False
+
+    return veto
+
+
 def graph_groups(means: np.ndarray, labels: np.ndarray, seed: int = 0,
-                 n_neighbors: int = N_NEIGHBORS, veto: bool = True) -> list[list[int]]:
+                 n_neighbors: int = N_NEIGHBORS, veto: bool = True,
+                 sums: np.ndarray | None = None) -> list[list[int]]:
     """The groups of components (each a list, two or more) that the gap rule merges: PAGA on
     the kNN graph of ``means`` (n, d) between the cells' components ``labels`` (n,), greedy,
-    `geovae.graph.merge.merge_clusters` with ``GAP`` and (``veto``) `small_side_veto`.
+    `geovae.graph.merge.merge_clusters` with ``GAP`` and (``veto``) `small_side_veto`, with
+    each component's summed counts ``sums`` (K, G) `expression_veto`.
     Components no cell chose are in none."""
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2 or len(labels) < 3:
         return []
-    merged, _ = graph_merge_record(means, labels, seed, n_neighbors,
-                                   veto=small_side_veto if veto else None)
+    rule = None if not veto else small_side_veto if sums is None else \
+        expression_veto(labels, np.asarray(sums))
+    merged, _ = graph_merge_record(means, labels, seed, n_neighbors, veto=rule)
     groups: dict[str, list[int]] = {}
     for comp in np.unique(labels):
         groups.setdefault(str(merged[labels == comp][0]), []).append(int(comp))
@@ -115,20 +170,23 @@ def graph_merge_record(means: np.ndarray, labels: np.ndarray, seed: int = 0,
 
 def graph_merges(z: torch.Tensor, logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
                  active: torch.Tensor, means: torch.Tensor, mean_logits: torch.Tensor,
-                 n_protected: int = 0, seed: int = 0, veto: bool = True
+                 n_protected: int = 0, seed: int = 0, veto: bool = True,
+                 sums: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, list[tuple[int, int, float, torch.Tensor]]]:
     """The ``"graph"`` rule (module docstring) on the merge subsample: ``z``, ``logits``,
     ``loc``, ``scale`` as `geovae.modules.merging.greedy_overlap_merges` takes them, the
     cells' posterior ``means`` (n, d) and the logits of q(y|z) there ``mean_logits`` (n, K).
     Within each group the largest component (q(y) mass) takes the others, largest first;
-    ``veto``: with `small_side_veto`.
+    ``veto``: with `small_side_veto` and, given each component's summed counts ``sums``
+    (K, G; `geovae.modules.merging.mixture_draws`), `expression_veto`.
     Returns (the new ``active``, merges as (i, j, a, sd))."""
     active, loc, scale = active.clone(), loc.clone(), scale.clone()
     merges: list[tuple[int, int, float, torch.Tensor]] = []
     if any(torch.isnan(t).any() for t in (logits, loc, scale, means, mean_logits)):
         return active, merges
     labels = mixture_probs(mean_logits, active.cpu(), None).argmax(1).numpy()  # means: CPU
-    groups = graph_groups(means.numpy(), labels, seed, veto=veto)
+    groups = graph_groups(means.numpy(), labels, seed, veto=veto,
+                          sums=None if sums is None else sums.numpy())
     q = mixture_probs(logits, active, None)
     for group in groups:
         group = [c for c in group if c >= n_protected]

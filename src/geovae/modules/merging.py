@@ -281,7 +281,8 @@ def mixture_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor
     components' ``loc`` and ``scale`` at each cell's w (n, K, d), ``log_pz`` (n, K),
     ``n_sub`` (the subsample's size); with ``profiles`` also `depth_normalised` ``profiles``;
     with ``means`` also the posterior ``means`` of z and ``mean_logits`` there, on the CPU
-    (as `geovae.modules.graph_merge.posterior_means`, from this pass)."""
+    (as `geovae.modules.graph_merge.posterior_means`, from this pass) and, for counts, each
+    component's ``sums`` of the counts of the cells whose argmax there it is (K, G)."""
     was_training = module.training
     module.eval()
     sub = seeded_subsample(idx, max_cells, seed)
@@ -289,6 +290,8 @@ def mixture_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor
                                                            "log_pz")}
     out.update({k: [] for k in ("means", "mean_logits") if means})
     targets, covariates = [], []
+    counts = means and module.likelihood.encoder_transform == "log1p"
+    sums = None
     with seeded(seed, source.device):
         for batch in source.batches(sub, 1024):
             qz, qw, target = module.posteriors(batch.x, batch.c)
@@ -306,12 +309,19 @@ def mixture_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor
                 mean = module.latent.mean(qz)
                 out["means"].append(mean.double().cpu())
                 out["mean_logits"].append(module.classifier(mean).double().cpu())
+                if counts:
+                    label = mixture_probs(out["mean_logits"][-1], module.active.cpu(),
+                                          None).argmax(1)
+                    if sums is None:
+                        sums = torch.zeros(len(module.active), target.shape[1],
+                                           dtype=torch.float64)
+                    sums.index_add_(0, label, target.double().cpu())
     module.train(was_training)
     if profiles:
         out["profiles"] = [depth_normalised(torch.cat(targets), torch.cat(covariates)
                                             if covariates else None,
                                             module.likelihood.encoder_transform == "log1p")]
-    return {**{k: torch.cat(v) for k, v in out.items()},
+    return {**{k: torch.cat(v) for k, v in out.items()}, **({"sums": sums} if counts else {}),
             "n_sub": torch.tensor(len(sub))}
 
 
@@ -331,7 +341,8 @@ def merge_components(module: torch.nn.Module, source: DataSource, idx: torch.Ten
     z, logits = d["z"], d["logits"]
     if rule == "graph":
         active, merges = graph_merges(z, logits, d["loc"], d["scale"], module.active,
-                                      d["means"], d["mean_logits"], module.n_labels, seed)
+                                      d["means"], d["mean_logits"], module.n_labels, seed,
+                                      sums=d.get("sums"))
     elif rule == "elbo":
         active, merges = greedy_merges(z, logits, d["loc"], d["log_pz"],
                                        module.alpha.double(), module.active,
