@@ -15,9 +15,21 @@ subsample's cells (argmax of q(y|z) at the posterior means):
 - truth: each side's majority label, its share and cells; ``kind`` = lobe (same majority),
   types (different majorities, each side >= 65 % one label) or mixed.
 
-Run from the repository root: python THIS.py pairs OUT.jsonl SET DUMP.pt ...
-(one record a merged pair), python THIS.py eval OUT.jsonl SET DUMP.pt ... (each rule's
-merges then delete moves on the kept weights: ARI, NMI, in use, rare F1)."""
+Run from the repository root (OMP_NUM_THREADS=1 nice -n 19): python THIS.py pairs OUT.jsonl
+SET DUMP.pt ... (one record a pair the rule merges), python THIS.py eval OUT.jsonl SET
+DUMP.pt ... --elbo --graph --graph_expr (each rule's merges then delete moves on the kept
+weights: ARI, NMI, in use, rare F1; ``graph``: the rule without the expression veto,
+``graph_expr``: as src has it), python THIS.py summary / pair-summary OUT.jsonl (markdown).
+
+Run 2026-12-07 13:15-14:20 UTC (branch realveto; 2 shared cores, nice 19). Fits
+(clusters_graph_2026-12-07_dump.py DATA K SEED OUT.pt, default epochs): kang 15 seeds 0-6,
+pbmc 15 seeds 0-2, issue2k 15 and 20 seeds 60-64, rare 15 seeds 60-64, hard 15 seeds 60-64;
+development fits from clusters_graph_smallside_2026-12-07.py (/tmp/gv/dev: issue2k 15 seeds
+10-14, rare 15 seeds 10-24, rare1 15 seeds 30-34). ``pairs`` and ``eval ... --script_expr``
+(the veto as a function of the pair records, to check src against) on the development fits
+and Kang seeds 0-2 chose the constants in src (fixed at 4f7b63b, 13:33 UTC); then ``eval``
+and ``pairs`` once on the report fits (Kang seeds 3-6, pbmc68k seeds 0-2, the simulations'
+seeds 60-64)."""
 import copy
 import importlib.util
 import json
@@ -217,6 +229,67 @@ def evaluate(out: Path, tag: str, files: list[str], names: list[str]) -> None:
                 fh.write(json.dumps(rec) + "\n")
 
 
+#: the number of types (labels) of each data set, for "within one of the truth"
+TRUTH = {"issue2k": 5, "rare": 5, "rare1": 5, "hard": 5, "kang": 10, "pbmc": 10}
+
+
+def summary(path: Path) -> None:
+    """Markdown: per set and data, each method's components in use and ARI per seed, mean ±
+    sd, seeds within one of the truth; paired t of ``graph_expr`` against the others."""
+    from paired_stats import mean_sd, paired
+
+    rows = [r for r in map(json.loads, path.read_text().splitlines()) if "method" in r]
+    for tag in dict.fromkeys(r["set"] for r in rows):
+        for data, k in dict.fromkeys((r["data"], r["k"]) for r in rows if r["set"] == tag):
+            rs = [r for r in rows if r["set"] == tag and r["data"] == data and r["k"] == k]
+            methods = list(dict.fromkeys(r["method"] for r in rs))
+            by = {m: {r["seed"]: r for r in rs if r["method"] == m} for m in methods}
+            seeds = sorted(set.intersection(*(set(v) for v in by.values())))
+            print(f"\n### {data}, K = {k}, {tag} (seeds {', '.join(map(str, seeds))})\n")
+            print("| method | in use per seed | ARI per seed | ARI | NMI | within ±1 of "
+                  f"{TRUTH.get(data, '?')} |")
+            print("|---|---|---|---|---|---|")
+            for m in methods:
+                g = [by[m][x] for x in seeds]
+                aris = ", ".join(f"{r['ari']:.3f}" for r in g)
+                near = sum(abs(r["n_used"] - TRUTH.get(data, 0)) <= 1 for r in g)
+                print(f"| {m} | {', '.join(str(r['n_used']) for r in g)} | "
+                      f"{aris} | "
+                      f"{mean_sd([r['ari'] for r in g])} | {mean_sd([r['nmi'] for r in g])} | "
+                      f"{near}/{len(g)} |")
+            for other in ("elbo", "graph"):
+                if "graph_expr" not in by or other not in by:
+                    continue
+                cells = []
+                for key in ("ari", "nmi", "n_used"):
+                    p = paired([by["graph_expr"][x][key] for x in seeds],
+                               [by[other][x][key] for x in seeds])
+                    cells.append(f"{key} {p['diff']:+.3f} (p {p['p_t']:.2g})")
+                print(f"\ngraph_expr - {other}: {', '.join(cells)}")
+
+
+def pair_summary(path: Path) -> None:
+    """Markdown: each statistic's range over the merged pairs (Kang: every pair of the gap
+    rule's sequence), by data set, kind and the smaller side's share of the cells."""
+    rows = [json.loads(x) for x in path.read_text().splitlines() if '"kind"' in x]
+    stats = ("frac_fc1", "frac_pfc1", "dlib", "auroc", "eff2", "n_lobes")
+    print("| set | data | kind | smaller side | pairs | " + " | ".join(stats) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(stats))
+    for tag in dict.fromkeys(r["set"] for r in rows):
+        for data in dict.fromkeys(r["data"] for r in rows if r["set"] == tag):
+            for kind in ("lobe", "types", "mixed"):
+                for name, lo, hi in (("< 1 %", 0, 0.01), ("1-2 %", 0.01, 0.02),
+                                     (">= 2 %", 0.02, 1.1)):
+                    g = [r for r in rows if r["set"] == tag and r["data"] == data
+                         and r["kind"] == kind and lo <= r["share"] < hi
+                         and (r["in_gap"] or data in ("kang", "pbmc"))]
+                    if g:
+                        cells = [f"{min(r[x] for r in g):.3g} to {max(r[x] for r in g):.3g}"
+                                 for x in stats]
+                        print(f"| {tag} | {data} | {kind} | {name} | {len(g)} | "
+                              + " | ".join(cells) + " |")
+
+
 def main() -> None:
     args = sys.argv[1:]
     if args[0] == "pairs":
@@ -225,6 +298,10 @@ def main() -> None:
         names = [a[2:] for a in args if a.startswith("--")] or ["elbo", "graph"]
         files = [a for a in args[3:] if not a.startswith("--")]
         evaluate(Path(args[1]), args[2], files, names)
+    elif args[0] == "summary":
+        summary(Path(args[1]))
+    elif args[0] == "pair-summary":
+        pair_summary(Path(args[1]))
 
 
 if __name__ == "__main__":

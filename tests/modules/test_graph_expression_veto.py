@@ -69,8 +69,9 @@ def test_the_expression_veto_leaves_a_small_side_to_the_small_side_veto() -> Non
 def test_the_expression_test_does_not_flip_when_the_cells_are_replicated() -> None:
     """`expression_differs` reads pooled rates and counts per cell: every cell replicated 10
     times (sums and cells x 10) gives the same answer, for types, lobes and pairs near the
-    20 % line. Broken once (the floor on summed counts, not counts per cell): flipped,
-    failed."""
+    20 % line. Broken once (a gene counted only where both sides sum >= 20 counts, a guard
+    that grows with the cells): flipped, failed; a floor of 10 summed counts instead of 0.1
+    per cell did not flip these pairs."""
     rng = np.random.default_rng(3)
     answers = set()
     for share in (0.0, 0.1, 0.18, 0.22, 0.3):

@@ -19,7 +19,9 @@ not a relabelling, holds the merged clusters: the prior's component and q(y|z) c
 A small-side veto (`small_side_veto`) keeps a rare type's component apart: PAGA caps the
 connectivity of two small clusters with a few edges between them at 1, so a 10-15-cell
 component of a 2 % type was merged at 1.0 with the mixed component beside it; a type's lobe,
-as small, sends most of its cells' neighbours into its core.
+as small, sends most of its cells' neighbours into its core. On counts an expression veto
+(`expression_veto`) keeps apart two groups the graph joins whose pooled expression differs
+(Kang's NK and CD8 T, B and activated B); a lobe has its core's profile at a smaller library.
 """
 
 from __future__ import annotations
@@ -52,10 +54,10 @@ SMALL_EDGES = 0.25
 #: (benchmarks/results/clusters_graph_realveto_2026-12-07.py: the bundled Kang data, K = 15,
 #: fit seeds 0-2; rare-2 % draws seeds 10-24, rare-1 % seeds 30-34, issue-type 2,000-cell
 #: K = 15 seeds 10-14): among the pairs the gap rule merges whose smaller side holds >= 1-2 %
-#: of the cells, one type's pieces had <= 0.14 of the genes at 2-fold, Kang's pairs of two
-#: labelled types >= 0.33 (every Kang pair >= 0.30); 0.2 lies between. Smaller sides are
-#: noise (4-15 cells: 0.14-0.41) and stay `small_side_veto`'s. Reported on fresh draws:
-#: RESULTS.md.
+#: of the cells, one type's pieces had <= 0.12 of the genes at 2-fold (a piece beside a mixed
+#: component 0.14), Kang's pairs of two labelled types >= 0.33 (every Kang pair >= 0.30);
+#: 0.2 lies between. Smaller sides are noise (3-15 cells: 0.13-0.41) and stay
+#: `small_side_veto`'s. Reported on fresh draws: RESULTS.md, "Delete moves".
 EXPRESSION_SHARE = 0.02
 EXPRESSION_FLOOR = 0.1
 EXPRESSION_LFC = 1.0
