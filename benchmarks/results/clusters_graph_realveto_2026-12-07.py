@@ -27,9 +27,9 @@ pbmc 15 seeds 0-2, issue2k 15 and 20 seeds 60-64, rare 15 seeds 60-64, hard 15 s
 development fits from clusters_graph_smallside_2026-12-07.py (/tmp/gv/dev: issue2k 15 seeds
 10-14, rare 15 seeds 10-24, rare1 15 seeds 30-34). ``pairs`` and ``eval ... --script_expr``
 (the veto as a function of the pair records, to check src against) on the development fits
-and Kang seeds 0-2 chose the constants in src (fixed in fa03149, committed 13:33 UTC as 4f7b63b, then rebased); then ``eval``
-and ``pairs`` once on the report fits (Kang seeds 3-6, pbmc68k seeds 0-2, the simulations'
-seeds 60-64)."""
+and Kang seeds 0-2 chose the constants in src (fixed in fa03149, committed 13:33 UTC as
+4f7b63b, then rebased); then ``eval`` and ``pairs`` once on the report fits (Kang seeds
+3-6, pbmc68k seeds 0-2, the simulations' seeds 60-64)."""
 import copy
 import importlib.util
 import json
