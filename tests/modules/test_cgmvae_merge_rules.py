@@ -170,14 +170,32 @@ def test_a_bad_merge_rule_is_one_line() -> None:
                      merge_rule="ridge")
 
 
+def test_the_default_merge_rule_is_graph_on_counts_and_elbo_elsewhere() -> None:
+    """`CGMVAE` on counts merges by ``"graph"`` (with its vetoes) unless told otherwise; on
+    data that are not counts (no expression veto there) by ``"elbo"``."""
+    from geovae.datasets import simulate_counts
+    from geovae.datasets.blobs import make_blobs
+    from geovae.models import CGMVAE
+
+    counts = simulate_counts(n_cells=60, n_genes=20, n_types=3, n_conditions=1, seed=0)
+    model = CGMVAE(counts, seed=0, n_hidden=8)
+    assert model.module.merge_rule == "graph"
+    assert model.config.model_options["merge_rule"] == "graph"  # recorded with the run
+    chosen = CGMVAE(counts, seed=0, n_hidden=8, model_options={"merge_rule": "elbo"})
+    assert chosen.module.merge_rule == "elbo"
+    blobs = make_blobs(n_cells=60, n_features=5, n_blobs=3, n_conditions=1, seed=0)
+    assert CGMVAE(blobs, seed=0, n_hidden=8).module.merge_rule == "elbo"
+
+
 @pytest.mark.slow
 def test_the_demp_rule_finds_the_number_of_count_types_at_three_times_it() -> None:
     """Issue 24, item 2: the issue-type simulation (`bench_clusters.py`'s ``issue2k``: 2,000
     cells x 500 genes, 5 types, 3 conditions shifting 20% of the genes, seed 0), K = 15,
     default epochs. With ``merge_rule="demp"`` each type is one component (measured ARI
-    0.997, 5 of 15 in use); with the default ``"elbo"`` each type's lobe of shallow cells
-    stays a component of its own (ARI 0.826, 9 in use, the same fit in the
-    ``bench_clusters.py --posthoc-rules`` record): the -ELBO rule fails this test. Minutes."""
+    0.997, 5 of 15 in use); with ``"elbo"`` (the default on counts until the expression veto)
+    each type's lobe of shallow cells stays a component of its own (ARI 0.826, 9 in use, the
+    same fit in the ``bench_clusters.py --posthoc-rules`` record): the -ELBO rule fails this
+    test. Minutes."""
     from helpers import mixture_on_counts
 
     from geovae.datasets import simulate_counts

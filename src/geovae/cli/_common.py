@@ -116,9 +116,10 @@ MergeRuleOpt = Annotated[MergeRule | None, typer.Option(
          "lobes: demp, but not where the pair's cells differ in depth-normalised expression "
          "(marker genes); graph: where the kNN graph of the latent cannot tell them apart "
          "(PAGA connectivity, the gap rule of the Leiden clusters' merge), except a group "
-         "under 2% of the cells with few neighbours in the other. Default elbo: "
-         "modes and demp also merged weak real types on simulated counts, graph real types "
-         "of the Kang data (benchmarks/RESULTS.md).", show_default=False)]
+         "under 2% of the cells with few neighbours in the other, and, on counts, two "
+         "groups that differ >= 2-fold in 20% of their genes. Default: graph on counts "
+         "(nb, zinb), elbo otherwise; modes and demp also merged weak real types on "
+         "simulated counts (benchmarks/RESULTS.md).", show_default=False)]
 WarmStart = Annotated[float | None, typer.Option(
     min=0.0, max=0.75,
     help="cgmvae without labels (Euclidean latent, global weights): share of the epochs that "
