@@ -28,6 +28,8 @@ Data (``seed`` draws the data AND seeds the model, so seeds vary both):
   medium level with its first type cut to 2% of the cells. ``issue``: 4,000 x 500 at the
   simulator's defaults (the issue's data); ``issue2k``: the same with 2,000 cells. NB
   likelihood, ``batch_key="condition"``.
+* ``kang`` / ``pbmc68k``: a seeded 90 % subsample of the bundled Kang subset (10 types,
+  batch ``stim``) / pbmc68k (``bulk_labels``; no batch) (`cluster_sets.REAL`).
 * ``blobs``: `geovae.datasets.make_blobs`, 2,000 cells x 50 features, 5 blobs, 3
   conditions; Gaussian likelihood, ``batch_key="condition"``.
 
@@ -60,7 +62,7 @@ from _common import add_record_options, cpu_model, cpus, emit, load_average, run
 from cluster_sets import LEVELS, N_TYPES, USED_SHARE, epochs_of, leiden, load, n_used  # noqa: E402
 
 #: the ablation: c*GMΔVAE model options, every ingredient explicit (`mixture_start`)
-OFF = {"warm_start": 0.0, "hold": 0.0, "y_temper": 0.0}
+OFF = {"warm_start": 0.0, "hold": 0.0, "y_temper": 0.0, "mixture_start": "gmm"}
 VARIANTS = {
     "cgmvae_plain": OFF,  # end to end from random weights (geovae <= 0.2.0)
     "cgmvae_warm": {**OFF, "warm_start": 0.5},  # pretrain half, GMM start, no hold
@@ -78,7 +80,9 @@ VARIANTS = {
     "cgmvae_modes": {"merge_rule": "modes"},
     "cgmvae_demp": {"merge_rule": "demp"},
     "cgmvae_lobes": {"merge_rule": "lobes"},  # DEMP less pairs whose expression differs
-    "cgmvae_graph": {"merge_rule": "graph"}}  # PAGA on the latent's kNN graph, gap rule
+    "cgmvae_graph": {"merge_rule": "graph"},  # PAGA on the latent's kNN graph, gap rule
+    # the defaults with the mixture started from Leiden clusters / a Bayesian GMM of the latent
+    "cgmvae_leidenstart": {"mixture_start": "leiden"}, "cgmvae_gmmstart": {"mixture_start": "gmm"}}
 #: rows differing only in the merge rule (`MERGE_RULES`; ``--posthoc-rules``: one fit, `run_rules`)
 RULE_METHODS = {f"cgmvae_{rule}": rule for rule in ("elbo", "modes", "demp", "lobes", "graph")}
 #: each overlap rule's cutoffs tried on the same kept weights (`run_rules`: ``cutoffs``, ARI,
@@ -390,7 +394,7 @@ def main() -> None:
                         emit(rec, args.json)
             for method in (m for m in methods if m not in rules):
                 # Leiden has no K: one run per seed, shown beside every K
-                for k in (ks[:1] if "leiden" in method else ks):
+                for k in (ks[:1] if method in ("vae_leiden", "pca_leiden") else ks):
                     counts = data != "blobs" and method != "pca_leiden"
                     for ei in (args.encoder_input if counts else [None]):
                         emit(run(data, method, k, seed, args.epochs, ei), args.json)

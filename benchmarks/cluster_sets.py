@@ -4,6 +4,7 @@ components in use, Leiden at resolution 1, and a fit's epochs."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,10 @@ LEVELS = {"easy": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.1, "de_scale": 
           "medium": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.07, "de_scale": 0.9},
           "issue": {"n_cells": 4000, "n_genes": 500},
           "issue2k": {"n_cells": 2000, "n_genes": 500}}
+#: real sets (file in data/, truth column, batch column or None): ``kang`` the bundled Kang
+#: subset (10 types, batch ``stim``), ``pbmc68k`` the bundled pbmc68k (``bulk_labels``)
+REAL = {"kang": ("kang_counts.h5ad", "seurat_annotations", "stim"),
+        "pbmc68k": ("pbmc68k_counts.h5ad", "bulk_labels", None)}
 #: ``rare``: the medium level with its first type cut to this share of the cells
 RARE_SHARE = 0.02
 
@@ -37,6 +42,16 @@ def load(name: str, seed: int) -> tuple[Any, dict[str, Any], str]:
     if name == "blobs":
         a = make_blobs(n_cells=2000, n_features=50, n_blobs=N_TYPES, n_conditions=3, seed=seed)
         return a, {"likelihood": "gaussian"}, "blob"
+    if name in REAL:  # a seeded 90 % subsample of a bundled real set: the draw varies
+        import anndata as ad
+
+        file, truth, batch = REAL[name]
+        a = ad.read_h5ad(Path(__file__).resolve().parents[1] / "data" / file)
+        keep = np.sort(np.random.default_rng(seed).choice(a.n_obs, int(0.9 * a.n_obs),
+                                                          replace=False))
+        a = a[keep].copy()
+        a.obs["condition"] = a.obs[batch].astype(str) if batch else "one"
+        return a, {"likelihood": "nb"}, truth
     raise ValueError(name)
 
 

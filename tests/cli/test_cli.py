@@ -258,8 +258,8 @@ def _refused_cgmvae_fit(tmp_path: Path, *args: str) -> str:
 
 
 @pytest.mark.parametrize(("extra", "why"), [
-    (["--latent", "sphere"], "the sphere latent: the start's Gaussian mixture is fitted in z's "
-                             "coordinates, --latent euclidean only"),
+    (["--latent", "sphere"], "the sphere latent: the start clusters z's coordinates, "
+                             "--latent euclidean only"),
     (["--latent", "hyperbolic"], "the hyperbolic latent"),
     (["--mixture-weights", "per-cell"], "per-cell weights: --mixture-weights global only"),
     (["--label-key", "blob"], "labels: each labelled component is its label's"),
@@ -273,6 +273,8 @@ def test_warm_start_where_it_cannot_run_is_one_line(tmp_path: Path, extra: list[
     assert "--warm-start 0.3 would have no effect: the warm start runs for an unsupervised " \
         "mixture with global weights on a Euclidean latent only (" in line, line
     assert why in line and line.endswith("); leave it out"), line
+    line = _refused_cgmvae_fit(tmp_path, "--mixture-start", "gmm", *extra)
+    assert "--mixture-start gmm would have no effect: the warm start runs" in line, line
 
 
 def test_warm_start_zero_or_default_is_no_error_where_it_cannot_run() -> None:

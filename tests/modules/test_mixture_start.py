@@ -37,12 +37,14 @@ def _module(**options: object) -> CGMVAEModule:
     return m
 
 
-def test_start_puts_components_and_q_y_at_the_gmm() -> None:
+@pytest.mark.parametrize("rule", ["leiden", "gmm"])
+def test_start_puts_components_and_q_y_at_the_clusters(rule: str) -> None:
     """After the start the components do not move with w, their means and sds are the
     responsibility-weighted moments of the posterior draws (not the narrower means), q(y|z)
-    agrees with the GMM, and gamma = alpha + N x the GMM's weights."""
+    agrees with the start's clusters (Leiden's, or the GMM's), and gamma = alpha + N x their
+    shares (the GMM's weights)."""
     _, source = _blobs()
-    m = _module(warm_start=0.5)
+    m = _module(warm_start=0.5, mixture_start=rule)
     Trainer(m, source, TrainSettings(epochs=6, progress=False, warmup_fraction=0.0)).fit()
     idx = torch.arange(source.n_obs)
     weights = mixture_start.start_mixture(m, source, idx, seed=3)
@@ -61,14 +63,40 @@ def test_start_puts_components_and_q_y_at_the_gmm() -> None:
             spread = draws[rows].std(0)
             assert torch.allclose(sd[k], spread, rtol=0.3), (sd[k], spread)
             assert torch.allclose(loc[k], draws[rows].mean(0), atol=0.3 * float(spread.max()))
-    gmm = BayesianGaussianMixture(n_components=3, covariance_type="diag", max_iter=300,
-                                  random_state=3,
-                                  weight_concentration_prior_type="dirichlet_process")
-    assert adjusted_rand_score(gmm.fit_predict(means.numpy()), assigned) > 0.8  # distilled
+    if rule == "gmm":
+        gmm = BayesianGaussianMixture(n_components=3, covariance_type="diag", max_iter=300,
+                                      random_state=3,
+                                      weight_concentration_prior_type="dirichlet_process")
+        start = gmm.fit_predict(means.numpy())
+    else:
+        start = mixture_start.leiden_labels(means.numpy(), 3, seed=3)
+        np.testing.assert_allclose(weights, np.bincount(start, minlength=3) / 400)
+    assert adjusted_rand_score(start, assigned) > 0.8  # distilled
     assert float(m.gamma.sum()) == float(m.alpha.sum() + 400)
     np.testing.assert_allclose(m.mixture_weight_means().numpy(),
                                (m.alpha.numpy() + 400 * weights) / (m.alpha.sum().item() + 400),
                                rtol=1e-5)
+
+
+def test_leiden_start_folds_the_smallest_clusters_into_their_nearest() -> None:
+    """`leiden_labels`: Leiden cuts four well-apart round groups into pieces (resolution 1),
+    each within one group; with at most 4 clusters the pieces fold back into the groups, with
+    at most 3 the smallest group joins the one whose centre is nearest its own; with 1
+    everything is one."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 30.0], [12.0, 0.0]])
+    sizes = [200, 150, 120, 60]
+    points = np.concatenate([c + 0.3 * rng.standard_normal((n, 2))
+                             for c, n in zip(centres, sizes)])
+    truth = np.repeat(np.arange(4), sizes)
+    pieces = mixture_start.leiden_labels(points, 20, seed=0)
+    assert 4 < pieces.max() + 1 <= 20
+    assert all(len(np.unique(truth[pieces == k])) == 1 for k in np.unique(pieces))
+    assert adjusted_rand_score(truth, mixture_start.leiden_labels(points, 4, seed=0)) == 1.0
+    three = mixture_start.leiden_labels(points, 3, seed=0)
+    assert three.max() == 2
+    assert adjusted_rand_score(np.where(truth == 3, 1, truth), three) == 1.0  # 60 joined 150
+    assert (mixture_start.leiden_labels(points, 1, seed=0) == 0).all()
 
 
 def test_phases_hold_and_early_stopping_follow_the_epochs(monkeypatch) -> None:  # noqa: ANN001

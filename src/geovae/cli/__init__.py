@@ -42,6 +42,7 @@ from geovae.cli._common import (  # noqa: E402
     EncoderInputOpt,
     LabelKey,
     MergeRuleOpt,
+    MixtureStartOpt,
     MixtureWeightsOpt,
     NCells,
     NClusters,
@@ -148,6 +149,7 @@ def fit(
     delete_moves: DeleteMoves = None,
     merge_rule: MergeRuleOpt = None,
     warm_start: WarmStart = None,
+    mixture_start: MixtureStartOpt = None,
     obs_columns: ObsColumns = None,
     n_top_genes: Annotated[int | None, typer.Option(
         help="Use only the N most highly variable features (scanpy).")] = None,

@@ -16,7 +16,7 @@ import typer
 
 from geovae.cli._flags import message, names_of
 from geovae.cli._log import err, error, setup
-from geovae.cli._types import EncoderInput, MergeRule, MixtureWeights, PrecisionChoice
+from geovae.cli._types import EncoderInput, MergeRule, MixtureStart, MixtureWeights, PrecisionChoice
 
 log = logging.getLogger("geovae.cli")
 
@@ -123,9 +123,17 @@ MergeRuleOpt = Annotated[MergeRule | None, typer.Option(
 WarmStart = Annotated[float | None, typer.Option(
     min=0.0, max=0.75,
     help="cgmvae without labels (Euclidean latent, global weights): share of the epochs that "
-         "train z as a VAE before the mixture starts from a Bayesian GMM on the latent and "
-         "is held for a quarter of the epochs (default 0.5; 0 trains the mixture end to end, "
-         "as geovae <= 0.2.0).", metavar="<share>", show_default=False)]
+         "train z as a VAE before the mixture starts from the latent's clusters "
+         "(--mixture-start) and is held for a quarter of the epochs (default 0.5; 0 trains "
+         "the mixture end to end, as geovae <= 0.2.0).", metavar="<share>",
+    show_default=False)]
+MixtureStartOpt = Annotated[MixtureStart | None, typer.Option(
+    case_sensitive=False,
+    help="cgmvae with --warm-start: how the mixture starts from the pretrained latent. "
+         "leiden (default): one component per Leiden cluster of the latent's kNN graph "
+         "(resolution 1; the smallest fold into their nearest while there are more than "
+         "--n-clusters), the rest empty; gmm: a Bayesian Gaussian mixture with "
+         "--n-clusters components (the default before this release).", show_default=False)]
 Precision = Annotated[PrecisionChoice, typer.Option(
     case_sensitive=False,
     help="Hidden layers' matrix products while training: auto (bfloat16 autocast on a CUDA GPU "

@@ -38,6 +38,7 @@ Method = choices("Method", "leiden", "mixture")
 EncoderInput = choices("EncoderInput", "log1p", "log1p_cp10k")
 Novelty = choices("Novelty", "query", "reference", "query-overall")
 MergeRule = choices("MergeRule", "elbo", "modes", "demp", "lobes", "graph")
+MixtureStart = choices("MixtureStart", "leiden", "gmm")
 
 
 class MixtureWeights(Choice):
@@ -55,7 +56,7 @@ CHOICES: dict[str, type[Choice]] = {"model": Model, "latent": Latent, "posterior
                                     "likelihood": Likelihood, "freeze": Freeze,
                                     "method": Method, "precision": PrecisionChoice,
                                     "encoder_input": EncoderInput, "novelty": Novelty,
-                                    "merge_rule": MergeRule}
+                                    "merge_rule": MergeRule, "mixture_start": MixtureStart}
 
 
 def value(option: Any) -> Any:

@@ -26,7 +26,7 @@ LEGACY_OPTIONS = {"condition_prior": True, "mixture_weights": "per_cell",
                   "dirichlet_alpha": 1.0, "cluster_samples": 0, "delete_moves": False,
                   "warm_start": 0.0, "hold": 0.0, "y_temper": 0.0,
                   "prior_lr": 1.0, "merge_moves": False, "hold_weights": False,
-                  "plateau_start": False, "merge_rule": "elbo"}
+                  "plateau_start": False, "merge_rule": "elbo", "mixture_start": "gmm"}
 #: bins of the expected calibration error
 ECE_BINS = 15
 
@@ -99,16 +99,16 @@ def check_merge_rule_applies(opts: dict[str, Any], latent: str, given: set[str])
 
 
 def check_warm_start_applies(opts: dict[str, Any], latent: str, given: set[str]) -> None:
-    """A one-line `OptionError` when ``warm_start`` or ``hold`` above 0 is among the options
-    ``given`` where the warm start does not run (`geovae.modules.mixture_start.warm_starts`:
-    its GMM is fitted in z's Euclidean coordinates, and it sets the global weights and free
-    components), instead of dropping it. 0 (the mixture trained end to end: what runs
+    """A one-line `OptionError` when ``warm_start`` or ``hold`` above 0, or ``mixture_start``,
+    is among the options ``given`` where the warm start does not run
+    (`geovae.modules.mixture_start.warm_starts`: it clusters z's Euclidean coordinates, and
+    sets the global weights and free components), instead of dropping it. 0 (the mixture trained end to end: what runs
     there) is accepted; so is the default, which applies where it can."""
-    asked = [name for name in ("warm_start", "hold") if name in given and opts.get(name)]
-    why = not_unsupervised_global(opts, latent, "the start's Gaussian mixture is fitted in z's "
-                                                "coordinates")
+    asked = [name for name in ("warm_start", "hold", "mixture_start")
+             if name in given and opts.get(name)]
+    why = not_unsupervised_global(opts, latent, "the start clusters z's coordinates")
     if asked and why:
-        raise OptionError(f"{{opt}} {opts[asked[0]]:g} would have no effect: the warm start "
+        raise OptionError(f"{{opt}} {opts[asked[0]]} would have no effect: the warm start "
                           "runs for an unsupervised mixture with global weights on a "
                           f"Euclidean latent only ({'; '.join(why)}); leave it out",
                           param=asked[0])
@@ -157,7 +157,7 @@ class CGMVAE(GeoVAE):
             opts.setdefault("merge_rule", "graph")
         for name in ("classifier_weight", "cluster_samples", "delete_moves", "warm_start",
                      "hold", "y_temper", "prior_lr", "merge_moves", "hold_weights",
-                     "plateau_start", "merge_rule"):
+                     "plateau_start", "merge_rule", "mixture_start"):
             opts.setdefault(name, self.module_options()[name])
         if self.adata is not None:  # a new fit (a saved model keeps its options)
             check_merge_rule_applies(opts, self.config.latent, given)

@@ -9,9 +9,7 @@ The covariates enter the encoder and the decoder only (``condition_prior=False``
 default for every latent): the decoder explains what the condition does to x, so z, what
 ``X_geovae`` holds, need not carry the condition (scVI's construction).
 ``condition_prior=True`` (geovae 0.1.0) also feeds c to p(z|w,y,c), which lets z move with c
-at no KL cost: the latent splits by condition. (Hyperbolic latents defaulted to True until
-their decoder read z's tangent coordinates at the origin instead of its Lorentz coordinates,
-`geovae.nn.latents.HyperbolicLatent`: with Lorentz input the covariate was not removed.)
+at no KL cost: the latent splits by condition (CHANGELOG: why hyperbolic latents left it).
 
 Mixture weights, ``mixture_weights``:
 
@@ -62,19 +60,19 @@ fewer cells are labelled. Component k is label k for k < n_labels.
 
 ``model_options``: ``n_clusters`` (K; default n_labels, or 20 without labels), ``w_dim``
 (default latent_dim), ``mixture_weights`` (``global``/``per_cell``), ``dirichlet_alpha``
-(default 1/K global, 1 per cell), ``classifier_weight`` (default 50),
-``condition_prior`` (default False), ``delete_moves`` (default True, global weights: see
-`delete_components`), ``cluster_samples`` (default 32), ``warm_start`` / ``hold`` (shares of
-the epochs pretrained as a VAE / with the GMM-started components held, default 0.5 / 0.25,
-unsupervised Euclidean latents only: `mixture_start`), ``plateau_start`` (default False; True: a
-plateaued pretraining starts the mixture early; dev Kang subset, 5 seeds: 229 vs 334 epochs,
-stim kept in the latent, rel. same-stim 1.15 vs 1.10, p 5e-4; RESULTS.md, donors),
-``hold_weights`` (default True: with the warm start gamma is held from the start to the end
-of training, then set to its optimum given q(y)), ``merge_moves`` (default True: after
-training, before the delete moves, unsupervised Euclidean only: `geovae.modules.merging`;
-``merge_rule`` ``elbo``, default, ``demp``, ``lobes``, ``modes`` or ``graph``: which merges),
-``prior_lr`` (the components' share of the learning rate, default 1), ``y_temper`` (default 0,
-off), ``encoder_input`` (count data: as the VAE's, `geovae.modules.vae.ENCODER_INPUTS`).
+(default 1/K global, 1 per cell), ``classifier_weight`` (default 50), ``condition_prior``
+(default False), ``delete_moves`` (default True, global weights: `delete_components`),
+``cluster_samples`` (default 32), ``warm_start`` / ``hold`` (shares of the epochs pretrained
+as a VAE / with the started components held, default 0.5 / 0.25; unsupervised Euclidean
+only: `mixture_start`, started by ``mixture_start``, ``leiden``, default, or ``gmm``),
+``plateau_start`` (True: a plateaued pretraining starts the mixture early; off by default:
+RESULTS.md, donors), ``hold_weights`` (default True: with the warm start gamma is held from
+the start to the end of training, then set to its optimum given q(y)), ``merge_moves``
+(default True: after training, before the delete moves, unsupervised Euclidean only:
+`geovae.modules.merging`; ``merge_rule`` ``elbo``, default, ``demp``, ``lobes``, ``modes``
+or ``graph``: which merges), ``prior_lr`` (the components' share of the learning rate,
+default 1), ``y_temper`` (default 0, off), ``encoder_input`` (count data: as the VAE's,
+`geovae.modules.vae.ENCODER_INPUTS`).
 """
 
 from __future__ import annotations
@@ -93,7 +91,7 @@ from geovae.modules import mixture_start
 from geovae.modules.base import LossOutput, processes
 from geovae.modules.deletion import delete_components
 from geovae.modules.merging import check_merge_rule, merge_components
-from geovae.modules.mixture_start import HOLD, WARM_START, mixture_phase, pretrain_loss, set_phase
+from geovae.modules.mixture_start import HOLD, START_RULES, WARM_START, pretrain_loss, set_phase
 from geovae.modules.vae import VAEModule, repeat_samples
 from geovae.nn.latents import Latent, standard_normal_kl
 from geovae.nn.layers import mlp
@@ -119,7 +117,7 @@ class CGMVAEModule(VAEModule):
                  warm_start: float = WARM_START, hold: float = HOLD, y_temper: float = 0.0,
                  prior_lr: float = 1.0, merge_moves: bool = True, hold_weights: bool = True,
                  plateau_start: bool = False, encoder_input: str | None = None,
-                 merge_rule: str = "elbo"):
+                 merge_rule: str = "elbo", mixture_start: str = "leiden"):
         if not isinstance(latent, comp.SUPPORTED_LATENTS):
             raise OptionError(f"model cgmvae has no mixture prior p(z|w,y) for the "
                               f"{latent.geometry!r} latent: use {{latent='euclidean'}}, "
@@ -143,6 +141,8 @@ class CGMVAEModule(VAEModule):
             raise OptionError(f"{{opt}} must be in (0, 1], got {prior_lr}", param="prior_lr")
         if cluster_samples < 0:
             raise OptionError("{opt} must be >= 0 (0: posterior mean)", param="cluster_samples")
+        if mixture_start not in START_RULES:
+            raise OptionError("{opt} must be leiden or gmm", param="mixture_start")
         super().__init__(n_features, latent, likelihood, n_covariates, n_hidden, n_layers,
                          dropout, center, scale, encoder_input=encoder_input)
         z_dim, w_dim = latent.embed_dim, w_dim or latent.intrinsic_dim  # ambient coordinates
@@ -151,6 +151,7 @@ class CGMVAEModule(VAEModule):
         self.classifier_weight, self.condition_prior = classifier_weight, condition_prior
         self.mixture_weights, self.cluster_samples = mixture_weights, cluster_samples
         self.prior_uses_w, self.warm_start, self.hold = prior_uses_w, warm_start, hold
+        self.mixture_start = mixture_start  # how the warm start clusters the latent
         self.prior_lr = prior_lr  # the prior network's share of the learning rate (`lr_scales`)
         #: with the warm start, gamma stays at the start's from then to the end of training
         #: (`mixture_start`); ``weights_fixed`` is True while it does
@@ -282,7 +283,7 @@ class CGMVAEModule(VAEModule):
     def before_epoch(self, epoch: int, epochs: int, source: DataSource, idx: torch.Tensor,
                      seed: int) -> bool:
         """The trainer's hook: the warm start's phases (`mixture_start.mixture_phase`)."""
-        return mixture_phase(self, epoch, epochs, source, idx, seed)
+        return mixture_start.mixture_phase(self, epoch, epochs, source, idx, seed)
 
     def on_plateau(self, epoch: int) -> bool:
         """The trainer's hook: a converged pretraining starts the mixture (`plateau`)."""

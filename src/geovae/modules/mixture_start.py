@@ -7,11 +7,16 @@ recipe, with one addition:
 
 1. **pretrain** (the first ``fraction`` of the epochs): z and w train on the VAE's loss
    (reconstruction + KL(q(z|x) || N(0, I))); the mixture's parameters are not used;
-2. **start**: scikit-learn's ``BayesianGaussianMixture`` (Dirichlet-process weights, diagonal
-   covariances, K components) on the posterior means of at most `START_CELLS` training
-   cells; p(z|w,y=k) starts at the GMM's means and sds (the prior network's last layer's
-   weights zeroed, so w does not yet move the components), q(y|z) is distilled from the GMM's
-   responsibilities, and gamma = alpha + N x the GMM's weights;
+2. **start** (``mixture_start``, `START_RULES`): the clusters of at most `START_CELLS`
+   training cells' posterior means, ``leiden`` (the default): Leiden on their kNN graph
+   (`leiden_labels`: as `geovae.tools.cluster` cuts a latent, folded down to K where it cuts
+   more), ``gmm``: scikit-learn's ``BayesianGaussianMixture`` (Dirichlet-process weights,
+   diagonal covariances, K components; the default until 0.3); p(z|w,y=k) starts at each
+   cluster's (responsibility-weighted) mean and sd of the posterior draws (the prior
+   network's last layer's weights zeroed, so w does not yet move the components), q(y|z) is
+   distilled from the responsibilities, and gamma = alpha + N x the clusters' shares (a
+   component Leiden leaves empty starts at N(0, I) with gamma = alpha, and the delete moves
+   remove it unless the training gives it cells);
 3. **hold** (the next ``hold`` share of the epochs): the prior network (the components) and
    gamma stay where the GMM put them while the encoder, decoder and q(y|z) train on the full
    -ELBO; then everything trains on the -ELBO to the end. The objective of the kept weights
@@ -43,6 +48,13 @@ START_COVARIANCE = "diag"
 START_INITS = 1
 #: Adam steps distilling q(y|z) from the GMM's responsibilities
 DISTIL_STEPS = 300
+#: how the start clusters the pretrained latent (module docstring, step 2). ``leiden``
+#: chosen on the development sets only (benchmarks/RESULTS.md, "Clusters: the mixture's
+#: ablation": simulated hard K = 15 seeds 0-4, issue-type K = 20 seeds 0-2, hard K = 5,
+#: rare, blobs seeds 0-2, the bundled Kang data K = 15 seeds 0-2); reported on fresh draws
+START_RULES = ("leiden", "gmm")
+#: the Leiden clustering of the start: resolution 1 on the 15-NN graph (`geovae.tools.cluster`'s)
+START_RESOLUTION, START_NEIGHBORS = 1.0, 15
 
 
 def phase_epochs(epochs: int, fraction: float, hold: float) -> tuple[int, int]:
@@ -86,25 +98,68 @@ def latent_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
     return torch.cat(means), torch.cat(draws)
 
 
-def start_mixture(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
-                  seed: int) -> np.ndarray:
-    """Step 2 of the module docstring on ``module`` (a `CGMVAEModule` with a Euclidean
-    latent). The GMM is fitted to the posterior means; each component's mean and sd are
-    then those of the posterior draws z weighted by the GMM's responsibilities (the means
-    alone are narrower than the z the -ELBO scores: a latent dimension the VAE leaves
-    unused has means near 0 and draws of sd 1). Returns the GMM's weights."""
+def leiden_labels(means: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """Leiden clusters 0..k-1 (k <= ``n_clusters``) of the points ``means`` (n, d): resolution
+    `START_RESOLUTION` on their `START_NEIGHBORS`-NN graph (exact Euclidean, scanpy's
+    neighbours, as `geovae.tools.cluster` builds it), seeded; while there are more than
+    ``n_clusters``, the smallest joins the cluster whose centroid is nearest its own."""
+    import anndata as ad
+    import scanpy as sc
+
+    from geovae.graph.neighbors import neighbors_graph
+    from geovae.tools.resolution import LEIDEN
+
+    a = ad.AnnData(obs={"_": np.zeros(len(means))}, obsm={"rep": np.asarray(means)})
+    neighbors_graph(a, "rep", "start", "euclidean", max(2, min(START_NEIGHBORS, len(means) - 1)),
+                    seed=seed)
+    sc.tl.leiden(a, resolution=START_RESOLUTION, random_state=seed, neighbors_key="start",
+                 **LEIDEN)
+    labels = a.obs["leiden"].astype(int).to_numpy()
+    while labels.max() + 1 > n_clusters:
+        sizes = np.bincount(labels)
+        small = int(np.argmin(sizes))
+        centroids = np.stack([means[labels == k].mean(0) for k in range(len(sizes))])
+        gaps = ((centroids - centroids[small]) ** 2).sum(1)
+        gaps[small] = np.inf
+        labels[labels == small] = int(np.argmin(gaps))
+        labels = np.unique(labels, return_inverse=True)[1]
+    return labels
+
+
+def start_responsibilities(means: torch.Tensor, n_clusters: int, rule: str, seed: int
+                           ) -> tuple[torch.Tensor, np.ndarray]:
+    """((n, K) float64 responsibilities, (K,) weights) of the start's clusters of ``means``
+    (step 2): Leiden's one-hot and shares, or the GMM's posteriors and weights."""
+    if rule == "leiden":
+        labels = torch.as_tensor(leiden_labels(means.numpy(), n_clusters, seed))
+        resp = F.one_hot(labels, n_clusters).double()
+        return resp, (resp.sum(0) / len(resp)).numpy()
     from sklearn.mixture import BayesianGaussianMixture
 
-    means, z = latent_draws(module, source, idx, seed)
     gmm = BayesianGaussianMixture(
-        n_components=module.n_clusters, covariance_type=START_COVARIANCE, max_iter=300,
+        n_components=n_clusters, covariance_type=START_COVARIANCE, max_iter=300,
         n_init=START_INITS, random_state=seed,
         weight_concentration_prior_type="dirichlet_process"
     ).fit(means.numpy())
-    resp = torch.as_tensor(gmm.predict_proba(means.numpy()))  # (n, K)
+    return (torch.as_tensor(gmm.predict_proba(means.numpy())),
+            np.asarray(gmm.weights_, dtype=np.float64))
+
+
+def start_mixture(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
+                  seed: int) -> np.ndarray:
+    """Step 2 of the module docstring on ``module`` (a `CGMVAEModule` with a Euclidean
+    latent) by its ``mixture_start`` rule. The clusters come from the posterior means; each
+    component's mean and sd are then those of the posterior draws z weighted by the
+    responsibilities (the means alone are narrower than the z the -ELBO scores: a latent
+    dimension the VAE leaves unused has means near 0 and draws of sd 1). Returns the
+    clusters' shares (the start's weights)."""
+    means, z = latent_draws(module, source, idx, seed)
+    rule = getattr(module, "mixture_start", "gmm")
+    resp, weights = start_responsibilities(means, module.n_clusters, rule, seed)  # (n, K)
     mass = resp.sum(0).clamp(min=1e-6)[:, None]  # (K, 1)
     loc = resp.T @ z / mass
     sd = ((resp.T @ z.square()) / mass - loc.square()).clamp(min=1e-4).sqrt()
+    sd[resp.sum(0) == 0] = 1.0  # an empty component starts at N(0, I)
     last = module.prior_net[-1]
     with torch.no_grad():
         last.weight.zero_()
@@ -112,7 +167,6 @@ def start_mixture(module: torch.nn.Module, source: DataSource, idx: torch.Tensor
         last.bias.copy_(bias.reshape(-1).to(last.bias))
     distil_classifier(module, torch.cat([means, z]).to(last.bias),
                       torch.cat([resp, resp]).to(last.bias), seed)
-    weights = np.asarray(gmm.weights_, dtype=np.float64)
     module.gamma.copy_(module.alpha + module.n_obs * torch.as_tensor(weights).to(module.gamma))
     return weights
 
