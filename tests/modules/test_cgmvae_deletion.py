@@ -150,15 +150,17 @@ class _DoubleSource:
 @pytest.fixture(scope="module")
 def trained() -> tuple[CGMVAEModule, object]:
     """A c*GMΔVAE trained 30 epochs on 600 cells of 4 blobs with 10 components, delete moves
-    not yet run (float64 module, float64 source): copy the module before changing it."""
+    not yet run (float64 module, float64 source): copy the module before changing it. The
+    mixture starts from a GMM, which leaves spare components to delete (Leiden's start
+    leaves the others empty)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(CGMVAEModule, "after_training", lambda *a: None)
         adata = make_blobs(n_cells=600, n_blobs=4, n_conditions=1, seed=2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = geovae.fit(adata, model="cgmvae", latent_dim=3, likelihood="gaussian",
-                               model_options={"n_clusters": 10}, epochs=30, progress=False,
-                               heldout_samples=0)
+                               model_options={"n_clusters": 10, "mixture_start": "gmm"},
+                               epochs=30, progress=False, heldout_samples=0)
     return model.module.double(), _DoubleSource(model.source(adata))
 
 

@@ -87,7 +87,7 @@ def test_leiden_start_folds_the_smallest_clusters_into_their_nearest() -> None:
     centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 30.0], [12.0, 0.0]])
     sizes = [200, 150, 120, 60]
     points = np.concatenate([c + 0.3 * rng.standard_normal((n, 2))
-                             for c, n in zip(centres, sizes)])
+                             for c, n in zip(centres, sizes, strict=True)])
     truth = np.repeat(np.arange(4), sizes)
     pieces = mixture_start.leiden_labels(points, 20, seed=0)
     assert 4 < pieces.max() + 1 <= 20

@@ -33,6 +33,11 @@ RECALL_QUERIES = 1000
 _BLOCK_ENTRIES = 2**24
 
 
+#: how geovae runs scanpy's Leiden on these graphs (`geovae.tools.cluster`, the resolution
+#: rule of `geovae.tools.resolution` and the c*GMΔVAE's start: the same clusters)
+LEIDEN = {"flavor": "igraph", "n_iterations": 2, "directed": False}
+
+
 def _rows_per_block(n_ref: int, most: int = 2048) -> int:
     return max(1, min(most, _BLOCK_ENTRIES // max(n_ref, 1)))
 

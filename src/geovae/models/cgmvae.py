@@ -102,8 +102,9 @@ def check_warm_start_applies(opts: dict[str, Any], latent: str, given: set[str])
     """A one-line `OptionError` when ``warm_start`` or ``hold`` above 0, or ``mixture_start``,
     is among the options ``given`` where the warm start does not run
     (`geovae.modules.mixture_start.warm_starts`: it clusters z's Euclidean coordinates, and
-    sets the global weights and free components), instead of dropping it. 0 (the mixture trained end to end: what runs
-    there) is accepted; so is the default, which applies where it can."""
+    sets the global weights and free components), instead of dropping it. 0 (the mixture
+    trained end to end: what runs there) is accepted; so is the default, which applies where
+    it can."""
     asked = [name for name in ("warm_start", "hold", "mixture_start")
              if name in given and opts.get(name)]
     why = not_unsupervised_global(opts, latent, "the start clusters z's coordinates")

@@ -11,14 +11,14 @@ recipe, with one addition:
    training cells' posterior means, ``leiden`` (the default): Leiden on their kNN graph
    (`leiden_labels`: as `geovae.tools.cluster` cuts a latent, folded down to K where it cuts
    more), ``gmm``: scikit-learn's ``BayesianGaussianMixture`` (Dirichlet-process weights,
-   diagonal covariances, K components; the default until 0.3); p(z|w,y=k) starts at each
-   cluster's (responsibility-weighted) mean and sd of the posterior draws (the prior
+   diagonal covariances, K components; the default before 2026-12-07); p(z|w,y=k) starts
+   at each cluster's (responsibility-weighted) mean and sd of the posterior draws (the prior
    network's last layer's weights zeroed, so w does not yet move the components), q(y|z) is
    distilled from the responsibilities, and gamma = alpha + N x the clusters' shares (a
-   component Leiden leaves empty starts at N(0, I) with gamma = alpha, and the delete moves
-   remove it unless the training gives it cells);
+   component Leiden leaves empty starts at N(0, I) with gamma = alpha and stays out of use
+   unless the training gives it cells);
 3. **hold** (the next ``hold`` share of the epochs): the prior network (the components) and
-   gamma stay where the GMM put them while the encoder, decoder and q(y|z) train on the full
+   gamma stay where the start put them while the encoder, decoder and q(y|z) train on the full
    -ELBO; then everything trains on the -ELBO to the end. The objective of the kept weights
    is the thesis's -ELBO: early stopping restarts when the components and weights are
    released (the hold's end), so the weights it keeps were trained, and chosen, on the
@@ -106,8 +106,7 @@ def leiden_labels(means: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     import anndata as ad
     import scanpy as sc
 
-    from geovae.graph.neighbors import neighbors_graph
-    from geovae.tools.resolution import LEIDEN
+    from geovae.graph.neighbors import LEIDEN, neighbors_graph
 
     a = ad.AnnData(obs={"_": np.zeros(len(means))}, obsm={"rep": np.asarray(means)})
     neighbors_graph(a, "rep", "start", "euclidean", max(2, min(START_NEIGHBORS, len(means) - 1)),

@@ -15,13 +15,14 @@ from geovae.errors import InputError, OptionError
 from geovae.graph.merge import DEFAULT_MERGE, OFF, check_merge, merge_clusters
 from geovae.graph.neighbors import (
     ANN_THRESHOLD,
+    LEIDEN,
     ApproxKNN,
     knn_recall,
     knn_transformer,
     neighbors_graph,
 )
 from geovae.tools.record import drop_fields, update_record
-from geovae.tools.resolution import AUTO, LEIDEN, choose_resolution
+from geovae.tools.resolution import AUTO, choose_resolution
 from geovae.tools.umap_keys import put_back, set_aside
 
 METHODS = ("leiden", "mixture")

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from geovae.graph.neighbors import LEIDEN
+
 if TYPE_CHECKING:
     import anndata as ad
 
@@ -48,8 +50,6 @@ MIN_CELLS = 50
 MAX_CELLS = 20_000
 #: the resolution where the rule does not choose (scanpy's default)
 DEFAULT = 1.0
-#: how geovae runs scanpy's Leiden, here and in `geovae.tools.cluster` (the same clusters)
-LEIDEN = {"flavor": "igraph", "n_iterations": 2, "directed": False}
 
 
 def _clusters(k: int) -> str:
