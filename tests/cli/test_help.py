@@ -54,7 +54,8 @@ def test_help_lists_choices_and_shows_flags_as_flags(command: str,
 
 def test_every_closed_option_is_a_choice() -> None:
     assert set(CHOICES) == {"model", "latent", "posterior", "likelihood", "freeze", "method",
-                            "precision", "encoder_input", "novelty", "merge_rule"}
+                            "precision", "encoder_input", "novelty", "merge_rule",
+                            "mixture_start"}
 
 
 @pytest.mark.parametrize(("args", "line"), [
@@ -69,6 +70,8 @@ def test_every_closed_option_is_a_choice() -> None:
      "unknown --novelty 'nearest': choose query, reference, query-overall"),
     (["fit", "x.h5ad", "--merge-rule", "ward"],
      "unknown --merge-rule 'ward': choose elbo, modes, demp, lobes, graph"),
+    (["fit", "x.h5ad", "--mixture-start", "kmeans"],
+     "unknown --mixture-start 'kmeans': choose leiden, gmm"),
 ])
 def test_unknown_choice_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     args: list[str], line: str) -> None:
