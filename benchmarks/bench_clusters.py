@@ -29,7 +29,8 @@ Data (``seed`` draws the data AND seeds the model, so seeds vary both):
   simulator's defaults (the issue's data); ``issue2k``: the same with 2,000 cells. NB
   likelihood, ``batch_key="condition"``.
 * ``kang`` / ``pbmc68k``: a seeded 90 % subsample of the bundled Kang subset (10 types,
-  batch ``stim``) / pbmc68k (``bulk_labels``; no batch) (`cluster_sets.REAL`).
+  batch ``stim``) / pbmc68k (``bulk_labels``; no batch) (`cluster_sets.REAL`); ``digits``:
+  a seeded 90 % of scikit-learn's digits (1,797 x 64 integer pixels, NB; 10 digits).
 * ``blobs``: `geovae.datasets.make_blobs`, 2,000 cells x 50 features, 5 blobs, 3
   conditions; Gaussian likelihood, ``batch_key="condition"``.
 

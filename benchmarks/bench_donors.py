@@ -24,7 +24,8 @@ Data (``seed`` draws the cells AND seeds every method):
 * ``pbmc68k``: the bundled ``data/pbmc68k_counts.h5ad`` (90 % per seed), no batch.
 * ``sim``: `geovae.datasets.simulate_counts` as ``geovae simulate`` makes it, 2,000 cells x 300
   genes, 5 types, 3 conditions shifting 20 % of the genes, type effects on 7 % of the genes
-  (scale 0.9: ``bench_clusters.py``'s medium level); batch key ``condition``.
+  (scale 0.9: ``bench_clusters.py``'s medium level); batch key ``condition``. ``sim_hard``: the
+  same with type effects on 5 % of the genes, scale 0.8 (its hard level).
 
 Real counts with more than 2,000 genes keep the 2,000 most variable (scanpy ``seurat`` flavour
 on a log-normalised copy of the draw), the same genes for every method.
@@ -68,7 +69,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, SCVI_PYTHON, add_record_options, cpu_model, emit, launch, load_average  # noqa: E402,I001
 
-DATASETS = ("baron_mouse", "kang_stim", "kang_subset", "pbmc68k", "sim")
+DATASETS = ("baron_mouse", "kang_stim", "kang_subset", "pbmc68k", "sim", "sim_hard")
 METHODS = ("pca_leiden", "vae_leiden", "cgmvae", "scvi_leiden")
 GEOVAE_METHODS = ("pca_leiden", "vae_leiden", "cgmvae")
 N_GENES = 2000
@@ -155,11 +156,12 @@ def draw(name: str, seed: int) -> tuple[Any, str, str]:
     import scipy.sparse as sp
 
     rng = np.random.default_rng(seed)
-    if name == "sim":
+    if name in ("sim", "sim_hard"):
         from geovae.datasets import simulate_counts
 
+        de = (0.07, 0.9) if name == "sim" else (0.05, 0.8)  # bench_clusters' medium / hard
         a = simulate_counts(n_cells=2000, n_genes=300, n_types=5, n_conditions=3,
-                            condition_prob=0.2, de_prob=0.07, de_scale=0.9, seed=seed)
+                            condition_prob=0.2, de_prob=de[0], de_scale=de[1], seed=seed)
         return a, "condition", "cell_type"
     if name == "baron_mouse":
         full, batch, label, n = load_baron_mouse(), "donor", "cell_type1", None

@@ -42,6 +42,16 @@ def load(name: str, seed: int) -> tuple[Any, dict[str, Any], str]:
     if name == "blobs":
         a = make_blobs(n_cells=2000, n_features=50, n_blobs=N_TYPES, n_conditions=3, seed=seed)
         return a, {"likelihood": "gaussian"}, "blob"
+    if name == "digits":  # scikit-learn's 8 x 8 digits (integer pixels: NB, as `auto` reads them)
+        import anndata as ad
+        from sklearn.datasets import load_digits
+
+        x, y = load_digits(return_X_y=True)
+        keep = np.sort(np.random.default_rng(seed).choice(len(y), int(0.9 * len(y)),
+                                                          replace=False))
+        a = ad.AnnData(x[keep].astype(np.float32), obs={"digit": y[keep].astype(str)})
+        a.obs["condition"] = "one"
+        return a, {"likelihood": "nb"}, "digit"
     if name in REAL:  # a seeded 90 % subsample of a bundled real set: the draw varies
         import anndata as ad
 

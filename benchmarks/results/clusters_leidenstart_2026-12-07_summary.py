@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 from scipy import stats
 
-RENAME = {"kang_subset": "kang", "sim": "medium"}
+RENAME = {"kang_subset": "kang", "sim": "medium", "sim_hard": "hard"}
 
 
 def load(paths: list[str]) -> dict:
