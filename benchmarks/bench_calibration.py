@@ -61,12 +61,13 @@ def run(seed: int, weight: str, epochs: int) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = geovae.fit(adata, model="cgmvae", label_key="bulk_labels", model_options=opts,
-                           epochs=epochs, progress=False, seed=seed, device="cpu",
+                           epochs=epochs or None, progress=False, seed=seed, device="cpu",
                            heldout_samples=0)
     rec: dict[str, Any] = {"seed": seed, "weight": weight, "epochs": epochs,
                            "labelled_share": share, "n_hidden": int(hidden.sum()),
                            "classifier_weight_option": opts.get("classifier_weight", 50.0),
-                           "seconds": round(time.perf_counter() - t0, 1)}
+                           "seconds": round(time.perf_counter() - t0, 1),
+                           "epochs_run": len(model.history.train) if model.history else None}
     cal = adata.uns["geovae"].get("calibration", {})
     rec.update({f"val_{k}": (float(v) if isinstance(v, (int, float, np.number)) else v)
                 for k, v in cal.items()})
@@ -124,7 +125,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", nargs="+", type=int, default=[100, 101, 102, 103, 104])
     ap.add_argument("--weights", nargs="+", default=["scaled", "unscaled"])
-    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--epochs", type=int, default=50, help="0: geovae's default")
     add_record_options(ap)
     args = ap.parse_args()
     if not runs_wanted(args, summarise):
