@@ -2,10 +2,12 @@
 (``mixture_start="leiden"``, the default since this record) against the Bayesian-GMM start
 (``"gmm"``, the default before) and the baselines, per data set, paired over seeds (each seed
 draws the data and seeds every method). Run from the repository root:
-python THIS.py clusters_leidenstart_2026-12-07.jsonl [clusters_item2_2026-12-07.jsonl] [scvi.jsonl]
+python THIS.py clusters_leidenstart_2026-12-07.jsonl [clusters_item2_2026-12-07.jsonl]
+[clusters_leidenstart_scvi_2026-12-07.jsonl]
 (markdown to stdout). The second file gives the GMM start (``cgmvae`` there: main before this
 change) on the simulations; the third scvi-tools' SCVI + Leiden (`bench_donors.py`: the same
-cells; its ``sim`` is bench_clusters' ``medium``, its ``kang_subset`` the ``kang`` here)."""
+cells; its ``sim`` / ``sim_hard`` are bench_clusters' ``medium`` / ``hard``, its ``kang_subset`` the
+``kang`` here)."""
 import json
 import sys
 from collections import defaultdict
