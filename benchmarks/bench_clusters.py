@@ -26,8 +26,8 @@ Data (``seed`` draws the data AND seeds the model, so seeds vary both):
   genes, 5 types, 3 conditions shifting 20% of the genes (``condition_prob=0.2``); type
   effects on 10% / 7% / 5% of the genes with lognormal scale 1.0 / 0.9 / 0.8. ``rare``: the
   medium level with its first type cut to 2% of the cells. ``issue``: 4,000 x 500 at the
-  simulator's defaults (the issue's data); ``issue2k``: the same with 2,000 cells. NB
-  likelihood, ``batch_key="condition"``.
+  simulator's defaults (the issue's data); ``issue2k``: the same with 2,000 cells;
+  ``medium10``: the medium level with 10 types, 3,000 cells. NB likelihood, batch: condition.
 * ``kang`` / ``pbmc68k``: a seeded 90 % subsample of the bundled Kang subset (10 types,
   batch ``stim``) / pbmc68k (``bulk_labels``; no batch) (`cluster_sets.REAL`); ``digits``:
   a seeded 90 % of scikit-learn's digits (1,797 x 64 integer pixels, NB; 10 digits).
@@ -40,10 +40,11 @@ same when a default changes), ``vae_leiden`` (geovae VAE, kNN graph on ``X_geova
 at resolution 1), ``pca_leiden`` (log-normalised counts / the features as they are, PCA 50,
 Leiden 1.0), ``vae_bgmm`` (scikit-learn ``BayesianGaussianMixture``, Dirichlet-process
 weights, diagonal, K components, on the VAE's ``X_geovae``; one VAE per data set and seed
-serves every K; its seconds include the VAE fit). K = ``truth`` (5) or a number (the
-mixtures; Leiden has no K). Recorded: ARI, NMI of the argmax against the types, components
-in use (argmax of >= 0.5% of cells, `geovae.models.cgmvae.USED_SHARE`; ``n_weight``: mixture
-weight >= 0.5%), fit seconds (wall, on whatever machine: see RESULTS.md for its state).
+serves every K; its seconds include the VAE fit). K = ``truth`` (5; ``medium10``: 10) or a
+number (the mixtures; Leiden has no K). Recorded: ARI, NMI of the argmax against the types,
+components in use (argmax of >= 0.5% of cells, `geovae.models.cgmvae.USED_SHARE`;
+``n_weight``: mixture weight >= 0.5%), fit seconds (wall, on whatever machine: see RESULTS.md
+for its state). The summary pairs each mixture's K = truth with its K = 15 (a collapse?).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import add_record_options, cpu_model, cpus, emit, load_average, runs_wanted  # noqa: E402,I001
-from cluster_sets import LEVELS, N_TYPES, USED_SHARE, epochs_of, leiden, load, n_used  # noqa: E402
+from cluster_sets import LEVELS, USED_SHARE, epochs_of, leiden, load, n_types, n_used  # noqa: E402
 
 #: the ablation: c*GMΔVAE model options, every ingredient explicit (`mixture_start`)
 OFF = {"warm_start": 0.0, "hold": 0.0, "y_temper": 0.0, "mixture_start": "gmm"}
@@ -283,7 +284,7 @@ def summarise(path: Path) -> None:
             rs = [r for r in recs if r["data"] == data and (r["k"] == k or "leiden" in
                                                              r["method"])]
             seeds = sorted({r["seed"] for r in rs})
-            print(f"\n#### {data}, K = {k} (truth {N_TYPES}; seeds {seeds}; "
+            print(f"\n#### {data}, K = {k} (truth {n_types(data)}; seeds {seeds}; "
                   f"{rs[0]['epochs'] or 'default'} epochs)\n")
             print("| method | n | " + " | ".join(METRICS) + " | in use within ±1 |")
             print("|---|---|" + "---|" * (len(METRICS) + 1))
@@ -292,7 +293,7 @@ def summarise(path: Path) -> None:
                     sel = [r for r in rs if r["method"] == m and r["encoder_input"] == ei]
                     cells = [mean_sd([r[x] for r in sel], 1 if x == "seconds" else 2)
                              for x in METRICS]
-                    hits = sum(abs(r["n_used"] - N_TYPES) <= 1 for r in sel)
+                    hits = sum(abs(r["n_used"] - n_types(data)) <= 1 for r in sel)
                     label = m + (f" [{ei}]" if len(inputs) > 1 and ei else "")
                     print(f"| {label}{' (no K)' if 'leiden' in m else ''} | {len(sel)} | "
                           + " | ".join(cells) + f" | {hits} of {len(sel)} |")
@@ -329,6 +330,14 @@ def summarise(path: Path) -> None:
                             rows.append((f"{data} K={k}: {x}", m, base,
                                          paired([a[s][x] for s in common],
                                                 [b[s][x] for s in common])))
+        # K = truth against K = 15, same method and seeds: does the fit collapse at the truth?
+        same = [r for r in recs if r["data"] == data and r["encoder_input"] in ("log1p", None)]
+        for m in dict.fromkeys(r["method"] for r in same if "leiden" not in r["method"]):
+            a, b = ({r["seed"]: r["ari"] for r in same if r["method"] == m and r["k"] == k}
+                    for k in (n_types(data), 15))
+            if len(common := sorted(set(a) & set(b))) >= 2:
+                rows.append((f"{data}: ari", f"{m} K={n_types(data)}", f"{m} K=15",
+                             paired([a[s] for s in common], [b[s] for s in common])))
     print()
     print("\n".join(table(rows)))
     pair_diagnostic(recs)
@@ -382,10 +391,10 @@ def main() -> None:
     args = ap.parse_args()
     if not runs_wanted(args, summarise):
         return
-    ks = [N_TYPES if k == "truth" else int(k) for k in args.ks]
     for level in LEVELS.values() if args.n_cells else ():
         level["n_cells"] = args.n_cells
     for data in args.data:
+        ks = [n_types(data) if k == "truth" else int(k) for k in args.ks]
         for seed in args.seeds:
             methods = list(args.methods)
             rules = [m for m in methods if m in RULE_METHODS] if args.posthoc_rules else []

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-#: types in every development set
+#: types in every development set but ``medium10`` (`n_types`)
 N_TYPES = 5
 #: a component is in use at this share of the cells (`geovae.models.cgmvae.USED_SHARE`)
 USED_SHARE = 0.005
@@ -18,7 +18,10 @@ LEVELS = {"easy": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.1, "de_scale": 
           "hard": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.05, "de_scale": 0.8},
           "medium": {"n_cells": 2000, "n_genes": 300, "de_prob": 0.07, "de_scale": 0.9},
           "issue": {"n_cells": 4000, "n_genes": 500},
-          "issue2k": {"n_cells": 2000, "n_genes": 500}}
+          "issue2k": {"n_cells": 2000, "n_genes": 500},
+          # the medium level with 10 types on 3,000 cells (issue 24 item 2: 10 true types)
+          "medium10": {"n_cells": 3000, "n_genes": 300, "de_prob": 0.07, "de_scale": 0.9,
+                       "n_types": 10}}
 #: real sets (file in data/, truth column, batch column or None): ``kang`` the bundled Kang
 #: subset (10 types, batch ``stim``), ``pbmc68k`` the bundled pbmc68k (``bulk_labels``)
 REAL = {"kang": ("kang_counts.h5ad", "seurat_annotations", "stim"),
@@ -32,8 +35,8 @@ def load(name: str, seed: int) -> tuple[Any, dict[str, Any], str]:
     from geovae.datasets import make_blobs, simulate_counts
 
     if name in LEVELS or name == "rare":
-        a = simulate_counts(n_types=N_TYPES, n_conditions=3, condition_prob=0.2, seed=seed,
-                            **LEVELS["medium" if name == "rare" else name])
+        level = {"n_types": N_TYPES, **LEVELS["medium" if name == "rare" else name]}
+        a = simulate_counts(n_conditions=3, condition_prob=0.2, seed=seed, **level)
         if name == "rare":  # the first type cut to 2% of the cells
             first = (a.obs["cell_type"] == a.obs["cell_type"].cat.categories[0]).to_numpy()
             keep = int(round(RARE_SHARE * (~first).sum() / (1 - RARE_SHARE)))
@@ -63,6 +66,11 @@ def load(name: str, seed: int) -> tuple[Any, dict[str, Any], str]:
         a.obs["condition"] = a.obs[batch].astype(str) if batch else "one"
         return a, {"likelihood": "nb"}, truth
     raise ValueError(name)
+
+
+def n_types(name: str) -> int:
+    """The true types of a development set (K = ``truth``)."""
+    return LEVELS.get(name, {}).get("n_types", N_TYPES)
 
 
 def n_used(pred: np.ndarray) -> int:
