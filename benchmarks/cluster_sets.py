@@ -68,9 +68,13 @@ def load(name: str, seed: int) -> tuple[Any, dict[str, Any], str]:
     raise ValueError(name)
 
 
+#: the labels of the real sets (Kang's ``seurat_annotations``, pbmc68k's ``bulk_labels``, digits)
+REAL_TYPES = {"kang": 10, "pbmc68k": 10, "digits": 10}
+
+
 def n_types(name: str) -> int:
     """The true types of a development set (K = ``truth``)."""
-    return LEVELS.get(name, {}).get("n_types", N_TYPES)
+    return REAL_TYPES.get(name) or LEVELS.get(name, {}).get("n_types", N_TYPES)
 
 
 def n_used(pred: np.ndarray) -> int:
