@@ -1,4 +1,4 @@
-"""Warm start of the c*GMΔVAE's mixture (issue 24): pretrain, start from a Bayesian GMM, hold.
+"""Warm start of the c*GMΔVAE's mixture (issue 24): pretrain, start from the latent's clusters.
 
 Trained end to end from random weights, the unsupervised mixture often settles in the
 symmetric state where every component p(z|w,y=k) is the same and q(y|z) is the prior weights
@@ -40,13 +40,13 @@ from geovae.modules.deletion import seeded_subsample
 #: defaults of ``warm_start`` and ``hold`` (benchmarks/RESULTS.md, "Clusters: the mixture's
 #: ablation": chosen on the development runs there)
 WARM_START, HOLD = 0.5, 0.25
-#: training cells the start's GMM is fitted to
+#: training cells the start clusters (Leiden or the GMM)
 START_CELLS = 4096
-#: covariance of the start's GMM (``full`` split the 800-cell blobs as often: by condition)
+#: covariance of the ``gmm`` start (``full`` split the 800-cell blobs as often: by condition)
 START_COVARIANCE = "diag"
-#: initialisations of the start's GMM; the one with the best lower bound starts the mixture
+#: initialisations of the ``gmm`` start; the one with the best lower bound starts the mixture
 START_INITS = 1
-#: Adam steps distilling q(y|z) from the GMM's responsibilities
+#: Adam steps distilling q(y|z) from the start's responsibilities
 DISTIL_STEPS = 300
 #: how the start clusters the pretrained latent (module docstring, step 2). ``leiden``
 #: chosen on the development sets only (benchmarks/RESULTS.md, "Clusters: the mixture's
