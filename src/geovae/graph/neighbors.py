@@ -217,6 +217,18 @@ def knn_recall(X: np.ndarray, indices: np.ndarray, distances: np.ndarray, geomet
     return float(hits / (len(q) * k)), int(len(q))
 
 
+def points_graph(points: np.ndarray, key: str, n_neighbors: int, seed: int = 0) -> ad.AnnData:
+    """A scratch AnnData of the points (n, d) holding their exact Euclidean kNN graph under
+    ``key`` (`neighbors_graph`, as `geovae.tools.cluster` builds it), with at least 2 and at
+    most n - 1 neighbours: the graph the c*GMΔVAE's start and ``graph`` merge rule read."""
+    import anndata as ad
+
+    a = ad.AnnData(obs={"_": np.zeros(len(points))}, obsm={"rep": np.asarray(points)})
+    neighbors_graph(a, "rep", key, "euclidean", max(2, min(n_neighbors, len(points) - 1)),
+                    seed=seed)
+    return a
+
+
 def knn(query: np.ndarray, reference: np.ndarray, k: int, geometry: str,
         exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(distances, indices) of the ``k`` nearest reference rows of each query row in the

@@ -26,7 +26,6 @@ as small, sends most of its cells' neighbours into its core. On counts an expres
 
 from __future__ import annotations
 
-import anndata as ad
 import numpy as np
 import torch
 
@@ -160,12 +159,10 @@ def graph_merge_record(means: np.ndarray, labels: np.ndarray, seed: int = 0,
     merged labels and the `MergeRecord`; the graph as `geovae.tools.cluster` builds it
     (`geovae.graph.neighbors.neighbors_graph`)."""
     from geovae.graph.merge import GAP, merge_clusters
-    from geovae.graph.neighbors import neighbors_graph
+    from geovae.graph.neighbors import points_graph
 
     labels = np.asarray(labels)
-    a = ad.AnnData(obs={"_": np.zeros(len(labels))}, obsm={"rep": np.asarray(means)})
-    k = max(2, min(n_neighbors, len(labels) - 1))
-    neighbors_graph(a, "rep", _KEY, "euclidean", k, seed=seed)
+    a = points_graph(means, _KEY, n_neighbors, seed)
     return merge_clusters(a, labels.astype(str), _KEY, GAP if threshold is None else threshold,
                           veto)
 

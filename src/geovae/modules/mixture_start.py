@@ -103,14 +103,11 @@ def leiden_labels(means: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     `START_RESOLUTION` on their `START_NEIGHBORS`-NN graph (exact Euclidean, scanpy's
     neighbours, as `geovae.tools.cluster` builds it), seeded; while there are more than
     ``n_clusters``, the smallest joins the cluster whose centroid is nearest its own."""
-    import anndata as ad
     import scanpy as sc
 
-    from geovae.graph.neighbors import LEIDEN, neighbors_graph
+    from geovae.graph.neighbors import LEIDEN, points_graph
 
-    a = ad.AnnData(obs={"_": np.zeros(len(means))}, obsm={"rep": np.asarray(means)})
-    neighbors_graph(a, "rep", "start", "euclidean", max(2, min(START_NEIGHBORS, len(means) - 1)),
-                    seed=seed)
+    a = points_graph(means, "start", START_NEIGHBORS, seed)
     sc.tl.leiden(a, resolution=START_RESOLUTION, random_state=seed, neighbors_key="start",
                  **LEIDEN)
     labels = a.obs["leiden"].astype(int).to_numpy()
