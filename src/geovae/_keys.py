@@ -154,7 +154,10 @@ RECORD_FIELDS: dict[str, str] = {
     "calibration": "cgmvae with labels: expected calibration error (15 bins) of the predicted "
     "labels on labelled held-out cells (the test split in fit, never trained or early-stopped "
     "on; all cells in embed), next "
-    "to the ECE of q(y|z) at the posterior mean, accuracy and number of cells",
+    "to the ECE of q(y|z) at the posterior mean, accuracy and number of cells; the "
+    "`temperature` T the label probabilities were scaled by (p^(1/T), renormalised: the "
+    "argmax is the same), fitted after training on the validation split's "
+    "`temperature_cells` labelled cells (1: none), and the ECE without it (`ece_untempered`)",
     "dirichlet_alpha": "cgmvae: Dirichlet prior concentration",
     "elbo_terms": "cgmvae: last epoch's five -ELBO terms",
     "cluster": "method, representation, resolution, neighbours, metric, number of clusters; "

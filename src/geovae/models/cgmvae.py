@@ -15,6 +15,7 @@ from geovae import _keys as K
 from geovae.data import InMemorySource, map_batches
 from geovae.errors import OptionError
 from geovae.models.base import GeoVAE
+from geovae.models.calibration import LabelTemperature, fit_temperature, temper
 from geovae.models.registry import register
 from geovae.modules.cgmvae import TERMS, CGMVAEModule
 from geovae.nn.likelihoods import COUNT_LIKELIHOODS
@@ -127,6 +128,10 @@ class CGMVAE(GeoVAE):
 
     name: ClassVar[str] = "cgmvae"
     module_class: ClassVar[type[CGMVAEModule]] = CGMVAEModule
+    #: the temperature of the label probabilities (`geovae.models.calibration`): fitted by
+    #: `train` on the labelled validation cells, saved with the model; 1 without labels, for
+    #: a model saved before it existed, and for a query-mapped model keeps the reference's
+    label_temperature: LabelTemperature = LabelTemperature()
 
     @classmethod
     def check_keys(cls, batch_keys: list[str], label_key: str | None) -> None:
@@ -186,21 +191,43 @@ class CGMVAE(GeoVAE):
         if self.history is not None:
             self.module.warm_start = 0.0
         try:
-            return super().train(*args, **kwargs)
+            history = super().train(*args, **kwargs)
         finally:
             self.module.warm_start = warm_start
+        if self.query_mapping is None:
+            self.label_temperature = self.fit_label_temperature()
+        return history
+
+    def fit_label_temperature(self) -> LabelTemperature:
+        """The temperature of the label probabilities, fitted (`fit_temperature`) on the
+        validation split's labelled cells (the test split stays for `label_calibration`);
+        T = 1 without labels or validation cells."""
+        h, n = self.history, len(self.spec.label_categories)
+        if not n or h is None or h.validation_indices is None:
+            return LabelTemperature()
+        source = self.source()
+        idx = h.validation_indices.cpu().numpy().astype(np.int64)
+        truth = source.labels.cpu().numpy()[idx]
+        idx, truth = idx[truth >= 0], truth[truth >= 0]
+        if not len(idx):
+            return LabelTemperature()
+        p = self._probs_at(source, idx, None)[:, :n]
+        p = p / p.sum(1, keepdims=True).clip(1e-12)
+        return LabelTemperature(fit_temperature(p, truth), int(len(idx)))
 
     @torch.no_grad()
-    def cluster_probs_of(self, source: InMemorySource, n_samples: int | None = None
-                         ) -> np.ndarray:
+    def cluster_probs_of(self, source: InMemorySource, n_samples: int | None = None,
+                         tempered: bool = True) -> np.ndarray:
         """The predictive q(y|x) = E_q(z|x) q(y|z), (cells, K): ``n_samples`` draws of z per
         cell (default the ``cluster_samples`` option; 0 = at the posterior mean), seeded with
-        the model's seed."""
+        the model's seed; ``tempered``: scaled by `label_temperature` (1 without labels; the
+        argmax is the same)."""
         self.module.eval()
         with self.seeded(3):
             probs = map_batches(source, lambda b: self.module.cluster_probs(b.x, b.c,
                                                                             n_samples))
-        return probs.numpy().astype(np.float32, copy=False)
+        probs = probs.numpy().astype(np.float32, copy=False)
+        return temper(probs, self.label_temperature.value) if tempered else probs
 
     def label_calibration(self, source: InMemorySource, probs: np.ndarray
                           ) -> dict[str, Any] | None:
@@ -210,7 +237,8 @@ class CGMVAE(GeoVAE):
         test cells of the training data (fit; neither training nor early stopping saw them;
         the validation cells when the data were too small for a test split), or every
         labelled cell of new data (embed, and a query-mapped model's query); None without
-        such cells."""
+        such cells. With the `label_temperature` (and the cells it was fitted on) and the ECE
+        the predictive had without it."""
         labels = source.labels.cpu().numpy()
         if source is self._source and self.query_mapping is None:
             if self.history is None or self.history.validation_indices is None:
@@ -222,13 +250,16 @@ class CGMVAE(GeoVAE):
         idx, truth = idx[truth >= 0], truth[truth >= 0]
         if len(idx) == 0:
             return None
-        n = len(self.spec.label_categories)
+        n, scaling = len(self.spec.label_categories), self.label_temperature
         out: dict[str, Any] = {"n_cells": int(len(idx)), "cells": which,
-                               "n_bins": ECE_BINS}
-        for name, p in (("", probs[idx]), ("_posterior_mean", self._probs_at(source, idx, 0))):
+                               "n_bins": ECE_BINS, "temperature": scaling.value,
+                               "temperature_cells": scaling.n_cells}
+        for name, p in (("", probs[idx]), ("_posterior_mean", self._probs_at(source, idx, 0)),
+                        ("_untempered", temper(probs[idx], 1.0 / scaling.value))):
             p = p[:, :n] / p[:, :n].sum(1, keepdims=True).clip(1e-12)
             out[f"ece{name}"] = expected_calibration_error(p, truth)
             out[f"accuracy{name}"] = float((p.argmax(1) == truth).mean())
+        del out["accuracy_untempered"]  # the argmax is the tempered one's
         return out
 
     @torch.no_grad()
@@ -253,7 +284,8 @@ class CGMVAE(GeoVAE):
 
     def write_outputs(self, adata: ad.AnnData, source: InMemorySource) -> dict[str, Any]:
         info = super().write_outputs(adata, source)
-        probs = self.cluster_probs_of(source)
+        raw = self.cluster_probs_of(source, tempered=False)
+        probs = temper(raw, self.label_temperature.value)
         adata.obsm[K.CLUSTER_PROBS] = probs
         labels = list(self.spec.label_categories)
         if labels:
@@ -263,7 +295,7 @@ class CGMVAE(GeoVAE):
         n_clusters = self.module.n_clusters
         module = self.module
         weights = module.mixture_weight_means()
-        weights = probs.mean(0) if weights is None else weights.cpu().numpy()
+        weights = raw.mean(0) if weights is None else weights.cpu().numpy()
         used_argmax, _ = component_usage(probs.argmax(1), n_clusters)
         empty = [int(k) for k in np.flatnonzero(weights < USED_SHARE)]
         samples = int(module.cluster_samples)

@@ -19,6 +19,7 @@ from geovae import _keys as K
 from geovae.data import DataSpec
 from geovae.errors import GeoVAEError, InputError
 from geovae.io.write import atomic_dir
+from geovae.models.calibration import LabelTemperature
 from geovae.models.config import ModelConfig
 from geovae.models.reference import ReferenceCells
 from geovae.models.registry import MODELS
@@ -87,6 +88,8 @@ def write_model_files(model: Any, directory: Path) -> None:
             "train_params": model.train_params, "versions": versions(),
             "history": None if h is None else {"train": h.train, "validation": h.validation,
                                                "terms": h.terms, "best_epoch": h.best_epoch}}
+    if isinstance(scaling := getattr(model, "label_temperature", None), LabelTemperature):
+        meta["label_temperature"] = scaling.to_dict()
     (directory / K.MODEL_CONFIG).write_text(json.dumps(meta, indent=1))
 
 
@@ -155,6 +158,8 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Any:
                          ) from exc
     model.module.to(model.device).eval()
     model.train_params = meta.get("train_params", {})
+    if "label_temperature" in meta:  # a model saved without one keeps T = 1
+        model.label_temperature = LabelTemperature.from_saved(meta["label_temperature"], p)
     model.reference_cells = read_reference_cells(p)
     if model.reference_cells is not None:
         check_reference_cells(model.reference_cells.arrays(), model.module.latent.embed_dim,

@@ -59,6 +59,8 @@ def grow(model: Any, added: list[list[str]]) -> tuple[Any, dict[str, torch.Tenso
     grown.module.load_state_dict(state)
     grown.module.to(model.device).eval()
     grown.history, grown.train_params = model.history, dict(model.train_params)
+    if hasattr(model, "label_temperature"):
+        grown.label_temperature = model.label_temperature
     grown.device = model.device
     return grown, masks
 

@@ -47,7 +47,9 @@ def label_probs(model: GeoVAE, source: Any, cells: ReferenceCells | None, z: np.
             codes = cells.labels[labelled][idx]
             votes = np.stack([(codes == c).sum(1) for c in range(len(categories))], axis=1)
     if isinstance(model, CGMVAE) and categories:
-        mass = model.cluster_probs_of(source)[:, : len(categories)]
+        # q(y|x) alone is temperature-scaled; the product keeps the probabilities
+        # CLASSIFIER_POWER was chosen on
+        mass = model.cluster_probs_of(source, tempered=votes is None)[:, : len(categories)]
         labelled_mass = mass.sum(1)  # below 1 when unlabelled components take some: lowers conf
         probs = mass / labelled_mass[:, None].clip(1e-12)
         if votes is None:
