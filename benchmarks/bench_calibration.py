@@ -9,8 +9,8 @@ worktree, so edits to this tree meanwhile do not leak in)::
 
 Data (``--data``): ``pbmc``, ``data/pbmc68k_counts.h5ad`` (700 cells, 10 ``bulk_labels``, NB
 likelihood, auto), or ``digits``, ``data/digits.csv.gz`` (1797 images, 10 digits, Gaussian).
-Per seed, 80 % of the labels are hidden (NaN) with a FRESH seed (the tests use 0-3; seeds
-100-104 are the development split of the label temperature's settings,
+Per seed, 80 % of the labels (``--hide``) are hidden (NaN) with a FRESH seed (the tests use
+0-3; seeds 100-104 are the development split of the label temperature's settings,
 `geovae.models.calibration`: report on others); semi-supervised ``model="cgmvae"`` with
 ``label_key``, latent_dim 10, no batch key. ``--epochs 0``: geovae's default (early stopping).
 
@@ -52,7 +52,7 @@ DATA = {"pbmc": ("pbmc68k_counts.h5ad", "bulk_labels", "auto"),
 
 
 def run(seed: int, weight: str, epochs: int, data: str = "pbmc",
-        dump: Path | None = None) -> dict[str, Any]:
+        dump: Path | None = None, hide: float = HIDE) -> dict[str, Any]:
     """One semi-supervised fit; ECE and accuracy on validation and hidden cells."""
     import anndata as ad
 
@@ -63,7 +63,7 @@ def run(seed: int, weight: str, epochs: int, data: str = "pbmc",
     read = ad.read_h5ad if file.endswith(".h5ad") else geovae.read
     adata = read(ROOT / "data" / file)
     truth = adata.obs[key].astype(str).to_numpy()
-    hidden = np.random.default_rng(seed).random(adata.n_obs) < HIDE
+    hidden = np.random.default_rng(seed).random(adata.n_obs) < hide
     col = truth.astype(object).copy()
     col[hidden] = np.nan
     adata.obs[key] = col
@@ -77,6 +77,7 @@ def run(seed: int, weight: str, epochs: int, data: str = "pbmc",
                            epochs=epochs or None, progress=False, seed=seed, device="cpu",
                            heldout_samples=0)
     rec: dict[str, Any] = {"data": data, "seed": seed, "weight": weight, "epochs": epochs,
+                           "hide": hide,
                            "labelled_share": share, "n_hidden": int(hidden.sum()),
                            "classifier_weight_option": opts.get("classifier_weight", 50.0),
                            "seconds": round(time.perf_counter() - t0, 1),
@@ -102,8 +103,8 @@ def run(seed: int, weight: str, epochs: int, data: str = "pbmc",
     if dump is not None:  # raw probabilities, for choosing settings offline
         h = model.history
         codes = np.array([cats.index(x) if x in cats else -1 for x in truth])
-        np.savez_compressed(dump / f"{data}_{weight}_{seed}.npz", truth=codes, hidden=hidden,
-                            labelled=np.asarray(source.labels.cpu().numpy()) >= 0,
+        np.savez_compressed(dump / f"{data}_{weight}_{hide:g}_{seed}.npz", truth=codes,
+                            hidden=hidden, labelled=np.asarray(source.labels.cpu().numpy()) >= 0,
                             predictive=raw,
                             posterior_mean=model.cluster_probs_of(source, 0, tempered=False),
                             validation=h.validation_indices.cpu().numpy(),
@@ -119,7 +120,8 @@ def summarise(path: Path) -> None:
 
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for r in recs:
-        r.setdefault("data", "pbmc")  # records before --data
+        r.setdefault("data", "pbmc")  # records before --data and --hide
+        r["data"] += f" {r.get('hide', HIDE):.0%} hidden"
     cols = ("val_temperature", "val_temperature_cells", "hidden_ece_predictive",
             "hidden_ece_tempered", "hidden_nll_predictive", "hidden_nll_tempered",
             "hidden_confidence_predictive", "hidden_confidence_tempered",
@@ -174,6 +176,7 @@ def main() -> None:
     ap.add_argument("--weights", nargs="+", default=["scaled", "unscaled"])
     ap.add_argument("--epochs", type=int, default=50, help="0: geovae's default")
     ap.add_argument("--data", choices=sorted(DATA), default="pbmc")
+    ap.add_argument("--hide", type=float, default=HIDE, help="share of the labels hidden")
     ap.add_argument("--dump", type=Path, help="folder for each fit's raw probabilities (npz)")
     add_record_options(ap)
     args = ap.parse_args()
@@ -183,7 +186,7 @@ def main() -> None:
         if seed in range(4):
             raise SystemExit("seeds 0-3 hide labels in the tests: use fresh seeds")
         for w in args.weights:
-            emit(run(seed, w, args.epochs, args.data, args.dump), args.json)
+            emit(run(seed, w, args.epochs, args.data, args.dump, args.hide), args.json)
 
 
 if __name__ == "__main__":
