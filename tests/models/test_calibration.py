@@ -86,6 +86,7 @@ def test_semi_supervised_fit_is_better_calibrated_with_its_temperature(tmp_path:
     scaling = model.label_temperature
     assert cal["temperature"] == scaling.value and cal["temperature_cells"] == scaling.n_cells
     assert scaling.n_cells > 0 and scaling.value > 1.2  # over-confident before
+    assert any(f"temperature {scaling.value:.2f}" in n for n in adata.uns["geovae"]["notes"])
     cats = list(model.spec.label_categories)
     keep = np.isin(truth, cats) & hidden
     codes = np.array([cats.index(x) for x in truth[keep]])

@@ -312,8 +312,12 @@ class CGMVAE(GeoVAE):
                 f"most probable component of >= {USED_SHARE:.1%} of the cells; "
                 f"{n_clusters - len(empty)} by weight)")
         bound = bound_note(len(used_argmax), n_clusters, bool(labels))
+        scaling = self.label_temperature
+        tempered = [f"c*GMΔVAE labels: probabilities scaled by temperature {scaling.value:.2f} "
+                    f"(fitted on {scaling.n_cells} labelled validation cells; the most "
+                    "probable label is unchanged)"] if labels and scaling.n_cells else []
         self.notes = [n for n in self.notes if not n.startswith("c*GMΔVAE")] + [used] + (
-            [bound] if bound else [])
+            [bound] if bound else []) + tempered
         calibration = self.label_calibration(source, probs) if labels else None
         if calibration:
             info["calibration"] = calibration
