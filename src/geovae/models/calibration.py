@@ -23,15 +23,16 @@ from geovae.errors import InputError
 #: at 20 % labels: ~14) T stays nearer 1 instead of following a handful of cells. On the
 #: development split, seeds 100-104 of benchmarks/bench_calibration.py (80 % of the labels
 #: hidden, default epochs), pbmc68k's hidden cells had ECE 0.161 at T = 1 and 0.104 / 0.053 /
-#: 0.060 / 0.067 at PRIOR_SD 0.25 / 0.5 / 1 / unbounded; fitted on random subsets of 1-8 of a
+#: 0.058 / 0.064 at PRIOR_SD 0.25 / 0.5 / 1 / unbounded; fitted on random subsets of 1-8 of a
 #: seed's labelled validation cells, 0.5 never raised it (1: by up to 0.17). No minimum
-#: number of cells: the prior is the fallback (benchmarks/RESULTS.md, "Label calibration")
+#: number of cells: the prior is the fallback (benchmarks/RESULTS.md, "Label calibration";
+#: benchmarks/results/calibration_temperature_2026-12-07_choose.py)
 PRIOR_SD = 0.5
 #: log T is searched in [LOG_T_MIN, LOG_T_MAX]: T >= 1, the fit only softens. A validation
-#: set whose every cell is right pulls T below 1 (digits, same development split: T 0.77-0.84
-#: at PRIOR_SD 0.5 on three of five seeds, hidden cells' ECE 0.022 -> 0.025; with T >= 1 they
-#: stay at 0.022)
+#: set whose every cell is right pulls T below 1: on digits (same development split) that
+#: raised the hidden cells' ECE by 0.004 (at most 0.006); with T >= 1 it is unchanged
 LOG_T_MIN, LOG_T_MAX = 0.0, 3.0
+
 
 @dataclass(frozen=True)
 class LabelTemperature:
