@@ -30,7 +30,9 @@ Data (``seed`` draws the data AND seeds the model, so seeds vary both):
   ``medium10``: the medium level with 10 types, 3,000 cells. NB likelihood, batch: condition.
 * ``kang`` / ``pbmc68k``: a seeded 90 % subsample of the bundled Kang subset (10 types,
   batch ``stim``) / pbmc68k (``bulk_labels``; no batch) (`cluster_sets.REAL`); ``digits``:
-  a seeded 90 % of scikit-learn's digits (1,797 x 64 integer pixels, NB; 10 digits).
+  a seeded 90 % of scikit-learn's digits (1,797 x 64 integer pixels, NB; 10 digits);
+  ``kang_full``: `bench_donors.py`'s ``kang_stim`` (3,000 cells of the full Kang data, the
+  bundled ones left out, 2,000 HVGs, batch ``stim``, 10 types).
 * ``blobs``: `geovae.datasets.make_blobs`, 2,000 cells x 50 features, 5 blobs, 3
   conditions; Gaussian likelihood, ``batch_key="condition"``.
 
