@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
 
 from geovae.errors import InputError
 
@@ -70,18 +71,14 @@ def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
         return probs
     with np.errstate(divide="ignore"):
         logits = np.log(probs.astype(np.float64)) / temperature
-    logits -= logits.max(1, keepdims=True)
-    out = np.exp(logits)
-    return (out / out.sum(1, keepdims=True)).astype(probs.dtype)
+    return softmax(logits, axis=1).astype(probs.dtype)
 
 
 def nll(log_t: float, logp: np.ndarray, truth: np.ndarray) -> float:
     """Summed negative log-likelihood of ``truth`` under the rows of log-probabilities
     ``logp`` divided by exp(``log_t``)."""
-    z = logp / math.exp(log_t)
-    z = z - z.max(1, keepdims=True)
-    log_norm = np.log(np.exp(z).sum(1))
-    return float((log_norm - z[np.arange(len(truth)), truth]).sum())
+    logq = log_softmax(logp / math.exp(log_t), axis=1)
+    return float(-logq[np.arange(len(truth)), truth].sum())
 
 
 def fit_temperature(probs: np.ndarray, truth: np.ndarray, prior_sd: float = PRIOR_SD
