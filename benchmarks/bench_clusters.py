@@ -125,6 +125,7 @@ def run(data: str, method: str, k: int, seed: int, epochs: int,
             vae_epochs = epochs_of(adata)
             pred = adata.obsm["geovae_cluster_probs"].argmax(1)
             n_weight = int(adata.uns["geovae"]["n_components_used"])
+            options["start_resolution"] = adata.uns["geovae"].get("start_resolution")
         elif method.startswith("vae"):
             key = (data, seed, epochs, encoder_input)
             if key not in _VAE_CACHE:

@@ -219,6 +219,7 @@ def child(method: str, data: Path, batch: str, seed: int, out: Path, epochs: int
         extra["epochs"] = int(rec["params"]["epochs_run"])
         if model == "cgmvae":
             extra["n_components_used"] = int(rec.get("n_components_used", -1))
+            extra["start_resolution"] = float(rec.get("start_resolution", float("nan")))
     fit_s = time.perf_counter() - t
     np.savez(out, latent=np.asarray(latent), clusters=clusters.to_numpy().astype(str),
              fit_s=fit_s, **extra)

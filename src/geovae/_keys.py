@@ -142,6 +142,7 @@ RECORD_FIELDS: dict[str, str] = {
     "n_clusters": "cgmvae: mixture components K",
     "n_components_used": "cgmvae: components whose mixture weight is >= 0.5%",
     "n_components_argmax": "cgmvae: components that are the argmax of >= 0.5% of cells",
+    "start_resolution": "cgmvae: Leiden resolution of the mixture's start, chosen by ICL",
     "empty_components": "cgmvae: components whose mixture weight is < 0.5%",
     "deleted_components": "cgmvae: components the delete moves after training removed from "
     "q(y|z) (the bound was higher without them); their weight is the prior's share",

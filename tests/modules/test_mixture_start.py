@@ -99,6 +99,53 @@ def test_leiden_start_folds_the_smallest_clusters_into_their_nearest() -> None:
     assert (mixture_start.leiden_labels(points, 1, seed=0) == 0).all()
 
 
+def test_icl_is_the_bic_of_the_clusters_gaussians_where_they_are_apart() -> None:
+    """`icl`: for well-apart clusters (hard and soft assignment agree) it equals -BIC / 2 of
+    scikit-learn's diagonal `GaussianMixture` set to the clusters' shares, means and variances
+    (its log-likelihood and its parameter count K (2d + 1) - 1); it prefers a Gaussian group
+    whole to cut in halves, and two apart groups to one."""
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    sizes = [300, 120, 60]
+    centres = np.array([[0.0, 0.0, 0.0], [40.0, 0.0, 0.0], [0.0, 40.0, 5.0]])
+    points = np.concatenate([c + rng.standard_normal((n, 3)) * [1.0, 2.0, 0.5]
+                             for c, n in zip(centres, sizes, strict=True)])
+    labels = np.repeat(np.arange(3), sizes)
+    gmm = GaussianMixture(3, covariance_type="diag")
+    groups = [points[labels == k] for k in range(3)]
+    gmm.weights_ = np.array(sizes) / sum(sizes)
+    gmm.means_ = np.stack([g.mean(0) for g in groups])
+    gmm.covariances_ = np.stack([g.var(0) + 1e-4 for g in groups])
+    gmm.precisions_cholesky_ = 1 / np.sqrt(gmm.covariances_)
+    assert mixture_start.icl(points, labels) == pytest.approx(-gmm.bic(points) / 2, rel=1e-9)
+    halves = np.where((labels == 0) & (points[:, 0] > 0), 3, labels)  # group 0 cut in two
+    assert mixture_start.icl(points, labels) > mixture_start.icl(points, halves)
+    assert mixture_start.icl(points, labels) > mixture_start.icl(points, np.minimum(labels, 1))
+
+
+def test_leiden_start_takes_the_resolution_with_the_best_icl() -> None:
+    """`leiden_start`: Leiden cuts a large round group into pieces at every resolution of
+    `START_RESOLUTIONS`, the fewer the coarser; the ICL prefers the fewest pieces, whose
+    clusters are nearer the truth than resolution 1's; the labels are `leiden_labels`' at
+    the chosen resolution and the scores are every resolution's `icl`."""
+    rng = np.random.default_rng(0)
+    sizes = [1500, 150, 150]
+    centres = np.array([[0.0, 0.0, 0.0, 0.0], [8.0, 0.0, 0.0, 0.0], [0.0, 8.0, 0.0, 0.0]])
+    points = np.concatenate([c + rng.standard_normal((n, 4))
+                             for c, n in zip(centres, sizes, strict=True)])
+    truth = np.repeat(np.arange(3), sizes)
+    labels, resolution, scores = mixture_start.leiden_start(points, 20, seed=0)
+    assert set(scores) == set(mixture_start.START_RESOLUTIONS)
+    assert resolution == max(scores, key=scores.__getitem__) == min(scores)
+    np.testing.assert_array_equal(labels, mixture_start.leiden_labels(points, 20, 0, resolution))
+    finest = mixture_start.leiden_labels(points, 20, 0, 1.0)
+    assert labels.max() < finest.max()
+    assert adjusted_rand_score(truth, labels) > adjusted_rand_score(truth, finest)
+    for r, score in scores.items():
+        assert score == mixture_start.icl(points, mixture_start.leiden_labels(points, 20, 0, r))
+
+
 def test_phases_hold_and_early_stopping_follow_the_epochs(monkeypatch) -> None:  # noqa: ANN001
     """10 epochs, warm_start 0.4, hold 0.3: epochs 0-3 pretrain (the VAE's loss), the start
     before epoch 4, the components held in epochs 4-6, everything trains from epoch 7; the

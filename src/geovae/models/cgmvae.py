@@ -18,6 +18,7 @@ from geovae.models.base import GeoVAE
 from geovae.models.calibration import LabelTemperature, fit_temperature, temper
 from geovae.models.registry import register
 from geovae.modules.cgmvae import TERMS, CGMVAEModule
+from geovae.modules.mixture_start import START_RESOLUTIONS
 from geovae.nn.likelihoods import COUNT_LIKELIHOODS
 
 #: a component is "used" when it is the argmax of at least this share of cells (and >= 1 cell)
@@ -311,6 +312,12 @@ class CGMVAE(GeoVAE):
         used = (f"c*GMΔVAE: {len(used_argmax)} of {n_clusters} mixture components in use (the "
                 f"most probable component of >= {USED_SHARE:.1%} of the cells; "
                 f"{n_clusters - len(empty)} by weight)")
+        resolution = getattr(module, "start_resolution", None)
+        if resolution is not None:  # the start's Leiden resolution, chosen by ICL
+            info["start_resolution"] = resolution
+            used += (f"; started from Leiden's clusters at resolution {resolution:g}, the best "
+                     "integrated classification likelihood of "
+                     f"{', '.join(f'{r:g}' for r in START_RESOLUTIONS)}")
         bound = bound_note(len(used_argmax), n_clusters, bool(labels))
         scaling = self.label_temperature
         tempered = [f"c*GMΔVAE labels: probabilities scaled by temperature {scaling.value:.2f} "

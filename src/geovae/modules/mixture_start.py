@@ -10,8 +10,10 @@ recipe, with one addition:
 2. **start** (``mixture_start``, `START_RULES`): the clusters of at most `START_CELLS`
    training cells' posterior means, ``leiden`` (the default): Leiden on their kNN graph
    (`leiden_labels`: as `geovae.tools.cluster` cuts a latent, folded down to K where it cuts
-   more), ``gmm``: scikit-learn's ``BayesianGaussianMixture`` (Dirichlet-process weights,
-   diagonal covariances, K components; the default before 2026-12-07); p(z|w,y=k) starts
+   more) at the resolution of `START_RESOLUTIONS` whose clusters, as diagonal Gaussians, score
+   the best integrated classification likelihood (`icl`, `leiden_start`), ``gmm``:
+   scikit-learn's ``BayesianGaussianMixture`` (Dirichlet-process weights, diagonal
+   covariances, K components; the default before 2026-12-07); p(z|w,y=k) starts
    at each cluster's (responsibility-weighted) mean and sd of the posterior draws (the prior
    network's last layer's weights zeroed, so w does not yet move the components), q(y|z) is
    distilled from the responsibilities, and gamma = alpha + N x the clusters' shares (a
@@ -53,8 +55,16 @@ DISTIL_STEPS = 300
 #: ablation": simulated hard K = 15 seeds 0-4, issue-type K = 20 seeds 0-2, hard K = 5,
 #: rare, blobs seeds 0-2, the bundled Kang data K = 15 seeds 0-2); reported on fresh draws
 START_RULES = ("leiden", "gmm")
-#: the Leiden clustering of the start: resolution 1 on the 15-NN graph (`geovae.tools.cluster`'s)
+#: the Leiden clustering of the start: the 15-NN graph (`geovae.tools.cluster`'s) and, by
+#: default, resolution 1 (`leiden_labels`)
 START_RESOLUTION, START_NEIGHBORS = 1.0, 15
+#: the resolutions `leiden_start` chooses among by `icl`. Chosen on development draws only
+#: (benchmarks/RESULTS.md, "The start's resolution": the start's ARI on captured pretrained
+#: latents of Baron mouse seeds 10-11, full Kang 0-1, the bundled Kang 0-2, pbmc68k 0-1,
+#: digits 0-2, hard 0-2, medium 0, blobs 0-2): resolution 1 alone cuts a large type into
+#: pieces (Baron's beta cells, full Kang's CD14 monocytes); coarser than 0.5, ICL's choice
+#: merged two of the five hard types
+START_RESOLUTIONS = (0.5, 0.75, 1.0)
 
 
 def phase_epochs(epochs: int, fraction: float, hold: float) -> tuple[int, int]:
@@ -98,9 +108,10 @@ def latent_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
     return torch.cat(means), torch.cat(draws)
 
 
-def leiden_labels(means: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
-    """Leiden clusters 0..k-1 (k <= ``n_clusters``) of the points ``means`` (n, d): resolution
-    `START_RESOLUTION` on their `START_NEIGHBORS`-NN graph (exact Euclidean, scanpy's
+def leiden_labels(means: np.ndarray, n_clusters: int, seed: int,
+                  resolution: float = START_RESOLUTION) -> np.ndarray:
+    """Leiden clusters 0..k-1 (k <= ``n_clusters``) of the points ``means`` (n, d): ``resolution``
+    on their `START_NEIGHBORS`-NN graph (exact Euclidean, scanpy's
     neighbours, as `geovae.tools.cluster` builds it), seeded; while there are more than
     ``n_clusters``, the smallest joins the cluster whose centroid is nearest its own."""
     import scanpy as sc
@@ -108,7 +119,7 @@ def leiden_labels(means: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     from geovae.graph.neighbors import LEIDEN, points_graph
 
     a = points_graph(means, "start", START_NEIGHBORS, seed)
-    sc.tl.leiden(a, resolution=START_RESOLUTION, random_state=seed, neighbors_key="start",
+    sc.tl.leiden(a, resolution=resolution, random_state=seed, neighbors_key="start",
                  **LEIDEN)
     labels = a.obs["leiden"].astype(int).to_numpy()
     while labels.max() + 1 > n_clusters:
@@ -122,14 +133,41 @@ def leiden_labels(means: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     return labels
 
 
+def icl(points: np.ndarray, labels: np.ndarray) -> float:
+    """The integrated classification likelihood (Biernacki, Celeux & Govaert 2000, BIC form)
+    of the clusters ``labels`` of ``points`` (n, d) as a mixture of diagonal Gaussians at the
+    clusters' shares, means and variances: sum over cells of log(share x density of its
+    own cluster) - (K (2d + 1) - 1) / 2 x log n. Higher is better."""
+    from scipy.stats import norm
+
+    n, d = points.shape
+    total = 0.0
+    for k in np.unique(labels):
+        mine = points[labels == k]
+        sd = np.sqrt(mine.var(0) + 1e-4)
+        total += len(mine) * np.log(len(mine) / n) + norm.logpdf(mine, mine.mean(0), sd).sum()
+    return float(total - 0.5 * (len(np.unique(labels)) * (2 * d + 1) - 1) * np.log(n))
+
+
+def leiden_start(means: np.ndarray, n_clusters: int, seed: int
+                 ) -> tuple[np.ndarray, float, dict[float, float]]:
+    """(labels, resolution, ICL per resolution): `leiden_labels` at each of
+    `START_RESOLUTIONS`, the one with the highest `icl` of ``means`` (ties: the finer)."""
+    cuts = {r: leiden_labels(means, n_clusters, seed, r) for r in START_RESOLUTIONS}
+    scores = {r: icl(means, labels) for r, labels in cuts.items()}
+    best = max(sorted(scores, reverse=True), key=scores.__getitem__)
+    return cuts[best], float(best), scores
+
+
 def start_responsibilities(means: torch.Tensor, n_clusters: int, rule: str, seed: int
-                           ) -> tuple[torch.Tensor, np.ndarray]:
-    """((n, K) float64 responsibilities, (K,) weights) of the start's clusters of ``means``
-    (step 2): Leiden's one-hot and shares, or the GMM's posteriors and weights."""
+                           ) -> tuple[torch.Tensor, np.ndarray, float | None]:
+    """((n, K) float64 responsibilities, (K,) weights, Leiden's resolution or None) of the
+    start's clusters of ``means`` (step 2): Leiden's one-hot and shares (`leiden_start`), or
+    the GMM's posteriors and weights."""
     if rule == "leiden":
-        labels = torch.as_tensor(leiden_labels(means.numpy(), n_clusters, seed))
-        resp = F.one_hot(labels, n_clusters).double()
-        return resp, (resp.sum(0) / len(resp)).numpy()
+        labels, resolution, _ = leiden_start(means.numpy(), n_clusters, seed)
+        resp = F.one_hot(torch.as_tensor(labels), n_clusters).double()
+        return resp, (resp.sum(0) / len(resp)).numpy(), resolution
     from sklearn.mixture import BayesianGaussianMixture
 
     gmm = BayesianGaussianMixture(
@@ -138,7 +176,7 @@ def start_responsibilities(means: torch.Tensor, n_clusters: int, rule: str, seed
         weight_concentration_prior_type="dirichlet_process"
     ).fit(means.numpy())
     return (torch.as_tensor(gmm.predict_proba(means.numpy())),
-            np.asarray(gmm.weights_, dtype=np.float64))
+            np.asarray(gmm.weights_, dtype=np.float64), None)
 
 
 def start_mixture(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
@@ -151,7 +189,8 @@ def start_mixture(module: torch.nn.Module, source: DataSource, idx: torch.Tensor
     clusters' shares (the start's weights)."""
     means, z = latent_draws(module, source, idx, seed)
     rule = getattr(module, "mixture_start", "gmm")
-    resp, weights = start_responsibilities(means, module.n_clusters, rule, seed)  # (n, K)
+    resp, weights, module.start_resolution = start_responsibilities(means, module.n_clusters,
+                                                                    rule, seed)  # (n, K)
     mass = resp.sum(0).clamp(min=1e-6)[:, None]  # (K, 1)
     loc = resp.T @ z / mass
     sd = ((resp.T @ z.square()) / mass - loc.square()).clamp(min=1e-4).sqrt()
