@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(data: str, seed: int) -> None:
-    import numpy as np
     from sklearn.metrics import adjusted_rand_score as ari
 
     from geovae.modules import mixture_start

@@ -131,9 +131,11 @@ MixtureStartOpt = Annotated[MixtureStart | None, typer.Option(
     case_sensitive=False,
     help="cgmvae with --warm-start: how the mixture starts from the pretrained latent. "
          "leiden (default): one component per Leiden cluster of the latent's kNN graph "
-         "(resolution 1; the smallest fold into their nearest while there are more than "
-         "--n-clusters), the rest empty; gmm: a Bayesian Gaussian mixture with "
-         "--n-clusters components (the default before this release).", show_default=False)]
+         "(resolution 0.5, 0.75 or 1, the one whose clusters fit the latent best by the "
+         "integrated classification likelihood; the smallest fold into their nearest while "
+         "there are more than --n-clusters), the rest empty; gmm: a Bayesian Gaussian "
+         "mixture with --n-clusters components (the default before 2026-12-07).",
+    show_default=False)]
 Precision = Annotated[PrecisionChoice, typer.Option(
     case_sensitive=False,
     help="Hidden layers' matrix products while training: auto (bfloat16 autocast on a CUDA GPU "

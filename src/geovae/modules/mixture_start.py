@@ -144,7 +144,7 @@ def icl(points: np.ndarray, labels: np.ndarray) -> float:
     total = 0.0
     for k in np.unique(labels):
         mine = points[labels == k]
-        sd = np.sqrt(mine.var(0) + 1e-4)
+        sd = np.sqrt(mine.var(0) + 1e-4)  # the floor: a cluster of identical points
         total += len(mine) * np.log(len(mine) / n) + norm.logpdf(mine, mine.mean(0), sd).sum()
     return float(total - 0.5 * (len(np.unique(labels)) * (2 * d + 1) - 1) * np.log(n))
 
