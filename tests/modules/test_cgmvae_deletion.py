@@ -19,6 +19,7 @@ from geovae.datasets.blobs import make_blobs
 from geovae.models.cgmvae import bound_note
 from geovae.modules.cgmvae import CGMVAEModule
 from geovae.modules.deletion import greedy_deletions, mixture_probs, negative_bound
+from geovae.modules.mixture_start import START_RESOLUTIONS
 from geovae.nn.latents import make_latent
 
 
@@ -283,7 +284,8 @@ def test_transfer_never_deletes_a_reference_component() -> None:
 
 def test_the_record_and_log_say_how_many_components_ended_in_use() -> None:
     """Issue 24 item 7: the fit's notes (printed in the CLI's log) give the components in use
-    by argmax and by weight, the same numbers as ``uns['geovae']``, once."""
+    by argmax and by weight, the same numbers as ``uns['geovae']``, and the resolution the
+    start chose (`geovae.modules.mixture_start.leiden_start`), once."""
     adata = make_blobs(n_cells=300, n_blobs=3, n_conditions=1, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -293,7 +295,10 @@ def test_the_record_and_log_say_how_many_components_ended_in_use() -> None:
     said = [n for n in info["notes"] if n.startswith("c*GMΔVAE: ")]
     assert said == [f"c*GMΔVAE: {info['n_components_argmax']} of 6 mixture components in use "
                     f"(the most probable component of >= 0.5% of the cells; "
-                    f"{info['n_components_used']} by weight)"]
+                    f"{info['n_components_used']} by weight); started from Leiden's clusters "
+                    f"at resolution {info['start_resolution']:g}, the best integrated "
+                    "classification likelihood of 0.5, 0.75, 1"]
+    assert info["start_resolution"] in START_RESOLUTIONS
     model.write_outputs(adata.copy(), model.source(adata))  # again: the note is not repeated
     assert sum(n.startswith("c*GMΔVAE: ") for n in model.notes) == 1
 

@@ -53,6 +53,13 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     return -(probs * np.log(p)).sum(1)
 
 
+def label_columns(probs: np.ndarray, n_labels: int) -> np.ndarray:
+    """The label components' columns of the mixture's ``probs`` (the first ``n_labels``),
+    renormalised to sum to 1 per cell."""
+    p = probs[:, :n_labels]
+    return p / p.sum(1, keepdims=True).clip(1e-12)
+
+
 def bound_note(n_used: int, n_clusters: int, labelled: bool) -> str | None:
     """The note of an unsupervised fit whose every component ended in use (issue 24 item 7):
     then K did not act as an upper bound, and the data may hold more clusters than K. None
@@ -212,8 +219,7 @@ class CGMVAE(GeoVAE):
         idx, truth = idx[truth >= 0], truth[truth >= 0]
         if not len(idx):
             return LabelTemperature()
-        p = self._probs_at(source, idx, None)[:, :n]
-        p = p / p.sum(1, keepdims=True).clip(1e-12)
+        p = label_columns(self._probs_at(source, idx, None), n)
         return LabelTemperature(fit_temperature(p, truth), int(len(idx)))
 
     @torch.no_grad()
@@ -257,10 +263,10 @@ class CGMVAE(GeoVAE):
                                "temperature_cells": scaling.n_cells}
         for name, p in (("", probs[idx]), ("_posterior_mean", self._probs_at(source, idx, 0)),
                         ("_untempered", temper(probs[idx], 1.0 / scaling.value))):
-            p = p[:, :n] / p[:, :n].sum(1, keepdims=True).clip(1e-12)
+            p = label_columns(p, n)
             out[f"ece{name}"] = expected_calibration_error(p, truth)
-            out[f"accuracy{name}"] = float((p.argmax(1) == truth).mean())
-        del out["accuracy_untempered"]  # the argmax is the tempered one's
+            if name != "_untempered":  # its argmax is the tempered one's
+                out[f"accuracy{name}"] = float((p.argmax(1) == truth).mean())
         return out
 
     @torch.no_grad()
@@ -280,8 +286,7 @@ class CGMVAE(GeoVAE):
 
     def get_label_probs(self, adata: ad.AnnData | None = None) -> np.ndarray:
         """Probabilities of the label categories (``spec.label_categories`` order)."""
-        probs = self.get_cluster_probs(adata)[:, : len(self.spec.label_categories)]
-        return probs / probs.sum(1, keepdims=True).clip(1e-12)
+        return label_columns(self.get_cluster_probs(adata), len(self.spec.label_categories))
 
     def write_outputs(self, adata: ad.AnnData, source: InMemorySource) -> dict[str, Any]:
         info = super().write_outputs(adata, source)
