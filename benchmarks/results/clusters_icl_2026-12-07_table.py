@@ -21,7 +21,8 @@ OLD = ("clusters_leidenstart_2026-12-07.jsonl", "clusters_kangfull_2026-12-07.js
        "donors_leidenstart_2026-12-07.jsonl", "clusters_leidenstart_scvi_2026-12-07.jsonl",
        "clusters_baselines_icl_2026-12-07.jsonl")
 #: bench_donors' names of bench_clusters' draws (the same cells per seed)
-SAME = {"sim": "medium", "sim_hard": "hard", "kang_subset": "kang", "kang_stim": "kang_full"}
+SAME = {"sim": "medium", "sim_hard": "hard", "kang_subset": "kang", "kang_stim": "kang_full",
+        "pbmc68k": "pbmc68k"}
 SETS = (("baron_mouse", None), ("kang_full", 20), ("kang", 15), ("pbmc68k", 15),
         ("digits", 15), ("hard", 15), ("hard", 5), ("medium", 15), ("blobs", 15),
         ("sim", None), ("sim_hard", None))

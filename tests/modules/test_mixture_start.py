@@ -69,7 +69,8 @@ def test_start_puts_components_and_q_y_at_the_clusters(rule: str) -> None:
                                       weight_concentration_prior_type="dirichlet_process")
         start = gmm.fit_predict(means.numpy())
     else:
-        start = mixture_start.leiden_labels(means.numpy(), 3, seed=3)
+        start, resolution, _ = mixture_start.leiden_start(means.numpy(), 3, seed=3)
+        assert m.start_resolution == resolution
         np.testing.assert_allclose(weights, np.bincount(start, minlength=3) / 400)
     assert adjusted_rand_score(start, assigned) > 0.8  # distilled
     assert float(m.gamma.sum()) == float(m.alpha.sum() + 400)
@@ -144,6 +145,39 @@ def test_leiden_start_takes_the_resolution_with_the_best_icl() -> None:
     assert adjusted_rand_score(truth, labels) > adjusted_rand_score(truth, finest)
     for r, score in scores.items():
         assert score == mixture_start.icl(points, mixture_start.leiden_labels(points, 20, 0, r))
+
+
+def test_the_start_resolution_is_recorded_saved_and_only_where_leiden_started(
+        tmp_path) -> None:  # noqa: ANN001
+    """The resolution `leiden_start` chose is in ``uns['geovae']`` and the note, is saved with
+    the model (a loaded model's outputs carry it; a config without it loads without it), and
+    is absent where no Leiden start ran (``mixture_start="gmm"``, a labelled fit)."""
+    import json
+
+    adata = make_blobs(n_cells=300, n_features=12, n_blobs=3, n_conditions=1, seed=0)
+    fit = {"epochs": 6, "likelihood": "gaussian", "progress": False, "device": "cpu",
+           "heldout_samples": 0, "seed": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = geovae.fit(adata, model="cgmvae", model_options={"n_clusters": 6}, **fit)
+        chosen = adata.uns["geovae"]["start_resolution"]
+        assert chosen in mixture_start.START_RESOLUTIONS
+        model.save(tmp_path / "m")
+        loaded = GeoVAE.load(tmp_path / "m")
+        again = adata.copy()
+        assert loaded.write_outputs(again, loaded.source(again))["start_resolution"] == chosen
+        cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+        del cfg["start_resolution"]
+        (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+        assert GeoVAE.load(tmp_path / "m").module.start_resolution is None
+        gmm = adata.copy()
+        geovae.fit(gmm, model="cgmvae", model_options={"n_clusters": 6, "mixture_start": "gmm"},
+                   **fit)
+        labelled = adata.copy()
+        geovae.fit(labelled, model="cgmvae", label_key="blob", **fit)
+    for other in (gmm, labelled):
+        assert "start_resolution" not in other.uns["geovae"]
+        assert not any("resolution" in note for note in other.uns["geovae"]["notes"])
 
 
 def test_phases_hold_and_early_stopping_follow_the_epochs(monkeypatch) -> None:  # noqa: ANN001

@@ -90,6 +90,8 @@ def write_model_files(model: Any, directory: Path) -> None:
                                                "terms": h.terms, "best_epoch": h.best_epoch}}
     if isinstance(scaling := getattr(model, "label_temperature", None), LabelTemperature):
         meta["label_temperature"] = scaling.to_dict()
+    if (resolution := getattr(model.module, "start_resolution", None)) is not None:
+        meta["start_resolution"] = float(resolution)  # the c*GMΔVAE start's Leiden resolution
     (directory / K.MODEL_CONFIG).write_text(json.dumps(meta, indent=1))
 
 
@@ -160,6 +162,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Any:
     model.train_params = meta.get("train_params", {})
     if "label_temperature" in meta:  # a model saved without one keeps T = 1
         model.label_temperature = LabelTemperature.from_saved(meta["label_temperature"], p)
+    resolution = meta.get("start_resolution")  # a diagnostic: a malformed value is left out
+    if isinstance(resolution, (int, float)) and not isinstance(resolution, bool) and resolution > 0:
+        model.module.start_resolution = float(resolution)
     model.reference_cells = read_reference_cells(p)
     if model.reference_cells is not None:
         check_reference_cells(model.reference_cells.arrays(), model.module.latent.embed_dim,

@@ -61,6 +61,8 @@ def grow(model: Any, added: list[list[str]]) -> tuple[Any, dict[str, torch.Tenso
     grown.history, grown.train_params = model.history, dict(model.train_params)
     if hasattr(model, "label_temperature"):
         grown.label_temperature = model.label_temperature
+    if getattr(model.module, "start_resolution", None) is not None:  # the reference's start
+        grown.module.start_resolution = model.module.start_resolution
     grown.device = model.device
     return grown, masks
 

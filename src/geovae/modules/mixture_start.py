@@ -55,15 +55,15 @@ DISTIL_STEPS = 300
 #: ablation": simulated hard K = 15 seeds 0-4, issue-type K = 20 seeds 0-2, hard K = 5,
 #: rare, blobs seeds 0-2, the bundled Kang data K = 15 seeds 0-2); reported on fresh draws
 START_RULES = ("leiden", "gmm")
-#: the Leiden clustering of the start: the 15-NN graph (`geovae.tools.cluster`'s) and, by
-#: default, resolution 1 (`leiden_labels`)
+#: the Leiden clustering of the start: the 15-NN graph (`geovae.tools.cluster`'s); resolution 1
+#: is `leiden_labels`' default (for scripts and tests; the start uses `START_RESOLUTIONS`)
 START_RESOLUTION, START_NEIGHBORS = 1.0, 15
 #: the resolutions `leiden_start` chooses among by `icl`. Chosen on development draws only
 #: (benchmarks/RESULTS.md, "The start's resolution": the start's ARI on captured pretrained
 #: latents of Baron mouse seeds 10-11, full Kang 0-1, the bundled Kang 0-2, pbmc68k 0-1,
 #: digits 0-2, hard 0-2, medium 0, blobs 0-2): resolution 1 alone cuts a large type into
-#: pieces (Baron's beta cells, full Kang's CD14 monocytes); coarser than 0.5, ICL's choice
-#: merged two of the five hard types
+#: pieces (Baron's beta cells, full Kang's CD14 monocytes); with 0.25 in the grid ICL chose
+#: it on hard seed 2 (2 clusters for 5 types, ARI 0.22) and full Kang seed 0 (0.62 vs 0.73)
 START_RESOLUTIONS = (0.5, 0.75, 1.0)
 
 
@@ -109,16 +109,18 @@ def latent_draws(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
 
 
 def leiden_labels(means: np.ndarray, n_clusters: int, seed: int,
-                  resolution: float = START_RESOLUTION) -> np.ndarray:
+                  resolution: float = START_RESOLUTION, graph: object | None = None
+                  ) -> np.ndarray:
     """Leiden clusters 0..k-1 (k <= ``n_clusters``) of the points ``means`` (n, d): ``resolution``
     on their `START_NEIGHBORS`-NN graph (exact Euclidean, scanpy's
     neighbours, as `geovae.tools.cluster` builds it), seeded; while there are more than
-    ``n_clusters``, the smallest joins the cluster whose centroid is nearest its own."""
+    ``n_clusters``, the smallest joins the cluster whose centroid is nearest its own.
+    ``graph``: that graph built before (`points_graph` of ``means``, key ``start``)."""
     import scanpy as sc
 
     from geovae.graph.neighbors import LEIDEN, points_graph
 
-    a = points_graph(means, "start", START_NEIGHBORS, seed)
+    a = points_graph(means, "start", START_NEIGHBORS, seed) if graph is None else graph
     sc.tl.leiden(a, resolution=resolution, random_state=seed, neighbors_key="start",
                  **LEIDEN)
     labels = a.obs["leiden"].astype(int).to_numpy()
@@ -137,14 +139,15 @@ def icl(points: np.ndarray, labels: np.ndarray) -> float:
     """The integrated classification likelihood (Biernacki, Celeux & Govaert 2000, BIC form)
     of the clusters ``labels`` of ``points`` (n, d) as a mixture of diagonal Gaussians at the
     clusters' shares, means and variances: sum over cells of log(share x density of its
-    own cluster) - (K (2d + 1) - 1) / 2 x log n. Higher is better."""
+    own cluster) - (K (2d + 1) - 1) / 2 x log n; 1e-4 is added to each variance (a cluster of
+    identical points stays finite). Higher is better."""
     from scipy.stats import norm
 
     n, d = points.shape
     total = 0.0
     for k in np.unique(labels):
         mine = points[labels == k]
-        sd = np.sqrt(mine.var(0) + 1e-4)  # the floor: a cluster of identical points
+        sd = np.sqrt(mine.var(0) + 1e-4)  # + 1e-4 to every variance (sklearn's reg_covar)
         total += len(mine) * np.log(len(mine) / n) + norm.logpdf(mine, mine.mean(0), sd).sum()
     return float(total - 0.5 * (len(np.unique(labels)) * (2 * d + 1) - 1) * np.log(n))
 
@@ -153,7 +156,10 @@ def leiden_start(means: np.ndarray, n_clusters: int, seed: int
                  ) -> tuple[np.ndarray, float, dict[float, float]]:
     """(labels, resolution, ICL per resolution): `leiden_labels` at each of
     `START_RESOLUTIONS`, the one with the highest `icl` of ``means`` (ties: the finer)."""
-    cuts = {r: leiden_labels(means, n_clusters, seed, r) for r in START_RESOLUTIONS}
+    from geovae.graph.neighbors import points_graph
+
+    graph = points_graph(means, "start", START_NEIGHBORS, seed)  # one graph, cut at each
+    cuts = {r: leiden_labels(means, n_clusters, seed, r, graph) for r in START_RESOLUTIONS}
     scores = {r: icl(means, labels) for r, labels in cuts.items()}
     best = max(sorted(scores, reverse=True), key=scores.__getitem__)
     return cuts[best], float(best), scores
