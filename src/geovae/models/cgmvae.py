@@ -317,7 +317,7 @@ class CGMVAE(GeoVAE):
         used = (f"c*GMΔVAE: {len(used_argmax)} of {n_clusters} mixture components in use (the "
                 f"most probable component of >= {USED_SHARE:.1%} of the cells; "
                 f"{n_clusters - len(empty)} by weight)")
-        resolution = getattr(module, "start_resolution", None)
+        resolution = module.start_resolution
         if resolution is not None:  # the start's Leiden resolution, chosen by ICL
             info["start_resolution"] = resolution
             used += (f"; started from Leiden's clusters at resolution {resolution:g}, the best "

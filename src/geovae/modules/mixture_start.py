@@ -144,12 +144,13 @@ def icl(points: np.ndarray, labels: np.ndarray) -> float:
     from scipy.stats import norm
 
     n, d = points.shape
+    clusters = np.unique(labels)
     total = 0.0
-    for k in np.unique(labels):
+    for k in clusters:
         mine = points[labels == k]
         sd = np.sqrt(mine.var(0) + 1e-4)  # + 1e-4 to every variance (sklearn's reg_covar)
         total += len(mine) * np.log(len(mine) / n) + norm.logpdf(mine, mine.mean(0), sd).sum()
-    return float(total - 0.5 * (len(np.unique(labels)) * (2 * d + 1) - 1) * np.log(n))
+    return float(total - 0.5 * (len(clusters) * (2 * d + 1) - 1) * np.log(n))
 
 
 def leiden_start(means: np.ndarray, n_clusters: int, seed: int
