@@ -143,6 +143,8 @@ RECORD_FIELDS: dict[str, str] = {
     "n_components_used": "cgmvae: components whose mixture weight is >= 0.5%",
     "n_components_argmax": "cgmvae: components that are the argmax of >= 0.5% of cells",
     "start_resolution": "cgmvae: Leiden resolution of the mixture's start, chosen by ICL",
+    "start_candidates": "cgmvae: per resolution the start weighed, Leiden's clusters and "
+    "their integrated classification likelihood (ICL; higher is better)",
     "empty_components": "cgmvae: components whose mixture weight is < 0.5%",
     "deleted_components": "cgmvae: components the delete moves after training removed from "
     "q(y|z) (the bound was higher without them); their weight is the prior's share",

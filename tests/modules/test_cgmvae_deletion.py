@@ -293,11 +293,14 @@ def test_the_record_and_log_say_how_many_components_ended_in_use() -> None:
                            model_options={"n_clusters": 6}, epochs=5, progress=False)
     info = adata.uns["geovae"]
     said = [n for n in info["notes"] if n.startswith("c*GMΔVAE: ")]
+    evidence = "; ".join(f"{r}: {c['clusters']} clusters, ICL {c['icl']:.1f}"
+                         for r, c in info["start_candidates"].items())
     assert said == [f"c*GMΔVAE: {info['n_components_argmax']} of 6 mixture components in use "
                     f"(the most probable component of >= 0.5% of the cells; "
                     f"{info['n_components_used']} by weight); started from Leiden's clusters "
                     f"at resolution {info['start_resolution']:g}, the best integrated "
-                    "classification likelihood of 0.5, 0.75, 1"]
+                    f"classification likelihood (ICL) of 0.5, 0.75, 1 ({evidence})"]
+    assert list(info["start_candidates"]) == ["0.5", "0.75", "1"]
     assert info["start_resolution"] in START_RESOLUTIONS
     model.write_outputs(adata.copy(), model.source(adata))  # again: the note is not repeated
     assert sum(n.startswith("c*GMΔVAE: ") for n in model.notes) == 1

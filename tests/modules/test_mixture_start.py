@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 
+import anndata
 import numpy as np
 import pytest
 import torch
@@ -69,8 +70,9 @@ def test_start_puts_components_and_q_y_at_the_clusters(rule: str) -> None:
                                       weight_concentration_prior_type="dirichlet_process")
         start = gmm.fit_predict(means.numpy())
     else:
-        start, resolution, _ = mixture_start.leiden_start(means.numpy(), 3, seed=3)
+        start, resolution, scores, clusters = mixture_start.leiden_start(means.numpy(), 3, seed=3)
         assert m.start_resolution == resolution
+        assert m.start_candidates == mixture_start.start_candidates(scores, clusters)
         np.testing.assert_allclose(weights, np.bincount(start, minlength=3) / 400)
     assert adjusted_rand_score(start, assigned) > 0.8  # distilled
     assert float(m.gamma.sum()) == float(m.alpha.sum() + 400)
@@ -136,22 +138,30 @@ def test_leiden_start_takes_the_resolution_with_the_best_icl() -> None:
     points = np.concatenate([c + rng.standard_normal((n, 4))
                              for c, n in zip(centres, sizes, strict=True)])
     truth = np.repeat(np.arange(3), sizes)
-    labels, resolution, scores = mixture_start.leiden_start(points, 20, seed=0)
-    assert set(scores) == set(mixture_start.START_RESOLUTIONS)
+    labels, resolution, scores, clusters = mixture_start.leiden_start(points, 20, seed=0)
+    assert set(scores) == set(clusters) == set(mixture_start.START_RESOLUTIONS)
     assert resolution == max(scores, key=scores.__getitem__) == min(scores)
     np.testing.assert_array_equal(labels, mixture_start.leiden_labels(points, 20, 0, resolution))
     finest = mixture_start.leiden_labels(points, 20, 0, 1.0)
     assert labels.max() < finest.max()
     assert adjusted_rand_score(truth, labels) > adjusted_rand_score(truth, finest)
     for r, score in scores.items():
-        assert score == mixture_start.icl(points, mixture_start.leiden_labels(points, 20, 0, r))
+        cut = mixture_start.leiden_labels(points, 20, 0, r)
+        assert score == mixture_start.icl(points, cut)
+        assert clusters[r] == len(np.unique(cut))
+    evidence = mixture_start.start_candidates(scores, clusters)  # as uns and config.json keep it
+    assert list(evidence) == [f"{r:g}" for r in sorted(mixture_start.START_RESOLUTIONS)]
+    best = max(evidence, key=lambda r: evidence[r]["icl"])
+    assert float(best) == resolution and evidence[best]["clusters"] == labels.max() + 1
 
 
 def test_the_start_resolution_is_recorded_saved_and_only_where_leiden_started(
         tmp_path) -> None:  # noqa: ANN001
-    """The resolution `leiden_start` chose is in ``uns['geovae']`` and the note, is saved with
-    the model (a loaded model's outputs carry it; a config without it loads without it), and
-    is absent where no Leiden start ran (``mixture_start="gmm"``, a labelled fit)."""
+    """The resolution `leiden_start` chose and every resolution's clusters and ICL are in
+    ``uns['geovae']`` (written to .h5ad and read back) and the note, are saved with the model
+    (a loaded model's outputs carry them; a config without them, or with malformed evidence,
+    loads without them), and are absent where no Leiden start ran (``mixture_start="gmm"``,
+    a labelled fit)."""
     import json
 
     adata = make_blobs(n_cells=300, n_features=12, n_blobs=3, n_conditions=1, seed=0)
@@ -161,13 +171,23 @@ def test_the_start_resolution_is_recorded_saved_and_only_where_leiden_started(
         warnings.simplefilter("ignore")
         model = geovae.fit(adata, model="cgmvae", model_options={"n_clusters": 6}, **fit)
         chosen = adata.uns["geovae"]["start_resolution"]
+        evidence = adata.uns["geovae"]["start_candidates"]
         assert chosen in mixture_start.START_RESOLUTIONS
+        assert max(evidence, key=lambda r: evidence[r]["icl"]) == f"{chosen:g}"
+        adata.write_h5ad(tmp_path / "out.h5ad")
+        read = anndata.read_h5ad(tmp_path / "out.h5ad").uns["geovae"]["start_candidates"]
+        assert {r: {k: float(v) for k, v in c.items()} for r, c in read.items()} == evidence
         model.save(tmp_path / "m")
         loaded = GeoVAE.load(tmp_path / "m")
         again = adata.copy()
-        assert loaded.write_outputs(again, loaded.source(again))["start_resolution"] == chosen
+        outputs = loaded.write_outputs(again, loaded.source(again))
+        assert outputs["start_resolution"] == chosen
+        assert outputs["start_candidates"] == evidence
         cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-        del cfg["start_resolution"]
+        cfg["start_candidates"] = {"0.5": {"clusters": "three"}}
+        (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+        assert GeoVAE.load(tmp_path / "m").module.start_candidates is None
+        del cfg["start_resolution"], cfg["start_candidates"]
         (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
         assert GeoVAE.load(tmp_path / "m").module.start_resolution is None
         gmm = adata.copy()
@@ -177,6 +197,7 @@ def test_the_start_resolution_is_recorded_saved_and_only_where_leiden_started(
         geovae.fit(labelled, model="cgmvae", label_key="blob", **fit)
     for other in (gmm, labelled):
         assert "start_resolution" not in other.uns["geovae"]
+        assert "start_candidates" not in other.uns["geovae"]
         assert not any("resolution" in note for note in other.uns["geovae"]["notes"])
 
 

@@ -317,12 +317,16 @@ class CGMVAE(GeoVAE):
         used = (f"c*GMΔVAE: {len(used_argmax)} of {n_clusters} mixture components in use (the "
                 f"most probable component of >= {USED_SHARE:.1%} of the cells; "
                 f"{n_clusters - len(empty)} by weight)")
-        resolution = module.start_resolution
+        resolution, candidates = module.start_resolution, module.start_candidates
         if resolution is not None:  # the start's Leiden resolution, chosen by ICL
             info["start_resolution"] = resolution
             used += (f"; started from Leiden's clusters at resolution {resolution:g}, the best "
-                     "integrated classification likelihood of "
+                     "integrated classification likelihood (ICL) of "
                      f"{', '.join(f'{r:g}' for r in START_RESOLUTIONS)}")
+        if resolution is not None and candidates:
+            info["start_candidates"] = candidates
+            used += " (" + "; ".join(f"{r}: {c['clusters']} clusters, ICL {c['icl']:.1f}"
+                                     for r, c in candidates.items()) + ")"
         bound = bound_note(len(used_argmax), n_clusters, bool(labels))
         scaling = self.label_temperature
         tempered = [f"c*GMΔVAE labels: probabilities scaled by temperature {scaling.value:.2f} "

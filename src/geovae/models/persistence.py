@@ -92,7 +92,17 @@ def write_model_files(model: Any, directory: Path) -> None:
         meta["label_temperature"] = scaling.to_dict()
     if (resolution := getattr(model.module, "start_resolution", None)) is not None:
         meta["start_resolution"] = float(resolution)  # the c*GMΔVAE start's Leiden resolution
+    if (candidates := getattr(model.module, "start_candidates", None)) is not None:
+        meta["start_candidates"] = candidates  # and each resolution's clusters and ICL
     (directory / K.MODEL_CONFIG).write_text(json.dumps(meta, indent=1))
+
+
+def start_candidates_ok(value: object) -> bool:
+    """Whether a saved ``start_candidates`` has `mixture_start.start_candidates`' form."""
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(r, str) and isinstance(c, dict) and set(c) == {"clusters", "icl"}
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in c.values())
+        for r, c in value.items())
 
 
 def write_reference_cells(directory: Path, cells: ReferenceCells, seed: int = 0) -> None:
@@ -165,6 +175,8 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Any:
     resolution = meta.get("start_resolution")  # a diagnostic: a malformed value is left out
     if isinstance(resolution, (int, float)) and not isinstance(resolution, bool) and resolution > 0:
         model.module.start_resolution = float(resolution)
+    if start_candidates_ok(candidates := meta.get("start_candidates")):  # also a diagnostic
+        model.module.start_candidates = candidates
     model.reference_cells = read_reference_cells(p)
     if model.reference_cells is not None:
         check_reference_cells(model.reference_cells.arrays(), model.module.latent.embed_dim,

@@ -63,6 +63,7 @@ def grow(model: Any, added: list[list[str]]) -> tuple[Any, dict[str, torch.Tenso
         grown.label_temperature = model.label_temperature
     if getattr(model.module, "start_resolution", None) is not None:  # the reference's start
         grown.module.start_resolution = model.module.start_resolution
+        grown.module.start_candidates = model.module.start_candidates
     grown.device = model.device
     return grown, masks
 

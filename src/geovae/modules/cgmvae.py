@@ -151,7 +151,7 @@ class CGMVAEModule(VAEModule):
         self.classifier_weight, self.condition_prior = classifier_weight, condition_prior
         self.mixture_weights, self.cluster_samples = mixture_weights, cluster_samples
         self.prior_uses_w, self.warm_start, self.hold = prior_uses_w, warm_start, hold
-        self.mixture_start, self.start_resolution = mixture_start, None  # rule, its resolution
+        self.mixture_start, self.start_resolution, self.start_candidates = mixture_start, None, None
         self.prior_lr = prior_lr  # the prior network's share of the learning rate (`lr_scales`)
         #: with the warm start, gamma stays at the start's from then to the end of training
         #: (`mixture_start`); ``weights_fixed`` is True while it does

@@ -154,27 +154,38 @@ def icl(points: np.ndarray, labels: np.ndarray) -> float:
 
 
 def leiden_start(means: np.ndarray, n_clusters: int, seed: int
-                 ) -> tuple[np.ndarray, float, dict[float, float]]:
-    """(labels, resolution, ICL per resolution): `leiden_labels` at each of
-    `START_RESOLUTIONS`, the one with the highest `icl` of ``means`` (ties: the finer)."""
+                 ) -> tuple[np.ndarray, float, dict[float, float], dict[float, int]]:
+    """(labels, resolution, ICL per resolution, clusters per resolution): `leiden_labels` at
+    each of `START_RESOLUTIONS`, the one with the highest `icl` of ``means`` (ties: the
+    finer)."""
     from geovae.graph.neighbors import points_graph
 
     graph = points_graph(means, "start", START_NEIGHBORS, seed)  # one graph, cut at each
     cuts = {r: leiden_labels(means, n_clusters, seed, r, graph) for r in START_RESOLUTIONS}
     scores = {r: icl(means, labels) for r, labels in cuts.items()}
     best = max(sorted(scores, reverse=True), key=scores.__getitem__)
-    return cuts[best], float(best), scores
+    return cuts[best], float(best), scores, {r: int(labels.max()) + 1 for r, labels in cuts.items()}
+
+
+def start_candidates(scores: dict[float, float], clusters: dict[float, int]
+                     ) -> dict[str, dict[str, float]]:
+    """`leiden_start`'s evidence as ``uns`` and ``config.json`` keep it: per resolution (its
+    text, e.g. ``"0.5"``) the clusters Leiden cut and their `icl`."""
+    return {f"{r:g}": {"clusters": int(clusters[r]), "icl": round(float(scores[r]), 1)}
+            for r in sorted(scores)}
 
 
 def start_responsibilities(means: torch.Tensor, n_clusters: int, rule: str, seed: int
-                           ) -> tuple[torch.Tensor, np.ndarray, float | None]:
-    """((n, K) float64 responsibilities, (K,) weights, Leiden's resolution or None) of the
-    start's clusters of ``means`` (step 2): Leiden's one-hot and shares (`leiden_start`), or
-    the GMM's posteriors and weights."""
+                           ) -> tuple[torch.Tensor, np.ndarray, float | None, dict | None]:
+    """((n, K) float64 responsibilities, (K,) weights, Leiden's resolution or None, the
+    resolutions' evidence (`start_candidates`) or None) of the start's clusters of ``means``
+    (step 2): Leiden's one-hot and shares (`leiden_start`), or the GMM's posteriors and
+    weights."""
     if rule == "leiden":
-        labels, resolution, _ = leiden_start(means.numpy(), n_clusters, seed)
+        labels, resolution, scores, clusters = leiden_start(means.numpy(), n_clusters, seed)
         resp = F.one_hot(torch.as_tensor(labels), n_clusters).double()
-        return resp, (resp.sum(0) / len(resp)).numpy(), resolution
+        return (resp, (resp.sum(0) / len(resp)).numpy(), resolution,
+                start_candidates(scores, clusters))
     from sklearn.mixture import BayesianGaussianMixture
 
     gmm = BayesianGaussianMixture(
@@ -183,7 +194,7 @@ def start_responsibilities(means: torch.Tensor, n_clusters: int, rule: str, seed
         weight_concentration_prior_type="dirichlet_process"
     ).fit(means.numpy())
     return (torch.as_tensor(gmm.predict_proba(means.numpy())),
-            np.asarray(gmm.weights_, dtype=np.float64), None)
+            np.asarray(gmm.weights_, dtype=np.float64), None, None)
 
 
 def start_mixture(module: torch.nn.Module, source: DataSource, idx: torch.Tensor,
@@ -196,8 +207,8 @@ def start_mixture(module: torch.nn.Module, source: DataSource, idx: torch.Tensor
     clusters' shares (the start's weights)."""
     means, z = latent_draws(module, source, idx, seed)
     rule = getattr(module, "mixture_start", "gmm")
-    resp, weights, module.start_resolution = start_responsibilities(means, module.n_clusters,
-                                                                    rule, seed)  # (n, K)
+    resp, weights, module.start_resolution, module.start_candidates = start_responsibilities(
+        means, module.n_clusters, rule, seed)  # resp: (n, K)
     mass = resp.sum(0).clamp(min=1e-6)[:, None]  # (K, 1)
     loc = resp.T @ z / mass
     sd = ((resp.T @ z.square()) / mass - loc.square()).clamp(min=1e-4).sqrt()
