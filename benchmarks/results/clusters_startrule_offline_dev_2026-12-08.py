@@ -15,7 +15,7 @@ nu), the cut after `geovae.cluster`'s PAGA gap merge (``merged``), and greedy IC
 (``greedy``: merge the pair of clusters whose union raises `icl` most, until none does) of
 the cuts at 1 and 1.5, free or only within the clusters of the cut at 0.25 / 0.5.
 
-    cd CAPTURES && python clusters_startrule_offline_dev_2026-12-08.py evaluate > rec.jsonl
+    python clusters_startrule_offline_dev_2026-12-08.py evaluate CAPTURES > rec.jsonl
     python clusters_startrule_offline_dev_2026-12-08.py summary rec.jsonl
 
 Record: clusters_startrule_offline_dev_2026-12-08.jsonl; RESULTS.md ("The start's resolution").
@@ -28,8 +28,9 @@ import sys
 import warnings
 from pathlib import Path
 
-import geovae  # noqa: F401 - before torch (OpenMP settings)
 import numpy as np
+
+import geovae  # noqa: F401 - before torch (OpenMP settings)
 
 RESOLUTIONS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 FIT_SEED_OFFSET = 7907  # `Trainer.fit` passes seed + 7907 to `before_epoch`, hence the start
@@ -84,7 +85,9 @@ def evaluate(folder: Path) -> None:
         n, d = means.shape
         graph = points_graph(means, "start", START_NEIGHBORS, seed)
 
-        def score(lab: np.ndarray) -> dict:
+        def score(lab: np.ndarray, means: np.ndarray = means, truth: np.ndarray = truth
+                  ) -> dict:
+            n, d = means.shape
             nu = (lab.max() + 1) * (2 * d + 1) - 1
             return {"clusters": int(lab.max() + 1),
                     "ari": round(adjusted_rand_score(truth, lab), 3),

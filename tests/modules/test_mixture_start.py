@@ -151,8 +151,9 @@ def test_leiden_start_takes_the_resolution_with_the_best_icl() -> None:
         assert clusters[r] == len(np.unique(cut))
     evidence = mixture_start.start_candidates(scores, clusters)  # as uns and config.json keep it
     assert list(evidence) == [f"{r:g}" for r in sorted(mixture_start.START_RESOLUTIONS)]
-    best = max(evidence, key=lambda r: evidence[r]["icl"])
-    assert float(best) == resolution and evidence[best]["clusters"] == labels.max() + 1
+    for r in mixture_start.START_RESOLUTIONS:
+        assert evidence[f"{r:g}"] == {"clusters": clusters[r], "icl": round(scores[r], 1)}
+    assert evidence[f"{resolution:g}"]["clusters"] == labels.max() + 1
 
 
 def test_the_start_resolution_is_recorded_saved_and_only_where_leiden_started(
@@ -173,7 +174,12 @@ def test_the_start_resolution_is_recorded_saved_and_only_where_leiden_started(
         chosen = adata.uns["geovae"]["start_resolution"]
         evidence = adata.uns["geovae"]["start_candidates"]
         assert chosen in mixture_start.START_RESOLUTIONS
-        assert max(evidence, key=lambda r: evidence[r]["icl"]) == f"{chosen:g}"
+        assert list(evidence) == [f"{r:g}" for r in sorted(mixture_start.START_RESOLUTIONS)]
+        best = max(c["icl"] for c in evidence.values())  # the chosen: the best (ties: finer)
+        assert chosen == max(float(r) for r, c in evidence.items() if c["icl"] == best)
+        assert all(c["clusters"] >= 1 for c in evidence.values())
+        query = GeoVAE.load_query(adata.copy(), model, device="cpu")  # query mapping keeps it
+        assert query.module.start_candidates == evidence
         adata.write_h5ad(tmp_path / "out.h5ad")
         read = anndata.read_h5ad(tmp_path / "out.h5ad").uns["geovae"]["start_candidates"]
         assert {r: {k: float(v) for k, v in c.items()} for r, c in read.items()} == evidence
@@ -184,9 +190,12 @@ def test_the_start_resolution_is_recorded_saved_and_only_where_leiden_started(
         assert outputs["start_resolution"] == chosen
         assert outputs["start_candidates"] == evidence
         cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-        cfg["start_candidates"] = {"0.5": {"clusters": "three"}}
-        (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
-        assert GeoVAE.load(tmp_path / "m").module.start_candidates is None
+        for bad in ({"0.5": {"clusters": "three", "icl": -1.0}}, {"0.5": {"clusters": 3}}, []):
+            cfg["start_candidates"] = bad  # malformed evidence is left out; the rest loads
+            (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+            loaded = GeoVAE.load(tmp_path / "m")
+            assert loaded.module.start_candidates is None
+            assert loaded.module.start_resolution == chosen
         del cfg["start_resolution"], cfg["start_candidates"]
         (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
         assert GeoVAE.load(tmp_path / "m").module.start_resolution is None
