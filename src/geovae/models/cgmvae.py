@@ -323,10 +323,10 @@ class CGMVAE(GeoVAE):
             used += (f"; started from Leiden's clusters at resolution {resolution:g}, the best "
                      "integrated classification likelihood (ICL) of "
                      f"{', '.join(f'{r:g}' for r in START_RESOLUTIONS)}")
-        if resolution is not None and candidates:
-            info["start_candidates"] = candidates
-            used += " (" + "; ".join(f"{r}: {c['clusters']} clusters, ICL {c['icl']:.1f}"
-                                     for r, c in candidates.items()) + ")"
+            if candidates:  # and what each resolution cut and scored
+                info["start_candidates"] = candidates
+                used += " (" + "; ".join(f"{r}: {c['clusters']} clusters, ICL {c['icl']:.1f}"
+                                         for r, c in candidates.items()) + ")"
         bound = bound_note(len(used_argmax), n_clusters, bool(labels))
         scaling = self.label_temperature
         tempered = [f"c*GMΔVAE labels: probabilities scaled by temperature {scaling.value:.2f} "
