@@ -131,6 +131,20 @@ def write_table(name: str, seed: int, folder: Path) -> Path:
     return path
 
 
+def table_labels(csv: Path) -> np.ndarray:
+    """The ``label`` column of a table `write_table` wrote, as strings."""
+    return pd.read_csv(csv, index_col=0)["label"].astype(str).to_numpy()
+
+
+def fit_table(csv: Path, out: Path, seed: int, *options: str) -> None:
+    """``geovae fit`` on a written table as `run_one` runs it (`GEOVAE`, `FIXED`, then
+    ``options``), its output to ``out``; for scripts that only need the fit (no timing)."""
+    import subprocess
+
+    subprocess.run([*GEOVAE, str(csv), "--out", str(out), "--seed", str(seed), *FIXED,
+                    *options], check=True, capture_output=True)
+
+
 def baseline(method: str, csv: Path, seed: int, out: Path) -> None:
     """One baseline on the table, run in a child process: its labels to ``out`` (.npy) and,
     for ``pca_leiden_auto``, the resolution chosen to ``out`` with the suffix .json."""
@@ -202,7 +216,7 @@ def run_one(name: str, seed: int, folder: Path, json_path: Path | None,
     """The chosen methods on one data set and seed; one record per method (``in_process``:
     the baselines in this process, CPU seconds of the call, no RSS)."""
     csv = write_table(name, seed, folder)
-    truth = pd.read_csv(csv, index_col=0)["label"].astype(str).to_numpy()
+    truth = table_labels(csv)
     base = {"data": name, "seed": seed, "role": "development" if name in DEV else "report",
             "n_rows": len(truth), "cpu": cpu_model(), "load": load_average(3)}
     fits = [m for m in methods if m in FITS]

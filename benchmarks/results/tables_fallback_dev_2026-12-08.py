@@ -12,7 +12,6 @@ Record: tables_fallback_dev_2026-12-08.jsonl (one line per data set and seed).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -25,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(name: str, seed: int) -> None:
     import anndata as ad
     import bench_tables as bt
-    import pandas as pd
     from sklearn.metrics import adjusted_rand_score
 
     import geovae.tools.resolution as res
@@ -33,11 +31,10 @@ def main(name: str, seed: int) -> None:
     folder = Path(f"tables_fallback_dev/{name}_{seed}")
     folder.mkdir(parents=True, exist_ok=True)
     csv = bt.write_table(name, seed, folder)
-    truth = pd.read_csv(csv, index_col=0)["label"].astype(str).to_numpy()
+    truth = bt.table_labels(csv)
     out = folder / "fit.h5ad"
     if not out.exists():
-        subprocess.run([*bt.GEOVAE, str(csv), "--out", str(out), "--seed", str(seed),
-                        *bt.FIXED, *bt.FITS["geovae"]], check=True, capture_output=True)
+        bt.fit_table(csv, out, seed, *bt.FITS["geovae"])
     rec: dict = {"data": name, "seed": seed}
     for variant, floor in (("default", res.MIN_STABILITY), ("no_floor", 0.0)):
         a = ad.read_h5ad(out)

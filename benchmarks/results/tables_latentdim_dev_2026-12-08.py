@@ -11,7 +11,6 @@ nothing shipped): the default CLI fit with ``--latent-dim`` half the features (b
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,13 +28,12 @@ def main(name: str, seed: int) -> None:
     folder = Path(f"tables_latentdim_dev/{name}_{seed}")
     folder.mkdir(parents=True, exist_ok=True)
     csv = bt.write_table(name, seed, folder)
-    table = pd.read_csv(csv, index_col=0)
-    truth, n_features = table["label"].astype(str).to_numpy(), table.shape[1] - 1
+    truth = bt.table_labels(csv)
+    n_features = len(pd.read_csv(csv, index_col=0, nrows=0).columns) - 1  # all but label
     rec: dict = {"data": name, "seed": seed, "features": n_features}
     for d in (n_features // 2, 5):
         out = folder / f"fit_d{d}.h5ad"
-        subprocess.run([*bt.GEOVAE, str(csv), "--out", str(out), "--seed", str(seed),
-                        *bt.FIXED, "--latent-dim", str(d)], check=True, capture_output=True)
+        bt.fit_table(csv, out, seed, "--latent-dim", str(d))
         pred = ad.read_h5ad(out).obs["geovae_cluster"].astype(str).to_numpy()
         rec[f"d{d}"] = {"ari": round(adjusted_rand_score(truth, pred), 3),
                         "clusters": len(set(pred))}
